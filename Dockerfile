@@ -1,0 +1,74 @@
+# sensor-simulator: one simulated industrial sensor node per container.
+#
+#   docker build -t sensor-simulator .
+#   docker run -v "$(pwd)/data:/app/data" -e SENSOR_ID=CUSTOM001 sensor-simulator
+#
+# Without a registry, docker/build-image.sh builds this same file from a local
+# Debian base image and a wheelhouse (BASE_IMAGE and WHEELHOUSE below).
+
+# Any Debian-based image whose python3 is 3.11 or newer and has the venv module.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+
+# A directory in the build context; when it holds wheels, nothing is downloaded.
+ARG WHEELHOUSE=docker/wheelhouse
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY ${WHEELHOUSE}/ /wheels/
+COPY pyproject.toml ./
+
+# Dependencies first, in their own layer, so that a code change does not reinstall them.
+RUN set -eu; \
+    if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
+    python3 -m venv /opt/venv; \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > /tmp/requirements.txt; \
+    /opt/venv/bin/pip install --quiet --requirement /tmp/requirements.txt
+
+COPY README.md ./
+COPY src/ ./src/
+RUN set -eu; \
+    if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
+    /opt/venv/bin/pip install --quiet --no-deps . ; \
+    /opt/venv/bin/sensorfleet --help >/dev/null
+
+
+FROM ${BASE_IMAGE}
+
+LABEL org.opencontainers.image.title="sensor-simulator" \
+      org.opencontainers.image.description="Simulated industrial sensor node writing readings to SQLite" \
+      org.opencontainers.image.licenses="MIT"
+
+# The node runs as this user unless /app/data belongs to another non-root user
+# (see docker/entrypoint.sh); a fixed uid keeps file ownership stable across images.
+RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin sensor
+
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    LOG_FORMAT=json \
+    MONITORING_HOST=0.0.0.0 \
+    MONITORING_PORT=8080
+
+WORKDIR /app
+COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+COPY docker/healthcheck.py /usr/local/lib/sensorfleet-healthcheck.py
+COPY config.yaml node_identity.json main.py /app/
+RUN mkdir -p /app/data && chown sensor:sensor /app/data
+
+VOLUME ["/app/data"]
+EXPOSE 8080
+
+# The node flushes every buffered row and exits 0 on SIGTERM; `docker stop` sends it.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "/usr/local/lib/sensorfleet-healthcheck.py"]
+
+ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
+CMD ["sensorfleet", "run"]

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Entrypoint of the sensor-simulator image.
+#
+# The default command is `sensorfleet run`; arguments that start with "-" are passed
+# to it (`docker run sensor-simulator --seed 7`), any other command runs as given
+# (`docker run sensor-simulator sensorfleet identities --preset demo`).
+# BACKFILL=<duration> (for example 1d) makes `sensorfleet run` first write that much
+# history, then follow live time.
+#
+# Started as root (the default), it makes the data directory writable and then drops
+# to an unprivileged user: the owner of /app/data when that is not root, so files on
+# a bind mount belong to whoever owns the host directory, otherwise the image's own
+# "sensor" user. Started with `--user`, it runs the command as that user unchanged.
+set -eu
+
+data_dir=/app/data
+
+if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then
+    set -- sensorfleet run "$@"
+fi
+if [ "$#" -ge 2 ] && [ "$1" = sensorfleet ] && [ "$2" = run ] && [ -n "${BACKFILL:-}" ]; then
+    shift 2
+    set -- sensorfleet run --backfill "$BACKFILL" --follow "$@"
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    exec "$@"
+fi
+
+mkdir -p "$data_dir"
+uid=$(stat -c %u "$data_dir")
+gid=$(stat -c %g "$data_dir")
+if [ "$uid" = 0 ]; then
+    uid=$(id -u sensor)
+    gid=$(id -g sensor)
+fi
+# Take over the directory and whatever an earlier run as another user left in it
+# (a database written as root would be read-only to the node otherwise).
+if ! find "$data_dir" -xdev ! -user "$uid" -exec chown -h "$uid:$gid" {} + 2>/dev/null; then
+    echo "entrypoint: warning: cannot give $data_dir to uid $uid;" \
+        "make it writable for that user or run with --user" >&2
+fi
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"

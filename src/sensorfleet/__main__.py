@@ -1,0 +1,7 @@
+"""``python -m sensorfleet`` is the ``sensorfleet`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

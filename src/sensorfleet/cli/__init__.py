@@ -1,0 +1,59 @@
+"""Command-line edge: parse arguments, call the library, turn errors into exit codes.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``;
+handlers return an exit status. ``InputError`` becomes one line per problem
+on stderr and exit 2; other ``SensorfleetError`` exit 1; never a traceback
+for something the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import SensorfleetError
+
+# Subcommand modules, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = ("run",)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one clear line, as every other input error does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sensorfleet",
+        description="Industrial edge-node sensor simulator fleet.",
+    )
+    parser.add_argument("--version", action="version", version=f"sensorfleet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sensorfleet`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except SensorfleetError as exc:
+        for line in str(exc).splitlines():
+            sys.stderr.write(f"error: {line}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

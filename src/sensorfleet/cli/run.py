@@ -1,0 +1,232 @@
+"""``sensorfleet run``: simulate one sensor (or many) into SQLite, live or as backfill."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .. import logs
+from ..clock import SystemClock, format_instant, parse_duration, parse_instant
+from ..config import Config, Override, environment_overrides, load_config
+from ..errors import InputError, SensorfleetError
+from ..identity import Identity, environment_identity, load_identities, load_identity
+from ..node import NodeLoop, build_sensors, run_summary_fields
+
+log = structlog.get_logger("sensorfleet.run")
+
+DEFAULT_CONFIG = "config.yaml"
+DEFAULT_IDENTITY = "node_identity.json"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run simulated sensors (live, or --backfill history)",
+        description="Simulate industrial sensors and write their readings to SQLite.",
+    )
+    add_run_arguments(parser)
+    parser.set_defaults(handler=handle)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``run`` options (shared with the top-level ``main.py``)."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"config file (default: $CONFIG_FILE or ./{DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="PATH",
+        nargs="+",
+        action="extend",
+        help="identity file(s) or folder(s) of *.json "
+        f"(default: $IDENTITY_FILE or ./{DEFAULT_IDENTITY})",
+    )
+    parser.add_argument("--seed", type=int, help="random seed (same seed → same rows)")
+    parser.add_argument("--db", metavar="PATH", help="database file (may contain {sensor_id})")
+    parser.add_argument(
+        "--run-time",
+        metavar="DURATION",
+        help="stop after this long (e.g. 60, 90s, 2h; 0 = until stopped)",
+    )
+    parser.add_argument(
+        "--readings-per-second", type=float, metavar="RATE", help="readings per second per sensor"
+    )
+    parser.add_argument(
+        "--backfill",
+        metavar="DURATION",
+        help="generate this much history (e.g. 2h, 7d) as fast as possible",
+    )
+    parser.add_argument(
+        "--start",
+        metavar="ISO8601",
+        help="with --backfill: history starts here instead of ending now",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --backfill: continue live where the history ends",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level",
+    )
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[Override]:
+    found = []
+    if args.seed is not None:
+        found.append(Override("simulation.seed", args.seed, "--seed"))
+    if args.db is not None:
+        found.append(Override("database.path", args.db, "--db"))
+    if args.run_time is not None:
+        seconds = (
+            0.0 if args.run_time.strip() == "0" else parse_duration(args.run_time, "--run-time")
+        )
+        found.append(Override("simulation.run_time_seconds", seconds, "--run-time"))
+    if args.readings_per_second is not None:
+        found.append(
+            Override(
+                "simulation.readings_per_second", args.readings_per_second, "--readings-per-second"
+            )
+        )
+    if args.log_level is not None:
+        found.append(Override("logging.level", args.log_level, "--log-level"))
+    return found
+
+
+def resolve_config_path(flag: str | None) -> str | None:
+    """Flag, then $CONFIG_FILE, then ./config.yaml if present, else built-in defaults."""
+    if flag:
+        return flag
+    if os.environ.get("CONFIG_FILE"):
+        return os.environ["CONFIG_FILE"]
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
+
+
+def resolve_identity_paths(flags: list[str] | None) -> list[str] | None:
+    """Identity files from flags/$IDENTITY_FILE (folders expanded), or None for the default."""
+    chosen = flags or ([os.environ["IDENTITY_FILE"]] if os.environ.get("IDENTITY_FILE") else None)
+    if chosen is None:
+        return [DEFAULT_IDENTITY] if Path(DEFAULT_IDENTITY).is_file() else None
+    paths: list[str] = []
+    for item in chosen:
+        if Path(item).is_dir():
+            found = sorted(str(p) for p in Path(item).glob("*.json"))
+            if not found:
+                raise InputError([f"{item}: (folder): no *.json identity files in this folder"])
+            paths.extend(found)
+        else:
+            paths.append(item)
+    return paths
+
+
+def load_inputs(
+    args: argparse.Namespace,
+) -> tuple[str | None, Config, list[tuple[str | None, Identity]]]:
+    """Config and identities with every override applied; all problems reported at once."""
+    problems: list[str] = []
+    config_path = resolve_config_path(args.config)
+    config: Config | None = None
+    try:
+        config = load_config(config_path, [*environment_overrides(), *_flag_overrides(args)])
+    except InputError as exc:
+        problems.extend(exc.problems)
+    identities: list[tuple[str | None, Identity]] = []
+    try:
+        paths = resolve_identity_paths(args.identity)
+        env = environment_identity()
+        if paths is None:
+            identities = [(None, load_identity(None, env))]
+        elif len(paths) == 1:
+            identities = [(paths[0], load_identity(paths[0], env))]
+        else:
+            if "id" in env:
+                raise InputError(
+                    [
+                        "environment SENSOR_ID: cannot give one id to several "
+                        "identity files; unset it or pass one identity"
+                    ]
+                )
+            identities = list(zip(paths, load_identities(paths, env), strict=True))
+    except InputError as exc:
+        problems.extend(exc.problems)
+    if args.start and not args.backfill:
+        problems.append("--start: only meaningful with --backfill")
+    if args.follow and not args.backfill:
+        problems.append("--follow: only meaningful with --backfill")
+    if problems or config is None:
+        raise InputError(problems)
+    return config_path, config, identities
+
+
+def handle(args: argparse.Namespace) -> int:
+    config_path, config, identities = load_inputs(args)
+    backfill = parse_duration(args.backfill, "--backfill") if args.backfill else None
+    start = parse_instant(args.start) if args.start else None
+    settings = config.logging
+    for problem in logs.configure(
+        settings.level, settings.file, settings.console_output, settings.format
+    ):
+        log.warning("logging degraded", problem=problem)
+    seed = config.simulation.seed
+    if seed is None:
+        seed = secrets.randbits(63)
+    clock = SystemClock()
+    now = clock.now()
+    first = (start if start is not None else now - backfill) if backfill else now
+    try:
+        sensors = build_sensors(config, identities, seed, first)
+    except (sqlite3.Error, OSError) as exc:
+        raise SensorfleetError(f"{config.database.path}: cannot open database: {exc}") from None
+    loop = NodeLoop(config, sensors, clock)
+    log.info(
+        "node starting",
+        sensors=len(sensors),
+        seed=seed,
+        config=config_path or "defaults",
+        config_hash=config.digest(),
+        database=config.database.path,
+        readings_per_second=config.simulation.readings_per_second,
+        sensor_id=sensors[0].identity.id if len(sensors) == 1 else None,
+        mode="backfill" if backfill else "live",
+        start=format_instant(first),
+    )
+    _install_signal_handlers(loop)
+    status = 0
+    try:
+        if backfill:
+            loop.backfill(first + backfill)
+        if not backfill or args.follow:
+            run_time = config.simulation.run_time_seconds
+            live_start = first + backfill if backfill else first
+            loop.live(live_start + run_time if run_time else None)
+    except SensorfleetError as exc:
+        log.error("node giving up", error=str(exc))
+        status = 1
+    finally:
+        summary = loop.close()
+    if summary.rows_unwritten:
+        status = 1
+    log.info("run summary", **run_summary_fields(summary))
+    return status
+
+
+def _install_signal_handlers(loop: NodeLoop) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
+        # Only set a flag: the loop flushes and closes in its own time.
+        log.info("stop requested", signal=signal.Signals(signum).name)
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)

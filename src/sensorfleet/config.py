@@ -1,0 +1,288 @@
+"""The node's configuration: schema, defaults, and where each value comes from.
+
+Precedence, highest first: command-line flag, environment variable, file,
+built-in default. Every value from every source is validated by one schema, and
+a bad value is reported against the source that set it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._problems import parse_mapping, problems_from, read_text
+from .errors import InputError
+from .profiles import BUILTIN_PROFILES, Profiles, deep_merge
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Simulation(_Section):
+    readings_per_second: Annotated[float, Field(gt=0, le=100_000)] = 1.0
+    run_time_seconds: NonNegative | None = None
+    seed: int | None = None
+
+    @property
+    def run_forever(self) -> bool:
+        return not self.run_time_seconds
+
+
+class ParameterRange(_Section):
+    mean: float
+    std_dev: NonNegative
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min > self.max:
+            raise ValueError(f"min must not exceed max (got min={self.min}, max={self.max})")
+        if not self.min <= self.mean <= self.max:
+            raise ValueError(
+                f"mean must lie between min and max (got mean={self.mean}, "
+                f"range [{self.min}, {self.max}])"
+            )
+        return self
+
+
+class NormalParameters(_Section):
+    temperature: ParameterRange = ParameterRange(mean=65.0, std_dev=2.0, min=50.0, max=80.0)
+    vibration: ParameterRange = ParameterRange(mean=2.5, std_dev=0.5, min=0.1, max=10.0)
+    voltage: ParameterRange = ParameterRange(mean=12.0, std_dev=0.1, min=11.5, max=12.5)
+
+
+class SpikeSettings(_Section):
+    enabled: bool = True
+    weight: NonNegative = 0.4
+
+
+class EpisodeSettings(_Section):
+    enabled: bool = True
+    weight: NonNegative
+    duration_seconds: Positive
+
+
+class PatternSettings(EpisodeSettings):
+    period_seconds: Positive = 60.0
+
+
+class MissingDataSettings(EpisodeSettings):
+    # "null_row" keeps the outage visible to SQL (NULL values, flagged);
+    # "skip" writes nothing, like a sensor that really went silent.
+    record: Literal["null_row", "skip"] = "null_row"
+
+
+class AnomalyTypes(_Section):
+    spike: SpikeSettings = SpikeSettings()
+    trend: EpisodeSettings = EpisodeSettings(weight=0.2, duration_seconds=300)
+    pattern: PatternSettings = PatternSettings(weight=0.1, duration_seconds=600)
+    missing_data: MissingDataSettings = MissingDataSettings(weight=0.1, duration_seconds=30)
+    noise: EpisodeSettings = EpisodeSettings(weight=0.2, duration_seconds=180)
+
+
+class Anomalies(_Section):
+    enabled: bool = True
+    probability: Annotated[float, Field(ge=0, le=1)] = 0.05
+    types: AnomalyTypes = AnomalyTypes()
+
+    @field_validator("probability", mode="before")
+    @classmethod
+    def _probability_range(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not math.isnan(value) and not 0 <= value <= 1:
+            raise ValueError(f"must be between 0 and 1 (got {value})")
+        return value
+
+
+class Retention(_Section):
+    synced_max_age_seconds: Positive | None = None
+    max_size_mb: Positive | None = None
+    check_interval_seconds: Positive = 60.0
+
+
+class Database(_Section):
+    path: str = "data/sensor_data.db"
+    journal_mode: Literal["wal", "delete", "truncate", "persist"] = "wal"
+    synchronous: Literal["off", "normal", "full", "extra"] = "normal"
+    busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    flush_interval_seconds: Positive = 1.0
+    retry_attempts: Annotated[int, Field(ge=1)] = 5
+    max_buffered_rows: Annotated[int, Field(ge=1)] = 100_000
+    max_consecutive_failures: Annotated[int, Field(ge=0)] = 300
+    retention: Retention = Retention()
+
+    @field_validator("path")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a file path (got an empty string)")
+        return value
+
+
+class Logging(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    file: str | None = "data/sensor_simulator.log"
+    console_output: bool = True
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ConfigReload(_Section):
+    enabled: bool = True
+    check_interval_seconds: Positive = 60.0
+
+
+class Monitoring(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+
+class Config(_Section):
+    """The whole validated configuration of one node."""
+
+    simulation: Simulation = Simulation()
+    normal_parameters: NormalParameters = NormalParameters()
+    anomalies: Anomalies = Anomalies()
+    database: Database = Database()
+    logging: Logging = Logging()
+    config_reload: ConfigReload = ConfigReload()
+    monitoring: Monitoring = Monitoring()
+    profiles: Profiles = Profiles()
+
+    def digest(self) -> str:
+        """A short stable hash of the effective settings (shown in status and logs)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+# Environment variables a container user can set, mapped to config keys.
+ENVIRONMENT_KEYS: dict[str, str] = {
+    "READINGS_PER_SECOND": "simulation.readings_per_second",
+    "RUN_TIME_SECONDS": "simulation.run_time_seconds",
+    "SIMULATION_SEED": "simulation.seed",
+    "ANOMALIES_ENABLED": "anomalies.enabled",
+    "ANOMALY_PROBABILITY": "anomalies.probability",
+    "DATABASE_PATH": "database.path",
+    "DATABASE_JOURNAL_MODE": "database.journal_mode",
+    "LOG_LEVEL": "logging.level",
+    "LOG_FILE": "logging.file",
+    "LOG_FORMAT": "logging.format",
+    "CONFIG_RELOAD_ENABLED": "config_reload.enabled",
+    "MONITORING_ENABLED": "monitoring.enabled",
+    "MONITORING_HOST": "monitoring.host",
+    "MONITORING_PORT": "monitoring.port",
+}
+
+# Keys whose relative paths are read against the config file's folder.
+_PATH_KEYS = ("database.path", "logging.file")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One value set outside the config file, and who set it (for error messages)."""
+
+    key: str
+    value: Any
+    source: str
+
+
+def environment_overrides(environ: Mapping[str, str] | None = None) -> list[Override]:
+    """Overrides from environment variables; values are read as YAML scalars."""
+    env = os.environ if environ is None else environ
+    found = []
+    for name, key in ENVIRONMENT_KEYS.items():
+        if name in env and env[name] != "":
+            found.append(Override(key, _scalar(env[name]), f"environment {name}"))
+    return found
+
+
+def _scalar(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, str | int | float | bool) or value is None else text
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def _get(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    source: str,
+    overrides: list[Override] | tuple[Override, ...] = (),
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate file contents plus overrides into a ``Config``.
+
+    Relative paths from the file are taken against ``base_dir`` (the config
+    file's folder); relative paths from flags or the environment against the
+    working directory, as a user typing them would expect.
+    """
+    data: dict[str, Any] = json.loads(json.dumps(raw, default=str)) if raw else {}
+    if base_dir is not None:
+        for key in _PATH_KEYS:
+            value = _get(data, key)
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                _set(data, key, str(base_dir / value))
+    profiles = data.get("profiles")
+    if profiles is None or isinstance(profiles, dict):
+        data["profiles"] = deep_merge(BUILTIN_PROFILES, profiles or {})
+    owners: dict[str, str] = {}
+    for override in overrides:
+        _set(data, override.key, override.value)
+        owners[override.key] = override.source
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for line, error in zip(problems_from(source, Config, exc), exc.errors(), strict=True):
+            dotted = ".".join(str(p) for p in error["loc"])
+            owner = next((s for k, s in owners.items() if dotted.startswith(k)), None)
+            lines.append(line.replace(source, owner, 1) if owner else line)
+        raise InputError(lines) from None
+
+
+def load_config(path: str | None, overrides: list[Override] | tuple[Override, ...] = ()) -> Config:
+    """Read and validate a config file (or the defaults when ``path`` is None)."""
+    if path is None:
+        return build_config({}, "defaults", overrides, base_dir=Path.cwd())
+    raw = parse_mapping(path, read_text(path, "config"), "YAML")
+    return build_config(raw, path, overrides, base_dir=Path(path).resolve().parent)

@@ -1,0 +1,122 @@
+"""Who a node is: its ``node_identity.json``, validated, plus environment overrides.
+
+A container started with nothing mounted still has an identity: the built-in
+default, with ``SENSOR_ID``/``SENSOR_LOCATION``/… applied on top, exactly as the
+original ``docker run -e SENSOR_ID=… -e SENSOR_LOCATION=…`` usage expects.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from ._problems import parse_mapping, read_text, validate
+from .errors import InputError
+
+
+def _text(value: Any) -> Any:
+    # JSON writers often emit firmware 1.4 as a number; accept it as the text "1.4".
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Label = Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=200)]
+
+
+class Identity(BaseModel):
+    """One sensor's identity; every field is written on each of its rows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: Label
+    type: Label = "temperature_vibration"
+    location: Label
+    manufacturer: Label
+    model: Label
+    firmware_version: Label
+    timezone: str = "UTC"
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"must be an IANA time zone such as 'Europe/Berlin' (got {value!r})"
+            ) from None
+        return value
+
+    def with_changes(self, **changes: str) -> Identity:
+        """A validated copy with some fields replaced."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+DEFAULT_IDENTITY: dict[str, Any] = {
+    "id": "SENSOR_001",
+    "type": "temperature_vibration",
+    "location": "Factory A - Line 1",
+    "manufacturer": "SensorTech",
+    "model": "TempVibe-2000",
+    "firmware_version": "1.3",
+}
+
+# Environment variables that override identity fields.
+ENVIRONMENT_FIELDS: dict[str, str] = {
+    "SENSOR_ID": "id",
+    "SENSOR_TYPE": "type",
+    "SENSOR_LOCATION": "location",
+    "SENSOR_MANUFACTURER": "manufacturer",
+    "SENSOR_MODEL": "model",
+    "SENSOR_FIRMWARE_VERSION": "firmware_version",
+    "SENSOR_TIMEZONE": "timezone",
+}
+
+
+def environment_identity(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Identity fields set through the environment."""
+    env = os.environ if environ is None else environ
+    return {field: env[name] for name, field in ENVIRONMENT_FIELDS.items() if env.get(name)}
+
+
+def build_identity(raw: Mapping[str, Any], source: str, overrides: Mapping[str, str]) -> Identity:
+    """Validate identity data with overrides applied; errors name ``source``."""
+    identity: Identity = validate(source, Identity, {**raw, **overrides})
+    return identity
+
+
+def load_identity(path: str | None, overrides: Mapping[str, str] | None = None) -> Identity:
+    """Read ``node_identity.json`` (or use the built-in default when ``path`` is None)."""
+    extra = dict(overrides or {})
+    if path is None:
+        return build_identity(DEFAULT_IDENTITY, "default identity", extra)
+    raw = parse_mapping(path, read_text(path, "identity"), "JSON")
+    return build_identity(raw, path, extra)
+
+
+def load_identities(paths: list[str], overrides: Mapping[str, str] | None = None) -> list[Identity]:
+    """Load several identity files; all problems are reported together."""
+    identities, problems = [], []
+    for path in paths:
+        try:
+            identities.append(load_identity(path, overrides))
+        except InputError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InputError(problems)
+    seen: dict[str, str] = {}
+    for path, identity in zip(paths, identities, strict=True):
+        if identity.id in seen:
+            problems.append(
+                f"{path}: id: duplicates the id of {seen[identity.id]} ({identity.id!r})"
+            )
+        seen[identity.id] = path
+    if problems:
+        raise InputError(problems)
+    return identities

@@ -1,0 +1,82 @@
+"""Structured logging: JSON lines to the log file, readable lines on a terminal.
+
+Events are constant lowercase phrases (``batch written``) with key/value
+fields. In a container (no TTY) the console gets JSON too, so log shippers
+can parse it; ``logging.format`` forces either style.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+ROOT = "sensorfleet"
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.StackInfoRenderer(),
+    structlog.processors.format_exc_info,
+]
+
+
+def _formatter(renderer: Any) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+
+
+def configure(
+    level: str = "INFO",
+    file: str | None = None,
+    console: bool = True,
+    fmt: str = "auto",
+) -> list[str]:
+    """Set up logging; return warnings to log once logging works (e.g. unwritable file)."""
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    root = logging.getLogger(ROOT)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.propagate = False
+    problems = []
+    if console:
+        use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+        renderer = (
+            structlog.processors.JSONRenderer()
+            if use_json
+            else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        )
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(_formatter(renderer))
+        root.addHandler(stream)
+    if file:
+        try:
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(file, encoding="utf-8")
+        except OSError as exc:
+            problems.append(f"cannot open log file {file}: {exc.strerror}")
+        else:
+            handler.setFormatter(_formatter(structlog.processors.JSONRenderer()))
+            root.addHandler(handler)
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+    set_level(level)
+    return problems
+
+
+def set_level(level: str) -> None:
+    """Change the level at run time (used by hot reload)."""
+    logging.getLogger(ROOT).setLevel(getattr(logging, level.upper(), logging.INFO))

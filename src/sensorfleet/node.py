@@ -1,0 +1,309 @@
+"""The node loop: schedule readings, hand them to writers, stop cleanly.
+
+One process may simulate one sensor or thousands; each keeps its own seeded
+stream and schedule. The loop is the only place that wires generator and
+store together. Other threads (file watcher, HTTP control) never touch its
+state directly: they ``submit`` a command, which runs between two readings.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from .clock import Clock
+from .config import Config
+from .generator import SensorGenerator, Settings
+from .identity import Identity
+from .store import Store
+from .writer import BufferedWriter
+
+log = structlog.get_logger("sensorfleet.node")
+
+HOUSEKEEPING_SECONDS = 0.5  # wake at least this often to run commands and flushes
+EXIT_FLUSH_ATTEMPTS = 5
+
+Command = Callable[["NodeLoop"], None]
+
+
+def database_path(template: str, sensor_id: str) -> Path:
+    """The database file of a sensor: ``{sensor_id}`` in the template is replaced."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in sensor_id)
+    return Path(template.replace("{sensor_id}", safe))
+
+
+@dataclass
+class Sensor:
+    """One simulated sensor inside the process."""
+
+    generator: SensorGenerator
+    writer: BufferedWriter
+    source: str | None = None  # identity file it came from, for reloads
+    readings_generated: int = 0
+    rows_expected: int = 0
+
+    @property
+    def identity(self) -> Identity:
+        return self.generator.settings.identity
+
+
+@dataclass
+class Summary:
+    """What a run did, logged at the end and served by the status endpoint."""
+
+    readings_generated: int
+    rows_written: int
+    rows_dropped: int
+    rows_unwritten: int
+    anomalies: dict[str, int]
+    errors: dict[str, int]
+    rows_by_sensor: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        expected = self.rows_written + self.rows_dropped + self.rows_unwritten
+        return 1.0 if expected == 0 else self.rows_written / expected
+
+
+class NodeLoop:
+    """Drives every sensor of this process on a shared clock."""
+
+    def __init__(self, config: Config, sensors: list[Sensor], clock: Clock) -> None:
+        self.config = config
+        self.sensors = sensors
+        self.clock = clock
+        self.writers = list({id(s.writer): s.writer for s in sensors}.values())
+        self.started_at = clock.now()
+        self.last_loop_at = self.started_at
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._schedule_dirty = True
+
+    # ---- control from other threads -------------------------------------------------
+    def submit(self, command: Command) -> None:
+        """Run ``command(loop)`` in the loop thread between two readings."""
+        self._commands.put(command)
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it flushes and returns (safe from signal handlers)."""
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def reschedule(self) -> None:
+        """Recompute due times (after a reading rate changed)."""
+        self._schedule_dirty = True
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command(self)
+            except Exception as exc:  # a bad command must not kill the node
+                log.error("command failed", error=str(exc), error_class=type(exc).__name__)
+
+    def reconfigure(self, config: Config, identities: dict[str, Identity]) -> list[str]:
+        """Apply new settings from the next reading on; return what needs a restart.
+
+        ``identities`` maps identity file paths to their new contents; sensors
+        from other files keep theirs. Settings that cannot change while running
+        (database path, run time) keep their old values.
+        """
+        kept = []
+        if config.database.path != self.config.database.path:
+            kept.append("database.path")
+        if config.simulation.run_time_seconds != self.config.simulation.run_time_seconds:
+            kept.append("simulation.run_time_seconds")
+        if kept:
+            config = config.model_copy(
+                update={
+                    "database": config.database.model_copy(
+                        update={"path": self.config.database.path}
+                    ),
+                    "simulation": config.simulation.model_copy(
+                        update={"run_time_seconds": self.config.simulation.run_time_seconds}
+                    ),
+                }
+            )
+        for sensor in self.sensors:
+            identity = identities.get(sensor.source or "", sensor.identity)
+            settings = Settings.resolve(config, identity)
+            if settings.behaviour.unknown and identity != sensor.identity:
+                log.warning(
+                    "unknown profile, behaving neutrally",
+                    sensor_id=identity.id,
+                    unknown=", ".join(settings.behaviour.unknown),
+                )
+            sensor.generator.reconfigure(settings)
+        for writer in self.writers:
+            writer.settings = config.database
+            writer.store.settings = config.database
+        self.config = config
+        self._schedule_dirty = True
+        return kept
+
+    # ---- producing readings ---------------------------------------------------------
+    def _emit(self, sensor: Sensor, count: int) -> None:
+        block = sensor.generator.generate(count)
+        sensor.readings_generated += count
+        sensor.rows_expected += block.row_count
+        sensor.writer.add(block)
+
+    def backfill(self, end_epoch: float) -> None:
+        """Generate every reading scheduled before ``end_epoch`` as fast as possible."""
+        for sensor in self.sensors:
+            batch = sensor.writer.settings.batch_size
+            generator = sensor.generator
+            while not self._stopping:
+                self._run_commands()
+                remaining = generator.index_before(end_epoch) - generator.next_index
+                if remaining <= 0:
+                    break
+                self._emit(sensor, min(batch, remaining))
+                self._flush_until_written(sensor.writer)
+        log.info("backfill finished", readings=sum(s.readings_generated for s in self.sensors))
+
+    def _flush_until_written(self, writer: BufferedWriter) -> None:
+        # History has no deadline: wait out an outage instead of dropping rows.
+        while not writer.flush(self.clock.now()) and not self._stopping:
+            self._wake.clear()
+            self.clock.wait_until(writer.next_deadline(self.clock.now()) or 0.0, self._wake)
+
+    def live(self, end_epoch: float | None) -> None:
+        """Emit readings as their scheduled time arrives until ``end_epoch`` or stop."""
+        heap: list[tuple[float, int]] = []
+        while not self._stopping:
+            self._run_commands()
+            now = self.clock.now()
+            self.last_loop_at = now
+            if self._schedule_dirty:
+                heap = [
+                    (s.generator.time_of(s.generator.next_index), i)
+                    for i, s in enumerate(self.sensors)
+                ]
+                heapq.heapify(heap)
+                self._schedule_dirty = False
+            finished = self._emit_due(heap, now, end_epoch)
+            for writer in self.writers:
+                writer.maybe_flush(now)
+            if finished:
+                return
+            self._sleep(heap, now)
+
+    def _emit_due(self, heap: list[tuple[float, int]], now: float, end: float | None) -> bool:
+        """Emit readings due by ``now``; True when no sensor has readings left before ``end``."""
+        while heap and heap[0][0] <= now:
+            _, position = heapq.heappop(heap)
+            sensor = self.sensors[position]
+            generator = sensor.generator
+            limit = generator.index_after(now)
+            if end is not None:
+                limit = min(limit, generator.index_before(end))
+            if limit > generator.next_index:
+                self._emit(sensor, limit - generator.next_index)
+            if end is None or generator.next_index < generator.index_before(end):
+                heapq.heappush(heap, (generator.time_of(generator.next_index), position))
+        return end is not None and not heap
+
+    def _sleep(self, heap: list[tuple[float, int]], now: float) -> None:
+        deadlines = [now + HOUSEKEEPING_SECONDS]
+        if heap:
+            deadlines.append(heap[0][0])
+        deadlines.extend(d for w in self.writers if (d := w.next_deadline(now)) is not None)
+        self._wake.clear()
+        if self._stopping:
+            return
+        self.clock.wait_until(max(now, min(deadlines)), self._wake)
+
+    # ---- finishing ------------------------------------------------------------------
+    def close(self) -> Summary:
+        """Flush what is buffered (a few tries), close the files, return the summary."""
+        for writer in self.writers:
+            for attempt in range(EXIT_FLUSH_ATTEMPTS):
+                if writer.flush(self.clock.now()):
+                    break
+                if attempt + 1 < EXIT_FLUSH_ATTEMPTS:
+                    threading.Event().wait(min(2.0, 0.2 * 2**attempt))
+            if writer.pending_rows:
+                log.error(
+                    "rows not written at exit",
+                    rows=writer.pending_rows,
+                    path=str(writer.store.path),
+                    error=writer.stats.last_error,
+                )
+            writer.store.close()
+        return self.summary()
+
+    def summary(self) -> Summary:
+        anomalies: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        by_sensor: Counter[str] = Counter()
+        for writer in self.writers:
+            anomalies.update(writer.stats.anomalies_written)
+            errors.update(writer.stats.errors)
+            by_sensor.update(writer.stats.rows_by_sensor)
+        return Summary(
+            readings_generated=sum(s.readings_generated for s in self.sensors),
+            rows_written=sum(w.stats.rows_written for w in self.writers),
+            rows_dropped=sum(w.stats.rows_dropped for w in self.writers),
+            rows_unwritten=sum(w.pending_rows for w in self.writers),
+            anomalies=dict(anomalies),
+            errors=dict(errors),
+            rows_by_sensor=dict(by_sensor),
+        )
+
+
+def build_sensors(
+    config: Config,
+    identities: Iterable[tuple[str | None, Identity]],
+    seed: int,
+    start_epoch: float,
+) -> list[Sensor]:
+    """Open one writer per database file and one generator per identity."""
+    writers: dict[Path, BufferedWriter] = {}
+    sensors = []
+    for source, identity in identities:
+        path = database_path(config.database.path, identity.id)
+        writer = writers.get(path)
+        if writer is None:
+            store = Store(path, config.database)
+            store.open()
+            writer = writers[path] = BufferedWriter(store, config.database)
+        settings = Settings.resolve(config, identity)
+        if settings.behaviour.unknown:
+            log.warning(
+                "unknown profile, behaving neutrally",
+                sensor_id=identity.id,
+                unknown=", ".join(settings.behaviour.unknown),
+            )
+        sensors.append(Sensor(SensorGenerator(settings, seed, start_epoch), writer, source))
+    return sensors
+
+
+def run_summary_fields(summary: Summary) -> dict[str, object]:
+    """Key/value fields of the final ``run summary`` log event."""
+    return {
+        "readings_generated": summary.readings_generated,
+        "rows_written": summary.rows_written,
+        "rows_dropped": summary.rows_dropped,
+        "rows_unwritten": summary.rows_unwritten,
+        "anomalies": summary.anomalies,
+        "errors": summary.errors,
+        "success_rate": round(summary.success_rate, 6),
+        "rows_by_sensor": summary.rows_by_sensor if len(summary.rows_by_sensor) <= 50 else None,
+    }

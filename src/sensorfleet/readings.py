@@ -1,0 +1,122 @@
+"""A block of readings: the unit the generator produces and the store writes.
+
+Values live in numpy arrays so a block of thousands of readings costs a few
+vectorised operations; ``rows`` turns them into the tuples SQLite binds, in
+``COLUMNS`` order. This module is the only contract between generator and store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .profiles import ANOMALY_TYPES
+
+# Columns written for each reading (``id`` and ``synced`` are filled by SQLite).
+COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "sensor_id",
+    "temperature",
+    "vibration",
+    "voltage",
+    "status_code",
+    "anomaly_flag",
+    "anomaly_type",
+    "firmware_version",
+    "model",
+    "manufacturer",
+    "location",
+)
+
+# Anomaly kinds are small integers in arrays; 0 means a normal reading.
+KIND_NAMES: tuple[str | None, ...] = (None, *ANOMALY_TYPES)
+KIND_CODES: dict[str, int] = {name: code for code, name in enumerate(KIND_NAMES) if name}
+_KIND_OBJECTS = np.array(KIND_NAMES, dtype=object)
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The identity fields stamped on every row."""
+
+    sensor_id: str
+    firmware_version: str
+    model: str
+    manufacturer: str
+    location: str
+
+
+@dataclass
+class Block:
+    """Consecutive readings of one sensor.
+
+    ``times_us`` are epoch microseconds; ``values`` is ``(n, 3)`` temperature,
+    vibration, voltage with NaN for missing data; ``kinds`` the anomaly code
+    per reading; ``keep`` marks readings that produce a row.
+    """
+
+    first_index: int
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    kinds: npt.NDArray[np.int8]
+    labels: Labels
+    keep: npt.NDArray[np.bool_] | None = None
+
+    def __len__(self) -> int:
+        return int(self.times_us.shape[0])
+
+    @property
+    def row_count(self) -> int:
+        return len(self) if self.keep is None else int(self.keep.sum())
+
+    def anomaly_counts(self) -> dict[str, int]:
+        kinds = self.kinds if self.keep is None else self.kinds[self.keep]
+        counts = np.bincount(kinds, minlength=len(KIND_NAMES))
+        return {name: int(counts[code]) for name, code in KIND_CODES.items() if counts[code]}
+
+    def slice(self, start: int, stop: int) -> Block:
+        """Readings ``[start, stop)`` of this block as a block of their own."""
+        return Block(
+            first_index=self.first_index + start,
+            times_us=self.times_us[start:stop],
+            values=self.values[start:stop],
+            kinds=self.kinds[start:stop],
+            labels=self.labels,
+            keep=None if self.keep is None else self.keep[start:stop],
+        )
+
+    def rows(self) -> list[Row]:
+        """SQLite-ready tuples in ``COLUMNS`` order (NaN binds as NULL)."""
+        return list(self.iter_rows())
+
+    def iter_rows(self) -> Iterator[Row]:
+        """Rows produced lazily, so a large block never exists as tuples all at once."""
+        times, values, kinds = self.times_us, self.values, self.kinds
+        if self.keep is not None and not self.keep.all():
+            times, values, kinds = times[self.keep], values[self.keep], kinds[self.keep]
+        stamps = np.datetime_as_string(times.astype("datetime64[us]"), unit="us", timezone="UTC")
+        flags = (kinds > 0).astype(np.int64).tolist()
+        labels = self.labels
+        return iter(
+            zip(
+                stamps.tolist(),
+                repeat(labels.sensor_id),
+                values[:, 0].tolist(),
+                values[:, 1].tolist(),
+                values[:, 2].tolist(),
+                flags,
+                flags,
+                _KIND_OBJECTS[kinds].tolist(),
+                repeat(labels.firmware_version),
+                repeat(labels.model),
+                repeat(labels.manufacturer),
+                repeat(labels.location),
+                strict=False,
+            )
+        )

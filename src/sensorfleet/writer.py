@@ -1,0 +1,175 @@
+"""The node's write path: buffer readings, flush in batches, ride out outages.
+
+Readings wait in a bounded in-memory buffer and are flushed every
+``batch_size`` rows or ``flush_interval_seconds``, whichever comes first.
+When the database is unavailable the buffer keeps them and flushes resume
+with backoff; past ``max_buffered_rows`` the oldest are dropped and counted,
+never silently. Only after ``max_consecutive_failures`` does the node give up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+
+import structlog
+
+from .config import Database
+from .errors import StoreUnavailableError
+from .readings import Block, Row
+from .store import Store
+
+log = structlog.get_logger("sensorfleet.writer")
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass
+class WriteStats:
+    """Counters of one writer, read by the summary and the metrics endpoint."""
+
+    rows_written: int = 0
+    anomalies_written: Counter[str] = field(default_factory=Counter)
+    rows_by_sensor: Counter[str] = field(default_factory=Counter)
+    rows_dropped: int = 0
+    flushes: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    consecutive_failures: int = 0
+    last_success: float | None = None
+    last_error: str | None = None
+
+
+class BufferedWriter:
+    """Buffers blocks for one database file and writes them in batches."""
+
+    def __init__(self, store: Store, settings: Database) -> None:
+        self.store = store
+        self.settings = settings
+        self.stats = WriteStats()
+        self._pending: deque[Block] = deque()
+        self._pending_rows = 0
+        self._last_flush: float | None = None
+        self._retry_at = 0.0
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def add(self, block: Block) -> None:
+        """Queue a block; drop the oldest rows (counted) if the bound is exceeded."""
+        if block.row_count == 0:
+            return
+        self._pending.append(block)
+        self._pending_rows += block.row_count
+        excess = self._pending_rows - self.settings.max_buffered_rows
+        while excess > 0 and self._pending:
+            oldest = self._pending[0]
+            if oldest.row_count <= excess:
+                self._pending.popleft()
+                dropped = oldest.row_count
+            else:
+                cut = _position_after_rows(oldest, excess)
+                self._pending[0] = oldest.slice(cut, len(oldest))
+                dropped = oldest.row_count - self._pending[0].row_count
+            self._pending_rows -= dropped
+            self.stats.rows_dropped += dropped
+            excess -= dropped
+            log.warning(
+                "rows dropped",
+                rows=dropped,
+                total_dropped=self.stats.rows_dropped,
+                reason="buffer full",
+                max_buffered_rows=self.settings.max_buffered_rows,
+                path=str(self.store.path),
+            )
+
+    def next_deadline(self, now: float) -> float | None:
+        """When this writer next wants to flush (None when idle)."""
+        if not self._pending:
+            return None
+        if self.stats.consecutive_failures:
+            return self._retry_at
+        if self._pending_rows >= self.settings.batch_size:
+            return now
+        start = self._last_flush if self._last_flush is not None else now
+        return start + self.settings.flush_interval_seconds
+
+    def maybe_flush(self, now: float) -> None:
+        deadline = self.next_deadline(now)
+        if self._last_flush is None:
+            self._last_flush = now
+        if deadline is not None and now >= deadline:
+            self.flush(now)
+
+    def flush(self, now: float) -> bool:
+        """Write everything pending in one transaction; False if it failed."""
+        self._last_flush = now
+        if not self._pending:
+            return True
+        blocks = list(self._pending)
+
+        def produce() -> Iterator[Row]:
+            return chain.from_iterable(b.iter_rows() for b in blocks)
+
+        try:
+            written = self.store.write(produce=produce)
+        except (sqlite3.Error, OSError) as exc:
+            self._record_failure(now, exc)
+            return False
+        self._record_success(now, blocks, written)
+        return True
+
+    def _record_success(self, now: float, blocks: list[Block], written: int) -> None:
+        for _ in blocks:
+            self._pending.popleft()
+        stats = self.stats
+        self._pending_rows -= written
+        stats.rows_written += written
+        stats.flushes += 1
+        for block in blocks:
+            stats.anomalies_written.update(block.anomaly_counts())
+            stats.rows_by_sensor[block.labels.sensor_id] += block.row_count
+        if stats.consecutive_failures:
+            log.info(
+                "write recovered",
+                after_failures=stats.consecutive_failures,
+                path=str(self.store.path),
+            )
+        stats.consecutive_failures = 0
+        stats.last_success = now
+
+    def _record_failure(self, now: float, exc: BaseException) -> None:
+        stats = self.stats
+        kind = type(exc).__name__
+        stats.errors[kind] += 1
+        stats.consecutive_failures += 1
+        stats.last_error = f"{kind}: {exc}"
+        backoff = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(stats.consecutive_failures - 1, 10))
+        self._retry_at = now + backoff
+        log.error(
+            "write failed",
+            error=str(exc),
+            error_class=kind,
+            consecutive_failures=stats.consecutive_failures,
+            buffered=self._pending_rows,
+            retry_in_s=round(backoff, 2),
+            path=str(self.store.path),
+        )
+        limit = self.settings.max_consecutive_failures
+        if limit and stats.consecutive_failures >= limit:
+            raise StoreUnavailableError(
+                f"{self.store.path}: gave up after {stats.consecutive_failures} consecutive "
+                f"failed writes ({stats.last_error}); {self._pending_rows} buffered rows not "
+                "written"
+            )
+
+
+def _position_after_rows(block: Block, rows: int) -> int:
+    """Index in ``block`` just past its first ``rows`` kept readings."""
+    if block.keep is None:
+        return rows
+    kept = block.keep.cumsum()
+    return int((kept < rows).sum()) + 1 if rows else 0
