@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up a development environment: a virtualenv in .venv with sensorfleet installed.
+#   scripts/setup.sh          runtime only (enough to run a sensor)
+#   scripts/setup.sh --test   plus test tools and the real servers the tests talk to
+#                             (PostgreSQL, Mosquitto, Chromium from Debian's packages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: Python 3.11 or newer is required (found $("$python" --version 2>&1))" >&2
+  exit 2
+fi
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+if (( want_test )); then
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+else
+  .venv/bin/python -m pip install --quiet -e .
+fi
+
+if (( want_test )); then
+  mapfile -t packages < <(grep -v '^\s*#' scripts/test-packages.txt | sed '/^\s*$/d')
+  missing=()
+  for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if (( ${#missing[@]} )); then
+    sudo_cmd=()
+    (( EUID == 0 )) || sudo_cmd=(sudo)
+    echo "setup: installing Debian packages: ${missing[*]}"
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+echo "setup: ready (.venv)"
