@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import SensorfleetError
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("run",)
+COMMANDS: tuple[str, ...] = ("run", "sync")
 
 
 class _Parser(argparse.ArgumentParser):
