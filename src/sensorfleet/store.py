@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
 
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -91,20 +93,35 @@ def retrying(attempts: int, max_wait: float = 2.0) -> Retrying:
     )
 
 
-def connect(path: str | Path, settings: Database) -> sqlite3.Connection:
-    """Open a connection with the project's pragmas (the only place that does)."""
+def connect(
+    path: str | Path, settings: Database, access: Literal["create", "write", "read"] = "create"
+) -> sqlite3.Connection:
+    """Open a connection with the project's pragmas (the only place that does).
+
+    ``access="create"`` is the owner's connection: it creates the file and sets
+    the journal mode. ``"write"`` and ``"read"`` are a guest's (a collector's,
+    a retention job's): the file must exist, its owner's journal mode is kept,
+    and ``"read"`` cannot write at all.
+    """
+    if access == "create":
+        target, uri = str(path), False
+    else:
+        mode = "rw" if access == "write" else "ro"
+        target, uri = f"file:{quote(str(path))}?mode={mode}", True
     conn = sqlite3.connect(
-        str(path),
+        target,
         timeout=settings.busy_timeout_ms / 1000,
         isolation_level=None,  # we issue BEGIN IMMEDIATE ourselves
         check_same_thread=False,
+        uri=uri,
     )
     conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
-    mode = conn.execute(f"PRAGMA journal_mode = {settings.journal_mode}").fetchone()[0]
-    if str(mode).lower() != settings.journal_mode:
-        log.warning(
-            "journal mode not applied", wanted=settings.journal_mode, got=mode, path=str(path)
-        )
+    if access == "create":
+        mode = conn.execute(f"PRAGMA journal_mode = {settings.journal_mode}").fetchone()[0]
+        if str(mode).lower() != settings.journal_mode:
+            log.warning(
+                "journal mode not applied", wanted=settings.journal_mode, got=mode, path=str(path)
+            )
     conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
     return conn
 
