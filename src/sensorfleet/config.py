@@ -192,6 +192,11 @@ ENVIRONMENT_KEYS: dict[str, str] = {
     "MONITORING_PORT": "monitoring.port",
 }
 
+_MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "anomalies.types": AnomalyTypes().model_dump(),
+    "profiles": BUILTIN_PROFILES,
+}
+
 # Keys whose relative paths are read against the config file's folder.
 _PATH_KEYS = ("database.path", "logging.file")
 
@@ -262,9 +267,16 @@ def build_config(
             value = _get(data, key)
             if isinstance(value, str) and value and not os.path.isabs(value):
                 _set(data, key, str(base_dir / value))
-    profiles = data.get("profiles")
-    if profiles is None or isinstance(profiles, dict):
-        data["profiles"] = deep_merge(BUILTIN_PROFILES, profiles or {})
+    # Sections whose entries differ in their defaults are merged key by key, so
+    # `noise: {enabled: false}` keeps noise's weight and duration.
+    for key, defaults in _MERGED_DEFAULTS.items():
+        section, _, sub = key.partition(".")
+        parent = data.get(section) if sub else data
+        if isinstance(parent, dict):
+            name = sub or section
+            given = parent.get(name)
+            if given is None or isinstance(given, dict):
+                parent[name] = deep_merge(defaults, given or {})
     owners: dict[str, str] = {}
     for override in overrides:
         _set(data, override.key, override.value)
