@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import SensorfleetError
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("run", "sync", "report")
+COMMANDS: tuple[str, ...] = ("run", "identities", "sync", "report")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,202 @@
+"""Fleet identities: the demo preset, the seeded mix, the files and the ConfigMap they become."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, clean_env
+
+from sensorfleet.errors import InputError
+from sensorfleet.fleet import (
+    demo_identities,
+    generate_identities,
+    identity_document,
+    numbered,
+    parse_firmware_mix,
+    render_configmap,
+    render_identity,
+    write_identities,
+)
+from sensorfleet.identity import load_identity
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sensorfleet ARGS`` from the source tree."""
+    return subprocess.run(
+        [sys.executable, "-m", "sensorfleet", *args],
+        cwd=cwd,
+        env=clean_env({"PYTHONPATH": str(ROOT / "src")}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_demo_fleet_is_the_original_fifteen() -> None:
+    """The demo preset has the original demo's groups, makers, models and firmware."""
+    fleet = demo_identities()
+    assert len(fleet) == 15
+    groups = Counter(
+        (i.identity.location.split(" - ")[0], i.identity.manufacturer, i.identity.firmware_version)
+        for i in fleet
+    )
+    assert groups == {
+        ("Factory A", "SensorTech", "1.3"): 5,
+        ("Factory A", "SensorTech", "1.4"): 5,
+        ("Warehouse B", "DataSense", "1.3"): 3,
+        ("Outdoor", "VibrationPlus", "1.4"): 2,
+    }
+    warehouse_models = sorted(i.identity.model for i in fleet if i.name.startswith("warehouse"))
+    assert warehouse_models == ["TempVibe-1000", "TempVibe-2000", "TempVibe-3000"]
+    assert {i.identity.model for i in fleet if i.name.startswith("factory")} == {"TempVibe-2000"}
+    assert {i.identity.model for i in fleet if i.name.startswith("outdoor")} == {"TempVibe-3000"}
+    assert len({i.identity.id for i in fleet}) == 15
+    assert len({i.name for i in fleet}) == 15
+
+
+def test_demo_files_match_the_committed_samples(tmp_path: Path) -> None:
+    """Generating the demo rewrites the sample files in identities/ byte for byte."""
+    write_identities(demo_identities(), tmp_path)
+    samples = sorted((ROOT / "identities").glob("*.json"))
+    assert samples, "the repository ships sample identities"
+    for sample in samples:
+        assert (tmp_path / sample.name).read_text() == sample.read_text(), sample.name
+
+
+def test_written_files_load_as_the_same_identities(tmp_path: Path) -> None:
+    """Every written file is a valid node_identity.json that loads back unchanged."""
+    fleet = [*demo_identities(), *generate_identities(40, seed=5)]
+    paths = write_identities(fleet, tmp_path)
+    assert [p.name for p in paths] == [f"{i.name}.json" for i in fleet]
+    for item, path in zip(fleet, paths, strict=True):
+        assert load_identity(str(path)) == item.identity
+
+
+def test_generated_fleet_is_reproducible_and_grows_by_appending() -> None:
+    """Same seed gives the same fleet; a larger fleet starts with the smaller one."""
+    small = generate_identities(20, seed=11)
+    assert generate_identities(20, seed=11) == small
+    assert generate_identities(50, seed=11)[:20] == small
+    assert generate_identities(20, seed=12) != small
+
+
+def test_generated_fleet_mixes_sites_makers_models_and_firmware() -> None:
+    """A large generated fleet has every site, maker, model and both firmware versions."""
+    fleet = generate_identities(600, seed=1)
+    assert len({i.identity.id for i in fleet}) == 600
+    assert {i.identity.location.split()[0] for i in fleet} == {"Factory", "Warehouse", "Outdoor"}
+    assert {i.identity.manufacturer for i in fleet} == {"SensorTech", "DataSense", "VibrationPlus"}
+    assert {i.identity.model for i in fleet} == {"TempVibe-1000", "TempVibe-2000", "TempVibe-3000"}
+    share_13 = sum(i.identity.firmware_version == "1.3" for i in fleet) / len(fleet)
+    assert 0.42 < share_13 < 0.58
+
+
+def test_firmware_mix_sets_the_share_of_each_version() -> None:
+    """--firmware-mix weights decide the firmware split; a zero weight never appears."""
+    fleet = generate_identities(2000, seed=3, firmware_mix=parse_firmware_mix("1.3=0.8,1.4=0.2"))
+    versions = Counter(i.identity.firmware_version for i in fleet)
+    assert 0.76 < versions["1.3"] / 2000 < 0.84
+    only_new = generate_identities(200, seed=3, firmware_mix=parse_firmware_mix("1.3=0,1.4=1"))
+    assert {i.identity.firmware_version for i in only_new} == {"1.4"}
+
+
+@pytest.mark.parametrize("text", ["1.3", "1.3=x", "=1", "1.3=-1", ""])
+def test_bad_firmware_mix_says_what_is_expected(text: str) -> None:
+    """A malformed --firmware-mix is rejected with an example of the right form."""
+    with pytest.raises(InputError, match=r"--firmware-mix: expected VERSION=WEIGHT"):
+        parse_firmware_mix(text)
+
+
+def test_fleet_needs_at_least_one_sensor_and_some_weight() -> None:
+    """--count 0 and an all-zero firmware mix are input errors, not empty fleets."""
+    with pytest.raises(InputError, match="--count"):
+        generate_identities(0)
+    with pytest.raises(InputError, match="--firmware-mix"):
+        generate_identities(5, firmware_mix={"1.3": 0.0})
+
+
+def test_unchanged_file_is_left_alone_and_changed_one_rewritten_in_place(tmp_path: Path) -> None:
+    """Rewriting keeps each file's inode, so bind mounts of single files see the change."""
+    fleet = demo_identities()[:2]
+    first, second = write_identities(fleet, tmp_path)
+    inodes = (first.stat().st_ino, second.stat().st_ino)
+    second.write_text('{"id": "EDITED"}\n')
+    first_mtime = first.stat().st_mtime_ns
+    write_identities(fleet, tmp_path)
+    assert first.stat().st_mtime_ns == first_mtime
+    assert (first.stat().st_ino, second.stat().st_ino) == inodes
+    assert second.read_text() == render_identity(fleet[1].identity)
+
+
+def test_numbered_names_follow_slots_or_pod_indices() -> None:
+    """Numbered fleets are named 1.json… for Swarm slots and 0.json… for pod indices."""
+    fleet = demo_identities()
+    assert [i.name for i in numbered(fleet, 1)][:3] == ["1", "2", "3"]
+    assert [i.name for i in numbered(fleet, 0)][-1] == "14"
+    assert [i.identity for i in numbered(fleet, 0)] == [i.identity for i in fleet]
+
+
+def test_duplicate_file_names_are_refused(tmp_path: Path) -> None:
+    """Two identities written under one name would overwrite each other: refused."""
+    item = demo_identities()[0]
+    with pytest.raises(InputError, match="used twice: factory_old_1"):
+        write_identities([item, item], tmp_path)
+
+
+def test_configmap_holds_each_identity_under_its_pod_index() -> None:
+    """The ConfigMap's keys are 0.json… in fleet order and hold the identity JSON."""
+    fleet = demo_identities()
+    manifest = yaml.safe_load(render_configmap(fleet, "sensor-identities"))
+    assert manifest["kind"] == "ConfigMap"
+    assert manifest["metadata"]["name"] == "sensor-identities"
+    assert list(manifest["data"]) == [f"{n}.json" for n in range(15)]
+    for n, item in enumerate(fleet):
+        assert json.loads(manifest["data"][f"{n}.json"]) == identity_document(item.identity)
+
+
+def test_cli_writes_the_demo_and_prints_each_path(tmp_path: Path) -> None:
+    """``sensorfleet identities`` writes 15 files and lists them, one path a line."""
+    result = run_cli("identities", "--output-dir", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    paths = result.stdout.split()
+    assert len(paths) == 15
+    assert paths[0] == "out/factory_old_1.json"
+    assert all((tmp_path / p).is_file() for p in paths)
+
+
+def test_cli_generates_a_numbered_seeded_fleet(tmp_path: Path) -> None:
+    """``--count N --seed S --numbered 1`` writes 1.json…N.json matching the library."""
+    result = run_cli(
+        "identities", "--count", "7", "--seed", "9", "--numbered", "1", "-o", "slots", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "slots").iterdir()) == [
+        f"{n}.json" for n in range(1, 8)
+    ]
+    expected = generate_identities(7, seed=9)[6].identity
+    assert load_identity(str(tmp_path / "slots" / "7.json")) == expected
+
+
+def test_cli_prints_a_configmap_without_writing_files(tmp_path: Path) -> None:
+    """``--configmap NAME`` prints the manifest and creates no identity folder."""
+    result = run_cli("identities", "--configmap", "ids", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["metadata"]["name"] == "ids"
+    assert not (tmp_path / "identities").exists()
+
+
+def test_cli_input_errors_exit_2_with_the_fix(tmp_path: Path) -> None:
+    """Bad options end with exit 2 and one line that says what is expected."""
+    result = run_cli("identities", "--count", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--count: expected a number of sensors of 1 or more (got 0)" in result.stderr
+    result = run_cli("identities", "--count", "3", "--firmware-mix", "new", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "VERSION=WEIGHT" in result.stderr
