@@ -1,0 +1,388 @@
+"""The collector loop: find node databases, ship their rows batch by batch, mark them.
+
+Per source and batch: read (no transaction left open) → sink write, wait for
+the acknowledgement → mark those ids (or advance the cursor). A sink failure
+stops the pass and backs off for every source, with nothing marked; a source
+failure backs off that source only. Signal handlers only call ``stop()``: the
+batch in flight finishes, then the loop returns.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from ..clock import format_instant
+from ..config import Database
+from ..errors import SensorfleetError
+from .cursor import CursorStore
+from .metrics import SyncMetrics
+from .sinks.base import Batch, Sink, SinkError
+from .source import NotNodeDatabaseError, Source, SourceError
+
+log = structlog.get_logger("sensorfleet.sync")
+
+# Files in a source folder that are taken for node databases.
+DATABASE_PATTERNS = ("*.db", "*.sqlite", "*.sqlite3")
+_MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How the collector runs (the ``sync`` command's flags)."""
+
+    batch_size: int = 5000
+    interval: float = 5.0
+    once: bool = False
+    log_interval: float = 10.0
+    # With --once: consecutive failures of the sink or of one source before giving up.
+    max_failures: int = 5
+    # How long one source may keep the loop before the others get a turn.
+    slice_seconds: float = 1.0
+    database: Database = field(default_factory=Database)
+
+
+@dataclass
+class _State:
+    source: Source
+    explicit: bool
+    until: int | None = None
+    until_database: str | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+    last_error: str | None = None
+    done: bool = False
+    gave_up: bool = False
+    skipped: bool = False
+    shipped: int = 0
+    since_log: int = 0
+
+
+@dataclass
+class SyncSummary:
+    """What one ``run`` did, for the closing log line and the exit status."""
+
+    rows_shipped: int = 0
+    rows_stored: int | None = 0
+    batches: int = 0
+    sink_errors: int = 0
+    source_errors: int = 0
+    failed_sources: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _SinkDownError(Exception):
+    """Raised inside a pass to stop it after a sink failure (already recorded)."""
+
+
+def _key(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+class Collector:
+    """Ships rows from node databases to one sink until stopped (or drained, with ``once``)."""
+
+    def __init__(
+        self,
+        inputs: Sequence[Path],
+        sink: Sink,
+        options: SyncOptions,
+        cursor: CursorStore | None = None,
+        metrics: SyncMetrics | None = None,
+        exclude: Iterable[Path] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inputs = list(inputs)
+        self.sink = sink
+        self.options = options
+        self.cursor = cursor
+        self.metrics = metrics or SyncMetrics()
+        self._exclude = {_key(p) for p in exclude}
+        self._clock = clock
+        self._stop = threading.Event()
+        self._states: dict[str, _State] = {}
+        self._sink_failures = 0
+        self._sink_retry_at = 0.0
+        self._last_log = clock()
+        self.summary = SyncSummary()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight and return (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def sources(self) -> list[Path]:
+        return [state.source.path for state in self._states.values()]
+
+    # -- discovery ---------------------------------------------------------
+
+    def scan(self) -> None:
+        """Pick up new files in source folders; forget folder files that are gone."""
+        seen: set[str] = set()
+        for item in self.inputs:
+            if item.is_dir():
+                found = sorted({p for pattern in DATABASE_PATTERNS for p in item.glob(pattern)})
+                for path in found:
+                    self._add(path, explicit=False, seen=seen)
+            else:
+                self._add(item, explicit=True, seen=seen)
+        for key in [k for k, s in self._states.items() if k not in seen and not s.explicit]:
+            state = self._states.pop(key)
+            state.source.close()
+            self.metrics.backlog.remove(str(state.source.path))
+            log.info("source gone", source=str(state.source.path), shipped=state.shipped)
+        self.metrics.sources.set(len(self._states))
+
+    def _add(self, path: Path, explicit: bool, seen: set[str]) -> None:
+        key = _key(path)
+        if key in self._exclude or key in seen:
+            return
+        seen.add(key)
+        if key not in self._states:
+            source = Source(path, self.options.database, read_only=self.cursor is not None)
+            self._states[key] = _State(source, explicit)
+            log.info("source added", source=str(path))
+
+    # -- one batch -----------------------------------------------------------
+
+    def _ship_batch(self, state: _State, database_id: str) -> int:
+        """Read, write, acknowledge, mark one batch; return its row count."""
+        source, size = state.source, self.options.batch_size
+        started = self._clock()
+        if self.cursor is not None:
+            after = self.cursor.get(database_id)
+            rows = source.read_after(after, size, state.until)
+        else:
+            rows = source.read_unsynced(size, state.until)
+        if not rows:
+            return 0
+        batch = Batch(database_id, str(source.path), rows, format_instant(time.time()))
+        try:
+            stored = self.sink.write(batch)
+        except SinkError as exc:
+            self._sink_failed(exc)
+            raise _SinkDownError from None
+        # Acknowledged: only now may the rows count as shipped.
+        if self.cursor is not None:
+            try:
+                self.cursor.advance(database_id, batch.last_id, str(source.path))
+            except OSError as exc:
+                raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
+        else:
+            source.mark(batch.ids)
+        self._sink_recovered()
+        self._count(state, len(rows), stored, self._clock() - started)
+        return len(rows)
+
+    def _count(self, state: _State, rows: int, stored: int | None, seconds: float) -> None:
+        summary, metrics = self.summary, self.metrics
+        state.shipped += rows
+        state.since_log += rows
+        summary.rows_shipped += rows
+        summary.batches += 1
+        if stored is None or summary.rows_stored is None:
+            summary.rows_stored = None
+        else:
+            summary.rows_stored += stored
+            metrics.rows_stored.inc(stored)
+        metrics.rows_shipped.labels(str(state.source.path)).inc(rows)
+        metrics.batches.inc()
+        metrics.batch_seconds.observe(seconds)
+        metrics.last_success.set(time.time())
+
+    # -- one source ------------------------------------------------------------
+
+    def _drain(self, state: _State) -> bool:
+        """Ship batches from one source for up to a time slice; True if more are waiting."""
+        try:
+            database_id = state.source.open()
+        except NotNodeDatabaseError as exc:
+            if state.explicit:
+                self._source_failed(state, exc)
+            else:
+                self._skip(state, exc)
+            return False
+        except SourceError as exc:
+            self._source_failed(state, exc)
+            return False
+        deadline = self._clock() + self.options.slice_seconds
+        try:
+            if self.options.once and state.until_database != database_id:
+                state.until, state.until_database = state.source.newest_id(), database_id
+            while True:
+                shipped = self._ship_batch(state, database_id)
+                if shipped < self.options.batch_size:
+                    state.done = self.options.once
+                    self._source_recovered(state)
+                    return False
+                if self._stop.is_set() or self._clock() >= deadline:
+                    self._source_recovered(state)
+                    return True
+        except SourceError as exc:
+            self._source_failed(state, exc)
+            return False
+
+    def _skip(self, state: _State, exc: Exception) -> None:
+        if not state.skipped:
+            log.info("file skipped", source=str(state.source.path), reason=str(exc))
+        state.skipped = True
+        state.done = self.options.once
+        state.retry_at = self._clock() + max(self.options.interval, 1.0)
+
+    def _source_failed(self, state: _State, exc: Exception) -> None:
+        state.failures += 1
+        self.summary.source_errors += 1
+        self.metrics.source_errors.labels(str(state.source.path)).inc()
+        delay = min(0.5 * 2 ** (state.failures - 1), _MAX_BACKOFF)
+        state.retry_at = self._clock() + delay
+        message = str(exc)
+        if message != state.last_error:
+            log.warning(
+                "source failed",
+                source=str(state.source.path),
+                error=message,
+                failures=state.failures,
+                retry_in=round(delay, 2),
+            )
+        state.last_error = message
+        hopeless = message == "file not found" and not state.shipped
+        if self.options.once and (state.failures >= self.options.max_failures or hopeless):
+            state.gave_up = True
+            self.summary.failed_sources.append(f"{state.source.path}: {message}")
+            log.error("source given up", source=str(state.source.path), error=message)
+
+    def _source_recovered(self, state: _State) -> None:
+        if state.failures:
+            log.info("source recovered", source=str(state.source.path), failures=state.failures)
+        state.failures, state.last_error, state.skipped = 0, None, False
+
+    def _sink_failed(self, exc: SinkError) -> None:
+        self._sink_failures += 1
+        self.summary.sink_errors += 1
+        self.metrics.sink_errors.inc()
+        self.sink.close()
+        delay = min(0.5 * 2 ** (self._sink_failures - 1), _MAX_BACKOFF)
+        self._sink_retry_at = self._clock() + delay
+        log.warning(
+            "sink write failed",
+            sink=self.sink.name,
+            error=str(exc),
+            failures=self._sink_failures,
+            retry_in=round(delay, 2),
+        )
+        if self.options.once and self._sink_failures >= self.options.max_failures:
+            raise SensorfleetError(
+                f"{self.sink.name}: giving up after {self._sink_failures} failed attempts "
+                f"(nothing was marked for unacknowledged rows): {exc}"
+            )
+
+    def _sink_recovered(self) -> None:
+        if self._sink_failures:
+            log.info("sink recovered", sink=self.sink.name, failures=self._sink_failures)
+            self._sink_failures = 0
+
+    # -- the loop --------------------------------------------------------------
+
+    def _pass(self) -> bool:
+        """One turn over every due source; True if some source has more rows waiting."""
+        more = False
+        for state in list(self._states.values()):
+            now = self._clock()
+            if self._stop.is_set() or now < self._sink_retry_at:
+                break
+            if state.done or state.gave_up or now < state.retry_at:
+                continue
+            try:
+                more = self._drain(state) or more
+            except _SinkDownError:
+                return False
+        return more
+
+    def _next_wake(self) -> float:
+        due = [s.retry_at for s in self._states.values() if not (s.done or s.gave_up)]
+        due.append(self._sink_retry_at)
+        soonest = min(due) if due else self._clock()
+        if not self.options.once:
+            soonest = min(max(soonest, self._clock()), self._clock() + self.options.interval)
+        return soonest
+
+    def run(self) -> SyncSummary:
+        """Open the sink (``SinkError`` if unreachable), then follow or drain the sources."""
+        started = self._clock()
+        self.sink.open()
+        log.info(
+            "sync starting",
+            sink=self.sink.name,
+            inputs=[str(p) for p in self.inputs],
+            mode="once" if self.options.once else "follow",
+            cursor=str(self.cursor.path) if self.cursor else None,
+            batch_size=self.options.batch_size,
+        )
+        try:
+            self.scan()
+            next_scan = self._clock() + 1.0
+            while not self._stop.is_set():
+                if not self.options.once and self._clock() >= next_scan:
+                    self.scan()
+                    next_scan = self._clock() + 1.0
+                more = self._pass()
+                if self._clock() - self._last_log >= self.options.log_interval:
+                    self.log_progress()
+                if self.options.once and all(s.done or s.gave_up for s in self._states.values()):
+                    break
+                if not more:
+                    self._stop.wait(max(0.0, self._next_wake() - self._clock()))
+        finally:
+            self.summary.seconds = self._clock() - started
+            self.log_progress()
+            for state in self._states.values():
+                state.source.close()
+            self.sink.close()
+        return self.summary
+
+    def log_progress(self) -> None:
+        """One line per source (rows/s, backlog) and one for the whole collector."""
+        now = self._clock()
+        elapsed = max(now - self._last_log, 1e-9)
+        total_rows = total_backlog = 0
+        for state in self._states.values():
+            if state.skipped:
+                continue
+            backlog: int | None = None
+            source = state.source
+            if source.database_id is not None and state.last_error is None:
+                try:
+                    source.open()
+                    after = self.cursor.get(source.database_id) if self.cursor else None
+                    backlog = source.backlog(after)
+                except SourceError:
+                    backlog = None
+            if backlog is not None:
+                self.metrics.backlog.labels(str(source.path)).set(backlog)
+                total_backlog += backlog
+            total_rows += state.since_log
+            log.info(
+                "source progress",
+                source=str(source.path),
+                database_id=source.database_id,
+                rows=state.since_log,
+                rows_per_second=round(state.since_log / elapsed, 1),
+                backlog=backlog,
+                error=state.last_error,
+            )
+            state.since_log = 0
+        log.info(
+            "sync progress",
+            rows=total_rows,
+            rows_per_second=round(total_rows / elapsed, 1),
+            backlog=total_backlog,
+            sources=len(self._states),
+            sink_errors=self.summary.sink_errors,
+        )
+        self._last_log = now

@@ -1,0 +1,89 @@
+"""``--cursor FILE``: the highest row id shipped per database id, for read-only collecting.
+
+The file is JSON and only ever replaced whole (write a temporary file, fsync,
+rename, fsync the folder), and only after the sink acknowledged the rows it
+covers, so after a crash it is either the old mark or the new one, never a
+torn write, and never ahead of what the sink holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+VERSION = 1
+
+
+class CursorStore:
+    """High-water marks keyed by the node's database id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._marks: dict[str, dict[str, Any]] = self._load()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        fix = "fix it, or delete it to ship every row again"
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError([f"{self.path}: (file): cannot read cursor file: {exc}"]) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                [f"{self.path}: (top level): not a cursor file (invalid JSON: {exc.msg}); {fix}"]
+            ) from None
+        marks = data.get("databases") if isinstance(data, dict) else None
+        if not isinstance(marks, dict) or data.get("version") != VERSION:
+            raise InputError(
+                [f"{self.path}: (top level): expected a version {VERSION} cursor file; {fix}"]
+            )
+        for database_id, entry in marks.items():
+            last = entry.get("last_id") if isinstance(entry, dict) else None
+            if not isinstance(last, int) or isinstance(last, bool) or last < 0:
+                raise InputError(
+                    [
+                        f"{self.path}: databases.{database_id}.last_id: expected a whole "
+                        f"number >= 0 (got {last!r}); {fix}"
+                    ]
+                )
+        return marks
+
+    def get(self, database_id: str) -> int:
+        """The highest id already shipped from this database (0 if none)."""
+        entry = self._marks.get(database_id)
+        return int(entry["last_id"]) if entry else 0
+
+    def advance(self, database_id: str, last_id: int, source: str) -> None:
+        """Record that every row up to ``last_id`` is acknowledged, and persist it."""
+        if last_id <= self.get(database_id):
+            return
+        self._marks[database_id] = {
+            "last_id": last_id,
+            "source": source,
+            "updated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        self.save()
+
+    def save(self) -> None:
+        """Replace the file atomically (temp file, fsync, rename, fsync folder)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        body = json.dumps({"version": VERSION, "databases": self._marks}, indent=1, sort_keys=True)
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(body + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, self.path)
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

@@ -1,0 +1,101 @@
+"""The one small interface every sink implements, and the batch it receives.
+
+A sink's ``write`` returns only once the destination has acknowledged the
+batch (committed, fsynced, answered 2xx, sent PUBACK). Until then the
+collector marks nothing, so a crash at any moment loses no row. Delivery is
+at-least-once: the same batch may arrive again after a crash, and sinks with
+storage upsert on the key ``(database_id, source_row_id)`` so it is stored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ...readings import COLUMNS
+
+# Columns of a central row, in order: the duplicate-free key, every column the
+# node writes for a reading, and when the central side received it.
+KEY_COLUMNS: tuple[str, ...] = ("database_id", "source_row_id")
+CENTRAL_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, *COLUMNS, "received_at")
+
+
+class SinkError(Exception):
+    """The sink could not take a batch now (unreachable, refused, timed out).
+
+    The collector backs off and sends the same rows again later; nothing is marked.
+    """
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows read from one node database in one pass, in id order.
+
+    ``rows`` are tuples ``(id, *COLUMNS)`` exactly as the node stored them.
+    """
+
+    database_id: str
+    source: str
+    rows: list[tuple[Any, ...]]
+    received_at: str
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def first_id(self) -> int:
+        return int(self.rows[0][0])
+
+    @property
+    def last_id(self) -> int:
+        return int(self.rows[-1][0])
+
+    @property
+    def ids(self) -> list[int]:
+        return [int(row[0]) for row in self.rows]
+
+    def central_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Rows in ``CENTRAL_COLUMNS`` order."""
+        database_id, received_at = self.database_id, self.received_at
+        for row in self.rows:
+            yield (database_id, *row, received_at)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Rows as mappings keyed by ``CENTRAL_COLUMNS`` (for JSON sinks)."""
+        return [dict(zip(CENTRAL_COLUMNS, row, strict=True)) for row in self.central_rows()]
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON document the HTTP and MQTT sinks send for this batch."""
+        return {
+            "database_id": self.database_id,
+            "source": self.source,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "count": len(self.rows),
+            "rows": self.records(),
+        }
+
+
+class Sink(Protocol):
+    """Where the collector ships rows. Held to one shared contract test."""
+
+    @property
+    def name(self) -> str:
+        """The sink's URL with any password hidden (for logs and errors)."""
+        ...
+
+    def open(self) -> None:
+        """Connect and prepare the destination; raise ``SinkError`` if unreachable."""
+        ...
+
+    def write(self, batch: Batch) -> int | None:
+        """Store one batch durably; return rows newly stored (None if unknown).
+
+        Raise ``SinkError`` when the batch was not acknowledged.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
