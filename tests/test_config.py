@@ -39,7 +39,8 @@ def problems(raw: dict[str, object]) -> list[str]:
         ),
         (
             {"normal_parameters": {"voltage": {"mean": 12, "std_dev": 1, "min": 13, "max": 11}}},
-            "config.yaml: normal_parameters.voltage: min must not exceed max (got min=13.0, max=11.0)",
+            "config.yaml: normal_parameters.voltage: "
+            "min must not exceed max (got min=13.0, max=11.0)",
         ),
         (
             {"simulation": {"readings_per_second": float("nan")}},

@@ -5,15 +5,18 @@ readings. Episodes of trend, pattern, missing data and noise last many
 readings, so the per-reading start rate is calibrated from the type mix and
 durations (a renewal process: idle gap, then an episode), see ``calibrate``.
 
-Randomness is consumed in reading order from two streams (one uniform per
-reading for starts; fixed draws per episode plus per-reading noise draws for
-details), so generating 10,000 readings at once or in 37-reading pieces gives
-exactly the same stream.
+Randomness is consumed in reading order from three streams: one uniform per
+reading decides starts, four uniforms per start candidate fix an episode's
+details, and noise episodes draw their extra variation per reading. Every
+draw count depends only on the readings, never on how they are split into
+blocks, so 10,000 readings at once or 37 at a time give exactly the same stream.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +38,12 @@ class Mix:
     start_probability: float  # per idle reading
     type_probabilities: dict[str, float]  # share of episodes by type
     lengths: dict[str, int]  # readings per episode by type
+
+    @property
+    def cumulative(self) -> tuple[list[str], list[float]]:
+        """Type names and their cumulative probabilities, for inverse-CDF sampling."""
+        names = list(self.type_probabilities)
+        return names, list(accumulate(self.type_probabilities[n] for n in names))
 
     @property
     def mean_length(self) -> float:
@@ -106,6 +115,7 @@ class AnomalyProcess:
 
     events: np.random.Generator
     details: np.random.Generator
+    noise: np.random.Generator
     mix: Mix
     behaviour: Behaviour
     active: Episode | None = None
@@ -123,6 +133,7 @@ class AnomalyProcess:
     def reconfigure(self, mix: Mix, behaviour: Behaviour) -> None:
         """Apply new settings from the next reading; a running episode ends if disabled."""
         self.mix, self.behaviour = mix, behaviour
+        self._refresh()
         if (
             self.active
             and not self.active.forced
@@ -130,19 +141,21 @@ class AnomalyProcess:
         ):
             self.active = None
 
-    def _new_episode(self, index: int, kind: str | None = None, length: int = 0) -> Episode:
-        # Always four draws per episode, whatever the type, to keep streams aligned.
-        type_u, param_u, direction_u, magnitude_u = self.details.random(4)
+    def _new_episode(
+        self,
+        index: int,
+        draws: tuple[float, float, float, float],
+        kind: str | None = None,
+        length: int = 0,
+    ) -> Episode:
+        type_u, param_u, direction_u, magnitude_u = draws
         forced = kind is not None
         if kind is None:
-            names = list(self.mix.type_probabilities)
-            cumulative = np.cumsum([self.mix.type_probabilities[n] for n in names])
-            kind = names[
-                min(int(np.searchsorted(cumulative, type_u * cumulative[-1])), len(names) - 1)
-            ]
+            names, cumulative = self._types
+            kind = names[min(bisect_right(cumulative, type_u * cumulative[-1]), len(names) - 1)]
             length = self.mix.lengths[kind]
         behaviour = self.behaviour
-        parameter = int(np.searchsorted(np.cumsum(behaviour.parameter_weights), param_u * 0.999999))
+        parameter = min(bisect_right(self._parameters, param_u), 2)
         if kind == "spike":
             low, high = behaviour.spike_factor
             factor = low + (high - low) * magnitude_u
@@ -151,7 +164,15 @@ class AnomalyProcess:
             shift = TREND_MIN_SHIFT + (TREND_MAX_SHIFT - TREND_MIN_SHIFT) * magnitude_u
             magnitude = min(TREND_MAX_SHIFT, shift * behaviour.severity)
         direction = 1.0 if direction_u < 0.5 else -1.0
-        return Episode(kind, index, length, min(parameter, 2), direction, magnitude, forced)
+        return Episode(kind, index, length, parameter, direction, magnitude, forced)
+
+    def __post_init__(self) -> None:
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._types = self.mix.cumulative
+        weights = list(accumulate(self.behaviour.parameter_weights))
+        self._parameters = [w / weights[-1] for w in weights[:-1]]
 
     def segments(self, first_index: int, count: int) -> list[Segment]:
         """Lay out episodes over readings ``[first_index, first_index + count)``."""
@@ -161,7 +182,8 @@ class AnomalyProcess:
         if self.forced_next is not None:
             kind, length = self.forced_next
             self.forced_next = None
-            self.active = self._new_episode(first_index, kind, length)
+            draws = tuple(self.details.random(4).tolist())
+            self.active = self._new_episode(first_index, draws, kind, length)  # type: ignore[arg-type]
         if self.active is not None:
             cover = min(self.active.end_index - first_index, count)
             if cover > 0:
@@ -171,10 +193,13 @@ class AnomalyProcess:
                 self.active = None
         if self.mix.start_probability <= 0:
             return found
-        for candidate in np.flatnonzero(starts < self.mix.start_probability).tolist():
+        candidates = np.flatnonzero(starts < self.mix.start_probability).tolist()
+        # Four detail draws per candidate, used or not, keep the stream block-invariant.
+        draws = self.details.random((len(candidates), 4)).tolist()
+        for candidate, four in zip(candidates, draws, strict=True):
             if candidate < position:
                 continue
-            episode = self._new_episode(first_index + candidate)
+            episode = self._new_episode(first_index + candidate, tuple(four))  # type: ignore[arg-type]
             stop = min(count, candidate + episode.length)
             found.append(Segment(episode, candidate, stop))
             position = candidate + episode.length
@@ -216,7 +241,7 @@ class AnomalyProcess:
                 values[lo:hi, 0] += wave * means[0]
                 values[lo:hi, 1] -= wave * means[1]
             elif episode.kind == "noise":
-                draws = self.details.standard_normal((hi - lo, 3))
+                draws = self.noise.standard_normal((hi - lo, 3))
                 spread = behaviour.noise_factor * behaviour.severity
                 scale = np.array([spread, spread * behaviour.vibration_noise_multiplier, spread])
                 values[lo:hi] *= 1.0 + draws * scale

@@ -68,13 +68,15 @@ class SensorGenerator:
     """Produces the readings of one sensor, block by block."""
 
     def __init__(self, settings: Settings, seed: int, start_epoch: float) -> None:
-        noise, events, details = (
-            np.random.default_rng(s) for s in stream_seed(seed, settings.identity.id).spawn(3)
+        noise, events, details, episode_noise = (
+            np.random.default_rng(s) for s in stream_seed(seed, settings.identity.id).spawn(4)
         )
         self.settings = settings
         self.seed = seed
         self._noise = noise
-        self.anomalies = AnomalyProcess(events, details, settings.mix, settings.behaviour)
+        self.anomalies = AnomalyProcess(
+            events, details, episode_noise, settings.mix, settings.behaviour
+        )
         self.next_index = 0
         self._origin_index = 0
         self._origin_us = round(start_epoch * MICROS)
