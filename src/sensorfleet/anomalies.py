@@ -183,7 +183,7 @@ class AnomalyProcess:
             kind, length = self.forced_next
             self.forced_next = None
             draws = tuple(self.details.random(4).tolist())
-            self.active = self._new_episode(first_index, draws, kind, length)  # type: ignore[arg-type]
+            self.active = self._new_episode(first_index, draws, kind, length)
         if self.active is not None:
             cover = min(self.active.end_index - first_index, count)
             if cover > 0:
@@ -199,7 +199,7 @@ class AnomalyProcess:
         for candidate, four in zip(candidates, draws, strict=True):
             if candidate < position:
                 continue
-            episode = self._new_episode(first_index + candidate, tuple(four))  # type: ignore[arg-type]
+            episode = self._new_episode(first_index + candidate, tuple(four))
             stop = min(count, candidate + episode.length)
             found.append(Segment(episode, candidate, stop))
             position = candidate + episode.length
