@@ -1,0 +1,316 @@
+"""Real servers and real node databases for the sync tests.
+
+PostgreSQL and Mosquitto are started from the Debian binaries on free
+127.0.0.1 ports; the HTTP receiver is a real ``http.server`` on a thread.
+A missing binary fails the test when ``CI`` is set (the CI machine must have
+it) and skips it otherwise. Node databases are written by the real node
+(``python -m sensorfleet run``) as subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def missing(what: str) -> None:
+    """Fail in CI (the binary must be installed there), skip elsewhere."""
+    message = f"{what} is not installed; run scripts/setup.sh --test"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+# -- node databases ------------------------------------------------------------
+
+
+def node_env() -> dict[str, str]:
+    """The environment for node subprocesses: no overrides, quiet logs."""
+    from sensorfleet.config import ENVIRONMENT_KEYS
+    from sensorfleet.identity import ENVIRONMENT_FIELDS
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ENVIRONMENT_KEYS
+        and k not in ENVIRONMENT_FIELDS
+        and k not in ("CONFIG_FILE", "IDENTITY_FILE", "SYNC_SINK")
+    }
+    env.update(PYTHONUNBUFFERED="1", LOG_FILE="null", LOG_FORMAT="json", MONITORING_ENABLED="false")
+    env["CONFIG_RELOAD_ENABLED"] = "false"
+    return env
+
+
+def node_command(db: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "sensorfleet", "run", "--db", str(db), *args]
+
+
+def make_node_db(db: Path, seed: int = 1, backfill: str = "10m", sensor_id: str = "") -> Path:
+    """Write a node database with the real node: ``backfill`` of history at 1 reading/s."""
+    env = node_env()
+    if sensor_id:
+        env["SENSOR_ID"] = sensor_id
+    result = subprocess.run(
+        node_command(db, "--backfill", backfill, "--seed", str(seed)),
+        cwd=db.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+def start_node(
+    db: Path, seed: int, rate: float = 100.0, run_time: str = "0"
+) -> subprocess.Popen[str]:
+    """A live node writing ``rate`` readings/s into ``db`` until stopped."""
+    return subprocess.Popen(
+        node_command(
+            db, "--seed", str(seed), "--readings-per-second", str(rate), "--run-time", run_time
+        ),
+        cwd=db.parent,
+        env=node_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """SIGTERM, wait, and return stderr (SIGKILL if it does not stop)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err or ""
+
+
+def node_rows(db: Path) -> list[tuple[Any, ...]]:
+    """Every reading of a node file, with its database id, as the central side keys it."""
+    from sensorfleet.readings import COLUMNS
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (database_id,) = conn.execute("SELECT database_id FROM sensorfleet_meta").fetchone()
+        rows = conn.execute(f"SELECT id, {', '.join(COLUMNS)} FROM sensor_readings ORDER BY id")
+        return [(database_id, *row) for row in rows]
+
+
+def sqlite_rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster; yields the URL of its ``postgres`` database."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        missing("PostgreSQL (Debian package postgresql)")
+        raise AssertionError("unreachable")
+    base = Path(tempfile.mkdtemp(prefix="sensorfleet-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root; run it as the package's own user.
+        shutil.chown(base, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = base / "data"
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    port = free_port()
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60",
+        "-o", options, "start")  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+# -- Mosquitto -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mosquitto_port() -> Iterator[int]:
+    """A Mosquitto broker on a free port (anonymous, no persistence)."""
+    binary = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+    )
+    if binary is None:
+        missing("Mosquitto (Debian package mosquitto)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="sensorfleet-mqtt-"))
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+    )
+    os.chmod(folder, 0o755)
+    os.chmod(conf, 0o644)
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        stop_process(proc, timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Subscriber:
+    """A real MQTT client collecting every JSON message on a topic."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        client.on_subscribe = lambda *_: self._ready.set()
+        client.on_message = lambda _c, _u, msg: self.messages.append(json.loads(msg.payload))
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        self.client = client
+        assert self._ready.wait(10), "subscription not acknowledged"
+
+    def wait_rows(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.row_count() < count:
+            time.sleep(0.02)
+        return [row for message in list(self.messages) for row in message["rows"]]
+
+    def row_count(self) -> int:
+        return sum(len(m["rows"]) for m in list(self.messages))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# -- HTTP receiver ---------------------------------------------------------------
+
+
+class Receiver(ThreadingHTTPServer):
+    """A real HTTP server that stores POSTed batches; can be told to answer errors."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
+        self.batches: list[dict[str, Any]] = []
+        self.headers_seen: list[dict[str, str]] = []
+        self.requests = 0
+        self.fail_next = 0
+        self.fail_status = 503
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/ingest"
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [row for batch in self.batches for row in batch["rows"]]
+
+
+class _ReceiverHandler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.requests += 1
+            failing = self.server.fail_next > 0
+            if failing:
+                self.server.fail_next -= 1
+            else:
+                self.server.batches.append(json.loads(body))
+                self.server.headers_seen.append(dict(self.headers))
+        status = self.server.fail_status if failing else 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": false}' if failing else b'{"ok": true}')
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[Receiver]:
+    """A local HTTP server on a free port collecting batches."""
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
