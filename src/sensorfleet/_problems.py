@@ -154,10 +154,16 @@ def read_text(path: str, what: str) -> str:
     except FileNotFoundError:
         raise InputError([f"{path}: (file): {what} file not found"]) from None
     except IsADirectoryError:
-        raise InputError([f"{path}: (file): is a directory; expected a {what} file"]) from None
+        raise InputError([f"{path}: (file): is a folder; expected the {what} file"]) from None
     except OSError as exc:
         raise InputError([f"{path}: (file): cannot read {what} file: {exc.strerror}"]) from None
+    if b"\x00" in raw:
+        raise InputError(
+            [f"{path}: (top level): not a text file (binary data); expected the {what} file"]
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError([f"{path}: (top level): not UTF-8 text; expected a {what} file"]) from None
+        raise InputError(
+            [f"{path}: (top level): not UTF-8 text; expected the {what} file"]
+        ) from None

@@ -1,0 +1,291 @@
+"""`python main.py` end to end: exit codes, messages, backfill, live pacing, signals, restarts."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    MAIN,
+    ROOT,
+    clean_env,
+    log_events,
+    query,
+    run_main,
+    write_config,
+    write_identity,
+)
+
+FIRMWARE_QUERY = (ROOT / "queries" / "firmware_anomaly_rates.sql").read_text()
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    found = log_events(result.stderr, "run summary")
+    assert found, result.stderr[-2000:]
+    return found[-1]
+
+
+@pytest.mark.parametrize(
+    ("config_text", "expected"),
+    [
+        (
+            "anomalies:\n  probability: 1.5\n",
+            "config.yaml: anomalies.probability: must be between 0 and 1 (got 1.5)",
+        ),
+        (
+            "simulation:\n  readings_per_second: -1\n",
+            "config.yaml: simulation.readings_per_second: must be greater than 0 (got -1)",
+        ),
+        (
+            "simulation:\n  readings_per_second: .nan\n",
+            "config.yaml: simulation.readings_per_second: expected a finite number (got NaN)",
+        ),
+        (
+            "normal_parameters:\n  temperature: {mean: 60, std_dev: 1, min: 90, max: 50}\n",
+            "config.yaml: normal_parameters.temperature: min must not exceed max",
+        ),
+        (
+            "databse:\n  path: x.db\n",
+            "config.yaml: databse: unknown key (did you mean 'database'?)",
+        ),
+        ("", "config.yaml: (top level): file is empty"),
+        ("simulation: {readings_per_second: 1\n", "config.yaml: (top level): invalid YAML"),
+    ],
+)
+def test_bad_config_exits_2_with_one_clear_line(
+    tmp_path: Path, config_text: str, expected: str
+) -> None:
+    """A bad config prints `error: file: key: expectation`, no traceback, exit status 2."""
+    (tmp_path / "config.yaml").write_text(config_text)
+    write_identity(tmp_path / "node_identity.json")
+    result = run_main(["--config", "config.yaml", "--identity", "node_identity.json"], tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {expected}")
+    assert not (tmp_path / "data").exists()
+
+
+def test_binary_garbage_identity_exits_2(tmp_path: Path) -> None:
+    """An identity file full of binary garbage is refused with its name."""
+    write_config(tmp_path / "config.yaml")
+    (tmp_path / "id.json").write_bytes(bytes(range(256)))
+    result = run_main(["--config", "config.yaml", "--identity", "id.json"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: id.json: (top level): not a text file")
+
+
+def test_missing_files_and_bad_flags_exit_2(tmp_path: Path) -> None:
+    """A config that does not exist, a bad duration and --follow alone all exit 2."""
+    for args, expected in (
+        (["--config", "nope.yaml"], "error: nope.yaml: (file): config file not found"),
+        (["--backfill", "ten days"], "error: --backfill: expected a duration"),
+        (["--follow"], "error: --follow: only meaningful with --backfill"),
+        (["--seed", "x"], "argument --seed: invalid int value"),
+    ):
+        result = run_main(args, tmp_path)
+        assert result.returncode == 2, args
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_backfill_writes_exact_history_and_is_reproducible(tmp_path: Path, node_files: Any) -> None:
+    """--backfill 2h at 2/s writes 14,400 rows 500 ms apart; the same seed repeats them."""
+    node_files({"simulation": {"readings_per_second": 2}})
+    args = [
+        "--config",
+        "config.yaml",
+        "--identity",
+        "node_identity.json",
+        "--backfill",
+        "2h",
+        "--start",
+        "2024-03-01T00:00:00Z",
+        "--seed",
+        "42",
+    ]
+    first = run_main([*args, "--db", "a.db"], tmp_path)
+    second = run_main([*args, "--db", "b.db"], tmp_path)
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert summary(first)["rows_written"] == 14_400
+    rows_a = query(tmp_path / "a.db", "SELECT * FROM sensor_readings ORDER BY id")
+    rows_b = query(tmp_path / "b.db", "SELECT * FROM sensor_readings ORDER BY id")
+    assert rows_a == rows_b
+    assert rows_a[0][1] == "2024-03-01T00:00:00.000000Z"
+    assert rows_a[-1][1] == "2024-03-01T01:59:59.500000Z"
+    gaps = query(
+        tmp_path / "a.db",
+        "SELECT DISTINCT round((julianday(timestamp) - julianday("
+        "LAG(timestamp) OVER (ORDER BY id))) * 86400, 3) FROM sensor_readings",
+    )
+    assert {g[0] for g in gaps if g[0] is not None} == {0.5}
+    other = run_main([*args[:-1], "43", "--db", "c.db"], tmp_path)
+    assert other.returncode == 0
+    assert query(tmp_path / "c.db", "SELECT * FROM sensor_readings ORDER BY id") != rows_a
+
+
+def test_backfill_ends_now_and_follow_continues_live(tmp_path: Path, node_files: Any) -> None:
+    """Without --start history ends now; --follow continues without a gap or overlap."""
+    node_files({"simulation": {"readings_per_second": 10}})
+    before = time.time()
+    result = run_main(["--backfill", "30s", "--follow", "--run-time", "2", "--seed", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    db = tmp_path / "data" / "sensor_data.db"
+    count, first = query(db, "SELECT COUNT(*), MIN(timestamp) FROM sensor_readings")[0]
+    assert count == 320
+    assert (
+        abs(
+            time.mktime(time.strptime(first[:19], "%Y-%m-%dT%H:%M:%S"))
+            - time.timezone
+            - (before - 30)
+        )
+        < 3
+    )
+    distinct = query(db, "SELECT COUNT(DISTINCT timestamp) FROM sensor_readings")[0][0]
+    assert distinct == count
+
+
+def test_live_run_is_paced_exactly(tmp_path: Path, node_files: Any) -> None:
+    """A 4-second live run at 250 readings/s writes 1,000 rows and takes about 4 s."""
+    node_files({"simulation": {"readings_per_second": 250}})
+    started = time.monotonic()
+    result = run_main(["--run-time", "4", "--seed", "3"], tmp_path)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert (
+        query(tmp_path / "data" / "sensor_data.db", "SELECT COUNT(*) FROM sensor_readings")[0][0]
+        == 1000
+    )
+    assert 3.8 < elapsed < 15
+
+
+def test_sigterm_flushes_every_generated_row_and_exits_0(tmp_path: Path, node_files: Any) -> None:
+    """SIGTERM mid-run writes the buffered rows (flush interval far away) and exits 0."""
+    node_files(
+        {
+            "simulation": {"readings_per_second": 50},
+            "database": {"flush_interval_seconds": 3600, "batch_size": 1_000_000},
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(MAIN), "--seed", "1"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    written = log_events(stderr, "run summary")[-1]["rows_written"]
+    stored = query(tmp_path / "data" / "sensor_data.db", "SELECT COUNT(*) FROM sensor_readings")
+    assert written == stored[0][0] >= 50
+
+
+def test_restart_appends_and_never_deletes(tmp_path: Path, node_files: Any) -> None:
+    """A second run on the same file keeps the first run's rows and continues the ids."""
+    node_files({"simulation": {"readings_per_second": 5}})
+    assert run_main(["--backfill", "10s", "--seed", "1"], tmp_path).returncode == 0
+    assert run_main(["--backfill", "10s", "--seed", "2"], tmp_path).returncode == 0
+    ids = query(tmp_path / "data" / "sensor_data.db", "SELECT id FROM sensor_readings ORDER BY id")
+    assert [i[0] for i in ids] == list(range(1, 101))
+
+
+def test_env_overrides_identity_without_files(tmp_path: Path) -> None:
+    """With no files at all, SENSOR_ID/SENSOR_LOCATION set the built-in identity."""
+    result = run_main(
+        ["--backfill", "5s", "--db", "x.db"],
+        tmp_path,
+        env={
+            "SENSOR_ID": "CUSTOM001",
+            "SENSOR_LOCATION": "Custom Location",
+            "LOG_FORMAT": "json",
+            "LOG_FILE": "",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert query(tmp_path / "x.db", "SELECT DISTINCT sensor_id, location FROM sensor_readings") == [
+        ("CUSTOM001", "Custom Location")
+    ]
+
+
+def test_per_sensor_databases_and_a_folder_of_identities(tmp_path: Path) -> None:
+    """--identity DIR runs every identity; {sensor_id} in the path gives each its own file."""
+    write_config(tmp_path / "config.yaml", database={"path": "data/{sensor_id}.db"})
+    (tmp_path / "ids").mkdir()
+    for name in ("A", "B", "C"):
+        write_identity(tmp_path / "ids" / f"{name}.json", id=name)
+    result = run_main(["--identity", "ids", "--backfill", "1m"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("A", "B", "C"):
+        assert query(
+            tmp_path / "data" / f"{name}.db", "SELECT sensor_id, COUNT(*) FROM sensor_readings"
+        ) == [(name, 60)]
+
+
+def test_several_processes_share_one_file_without_loss(tmp_path: Path) -> None:
+    """Three node processes writing one database file land every row they report."""
+    write_config(
+        tmp_path / "config.yaml",
+        simulation={"readings_per_second": 200},
+        database={"batch_size": 50},
+    )
+    procs = []
+    for name in ("P1", "P2", "P3"):
+        write_identity(tmp_path / f"{name}.json", id=name)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(MAIN), "--identity", f"{name}.json", "--run-time", "4"],
+                cwd=tmp_path,
+                env=clean_env(),
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        assert "database is locked" not in stderr
+    counts = dict(
+        query(
+            tmp_path / "data" / "sensor_data.db",
+            "SELECT sensor_id, COUNT(*) FROM sensor_readings GROUP BY 1",
+        )
+    )
+    assert counts == {"P1": 800, "P2": 800, "P3": 800}
+
+
+@pytest.mark.slow
+def test_firmware_query_shows_documented_rates(tmp_path: Path) -> None:
+    """The original firmware comparison query shows ≈7.5 % (1.3) and ≈3.5 % (1.4)."""
+    # Durations a tenth of the defaults: ten times as many episodes per row, same rates.
+    write_config(
+        tmp_path / "config.yaml",
+        anomalies={
+            "probability": 0.05,
+            "types": {
+                "trend": {"duration_seconds": 30},
+                "pattern": {"duration_seconds": 60},
+                "missing_data": {"duration_seconds": 3},
+                "noise": {"duration_seconds": 18},
+            },
+        },
+    )
+    write_identity(tmp_path / "old.json", id="OLD", firmware_version="1.3")
+    write_identity(tmp_path / "new.json", id="NEW", firmware_version="1.4")
+    result = run_main(
+        ["--identity", "old.json", "new.json", "--backfill", "10d", "--seed", "2024"],
+        tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rates = {
+        fw: pct for fw, _, _, pct in query(tmp_path / "data" / "sensor_data.db", FIRMWARE_QUERY)
+    }
+    assert rates["1.3"] == pytest.approx(7.5, rel=0.1)
+    assert rates["1.4"] == pytest.approx(3.5, rel=0.1)
