@@ -154,7 +154,7 @@ def _build(url: str, timeout: float) -> Sink:
         topic = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
         if not topic:
             raise _Problem("expected mqtt://HOST[:PORT]/TOPIC (no topic given)")
-        if "#" in topic or "+" in topic:
+        if "#" in url or "+" in topic:
             raise _Problem(f"topic {topic!r}: wildcards # and + cannot be published to")
         if parts.query:
             raise _Problem("mqtt URLs take no options")
