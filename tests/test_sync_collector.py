@@ -1,0 +1,210 @@
+"""The collector loop on real node files and sinks: exactly once, nothing lost, nothing stuck."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import servers
+from servers import Receiver, make_node_db, node_rows, sqlite_rows, start_node, stop_process
+
+from sensorfleet.readings import COLUMNS
+from sensorfleet.sync.collector import Collector, SyncOptions, SyncSummary
+from sensorfleet.sync.cursor import CursorStore
+from sensorfleet.sync.sink_url import parse_sink_url
+from sensorfleet.sync.sinks.base import Batch
+from sensorfleet.sync.sinks.sqlite import SQLiteSink
+from sensorfleet.sync.source import Source
+
+http_receiver = servers.http_receiver
+
+FAST = SyncOptions(batch_size=250, interval=0.05, log_interval=60)
+ONCE = SyncOptions(batch_size=250, interval=0.05, log_interval=60, once=True)
+
+
+def central_rows(db: Path) -> list[tuple[object, ...]]:
+    cols = ", ".join(COLUMNS)
+    sql = f"SELECT database_id, source_row_id, {cols} FROM sensor_readings ORDER BY 1, 2"
+    return sqlite_rows(db, sql)
+
+
+def unsynced(db: Path) -> int:
+    return int(sqlite_rows(db, "SELECT count(*) FROM sensor_readings WHERE synced = 0")[0][0])
+
+
+def collect(sources: list[Path], central: Path, options: SyncOptions = ONCE) -> SyncSummary:
+    return Collector(sources, SQLiteSink(central), options).run()
+
+
+class Following:
+    """A collector running in follow mode on a thread, stopped on exit."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.thread = threading.Thread(target=collector.run, daemon=True)
+
+    def __enter__(self) -> Following:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.collector.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("tpl")
+    return [make_node_db(folder / f"n{i}.db", seed=i, backfill="10m") for i in range(3)]
+
+
+@pytest.fixture
+def nodes(templates: list[Path], tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return [Path(shutil.copy(t, folder / t.name)) for t in templates]
+
+
+def test_drains_every_source_exactly_once(nodes: list[Path], tmp_path: Path) -> None:
+    """--once ships every row of every node file once and leaves every row synced = 1."""
+    central = tmp_path / "central.db"
+    summary = collect([nodes[0].parent], central)
+    expected = sorted(row for db in nodes for row in node_rows(db))
+    assert central_rows(central) == expected
+    assert [unsynced(db) for db in nodes] == [0, 0, 0]
+    assert summary.rows_shipped == summary.rows_stored == len(expected) == 1800
+    assert summary.failed_sources == []
+
+
+def test_crash_between_sink_write_and_mark_leaves_no_duplicate(
+    nodes: list[Path], tmp_path: Path
+) -> None:
+    """A batch stored centrally but never marked (a crash) is sent again and stored once."""
+    central = tmp_path / "central.db"
+    source = Source(nodes[0], ONCE.database)
+    database_id = source.open()
+    crashed = Batch(database_id, str(nodes[0]), source.read_unsynced(300), "2026-01-01T00:00:00Z")
+    sink = SQLiteSink(central)
+    sink.open()
+    sink.write(crashed)  # ... and the collector died before marking
+    sink.close()
+    source.close()
+    summary = collect([nodes[0]], central)
+    assert central_rows(central) == sorted(node_rows(nodes[0]))
+    assert summary.rows_shipped == 600 and summary.rows_stored == 300
+    assert unsynced(nodes[0]) == 0
+
+
+def test_unreachable_sink_marks_nothing_then_recovers(
+    nodes: list[Path], http_receiver: Receiver
+) -> None:
+    """While the sink fails nothing is marked; once it answers again every row is shipped."""
+    http_receiver.fail_next = 10**9
+    sink = parse_sink_url(http_receiver.url, timeout=2)
+    collector = Collector([nodes[0]], sink, FAST)
+    with Following(collector):
+        eventually(lambda: collector.summary.sink_errors >= 2)
+        assert unsynced(nodes[0]) == 600 and http_receiver.rows() == []
+        http_receiver.fail_next = 0
+        eventually(lambda: unsynced(nodes[0]) == 0)
+    keys = {(r["database_id"], r["source_row_id"]) for r in http_receiver.rows()}
+    assert keys == {(row[0], row[1]) for row in node_rows(nodes[0])}
+
+
+def test_cursor_mode_never_writes_node_files(nodes: list[Path], tmp_path: Path) -> None:
+    """With a cursor the node file keeps synced = 0 and a second run ships only newer rows."""
+    central, cursor_file = tmp_path / "central.db", tmp_path / "cursor.json"
+    before = nodes[0].read_bytes()
+    first = Collector([nodes[0]], SQLiteSink(central), ONCE, CursorStore(cursor_file)).run()
+    assert nodes[0].read_bytes() == before
+    assert first.rows_shipped == 600
+    make_node_db(nodes[0], seed=9, backfill="1m")  # the node writes 60 more rows
+    second = Collector([nodes[0]], SQLiteSink(central), ONCE, CursorStore(cursor_file)).run()
+    assert second.rows_shipped == 60
+    assert central_rows(central) == sorted(node_rows(nodes[0]))
+    assert unsynced(nodes[0]) == 660
+    database_id = node_rows(nodes[0])[0][0]
+    assert CursorStore(cursor_file).get(database_id) == 660
+
+
+def test_a_failing_source_does_not_stop_the_others(nodes: list[Path], tmp_path: Path) -> None:
+    """A corrupt file is reported and given up on while every healthy file is drained."""
+    broken = nodes[0].parent / "broken.db"
+    broken.write_bytes(b"not a database at all" * 500)
+    central = tmp_path / "central.db"
+    options = SyncOptions(batch_size=250, once=True, max_failures=2)
+    summary = collect([broken, nodes[1], nodes[2]], central, options)
+    assert [unsynced(nodes[1]), unsynced(nodes[2])] == [0, 0]
+    assert len(central_rows(central)) == 1200
+    assert len(summary.failed_sources) == 1 and "broken.db" in summary.failed_sources[0]
+
+
+def test_once_stops_at_rows_present_when_it_started(tmp_path: Path) -> None:
+    """--once finishes even while a node keeps writing, shipping at least what was there."""
+    db = make_node_db(tmp_path / "live.db", seed=4, backfill="20m")
+    node = start_node(db, seed=4, rate=500)
+    try:
+        time.sleep(0.5)
+        summary = collect([db], tmp_path / "central.db", SyncOptions(batch_size=100, once=True))
+    finally:
+        stop_process(node)
+    assert summary.rows_shipped >= 1200
+    assert unsynced(db) > 0  # rows the node wrote after the start were left for the next run
+
+
+def test_following_a_folder_picks_up_new_and_recreated_files(
+    templates: list[Path], tmp_path: Path
+) -> None:
+    """New files in a followed folder are shipped; a file recreated under a name ships too."""
+    folder, central = tmp_path / "data", tmp_path / "central.db"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("ignored")
+    shutil.copy(templates[0], folder / "a.db")
+    collector = Collector([folder], SQLiteSink(central), FAST)
+
+    def count() -> int:
+        return len(central_rows(central)) if central.exists() else 0
+
+    with Following(collector):
+        eventually(lambda: count() == 600)
+        shutil.copy(templates[1], folder / "b.db")
+        eventually(lambda: count() == 1200)
+        (folder / "a.db").rename(tmp_path / "a-old.db")
+        make_node_db(folder / "a.db", seed=11, backfill="2m")
+        eventually(lambda: count() == 1320)
+    assert unsynced(folder / "a.db") == 0
+    ids = {row[0] for row in central_rows(central)}
+    assert len(ids) == 3
+
+
+@pytest.fixture
+def foreign_sqlite(tmp_path: Path) -> Iterator[Path]:
+    import sqlite3
+
+    path = tmp_path / "data" / "other.db"
+    path.parent.mkdir(exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+    yield path
+
+
+def test_folder_files_that_are_not_node_databases_are_skipped(
+    foreign_sqlite: Path, templates: list[Path], tmp_path: Path
+) -> None:
+    """A SQLite file without the node tables in a followed folder is skipped, not a failure."""
+    shutil.copy(templates[2], foreign_sqlite.parent / "n.db")
+    summary = collect([foreign_sqlite.parent], tmp_path / "central.db")
+    assert summary.failed_sources == [] and summary.rows_shipped == 600
+    assert sqlite_rows(foreign_sqlite, "SELECT count(*) FROM sqlite_master") == [(1,)]
