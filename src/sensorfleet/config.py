@@ -148,6 +148,9 @@ class Logging(_Section):
 class ConfigReload(_Section):
     enabled: bool = True
     check_interval_seconds: Positive = 60.0
+    # False: poll only, for filesystems that deliver no change events (some
+    # network and bind mounts), where a watcher would sit silent.
+    watch_events: bool = True
 
 
 class Monitoring(_Section):
@@ -187,6 +190,7 @@ ENVIRONMENT_KEYS: dict[str, str] = {
     "LOG_FILE": "logging.file",
     "LOG_FORMAT": "logging.format",
     "CONFIG_RELOAD_ENABLED": "config_reload.enabled",
+    "CONFIG_RELOAD_WATCH_EVENTS": "config_reload.watch_events",
     "MONITORING_ENABLED": "monitoring.enabled",
     "MONITORING_HOST": "monitoring.host",
     "MONITORING_PORT": "monitoring.port",
