@@ -1,0 +1,152 @@
+"""``sensorfleet sync`` as a user runs it: a real subprocess, exit codes, logs and metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import ROOT, free_port, make_node_db, node_env, sqlite_rows, stop_process
+
+DOCS = ROOT / "docs" / "sync.md"
+
+
+def sync(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensorfleet", "sync", *args, "--log-format", "json"],
+        cwd=cwd,
+        env=node_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def events(stderr: str, name: str) -> list[dict[str, Any]]:
+    found = []
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record["event"] == name:
+                found.append(record)
+    return found
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_node_db(tmp_path_factory.mktemp("tpl") / "node.db", seed=2, backfill="10m")
+
+
+@pytest.fixture
+def data(template: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(template, folder / "node-1.db")
+    return folder
+
+
+def test_once_drains_a_folder_into_a_central_file(data: Path, tmp_path: Path) -> None:
+    """`sync DIR --once` exits 0 after shipping and marking every row, and says how many."""
+    result = sync("data", "--sink", "sqlite:///central.db", "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sqlite_rows(tmp_path / "central.db", "SELECT count(*) FROM sensor_readings") == [(600,)]
+    assert sqlite_rows(data / "node-1.db", "SELECT sum(synced) FROM sensor_readings") == [(600,)]
+    (finished,) = events(result.stderr, "sync finished")
+    assert finished["rows"] == 600 and finished["rows_stored"] == 600
+    (progress,) = events(result.stderr, "source progress")
+    assert progress["backlog"] == 0 and progress["rows_per_second"] > 0
+
+
+def test_central_file_inside_the_source_folder_is_not_a_source(data: Path, tmp_path: Path) -> None:
+    """A central SQLite file kept in the followed folder is never read as a node database."""
+    result = sync("data", "--sink", "sqlite:///data/central.db", "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    added = [e["source"] for e in events(result.stderr, "source added")]
+    assert added == ["data/node-1.db"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--sink", "nosuch://x"], "error: --sink 'nosuch://x': unknown sink type"),
+        (["--sink", "mqtt://broker"], "no topic given"),
+        (["--batch-size", "0"], "error: --batch-size: must be between 1 and 100000 (got 0)"),
+        (["--interval", "soon"], "error: --interval: expected a duration"),
+        (["missing.db"], "error: missing.db: no such file or folder"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(
+    data: Path, tmp_path: Path, args: list[str], words: str
+) -> None:
+    """Bad flags, sink URLs and sources end with status 2 and one error line, no traceback."""
+    sources = [] if args[0] == "missing.db" else ["data"]
+    result = sync(*sources, *args, "--once", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_unreachable_sink_exits_1_and_marks_nothing(data: Path, tmp_path: Path) -> None:
+    """A sink that cannot be reached at start is one clear error line; no row is marked."""
+    url = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/fleet"
+    result = sync("data", "--sink", url, "--once", "--sink-timeout", "2s", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert line.startswith("error: cannot use sink: postgresql://postgres:***@127.0.0.1")
+    assert "secret" not in result.stderr
+    assert sqlite_rows(data / "node-1.db", "SELECT sum(synced) FROM sensor_readings") == [(0,)]
+
+
+def test_follow_serves_metrics_and_stops_cleanly(data: Path, tmp_path: Path) -> None:
+    """Following, the collector serves Prometheus metrics, logs backlog, and exits 0 on SIGTERM."""
+    log = tmp_path / "sync.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sensorfleet", "sync", "data", "--sink", "jsonl:///out",
+             "--metrics-port", "0", "--interval", "0.1s", "--log-interval", "0.2s",
+             "--log-format", "json"],
+            cwd=tmp_path, env=node_env(), stderr=handle, text=True,
+        )  # fmt: skip
+        try:
+            port = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                serving = events(log.read_text(), "metrics serving")
+                shipped = events(log.read_text(), "source progress")
+                if serving and any(e["backlog"] == 0 for e in shipped):
+                    port = serving[0]["port"]
+                    break
+                time.sleep(0.1)
+            assert port, log.read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+        finally:
+            stop_process(proc)
+    assert proc.returncode == 0
+    assert re.search(r'sensorfleet_sync_rows_shipped_total\{source="data/node-1.db"\} 600\.0', text)
+    assert 'sensorfleet_sync_backlog_rows{source="data/node-1.db"} 0.0' in text
+    assert events(log.read_text(), "sync finished")
+    published = list((tmp_path / "out").glob("*.jsonl"))
+    assert len(published) == 1 and not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_every_option_is_documented() -> None:
+    """docs/sync.md mentions every option of `sensorfleet sync --help`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sensorfleet", "sync", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=node_env(),
+    )
+    options = set(re.findall(r"(--[a-z][a-z-]+)", result.stdout)) - {"--help"}
+    text = DOCS.read_text()
+    assert {o for o in options if o not in text} == set()
