@@ -62,6 +62,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 COPY docker/healthcheck.py /usr/local/lib/sensorfleet-healthcheck.py
+COPY docker/query.py /usr/local/bin/sensorfleet-query
 COPY config.yaml node_identity.json main.py /app/
 RUN mkdir -p /app/data && chown sensor:sensor /app/data
 
