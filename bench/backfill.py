@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sensorfleet import logs
 from sensorfleet.clock import ManualClock
 from sensorfleet.config import build_config
 from sensorfleet.generator import SensorGenerator, Settings
@@ -58,6 +59,7 @@ def ours(path: Path, rows: int, settings: Settings) -> float:
 
 
 def run(rows: int, rounds: int) -> dict[str, Any]:
+    logs.configure(level="WARNING")  # a log line per batch would be measured too
     config = build_config({}, "bench")
     settings = Settings.resolve(config, build_identity(DEFAULT_IDENTITY, "bench", {}))
     ceiling_s, ours_s = [], []
@@ -88,9 +90,11 @@ def main() -> None:
     rows, rounds = (50_000, 1) if options.smoke else (options.rows, options.rounds)
     result = run(rows, rounds)
     path = save("backfill", result, options.out)
-    print(f"backfill: {result['backfill_rows_per_s']:,} rows/s  "
-          f"ceiling: {result['ceiling_rows_per_s']:,} rows/s  "
-          f"ratio: {result['ratio']} (target ≥ {result['target_ratio']})  → {path}")
+    print(
+        f"backfill: {result['backfill_rows_per_s']:,} rows/s  "
+        f"ceiling: {result['ceiling_rows_per_s']:,} rows/s  "
+        f"ratio: {result['ratio']} (target ≥ {result['target_ratio']})  → {path}"
+    )
 
 
 if __name__ == "__main__":

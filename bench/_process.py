@@ -1,0 +1,117 @@
+"""Run a real node subprocess and measure it: peak memory, CPU, and how late rows land."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = ROOT / "main.py"
+
+
+@dataclass
+class Measured:
+    """What one node process did."""
+
+    exit_status: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    lags: list[float] = field(default_factory=list)  # seconds behind, sampled each second
+    stderr: str = ""
+
+    @property
+    def cpu_cores(self) -> float:
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _watch_lag(db: Path, stop: threading.Event, lags: list[float]) -> None:
+    """Sample how far the newest row in ``db`` trails the wall clock."""
+    while not stop.wait(1.0):
+        if not db.exists():
+            continue
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                newest = conn.execute(
+                    "SELECT (julianday('now') - julianday(MAX(timestamp))) * 86400 "
+                    "FROM sensor_readings"
+                ).fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if newest is not None:
+            lags.append(float(newest))
+
+
+def run_node(
+    args: list[str], cwd: Path, watch_db: Path | None = None, env: dict[str, str] | None = None
+) -> Measured:
+    """Run ``main.py ARGS`` to completion; peak RSS and CPU come from ``wait4``."""
+    environment = {**os.environ, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1", **(env or {})}
+    started = time.perf_counter()
+    stderr_path = cwd / "node.stderr"
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(MAIN), *args],
+            cwd=cwd,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        stop, lags = threading.Event(), list[float]()
+        watcher = None
+        if watch_db is not None:
+            watcher = threading.Thread(target=_watch_lag, args=(watch_db, stop, lags), daemon=True)
+            watcher.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+    wall = time.perf_counter() - started
+    return Measured(
+        exit_status=proc.returncode,
+        wall_seconds=wall,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        lags=lags,
+        stderr=stderr_path.read_text(),
+    )
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def write_config(path: Path, database: str, extra: str = "") -> Path:
+    """A quiet node config for benchmarks (no reload, no HTTP, no log file)."""
+    path.write_text(
+        "logging: {file: null, format: json}\n"
+        "monitoring: {enabled: false}\n"
+        "config_reload: {enabled: false}\n"
+        f"database: {{path: {database!r}}}\n" + extra
+    )
+    return path
+
+
+def baseline_rss_mb(cwd: Path) -> float:
+    """Peak RSS of an interpreter that only imports the node (the fixed cost)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sensorfleet.cli.run"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    _, _, usage = os.wait4(proc.pid, 0)
+    return usage.ru_maxrss / 1024
