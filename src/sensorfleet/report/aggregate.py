@@ -1,0 +1,231 @@
+"""Summarise readings in SQL: every row is counted by SQLite, never loaded into Python.
+
+The result is one small table of cells, one per (origin database, sensor,
+identity, anomaly type), with row, synced and episode counts. Every figure
+in a report is a sum over these cells, so a database of millions of rows
+becomes a few hundred Python objects, and memory stays flat however large
+the input (SQLite spills its own sorts to temporary files).
+
+Counts are read in rowid ranges so a long scan can report progress.
+Episodes (runs of consecutive flagged readings of one type, per sensor) are
+counted with window functions over the flagged rows only: a new episode
+starts where the type changes or where the time since the previous flagged
+reading exceeds one and a half reading intervals (the interval being the
+smallest gap seen between that sensor's flagged readings).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from dataclasses import dataclass, field
+
+from .sources import Source, open_readonly
+
+CHUNK_ROWS = 250_000
+_EPISODE_SHARE = 0.2  # share of a source's progress bar given to the episode pass
+
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """The identity fields that shape a sensor's behaviour."""
+
+    firmware_version: str
+    model: str
+    manufacturer: str
+    location: str
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """One group of readings: where from, which sensor, as which identity, which anomaly."""
+
+    origin: str  # the node database id the rows were written to (or the file path)
+    sensor_id: str
+    identity: Identity
+    flagged: bool
+    anomaly_type: str | None  # None for normal readings
+
+
+@dataclass
+class Cell:
+    """Counts for one ``CellKey``."""
+
+    rows: int = 0
+    synced: int = 0
+    episodes: int = 0
+    first: str = ""
+    last: str = ""
+
+    def add(self, rows: int, synced: int, first: str, last: str) -> None:
+        self.rows += rows
+        self.synced += synced
+        self.first = min(self.first, first) if self.first else first
+        self.last = max(self.last, last)
+
+
+@dataclass
+class SourceSummary:
+    """What one source contributed."""
+
+    source: Source
+    cells: dict[CellKey, Cell] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.cells.values())
+
+    @property
+    def synced(self) -> int:
+        return sum(c.synced for c in self.cells.values())
+
+    def origins(self) -> set[str]:
+        return {key.origin for key in self.cells}
+
+
+def _text(value: object) -> str:
+    return "(none)" if value is None else str(value)
+
+
+def _origin_expression(source: Source) -> str:
+    if source.kind == "central":
+        return "database_id"
+    # A node file's rows all share the file's id; quote it as a literal.
+    origin = source.database_id or str(source.path)
+    return "'" + origin.replace("'", "''") + "'"
+
+
+def _count_sql(source: Source) -> str:
+    synced = "SUM(synced = 1)" if source.has_synced else "COUNT(*)"
+    return f"""
+        SELECT {_origin_expression(source)} AS origin, sensor_id,
+               firmware_version, model, manufacturer, location,
+               anomaly_flag = 1 AS flagged,
+               CASE WHEN anomaly_flag = 1 THEN anomaly_type END AS kind,
+               COUNT(*), {synced}, MIN(timestamp), MAX(timestamp)
+        FROM "{source.table}"
+        WHERE rowid BETWEEN ? AND ?
+        GROUP BY origin, sensor_id, firmware_version, model, manufacturer, location,
+                 flagged, kind
+    """
+
+
+def _episode_sql(source: Source) -> str:
+    return f"""
+        WITH flagged AS (
+            SELECT {_origin_expression(source)} AS origin, sensor_id,
+                   firmware_version, model, manufacturer, location, anomaly_type,
+                   (julianday(timestamp) - 2440587.5) * 86400.0 AS t
+            FROM "{source.table}"
+            WHERE anomaly_flag = 1 AND rowid <= ?
+        ), gaps AS (
+            SELECT *, t - LAG(t) OVER w AS gap, LAG(anomaly_type) OVER w AS previous
+            FROM flagged
+            WINDOW w AS (PARTITION BY origin, sensor_id ORDER BY t)
+        ), steps AS (
+            SELECT *, MIN(CASE WHEN gap > 0 THEN gap END)
+                      OVER (PARTITION BY origin, sensor_id) AS step
+            FROM gaps
+        )
+        SELECT origin, sensor_id, firmware_version, model, manufacturer, location,
+               anomaly_type, COUNT(*)
+        FROM steps
+        WHERE gap IS NULL OR previous IS NOT anomaly_type OR gap > 1.5 * step
+        GROUP BY origin, sensor_id, firmware_version, model, manufacturer, location,
+                 anomaly_type
+    """
+
+
+def _key(row: tuple[object, ...], flagged: bool, kind: object) -> CellKey:
+    identity = Identity(_text(row[2]), _text(row[3]), _text(row[4]), _text(row[5]))
+    return CellKey(
+        origin=str(row[0]),
+        sensor_id=_text(row[1]),
+        identity=identity,
+        flagged=flagged,
+        anomaly_type=None if not flagged else _text(kind),
+    )
+
+
+def summarise_source(
+    source: Source,
+    progress: ProgressCallback | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> SourceSummary:
+    """Count one source's readings by cell; raise ``sqlite3.Error`` if it cannot be read."""
+    summary = SourceSummary(source)
+    cells = summary.cells
+    with closing(open_readonly(source.path)) as conn:
+        low, high = conn.execute(f'SELECT MIN(rowid), MAX(rowid) FROM "{source.table}"').fetchone()
+        if low is None:
+            return summary
+        count_sql = _count_sql(source)
+        span = high - low + 1
+        start = low
+        while start <= high:
+            stop = min(high, start + chunk_rows - 1)
+            for row in conn.execute(count_sql, (start, stop)):
+                key = _key(row, bool(row[6]), row[7])
+                cells.setdefault(key, Cell()).add(int(row[8]), int(row[9] or 0), row[10], row[11])
+            if progress is not None:
+                progress("counting", (1 - _EPISODE_SHARE) * (stop - low + 1) / span)
+            start = stop + 1
+        if progress is not None:
+            progress("counting episodes", 1 - _EPISODE_SHARE)
+        for row in conn.execute(_episode_sql(source), (high,)):
+            key = _key(row, True, row[6])
+            # A cell missing here would mean rows appeared between the two passes.
+            cell = cells.get(key)
+            if cell is not None:
+                cell.episodes += int(row[7])
+        if progress is not None:
+            progress("done", 1.0)
+    return summary
+
+
+def drop_duplicate_origins(summaries: Iterable[SourceSummary]) -> list[str]:
+    """Remove central-store rows whose node file is also a source; return notes.
+
+    The node file is the fuller record (it also holds unsynced rows), so its
+    copy is kept and the central copy is left out rather than counted twice.
+    """
+    summaries = list(summaries)
+    node_origins = {o for s in summaries if s.source.kind == "node" for o in s.origins()}
+    notes = []
+    for summary in summaries:
+        if summary.source.kind != "central":
+            continue
+        duplicate = [k for k in summary.cells if k.origin in node_origins]
+        if duplicate:
+            rows = sum(summary.cells[k].rows for k in duplicate)
+            for key in duplicate:
+                del summary.cells[key]
+            notes.append(
+                f"{summary.source.label}: {rows:,} rows also present in node files given "
+                "on the command line were counted once, from the node files"
+            )
+    return notes
+
+
+def read_sources(
+    sources: list[Source],
+    progress: Callable[[int, Source, str, float], None] | None = None,
+) -> tuple[list[SourceSummary], list[str]]:
+    """Summarise every source; a source that fails mid-read becomes a problem line."""
+    summaries: list[SourceSummary] = []
+    problems: list[str] = []
+    for index, source in enumerate(sources):
+        callback: ProgressCallback | None = None
+        if progress is not None:
+
+            def callback(stage: str, fraction: float, i: int = index, s: Source = source) -> None:
+                progress(i, s, stage, fraction)
+
+        try:
+            summaries.append(summarise_source(source, callback))
+        except sqlite3.Error as exc:
+            problems.append(f"{source.label}: cannot read the database ({exc})")
+    return summaries, problems

@@ -1,0 +1,161 @@
+"""A self-contained HTML report: inline CSS and inline SVG charts, nothing fetched.
+
+The file opens offline, can be mailed or attached to a ticket, and prints.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from . import plots
+from .model import ABOVE, BELOW, OK, Report
+from .render_text import Section, headline, percent, sections
+
+_CSS = """
+:root { --ink:#1f2937; --muted:#6b7280; --line:#e5e7eb; --ok:#15803d; --bad:#dc2626;
+        --card:#f9fafb; --accent:#1d4ed8; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 "DejaVu Sans", "Segoe UI", Helvetica, Arial, sans-serif;
+       color: var(--ink); background: #f3f4f6; }
+main { max-width: 1180px; margin: 0 auto; padding: 28px 28px 60px; }
+header h1 { font-size: 26px; margin: 0 0 4px; letter-spacing: -0.01em; }
+header p { margin: 2px 0; color: var(--muted); }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr));
+         gap: 12px; margin: 20px 0; }
+.card { background: white; border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; }
+.card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.card .v { font-size: 22px; font-weight: 700; margin-top: 2px; }
+.verdict { border-radius: 10px; padding: 14px 18px; margin: 8px 0 22px; font-weight: 600; }
+.verdict.ok { background: #ecfdf5; border: 1px solid #a7f3d0; color: var(--ok); }
+.verdict.bad { background: #fef2f2; border: 1px solid #fecaca; color: var(--bad); }
+.verdict ul { margin: 8px 0 0; padding-left: 20px; font-weight: 400; color: var(--ink); }
+section { background: white; border: 1px solid var(--line); border-radius: 12px;
+          padding: 18px 20px; margin: 18px 0; }
+section h2 { font-size: 18px; margin: 0 0 10px; }
+.chart { width: 100%; height: auto; display: block; margin: 0 auto; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
+@media (max-width: 900px) { .pair { grid-template-columns: 1fr; } }
+table { border-collapse: collapse; width: 100%; margin-top: 10px; font-size: 13px; }
+th { text-align: left; color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line);
+     padding: 6px 8px; white-space: nowrap; }
+td { padding: 5px 8px; border-bottom: 1px solid var(--line); }
+td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px;
+         font-weight: 600; }
+.badge.ok { background: #dcfce7; color: var(--ok); }
+.badge.bad { background: #fee2e2; color: var(--bad); }
+.series { margin: 10px 0 22px; }
+footer, .note { color: var(--muted); font-size: 12px; }
+details summary { cursor: pointer; color: var(--accent); margin-top: 8px; }
+"""
+
+
+def _table(section: Section) -> str:
+    head = "".join(
+        f'<th class="{"r" if right else ""}">{escape(h)}</th>'
+        for h, right in zip(section.headers, section.right, strict=True)
+    )
+    body = []
+    for index, row in enumerate(section.rows):
+        status = section.status[index] if index < len(section.status) else None
+        cells = []
+        for column, (cell, right) in enumerate(zip(row, section.right, strict=True)):
+            text = escape(cell)
+            if status is not None and column == len(row) - 1:
+                kind = "ok" if status == OK else "bad" if status in (ABOVE, BELOW) else ""
+                text = f'<span class="badge {kind}">{text}</span>' if kind else text
+            cells.append(f'<td class="{"r" if right else ""}">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _card(label: str, value: str) -> str:
+    return (
+        f'<div class="card"><div class="k">{escape(label)}</div>'
+        f'<div class="v">{escape(value)}</div></div>'
+    )
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document."""
+    tables = {s.title: s for s in sections(report)}
+    flagged = report.flagged()
+    comparisons = report.comparisons()
+    overall = report.anomalies / report.rows if report.rows else 0.0
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>sensorfleet report</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+        "<header><h1>Sensor fleet report</h1>",
+        *(f"<p>{escape(line)}</p>" for line in headline(report)),
+        "</header>",
+        '<div class="cards">',
+        _card("sources", f"{len(report.sources):,}"),
+        _card("sensors", f"{report.sensors:,}"),
+        _card("readings", f"{report.rows:,}"),
+        _card("anomalous", percent(overall)),
+        _card("checks off", f"{len(flagged)} / {comparisons}"),
+        "</div>",
+    ]
+    if flagged:
+        items = "".join(f"<li>{escape(line)}</li>" for line in flagged)
+        parts.append(
+            f'<div class="verdict bad">{len(flagged)} of {comparisons} observed values disagree '
+            f"with {escape(report.expected_from)}<ul>{items}</ul></div>"
+        )
+    else:
+        parts.append(
+            f'<div class="verdict ok">All {comparisons} observed values agree with '
+            f"{escape(report.expected_from)}.</div>"
+        )
+    firmware = report.rates["firmware_version"]
+    parts.append("<section><h2>Anomaly rate by firmware</h2>")
+    if firmware:
+        parts.append(plots.rate_chart(firmware))
+    parts.append(_table(tables["Anomaly rate by firmware"]) + "</section>")
+    model_shares = report.shares["model"]
+    title = "Anomaly types by model (share of its anomalous rows)"
+    parts.append("<section><h2>Anomaly types by model</h2>")
+    if model_shares:
+        parts.append(plots.type_mix_chart(model_shares))
+    parts.append(_table(tables[title]) + "</section>")
+    parts.append('<section><h2>Anomaly rate by manufacturer and by location</h2><div class="pair">')
+    for dimension in ("manufacturer", "location"):
+        rows = report.rates[dimension]
+        chart = plots.rate_chart(rows, f"by {dimension}") if rows else ""
+        parts.append(f"<div>{chart}</div>")
+    parts.append("</div>")
+    for dimension in ("manufacturer", "location"):
+        parts.append(_table(tables[f"Anomaly rate by {dimension}"]))
+    parts.append("</section>")
+    if report.series:
+        parts.append("<section><h2>Sensors over time</h2>")
+        parts.append(
+            '<p class="note">Line: mean per time bucket; band: minimum to maximum in the '
+            "bucket; shading: anomaly episodes by type.</p>"
+        )
+        for series in report.series:
+            parts.append(f'<div class="series">{plots.series_chart(series)}</div>')
+        parts.append("</section>")
+    parts.append('<section><h2>Sync status</h2><div class="pair">')
+    parts.append("<div>" + _table(tables["Sync status by firmware"]) + "</div>")
+    parts.append("<div>" + _table(tables["Sync status by source"]) + "</div>")
+    parts.append("</div></section>")
+    parts.append(_footer(report))
+    parts.append("</main></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _footer(report: Report) -> str:
+    notes = "".join(f"<p>note: {escape(note)}</p>" for note in report.notes)
+    return (
+        "<footer>"
+        f"{notes}<p>Intervals are Wilson score intervals on an effective sample size that "
+        "counts anomaly episodes rather than rows (readings inside one episode are not "
+        f"independent). They hold at {report.confidence:.0%} for the whole report at once "
+        f"({100 * report.interval_confidence:.2f}% each, Bonferroni). A check is off when the "
+        "expected value lies outside the interval.</p>"
+        "<p>Generated by sensorfleet report.</p></footer>"
+    )

@@ -1,0 +1,209 @@
+"""A report as text: aligned tables for a terminal, or Markdown tables.
+
+Percentages are shown with two decimals, the same rounding as the SQL
+queries in the documentation, so the two can be compared by eye.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import ABOVE, BELOW, DIMENSION_TITLES, OK, RateRow, Report, ShareRow, SyncRow
+
+_MARKS = {OK: "ok", ABOVE: "▲ above", BELOW: "▼ below"}
+_GREEN, _RED, _DIM, _BOLD, _RESET = "\033[32m", "\033[31;1m", "\033[2m", "\033[1m", "\033[0m"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One titled table, every cell already text."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    right: tuple[bool, ...]  # right-align this column
+    status: tuple[str, ...] = ()  # per row, for colouring the check column
+
+
+def percent(value: float | None) -> str:
+    """``0.07123`` → ``7.12%``; None → ``–``."""
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def interval(low: float, high: float) -> str:
+    """``6.21–7.93%``."""
+    return f"{100 * low:.2f}–{100 * high:.2f}%"
+
+
+def _rate_section(dimension: str, rows: list[RateRow]) -> Section:
+    title = DIMENSION_TITLES[dimension]
+    return Section(
+        title=f"Anomaly rate by {title}",
+        headers=(
+            title,
+            "sensors",
+            "rows",
+            "anomalies",
+            "observed",
+            "interval",
+            "expected",
+            "check",
+        ),
+        rows=[
+            (
+                r.group,
+                f"{r.sensors:,}",
+                f"{r.rows:,}",
+                f"{r.anomalies:,}",
+                percent(r.observed),
+                interval(r.low, r.high),
+                percent(r.expected),
+                _MARKS.get(r.status, r.status),
+            )
+            for r in rows
+        ],
+        right=(False, True, True, True, True, True, True, False),
+        status=tuple(r.status for r in rows),
+    )
+
+
+def _share_section(dimension: str, rows: list[ShareRow]) -> Section:
+    title = DIMENSION_TITLES[dimension]
+    shown: list[tuple[str, ...]] = []
+    previous = None
+    for r in rows:
+        # The group name once per block of types reads like the original query's output.
+        shown.append(
+            (
+                r.group if r.group != previous else "",
+                r.anomaly_type,
+                f"{r.count:,}",
+                percent(r.observed),
+                interval(r.low, r.high),
+                percent(r.expected),
+                _MARKS.get(r.status, r.status),
+            )
+        )
+        previous = r.group
+    return Section(
+        title=f"Anomaly types by {title} (share of its anomalous rows)",
+        headers=(title, "type", "rows", "observed", "interval", "expected", "check"),
+        rows=shown,
+        right=(False, False, True, True, True, True, False),
+        status=tuple(r.status for r in rows),
+    )
+
+
+def _sync_section(title: str, heading: str, rows: list[SyncRow]) -> Section:
+    return Section(
+        title=title,
+        headers=(heading, "total", "synced", "unsynced", "synced %"),
+        rows=[
+            (r.group, f"{r.total:,}", f"{r.synced:,}", f"{r.unsynced:,}", percent(r.share))
+            for r in rows
+        ],
+        right=(False, True, True, True, True),
+    )
+
+
+def sections(report: Report) -> list[Section]:
+    """The report's tables in reading order."""
+    found = [_rate_section("firmware_version", report.rates["firmware_version"])]
+    found.append(_share_section("model", report.shares["model"]))
+    for dimension in ("manufacturer", "location", "model"):
+        found.append(_rate_section(dimension, report.rates[dimension]))
+    found.append(_sync_section("Sync status by firmware", "firmware", report.sync_by_firmware))
+    found.append(_sync_section("Sync status by source", "source", report.sync_by_source))
+    return found
+
+
+def headline(report: Report) -> list[str]:
+    """The lines above the tables: what was read and what it was compared with."""
+    span = f"{_short(report.first)} → {_short(report.last)}" if report.first else "no readings"
+    sources = len(report.sources)
+    return [
+        f"sensorfleet report · {sources} source{'s' if sources != 1 else ''} · "
+        f"{report.rows:,} rows · {report.sensors:,} sensors · {span}",
+        f"expected values from {report.expected_from} at {report.readings_per_second:g} "
+        f"readings/s; intervals hold at {report.confidence:.0%} for the whole report "
+        f"({report.comparisons()} comparisons, {100 * report.interval_confidence:.2f}% each)",
+    ]
+
+
+def verdict(report: Report) -> list[str]:
+    """The closing lines: do observations agree with the config?"""
+    flagged = report.flagged()
+    total = report.comparisons()
+    if not flagged:
+        return [f"All {total} observed values agree with {report.expected_from}."]
+    lines = [f"{len(flagged)} of {total} observed values disagree with {report.expected_from}:"]
+    lines.extend(f"  - {line}" for line in flagged)
+    return lines
+
+
+def _short(stamp: str) -> str:
+    # 2026-11-23T20:56:28.789730Z → 2026-11-23 20:56 UTC
+    return stamp[:16].replace("T", " ") + " UTC" if len(stamp) >= 16 else stamp
+
+
+def _plain_table(section: Section, color: bool) -> list[str]:
+    widths = [len(h) for h in section.headers]
+    for row in section.rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        parts = [
+            cell.rjust(w) if right else cell.ljust(w)
+            for cell, w, right in zip(cells, widths, section.right, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    title = f"{_BOLD}{section.title}{_RESET}" if color else section.title
+    header = line(section.headers)
+    lines = [title, f"{_DIM}{header}{_RESET}" if color else header]
+    for index, row in enumerate(section.rows):
+        text = line(row)
+        if color and index < len(section.status):
+            status = section.status[index]
+            mark = row[-1]
+            paint = _GREEN if status == OK else _RED if status in (ABOVE, BELOW) else ""
+            if paint and text.endswith(mark):
+                text = text[: -len(mark)] + f"{paint}{mark}{_RESET}"
+        lines.append(text)
+    return lines
+
+
+def render_text(report: Report, color: bool = False) -> str:
+    """The terminal report."""
+    lines = headline(report)
+    for section in sections(report):
+        lines.append("")
+        lines.extend(_plain_table(section, color))
+    lines.append("")
+    closing = verdict(report)
+    if color:
+        paint = _GREEN if not report.flagged() else _RED
+        closing[0] = f"{paint}{closing[0]}{_RESET}"
+    lines.extend(closing)
+    lines.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown (GitHub tables)."""
+    lines = ["# sensorfleet report", ""]
+    lines.extend(f"{line}  " for line in headline(report))
+    for section in sections(report):
+        lines += ["", f"## {section.title}", ""]
+        lines.append("| " + " | ".join(section.headers) + " |")
+        lines.append("|" + "|".join("---:" if r else "---" for r in section.right) + "|")
+        lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in section.rows)
+    lines += ["", "## Verdict", ""]
+    lines.extend(verdict(report))
+    if report.notes:
+        lines += [""] + [f"- note: {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"

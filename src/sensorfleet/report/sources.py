@@ -1,0 +1,141 @@
+"""Which databases a report reads: node files, folders of them, central stores.
+
+A source is one table in one SQLite file holding the node's reading columns.
+Node files (written by ``sensorfleet run``) have ``synced`` and a meta table
+with the file's ``database_id``; a central store (written by ``sensorfleet
+sync``) has no ``synced`` column but a ``database_id`` per row naming the node
+file it came from. Files are opened read-only, so a report never changes a
+database, even one a node is writing to at the same time.
+
+Problems with one source (missing, not SQLite, no readings table) are
+collected as one line each; the other sources are still read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import store
+from ..config import Database
+
+# The columns a table must have for the report to read it.
+NODE_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "sensor_id",
+    "anomaly_flag",
+    "anomaly_type",
+    "firmware_version",
+    "model",
+    "manufacturer",
+    "location",
+)
+DATABASE_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_READ_SETTINGS = Database(busy_timeout_ms=10_000)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One readable table of readings."""
+
+    path: Path
+    table: str
+    kind: str  # "node" or "central"
+    has_synced: bool
+    database_id: str | None  # a node file's own id; None for a central store
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection: never creates the file or changes its journal mode."""
+    return store.connect(path, _READ_SETTINGS, access="read")
+
+
+def expand_paths(arguments: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Files named on the command line, folders replaced by the databases inside them."""
+    paths: list[Path] = []
+    problems: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix in DATABASE_SUFFIXES
+            )
+            if not found:
+                suffixes = ", ".join(f"*{s}" for s in DATABASE_SUFFIXES)
+                problems.append(f"{argument}: no database files ({suffixes}) in this folder")
+            paths.extend(found)
+        elif not path.exists():
+            problems.append(f"{argument}: no such file or folder")
+        else:
+            paths.append(path)
+    return paths, problems
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
+
+
+def inspect(path: Path) -> Source:
+    """Describe the readings table of ``path``; raise ``ValueError`` with the reason if none."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise ValueError(f"cannot read the file ({exc.strerror or exc})") from None
+    if header != _SQLITE_HEADER:
+        if not header:
+            raise ValueError("empty file, not a database written by sensorfleet")
+        raise ValueError("not an SQLite database")
+    try:
+        with closing(open_readonly(path)) as conn:
+            tables = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                )
+            ]
+            # The node's own table name first, then any table with the reading columns.
+            ordered = sorted(tables, key=lambda name: name != store.TABLE)
+            for table in ordered:
+                columns = _columns(conn, table)
+                if set(NODE_COLUMNS) <= columns:
+                    central = "database_id" in columns and "synced" not in columns
+                    return Source(
+                        path=path,
+                        table=table,
+                        kind="central" if central else "node",
+                        has_synced="synced" in columns,
+                        database_id=None if central else store.database_id(conn),
+                    )
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"cannot read the database ({exc})") from None
+    listed = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "") if tables else "none"
+    raise ValueError(
+        f"no {store.TABLE} table with the reading columns (tables: {listed}); "
+        "expected a database written by 'sensorfleet run' or 'sensorfleet sync'"
+    )
+
+
+def find_sources(arguments: Sequence[str]) -> tuple[list[Source], list[str]]:
+    """Readable sources among ``arguments``, and one problem line per unusable one."""
+    paths, problems = expand_paths(arguments)
+    sources: list[Source] = []
+    seen: set[Path] = set()
+    for path in paths:
+        resolved = path.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        try:
+            sources.append(inspect(path))
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+    return sources, problems
