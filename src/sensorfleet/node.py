@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from .clock import Clock
-from .config import Config
+from .config import Config, Override
 from .generator import SensorGenerator, Settings
 from .identity import Identity
 from .store import Store
@@ -29,6 +29,20 @@ log = structlog.get_logger("sensorfleet.node")
 
 HOUSEKEEPING_SECONDS = 0.5  # wake at least this often to run commands and flushes
 EXIT_FLUSH_ATTEMPTS = 5
+
+# Settings read only at start: a reload keeps their old values (and says so).
+RESTART_KEYS: tuple[str, ...] = (
+    "database.path",
+    "database.journal_mode",
+    "simulation.run_time_seconds",
+    "simulation.seed",
+    "logging.file",
+    "logging.console_output",
+    "logging.format",
+    "monitoring.enabled",
+    "monitoring.host",
+    "monitoring.port",
+)
 
 Command = Callable[["NodeLoop"], None]
 
@@ -48,10 +62,24 @@ class Sensor:
     source: str | None = None  # identity file it came from, for reloads
     readings_generated: int = 0
     rows_expected: int = 0
+    last_reading_at: float | None = None  # scheduled time of the newest reading
 
     @property
     def identity(self) -> Identity:
         return self.generator.settings.identity
+
+
+@dataclass(frozen=True)
+class WriterStatus:
+    """One database file's write state at a moment (for health and metrics)."""
+
+    path: str
+    buffered_rows: int
+    consecutive_failures: int
+    retries: int
+    last_success: float | None
+    last_error: str | None
+    failing_since: float | None
 
 
 @dataclass
@@ -65,6 +93,8 @@ class Summary:
     anomalies: dict[str, int]
     errors: dict[str, int]
     rows_by_sensor: dict[str, int] = field(default_factory=dict)
+    writers: list[WriterStatus] = field(default_factory=list)
+    last_reading_at: float | None = None
 
     @property
     def success_rate(self) -> float:
@@ -121,27 +151,21 @@ class NodeLoop:
         """Apply new settings from the next reading on; return what needs a restart.
 
         ``identities`` maps identity file paths to their new contents; sensors
-        from other files keep theirs. Settings that cannot change while running
-        (database path, run time) keep their old values.
+        from other files keep theirs. Settings read only at start
+        (``RESTART_KEYS``: database path, run time, seed, log destinations,
+        monitoring address) keep their old values and are returned.
         """
-        kept = []
-        if config.database.path != self.config.database.path:
-            kept.append("database.path")
-        if config.simulation.run_time_seconds != self.config.simulation.run_time_seconds:
-            kept.append("simulation.run_time_seconds")
+        kept = [key for key in RESTART_KEYS if _get(config, key) != _get(self.config, key)]
         if kept:
-            config = config.model_copy(
-                update={
-                    "database": config.database.model_copy(
-                        update={"path": self.config.database.path}
-                    ),
-                    "simulation": config.simulation.model_copy(
-                        update={"run_time_seconds": self.config.simulation.run_time_seconds}
-                    ),
-                }
-            )
+            config = _with_values(config, [Override(k, _get(self.config, k), "") for k in kept])
         for sensor in self.sensors:
             identity = identities.get(sensor.source or "", sensor.identity)
+            if (
+                identity.id != sensor.identity.id
+                and "{sensor_id}" in config.database.path
+                and "database.path" not in kept
+            ):
+                kept.append("database.path")  # the file stays the one named after the old id
             settings = Settings.resolve(config, identity)
             if settings.behaviour.unknown and identity != sensor.identity:
                 log.warning(
@@ -162,6 +186,7 @@ class NodeLoop:
         block = sensor.generator.generate(count)
         sensor.readings_generated += count
         sensor.rows_expected += block.row_count
+        sensor.last_reading_at = float(block.times_us[-1]) / 1e6
         sensor.writer.add(block)
 
     def backfill(self, end_epoch: float) -> None:
@@ -171,6 +196,7 @@ class NodeLoop:
             generator = sensor.generator
             while not self._stopping:
                 self._run_commands()
+                self.last_loop_at = self.clock.now()
                 remaining = generator.index_before(end_epoch) - generator.next_index
                 if remaining <= 0:
                     break
@@ -181,6 +207,9 @@ class NodeLoop:
     def _flush_until_written(self, writer: BufferedWriter) -> None:
         # History has no deadline: wait out an outage instead of dropping rows.
         while not writer.flush(self.clock.now()) and not self._stopping:
+            writer.raise_if_exhausted()
+            self._run_commands()
+            self.last_loop_at = self.clock.now()
             self._wake.clear()
             self.clock.wait_until(writer.next_deadline(self.clock.now()) or 0.0, self._wake)
 
@@ -250,13 +279,32 @@ class NodeLoop:
         return self.summary()
 
     def summary(self) -> Summary:
+        """Counters of the run so far; safe to call from another thread.
+
+        Counters are copied with ``dict()`` first: a plain dict copy holds the
+        GIL throughout, so the loop thread cannot change them mid-copy.
+        """
         anomalies: Counter[str] = Counter()
         errors: Counter[str] = Counter()
         by_sensor: Counter[str] = Counter()
+        statuses = []
         for writer in self.writers:
-            anomalies.update(writer.stats.anomalies_written)
-            errors.update(writer.stats.errors)
-            by_sensor.update(writer.stats.rows_by_sensor)
+            stats = writer.stats
+            anomalies.update(dict(stats.anomalies_written))
+            errors.update(dict(stats.errors))
+            by_sensor.update(dict(stats.rows_by_sensor))
+            statuses.append(
+                WriterStatus(
+                    path=str(writer.store.path),
+                    buffered_rows=writer.pending_rows,
+                    consecutive_failures=stats.consecutive_failures,
+                    retries=stats.retries + writer.store.retries,
+                    last_success=stats.last_success,
+                    last_error=stats.last_error,
+                    failing_since=stats.failing_since,
+                )
+            )
+        times = [s.last_reading_at for s in self.sensors if s.last_reading_at is not None]
         return Summary(
             readings_generated=sum(s.readings_generated for s in self.sensors),
             rows_written=sum(w.stats.rows_written for w in self.writers),
@@ -265,7 +313,28 @@ class NodeLoop:
             anomalies=dict(anomalies),
             errors=dict(errors),
             rows_by_sensor=dict(by_sensor),
+            writers=statuses,
+            last_reading_at=max(times) if times else None,
         )
+
+
+def _get(config: Config, dotted: str) -> object:
+    node: object = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _with_values(config: Config, values: list[Override]) -> Config:
+    """A copy of ``config`` with some dotted keys set (values already validated)."""
+    data = config.model_dump()
+    for item in values:
+        *parents, leaf = item.key.split(".")
+        section = data
+        for part in parents:
+            section = section[part]
+        section[leaf] = item.value
+    return Config.model_validate(data)
 
 
 def build_sensors(

@@ -176,23 +176,40 @@ def database_id(conn: sqlite3.Connection) -> str | None:
     return str(row[0]) if row else None
 
 
+# Files that belong to a database and must move with it: a hot journal or WAL
+# left beside a fresh file would be replayed into it.
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
 def is_healthy(path: Path) -> bool:
-    """False when the file exists but is not a usable SQLite database."""
-    if not path.exists() or path.stat().st_size == 0:
+    """False when the file exists but is not a usable SQLite database.
+
+    Only regular files are judged: anything else at the path (a folder, say)
+    is an outage to wait out, not a corrupt database to move aside.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
         return True
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
+        uri = f"file:{quote(str(path))}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
             result = conn.execute("PRAGMA quick_check").fetchone()
     except sqlite3.DatabaseError as exc:
-        return "locked" in str(exc).lower() or "busy" in str(exc).lower()
+        # Someone else holding the file, or no access right now, says nothing about its
+        # contents; "not a database" and "malformed" do.
+        message = str(exc).lower()
+        return any(word in message for word in ("locked", "busy", "unable to open"))
     return bool(result) and result[0] == "ok"
 
 
 def quarantine(path: Path) -> Path:
-    """Move a corrupt file and its -wal/-shm aside (never delete); return the new name."""
+    """Move a corrupt file and its -wal/-shm/-journal aside (never delete); return the new name."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
+    serial = 1
+    while any(Path(f"{target}{suffix}").exists() for suffix in _COMPANIONS):
+        serial += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{serial}")
+    for suffix in _COMPANIONS:
         source = Path(f"{path}{suffix}")
         if source.exists():
             os.replace(source, Path(f"{target}{suffix}"))
@@ -213,6 +230,8 @@ class Store:
     The file is checked at open (a corrupt file is moved aside, never
     deleted) and before each write: if it was removed or replaced, the store
     reopens it rather than writing into a deleted inode that nobody will read.
+    After a transient failure on the same file it only reconnects, so an
+    outage does not cost a full ``quick_check`` per retry.
     """
 
     def __init__(self, path: Path, settings: Database) -> None:
@@ -221,6 +240,7 @@ class Store:
         self.retries = 0
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
+        self._pragmas: tuple[int, str] | None = None
         self.database_id: str | None = None
 
     def open(self) -> None:
@@ -228,16 +248,25 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not is_healthy(self.path):
             moved = quarantine(self.path)
-            log.error("corrupt database moved aside", path=str(self.path), moved_to=str(moved))
+            log.error(
+                "corrupt database moved aside",
+                path=str(self.path),
+                moved_to=str(moved),
+                action="starting a fresh file",
+            )
+        self._connect()
+
+    def _connect(self) -> None:
         conn = connect(self.path, self.settings)
         try:
             self.database_id = ensure_schema(conn)
+            stat = os.stat(self.path)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
-        stat = os.stat(self.path)
         self._inode = (stat.st_dev, stat.st_ino)
+        self._pragmas = (self.settings.busy_timeout_ms, self.settings.synchronous)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -252,24 +281,40 @@ class Store:
             same_file = (stat.st_dev, stat.st_ino) == self._inode
         except OSError:
             same_file = False
-        if self._conn is None or not same_file:
-            if self._conn is not None:
+        if not same_file:
+            if self._inode is not None:
                 log.warning("database file replaced, reopening", path=str(self.path))
+                self._inode = None
             self.close()
             self.open()
+        elif self._conn is None:
+            self._connect()
         assert self._conn is not None
+        wanted = (self.settings.busy_timeout_ms, self.settings.synchronous)
+        if wanted != self._pragmas:  # changed by a live reload
+            self._conn.execute(f"PRAGMA busy_timeout = {int(wanted[0])}")
+            self._conn.execute(f"PRAGMA synchronous = {wanted[1]}")
+            self._pragmas = wanted
         return self._conn
 
     def _count_retry(self, _state: object) -> None:
         self.retries += 1
 
-    def write(self, rows: Iterable[Row] | None = None, *, produce: object = None) -> int:
+    def write(
+        self,
+        rows: Iterable[Row] | None = None,
+        *,
+        produce: object = None,
+        attempts: int | None = None,
+    ) -> int:
         """Insert rows in one retried transaction; return how many were written.
 
         ``produce`` may be a zero-argument callable returning fresh rows, so a
         retry can replay a lazy iterator that the failed attempt consumed.
+        ``attempts`` overrides ``retry_attempts`` (the writer uses one attempt
+        while it is already backing off, so the node loop never blocks long).
         """
-        policy = retrying(self.settings.retry_attempts)
+        policy = retrying(attempts or self.settings.retry_attempts)
         policy.before_sleep = self._count_retry
         for attempt in policy:
             with attempt:
@@ -279,6 +324,6 @@ class Store:
                     assert batch is not None
                     return insert_rows(conn, batch)
                 except BaseException:
-                    self.close()  # reopen (and re-check the file) on the next attempt
+                    self.close()  # reconnect (re-checking the file) on the next attempt
                     raise
         raise AssertionError("unreachable: tenacity reraises")

@@ -36,8 +36,10 @@ class WriteStats:
     rows_by_sensor: Counter[str] = field(default_factory=Counter)
     rows_dropped: int = 0
     flushes: int = 0
+    retries: int = 0  # flushes that re-tried rows after a failed one
     errors: Counter[str] = field(default_factory=Counter)
     consecutive_failures: int = 0
+    failing_since: float | None = None
     last_success: float | None = None
     last_error: str | None = None
 
@@ -97,15 +99,31 @@ class BufferedWriter:
         start = self._last_flush if self._last_flush is not None else now
         return start + self.settings.flush_interval_seconds
 
+    @property
+    def exhausted(self) -> bool:
+        """True once ``max_consecutive_failures`` flushes in a row have failed."""
+        limit = self.settings.max_consecutive_failures
+        return bool(limit) and self.stats.consecutive_failures >= limit
+
+    def raise_if_exhausted(self) -> None:
+        """Raise ``StoreUnavailableError`` when the node should give up on this file."""
+        if self.exhausted:
+            raise StoreUnavailableError(
+                f"{self.store.path}: gave up after {self.stats.consecutive_failures} "
+                f"consecutive failed writes ({self.stats.last_error}); "
+                f"{self._pending_rows} buffered rows not written"
+            )
+
     def maybe_flush(self, now: float) -> None:
+        """Flush if a deadline passed; raise ``StoreUnavailableError`` when giving up."""
         deadline = self.next_deadline(now)
         if self._last_flush is None:
             self._last_flush = now
-        if deadline is not None and now >= deadline:
-            self.flush(now)
+        if deadline is not None and now >= deadline and not self.flush(now):
+            self.raise_if_exhausted()
 
     def flush(self, now: float) -> bool:
-        """Write everything pending in one transaction; False if it failed."""
+        """Write everything pending in one transaction, oldest first; False if it failed."""
         self._last_flush = now
         if not self._pending:
             return True
@@ -114,8 +132,13 @@ class BufferedWriter:
         def produce() -> Iterator[Row]:
             return chain.from_iterable(b.iter_rows() for b in blocks)
 
+        # While backing off, one attempt per flush: the writer's own backoff does
+        # the waiting, so the loop (and reloads, and control commands) keep going.
+        failing = self.stats.consecutive_failures > 0
+        if failing:
+            self.stats.retries += 1
         try:
-            written = self.store.write(produce=produce)
+            written = self.store.write(produce=produce, attempts=1 if failing else None)
         except (sqlite3.Error, OSError) as exc:
             self._record_failure(now, exc)
             return False
@@ -136,9 +159,15 @@ class BufferedWriter:
             log.info(
                 "write recovered",
                 after_failures=stats.consecutive_failures,
+                outage_s=round(now - (stats.failing_since or now), 3),
+                rows=written,
+                rows_dropped=stats.rows_dropped,
                 path=str(self.store.path),
             )
+        # The committed total, so a crash can be checked against it (DEBUG only).
+        log.debug("batch written", rows=written, rows_written=stats.rows_written)
         stats.consecutive_failures = 0
+        stats.failing_since = None
         stats.last_success = now
 
     def _record_failure(self, now: float, exc: BaseException) -> None:
@@ -146,6 +175,8 @@ class BufferedWriter:
         kind = type(exc).__name__
         stats.errors[kind] += 1
         stats.consecutive_failures += 1
+        if stats.failing_since is None:
+            stats.failing_since = now
         stats.last_error = f"{kind}: {exc}"
         backoff = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(stats.consecutive_failures - 1, 10))
         self._retry_at = now + backoff
@@ -154,17 +185,11 @@ class BufferedWriter:
             error=str(exc),
             error_class=kind,
             consecutive_failures=stats.consecutive_failures,
+            max_consecutive_failures=self.settings.max_consecutive_failures,
             buffered=self._pending_rows,
             retry_in_s=round(backoff, 2),
             path=str(self.store.path),
         )
-        limit = self.settings.max_consecutive_failures
-        if limit and stats.consecutive_failures >= limit:
-            raise StoreUnavailableError(
-                f"{self.store.path}: gave up after {stats.consecutive_failures} consecutive "
-                f"failed writes ({stats.last_error}); {self._pending_rows} buffered rows not "
-                "written"
-            )
 
 
 def _position_after_rows(block: Block, rows: int) -> int:
