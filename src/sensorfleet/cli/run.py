@@ -17,7 +17,9 @@ from ..clock import SystemClock, format_instant, parse_duration, parse_instant
 from ..config import Config, Override, environment_overrides, load_config
 from ..errors import InputError, SensorfleetError
 from ..identity import Identity, environment_identity, load_identities, load_identity
+from ..monitor import start_monitor
 from ..node import NodeLoop, build_sensors, run_summary_fields
+from ..reload import Sources, start_reloader
 
 log = structlog.get_logger("sensorfleet.run")
 
@@ -203,6 +205,22 @@ def handle(args: argparse.Namespace) -> int:
         start=format_instant(first),
     )
     _install_signal_handlers(loop)
+    # Edges: the HTTP endpoint reads counters and submits commands; the watcher
+    # submits reloads (not for a one-off backfill, whose history has one setting).
+    reloader = None
+    if not backfill or args.follow:
+        sources = Sources(
+            config_path,
+            (*environment_overrides(), *_flag_overrides(args)),
+            tuple(path for path, _ in identities if path is not None),
+            environment_identity(),
+        )
+        reloader = start_reloader(loop, sources, config.config_reload)
+    monitoring = config.monitoring
+    monitor = None
+    if monitoring.enabled:
+        reloads = reloader.stats if reloader is not None else None
+        monitor = start_monitor(loop, reloads, monitoring.host, monitoring.port)
     status = 0
     try:
         if backfill:
@@ -215,6 +233,9 @@ def handle(args: argparse.Namespace) -> int:
         log.error("node giving up", error=str(exc))
         status = 1
     finally:
+        for edge in (reloader, monitor):
+            if edge is not None:
+                edge.stop()
         summary = loop.close()
     if summary.rows_unwritten:
         status = 1

@@ -1,0 +1,439 @@
+"""The node's HTTP endpoint: health, Prometheus metrics, status, and anomaly control.
+
+    GET    /healthz     200 when the loop runs and writes succeed, else 503 + reasons
+    GET    /metrics     Prometheus text exposition
+    GET    /status      JSON: identities, config hash, uptime, counts, current episodes
+    POST   /anomalies   {"type": "spike", "duration_seconds": 30[, "sensor_id": "…"]}
+    DELETE /anomalies   end the current episode (all sensors, or ?sensor_id=…)
+
+The server runs on its own threads and never opens or shares a SQLite
+connection: it reads the loop's counters (``NodeLoop.summary``) and sends
+control actions through ``NodeLoop.submit``, so they run between two readings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .clock import format_instant
+from .metrics import build_registry
+from .node import NodeLoop, Sensor
+from .profiles import ANOMALY_TYPES
+from .reload import ReloadStats
+
+log = structlog.get_logger("sensorfleet.monitor")
+
+STALL_SECONDS = 30.0  # no loop pass for this long = stalled
+MIN_OVERDUE_SECONDS = 30.0  # buffered rows and no commit for this long = writes overdue
+CONTROL_WAIT_SECONDS = 2.0  # how long a control request waits to see its command run
+MAX_BODY_BYTES = 64 * 1024
+MAX_FORCED_SECONDS = 7 * 86400.0
+MAX_STATUS_SENSORS = 1000
+
+
+class BadRequest(Exception):
+    """A control request the node cannot act on; the message is sent back as JSON."""
+
+
+class Monitor:
+    """Serves the endpoints for one node loop on a background thread."""
+
+    def __init__(
+        self,
+        loop: NodeLoop,
+        reloads: ReloadStats | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+    ) -> None:
+        self.loop = loop
+        self.reloads = reloads
+        self.host = host
+        self.port = port
+        self.registry = build_registry(loop, reloads)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def start(self) -> int:
+        """Bind and serve; return the bound port. Raises ``OSError`` if the port is taken."""
+        server_class = _IPv6Server if ":" in self.host else _Server
+        server = server_class((self.host, self.port), _make_handler(self))
+        self._server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="sensorfleet-monitor",
+            daemon=True,
+        )
+        self._thread.start()
+        return self.port
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # ---- reads ----------------------------------------------------------------------
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """200 and ``{"status": "ok"}``, or 503 with every reason the node is unhealthy."""
+        loop = self.loop
+        now = loop.clock.now()
+        summary = loop.summary()
+        reasons: list[str] = []
+        if loop.stopping:
+            reasons.append("node is stopping")
+        idle = now - loop.last_loop_at
+        if idle > STALL_SECONDS:
+            reasons.append(f"loop stalled: no pass for {idle:.0f} s")
+        overdue_after = max(MIN_OVERDUE_SECONDS, 3 * loop.config.database.flush_interval_seconds)
+        for writer in summary.writers:
+            if writer.consecutive_failures:
+                reasons.append(
+                    f"last write failed ({writer.consecutive_failures} in a row): "
+                    f"{writer.last_error} [{writer.path}]"
+                )
+                continue
+            last = writer.last_success if writer.last_success is not None else loop.started_at
+            if writer.buffered_rows and now - last > overdue_after:
+                reasons.append(f"no write for {now - last:.0f} s [{writer.path}]")
+        successes = [w.last_success for w in summary.writers if w.last_success is not None]
+        body: dict[str, Any] = {
+            "status": "unhealthy" if reasons else "ok",
+            "uptime_seconds": round(now - loop.started_at, 3),
+            "last_write_age_seconds": round(now - min(successes), 3) if successes else None,
+            "buffered_rows": summary.rows_unwritten,
+        }
+        if reasons:
+            body["reason"] = reasons[0]
+            body["reasons"] = reasons
+            return HTTPStatus.SERVICE_UNAVAILABLE, body
+        return HTTPStatus.OK, body
+
+    def status(self) -> dict[str, Any]:
+        """Identity, effective config hash, uptime, counts and current anomaly episodes."""
+        loop = self.loop
+        now = loop.clock.now()
+        summary = loop.summary()
+        sensors = [_sensor_status(s, summary.rows_by_sensor) for s in loop.sensors]
+        code, health = self.health()
+        result: dict[str, Any] = {
+            "identity": sensors[0]["identity"] if len(sensors) == 1 else None,
+            "sensors": sensors[:MAX_STATUS_SENSORS],
+            "sensor_count": len(sensors),
+            "config_hash": loop.config.digest(),
+            "started_at": format_instant(loop.started_at),
+            "uptime_seconds": round(now - loop.started_at, 3),
+            "readings_per_second": loop.config.simulation.readings_per_second,
+            "counts": {
+                "readings_generated": summary.readings_generated,
+                "rows_written": summary.rows_written,
+                "rows_buffered": summary.rows_unwritten,
+                "rows_dropped": summary.rows_dropped,
+                "anomalies_written": summary.anomalies,
+                "write_errors": summary.errors,
+            },
+            "writers": [asdict(w) for w in summary.writers],
+            "health": {"code": int(code), **health},
+        }
+        if self.reloads is not None:
+            result["reloads"] = asdict(self.reloads)
+        return result
+
+    def metrics(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # ---- control --------------------------------------------------------------------
+    def force_anomaly(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Start an episode now on one sensor or all; 200 once applied, 202 if still queued."""
+        unknown = sorted(set(body) - {"type", "duration_seconds", "sensor_id"})
+        if unknown:
+            raise BadRequest(
+                f"unknown field {unknown[0]!r}; expected type, duration_seconds, sensor_id"
+            )
+        kind = body.get("type")
+        if kind not in ANOMALY_TYPES:
+            raise BadRequest(f"type: must be one of {', '.join(ANOMALY_TYPES)} (got {kind!r})")
+        duration = body.get("duration_seconds")
+        if duration is not None and (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)
+            or not 0 < duration <= MAX_FORCED_SECONDS
+        ):
+            raise BadRequest(
+                f"duration_seconds: must be a number of seconds above 0 and at most "
+                f"{MAX_FORCED_SECONDS:.0f} (got {duration!r})"
+            )
+        targets = self._targets(body.get("sensor_id"))
+        forced: list[dict[str, Any]] = []
+
+        def command(loop: NodeLoop) -> None:
+            for sensor in targets:
+                settings = sensor.generator.settings
+                if duration is None:
+                    length = settings.mix.lengths.get(str(kind), 1)
+                else:
+                    length = max(1, round(float(duration) * settings.readings_per_second))
+                sensor.generator.anomalies.force(str(kind), length)
+                forced.append({"sensor_id": sensor.identity.id, "readings": length})
+            log.info(
+                "anomaly forced",
+                anomaly_type=kind,
+                duration_seconds=duration,
+                sensors=len(targets),
+            )
+
+        if not self._run(command):
+            return HTTPStatus.ACCEPTED, {"status": "queued", "type": kind}
+        return HTTPStatus.OK, {"status": "forced", "type": kind, "sensors": forced}
+
+    def end_anomaly(self, sensor_id: str | None) -> tuple[int, dict[str, Any]]:
+        """End current (and pending forced) episodes on one sensor or all."""
+        targets = self._targets(sensor_id)
+        ended: list[dict[str, Any]] = []
+
+        def command(loop: NodeLoop) -> None:
+            for sensor in targets:
+                process = sensor.generator.anomalies
+                if process.active is not None:
+                    ended.append({"sensor_id": sensor.identity.id, "type": process.active.kind})
+                elif process.forced_next is not None:
+                    ended.append({"sensor_id": sensor.identity.id, "type": process.forced_next[0]})
+                process.clear()
+            log.info("anomaly ended", sensors=len(ended))
+
+        if not self._run(command):
+            return HTTPStatus.ACCEPTED, {"status": "queued"}
+        return HTTPStatus.OK, {"status": "ended", "sensors": ended}
+
+    def _targets(self, sensor_id: Any) -> list[Sensor]:
+        if sensor_id is None:
+            return list(self.loop.sensors)
+        if not isinstance(sensor_id, str):
+            raise BadRequest(f"sensor_id: expected text (got {sensor_id!r})")
+        chosen = [s for s in self.loop.sensors if s.identity.id == sensor_id]
+        if not chosen:
+            known = ", ".join(s.identity.id for s in self.loop.sensors[:10])
+            raise BadRequest(f"sensor_id: no sensor {sensor_id!r} in this node (have: {known})")
+        return chosen
+
+    def _run(self, command: Any) -> bool:
+        """Submit ``command`` to the loop; True once it ran (within a short wait)."""
+        done = threading.Event()
+
+        def wrapped(loop: NodeLoop) -> None:
+            try:
+                command(loop)
+            finally:
+                done.set()
+
+        self.loop.submit(wrapped)
+        return done.wait(CONTROL_WAIT_SECONDS)
+
+
+def _sensor_status(sensor: Sensor, rows_by_sensor: Mapping[str, int]) -> dict[str, Any]:
+    process = sensor.generator.anomalies
+    episode = process.active
+    current: dict[str, Any] | None = None
+    if episode is not None:
+        next_index = sensor.generator.next_index
+        current = {
+            "type": episode.kind,
+            "forced": episode.forced,
+            "length_readings": episode.length,
+            "remaining_readings": max(0, episode.end_index - next_index),
+            "started_at": format_instant(sensor.generator.time_of(episode.start_index)),
+        }
+    elif process.forced_next is not None:
+        current = {"type": process.forced_next[0], "forced": True, "pending": True}
+    return {
+        "identity": sensor.identity.model_dump(mode="json"),
+        "source": sensor.source,
+        "readings_generated": sensor.readings_generated,
+        "rows_written": rows_by_sensor.get(sensor.identity.id, 0),
+        "last_reading_at": (
+            format_instant(sensor.last_reading_at) if sensor.last_reading_at else None
+        ),
+        "anomaly_episode": current,
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _IPv6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "sensorfleet"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path.rstrip("/") or "/"
+            if path == "/healthz":
+                code, body = monitor.health()
+                self._json(code, body)
+            elif path == "/metrics":
+                self._send(HTTPStatus.OK, monitor.metrics(), CONTENT_TYPE_LATEST)
+            elif path == "/status":
+                self._json(HTTPStatus.OK, monitor.status())
+            elif path == "/anomalies":
+                self._method_not_allowed("POST, DELETE")
+            else:
+                self._not_found()
+
+        def do_POST(self) -> None:
+            if not self._is_anomalies():
+                return
+            try:
+                body = self._body()
+                if not isinstance(body, dict):
+                    raise BadRequest(
+                        "body must be a JSON object such as "
+                        '{"type": "spike", "duration_seconds": 10}'
+                    )
+                code, result = monitor.force_anomaly(body)
+            except BadRequest as exc:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+                return
+            self._json(code, result)
+
+        def do_DELETE(self) -> None:
+            if not self._is_anomalies():
+                return
+            query = parse_qs(urlsplit(self.path).query)
+            try:
+                body = self._body(optional=True) or {}
+                if not isinstance(body, dict):
+                    raise BadRequest(
+                        'body must be empty or a JSON object such as {"sensor_id": "S1"}'
+                    )
+                sensor_id = body.get("sensor_id") or next(iter(query.get("sensor_id", [])), None)
+                code, result = monitor.end_anomaly(sensor_id)
+            except BadRequest as exc:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+                return
+            self._json(code, result)
+
+        def _is_anomalies(self) -> bool:
+            path = urlsplit(self.path).path.rstrip("/")
+            if path == "/anomalies":
+                return True
+            self._drain()
+            if path in ("/healthz", "/metrics", "/status"):
+                self._method_not_allowed("GET")
+            else:
+                self._not_found()
+            return False
+
+        def _body(self, optional: bool = False) -> Any:
+            length_text = self.headers.get("Content-Length")
+            if length_text is None:
+                if optional:
+                    return None
+                raise BadRequest("missing body: send a JSON object with Content-Length")
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise BadRequest("Content-Length must be a whole number") from None
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                raise BadRequest(f"body too large (at most {MAX_BODY_BYTES} bytes)")
+            raw = self.rfile.read(length) if length > 0 else b""
+            if not raw.strip():
+                if optional:
+                    return None
+                raise BadRequest("empty body: send a JSON object")
+            try:
+                return json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+        def _drain(self) -> None:
+            length = self.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) <= MAX_BODY_BYTES:
+                self.rfile.read(int(length))
+            elif length:
+                self.close_connection = True
+
+        def _json(self, code: int, body: Mapping[str, Any]) -> None:
+            payload = (json.dumps(body, default=str) + "\n").encode()
+            self._send(code, payload, "application/json")
+
+        def _send(self, code: int, payload: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        def _not_found(self) -> None:
+            self._json(
+                HTTPStatus.NOT_FOUND,
+                {"error": f"no such endpoint {self.path!r}; try /healthz, /metrics, /status"},
+            )
+
+        def _method_not_allowed(self, allowed: str) -> None:
+            self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+            payload = (json.dumps({"error": f"method not allowed; use {allowed}"}) + "\n").encode()
+            self.send_header("Allow", allowed)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http request", client=self.client_address[0], request=format % args)
+
+    return Handler
+
+
+def start_monitor(
+    loop: NodeLoop, reloads: ReloadStats | None, host: str, port: int
+) -> Monitor | None:
+    """Start the endpoint; on a bind failure log an error and return None (the node runs on)."""
+    monitor = Monitor(loop, reloads, host, port)
+    started = time.monotonic()
+    try:
+        bound = monitor.start()
+    except OSError as exc:
+        log.error(
+            "monitoring unavailable",
+            host=host,
+            port=port,
+            error=exc.strerror or str(exc),
+            action="running without the HTTP endpoint",
+        )
+        return None
+    log.info(
+        "monitoring started",
+        host=host,
+        port=bound,
+        ms=round((time.monotonic() - started) * 1000, 1),
+        endpoints="/healthz /metrics /status /anomalies",
+    )
+    return monitor

@@ -1,0 +1,400 @@
+"""Hot reload: watch the config and identity files, validate edits in full, apply them live.
+
+Editors and orchestrators change files in many ways: writing in place,
+saving a temporary file and renaming it over (vim, ``sed -i``), ``cp`` over,
+or Kubernetes swapping a ``..data`` symlink under a ConfigMap volume. So the
+watcher follows the *folders* holding the files (and the folders their
+symlinks point into), and treats any event on a name that leads to a watched
+file as "look again". A content hash skips no-op events; every file is then
+validated in full with the same overrides the node started with. A valid
+change goes to the node loop as one command, so it lands between two
+readings; an invalid or half-written file is rejected with its problem line
+and the node keeps its last good settings. Polling every
+``config_reload.check_interval_seconds`` covers filesystems that deliver no
+events at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from . import logs
+from .config import Config, ConfigReload, Override, load_config
+from .errors import InputError
+from .identity import Identity, load_identities, load_identity
+from .node import NodeLoop
+
+log = structlog.get_logger("sensorfleet.reload")
+
+QUIET_SECONDS = 0.05  # an edit is read once its file has been quiet this long
+MAX_SETTLE_SECONDS = 0.5  # ... or after this long, however busy the folder is
+MAX_LOGGED_KEYS = 20
+
+# Events our own reads cause; reacting to them would loop forever.
+_IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
+
+
+@dataclass
+class ReloadStats:
+    """What the reloader did; read by the status and metrics endpoints."""
+
+    applied: int = 0
+    rejected: int = 0
+    last_applied_at: float | None = None
+    last_rejected_at: float | None = None
+    last_problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the node's settings come from, with the overrides it started with."""
+
+    config_path: str | None
+    config_overrides: tuple[Override, ...] = ()
+    identity_paths: tuple[str, ...] = ()
+    identity_overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[str]:
+        """Every file to watch, as absolute paths."""
+        paths = [self.config_path] if self.config_path else []
+        return [os.path.abspath(p) for p in [*paths, *self.identity_paths]]
+
+    def load(self) -> tuple[Config, dict[str, Identity]]:
+        """Read and validate everything; raise ``InputError`` listing every problem."""
+        problems: list[str] = []
+        config: Config | None = None
+        identities: dict[str, Identity] = {}
+        try:
+            config = load_config(self.config_path, self.config_overrides)
+        except InputError as exc:
+            problems.extend(exc.problems)
+        paths = list(self.identity_paths)
+        try:
+            if len(paths) == 1:
+                identities = {paths[0]: load_identity(paths[0], self.identity_overrides)}
+            elif paths:
+                loaded = load_identities(paths, self.identity_overrides)
+                identities = dict(zip(paths, loaded, strict=True))
+        except InputError as exc:
+            problems.extend(exc.problems)
+        if problems or config is None:
+            raise InputError(problems)
+        return config, identities
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _link_chain(path: str) -> set[str]:
+    """``path``, every symlink met while resolving it, and where it finally leads.
+
+    For a ConfigMap file ``/cfg/config.yaml -> ..data/config.yaml`` with
+    ``/cfg/..data -> ..2024_01_01_00_00_00.1``, this includes ``/cfg/..data``:
+    the name Kubernetes renames over when it publishes a new version.
+    """
+    found = {path, os.path.realpath(path)}
+    pending = [path]
+    seen: set[str] = set()
+    while pending and len(seen) < 40:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        prefix = os.sep
+        for part in current.strip(os.sep).split(os.sep):
+            prefix = os.path.join(prefix, part)
+            if os.path.islink(prefix):
+                found.add(prefix)
+                target = os.path.join(os.path.dirname(prefix), os.readlink(prefix))
+                rest = os.path.relpath(current, prefix)
+                pending.append(os.path.normpath(os.path.join(target, rest)))
+                break
+    return found
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def changed_keys(old: Config | Identity, new: Config | Identity) -> list[str]:
+    """Dotted keys whose values differ between two validated settings."""
+    before, after = _flatten(old.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+class _EventHandler(FileSystemEventHandler):
+    def __init__(self, reloader: Reloader) -> None:
+        self.reloader = reloader
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _IGNORED_EVENTS:
+            return
+        relevant = self.reloader.relevant
+        paths = (event.src_path, getattr(event, "dest_path", "") or "")
+        if any(os.fsdecode(p) in relevant for p in paths if p):
+            self.reloader.notify()
+
+
+class Reloader:
+    """Watches the node's files and applies valid edits through ``NodeLoop.submit``."""
+
+    def __init__(self, loop: NodeLoop, sources: Sources, settings: ConfigReload) -> None:
+        self.loop = loop
+        self.sources = sources
+        self.settings = settings
+        self.stats = ReloadStats()
+        self.relevant: frozenset[str] = frozenset()
+        self._config = loop.config
+        self._identities = {s.source: s.identity for s in loop.sensors if s.source}
+        self._digests: dict[str, str | None] = {}
+        self._changed = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._observer: Any = None
+        self._watches: dict[str, tuple[Any, tuple[int, int]]] = {}
+        self._changed_at: float | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the files' current state as the baseline and start watching."""
+        self._digests = {path: _digest(path) for path in self.sources.files}
+        self._refresh_relevant()
+        if self.settings.watch_events:
+            self._start_observer()
+        self._thread = threading.Thread(target=self._run, name="sensorfleet-reload", daemon=True)
+        self._thread.start()
+        log.info(
+            "config reload started",
+            files=self.sources.files,
+            events=self._observer is not None,
+            check_interval_seconds=self.settings.check_interval_seconds,
+        )
+
+    def stop(self) -> None:
+        """Stop watching; safe to call twice."""
+        self._stopped.set()
+        self._changed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._stop_observer()
+
+    def notify(self) -> None:
+        """Something changed on disk (called from the observer thread)."""
+        if self._changed_at is None:
+            self._changed_at = time.monotonic()
+        self._changed.set()
+
+    # ---- watching -------------------------------------------------------------------
+    def _start_observer(self) -> None:
+        observer = Observer()
+        observer.daemon = True
+        try:
+            observer.start()
+        except OSError as exc:
+            log.warning("file events unavailable, polling only", error=str(exc))
+            return
+        self._observer = observer
+        self._sync_watches()
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        self._watches = {}
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def _refresh_relevant(self) -> None:
+        relevant: set[str] = set()
+        for path in self.sources.files:
+            relevant |= _link_chain(path)
+        self.relevant = frozenset(relevant)
+
+    def _sync_watches(self) -> None:
+        """Watch every folder holding a relevant name; re-watch folders that were replaced."""
+        if self._observer is None:
+            return
+        wanted: dict[str, tuple[int, int]] = {}
+        for path in self.relevant:
+            folder = os.path.dirname(path)
+            try:
+                stat = os.stat(folder)
+            except OSError:
+                continue
+            wanted[folder] = (stat.st_dev, stat.st_ino)
+        for folder, (watch, inode) in list(self._watches.items()):
+            if wanted.get(folder) != inode:
+                del self._watches[folder]
+                # A folder that is gone took its watch with it.
+                with contextlib.suppress(KeyError, OSError):
+                    self._observer.unschedule(watch)
+        for folder, inode in wanted.items():
+            if folder in self._watches:
+                continue
+            try:
+                watch = self._observer.schedule(_EventHandler(self), folder, recursive=False)
+            except OSError as exc:
+                log.warning("cannot watch folder, polling it", folder=folder, error=str(exc))
+                continue
+            self._watches[folder] = (watch, inode)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            woke = self._changed.wait(self.settings.check_interval_seconds)
+            if self._stopped.is_set():
+                return
+            if woke:
+                self._settle()
+            self._changed.clear()
+            try:
+                self.check()
+            except Exception as exc:  # the watcher must outlive any surprise
+                log.error("config reload failed", error=str(exc), error_class=type(exc).__name__)
+
+    def _settle(self) -> None:
+        """Wait until the files have been quiet briefly, so a write in progress finishes."""
+        deadline = time.monotonic() + MAX_SETTLE_SECONDS
+        while not self._stopped.is_set():
+            self._changed.clear()
+            if not self._changed.wait(QUIET_SECONDS) or time.monotonic() >= deadline:
+                return
+
+    # ---- checking -------------------------------------------------------------------
+    def check(self) -> str:
+        """Look at the files once; return unchanged, same, rejected or applied."""
+        detected_at, self._changed_at = self._changed_at, None
+        files = self.sources.files
+        digests = {path: _digest(path) for path in files}
+        self._refresh_relevant()
+        self._sync_watches()
+        if digests == self._digests:
+            return "unchanged"
+        edited = [p for p in files if digests[p] != self._digests.get(p)]
+        self._digests = digests
+        try:
+            config, identities = self.sources.load()
+        except InputError as exc:
+            self.stats.rejected += 1
+            self.stats.last_rejected_at = time.time()
+            self.stats.last_problems = list(exc.problems)
+            log.error(
+                "config reload rejected",
+                problem=exc.problems[0],
+                problems=exc.problems,
+                files=edited,
+                action="keeping the last good settings",
+            )
+            return "rejected"
+        config_changes = changed_keys(self._config, config)
+        identity_changes = {
+            path: changed_keys(self._identities[path], identity)
+            for path, identity in identities.items()
+            if path in self._identities and identity != self._identities[path]
+        }
+        if not config_changes and not identity_changes:
+            log.debug("config files touched, settings unchanged", files=edited)
+            return "same"
+        self._config = config
+        self._identities.update(identities)
+        started = detected_at if detected_at is not None else time.monotonic()
+        self.loop.submit(
+            lambda loop: self._apply(
+                loop, config, identities, config_changes, identity_changes, started
+            )
+        )
+        self._follow_own_settings(config.config_reload)
+        return "applied"
+
+    def _apply(
+        self,
+        loop: NodeLoop,
+        config: Config,
+        identities: dict[str, Identity],
+        config_changes: list[str],
+        identity_changes: dict[str, list[str]],
+        started: float,
+    ) -> None:
+        """Runs in the loop thread, between two readings."""
+        previous = loop.config
+        old_ids = {s.source: s.identity.id for s in loop.sensors if s.source}
+        kept = loop.reconfigure(config, identities)
+        logs.set_level(loop.config.logging.level)
+        self.stats.applied += 1
+        self.stats.last_applied_at = time.time()
+        for path, keys in identity_changes.items():
+            log.info(
+                "identity reloaded",
+                file=path,
+                sensor_id=identities[path].id,
+                previous_sensor_id=old_ids.get(path),
+                changed=keys,
+            )
+        log.info(
+            "config reloaded",
+            changed=config_changes[:MAX_LOGGED_KEYS],
+            changed_count=len(config_changes),
+            identities_changed=len(identity_changes),
+            config_hash=loop.config.digest(),
+            delay_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        for key in kept:
+            log.warning(
+                "setting needs restart",
+                key=key,
+                running=_lookup(previous, key),
+                requested=_lookup(config, key),
+            )
+
+    def _follow_own_settings(self, settings: ConfigReload) -> None:
+        """Apply edits of the ``config_reload`` section to the watcher itself."""
+        old, self.settings = self.settings, settings
+        if not settings.enabled:
+            log.info("config reload stopped", reason="config_reload.enabled is false")
+            self._stopped.set()
+            self._stop_observer()
+        elif settings.watch_events and not old.watch_events:
+            self._start_observer()
+        elif not settings.watch_events and old.watch_events:
+            self._stop_observer()
+
+
+def _lookup(config: Config, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
+def start_reloader(loop: NodeLoop, sources: Sources, settings: ConfigReload) -> Reloader | None:
+    """Start watching when ``config_reload.enabled``; None when there is nothing to do."""
+    if not settings.enabled:
+        log.info("config reload off", reason="config_reload.enabled is false")
+        return None
+    if not sources.files:
+        return None  # built-in defaults only: no file to watch
+    reloader = Reloader(loop, sources, settings)
+    reloader.start()
+    return reloader
