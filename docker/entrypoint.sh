@@ -35,9 +35,12 @@ if [ "$uid" = 0 ]; then
     gid=$(id -g sensor)
 fi
 # Take over the directory and whatever an earlier run as another user left in it
-# (a database written as root would be read-only to the node otherwise).
-if ! find "$data_dir" -xdev ! -user "$uid" -exec chown -h "$uid:$gid" {} + 2>/dev/null; then
-    echo "entrypoint: warning: cannot give $data_dir to uid $uid;" \
+# (a database written as root would be read-only to the node otherwise). Nodes of a
+# fleet start together on one directory, so files may vanish under find: only the
+# outcome counts.
+find "$data_dir" -xdev ! -user "$uid" -exec chown -h "$uid:$gid" {} + 2>/dev/null || true
+if ! setpriv --reuid="$uid" --regid="$gid" --clear-groups -- test -w "$data_dir"; then
+    echo "entrypoint: warning: $data_dir is not writable for uid $uid;" \
         "make it writable for that user or run with --user" >&2
 fi
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
