@@ -301,4 +301,6 @@ def load_config(path: str | None, overrides: list[Override] | tuple[Override, ..
     if path is None:
         return build_config({}, "defaults", overrides, base_dir=Path.cwd())
     raw = parse_mapping(path, read_text(path, "config"), "YAML")
-    return build_config(raw, path, overrides, base_dir=Path(path).resolve().parent)
+    # The folder the user named, not where a symlink leads: a Kubernetes ConfigMap
+    # file points into a timestamped folder that changes with every update.
+    return build_config(raw, path, overrides, base_dir=Path(os.path.abspath(path)).parent)
