@@ -200,3 +200,45 @@ def test_cli_input_errors_exit_2_with_the_fix(tmp_path: Path) -> None:
     result = run_cli("identities", "--count", "3", "--firmware-mix", "new", cwd=tmp_path)
     assert result.returncode == 2
     assert "VERSION=WEIGHT" in result.stderr
+
+
+def test_k8s_configmap_is_the_generated_demo() -> None:
+    """fleet/k8s/identities-configmap.yaml is exactly what ``--configmap`` generates."""
+    committed = yaml.safe_load((ROOT / "fleet/k8s/identities-configmap.yaml").read_text())
+    assert committed == yaml.safe_load(render_configmap(demo_identities(), "sensor-identities"))
+    statefulset = next(
+        doc
+        for doc in yaml.safe_load_all((ROOT / "fleet/k8s/statefulset.yaml").read_text())
+        if doc["kind"] == "StatefulSet"
+    )
+    assert statefulset["spec"]["replicas"] == len(committed["data"])
+    volume = statefulset["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["configMap"]["name"] == committed["metadata"]["name"]
+
+
+def test_compose_file_runs_each_demo_identity_once() -> None:
+    """fleet/compose.yaml has one service per demo identity, each passing its own file."""
+    compose = yaml.safe_load((ROOT / "fleet/compose.yaml").read_text())
+    names = [item.name for item in demo_identities()]
+    assert list(compose["services"]) == names
+    for name, service in compose["services"].items():
+        assert service["command"] == [
+            "sensorfleet",
+            "run",
+            "--identity",
+            f"/app/identities/{name}.json",
+        ]
+        assert service["image"] == "sensor-simulator"
+
+
+def test_swarm_stack_maps_each_slot_to_one_demo_identity() -> None:
+    """Slot N of the Swarm service mounts the N-th demo identity as /app/identities/N.json."""
+    stack = yaml.safe_load((ROOT / "fleet/swarm-stack.yaml").read_text())
+    sensor = stack["services"]["sensor"]
+    names = [item.name for item in demo_identities()]
+    assert sensor["deploy"]["replicas"] == len(names)
+    assert sensor["environment"]["IDENTITY_FILE"] == "/app/identities/{{.Task.Slot}}.json"
+    targets = {c["source"]: c["target"] for c in sensor["configs"]}
+    for slot, name in enumerate(names, 1):
+        assert stack["configs"][f"identity-{slot}"]["file"] == f"../identities/{name}.json"
+        assert targets[f"identity-{slot}"] == f"/app/identities/{slot}.json"
