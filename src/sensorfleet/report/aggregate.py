@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from .sources import Source, open_readonly
 
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 25_000
 _EPISODE_SHARE = 0.2  # share of a source's progress bar given to the episode pass
 
 ProgressCallback = Callable[[str, float], None]
@@ -73,6 +73,7 @@ class SourceSummary:
 
     source: Source
     cells: dict[CellKey, Cell] = field(default_factory=dict)
+    duplicates: int = 0  # rows left out because a node file given holds them too
 
     @property
     def rows(self) -> int:
@@ -90,33 +91,32 @@ def _text(value: object) -> str:
     return "(none)" if value is None else str(value)
 
 
-def _origin_expression(source: Source) -> str:
+def _origin(source: Source, column: object) -> str:
+    """Which node database rows came from: a central row says; a node file's is its own id."""
     if source.kind == "central":
-        return "database_id"
-    # A node file's rows all share the file's id; quote it as a literal.
-    origin = source.database_id or str(source.path)
-    return "'" + origin.replace("'", "''") + "'"
+        return _text(column)
+    return source.database_id or str(source.path)
 
 
 def _count_sql(source: Source) -> str:
+    # Plain columns in GROUP BY (no expressions) keep SQLite's sort cheap;
+    # the flag and the origin are derived from the few result rows in Python.
+    origin = "database_id" if source.kind == "central" else "NULL"
     synced = "SUM(synced = 1)" if source.has_synced else "COUNT(*)"
     return f"""
-        SELECT {_origin_expression(source)} AS origin, sensor_id,
-               firmware_version, model, manufacturer, location,
-               anomaly_flag = 1 AS flagged,
-               CASE WHEN anomaly_flag = 1 THEN anomaly_type END AS kind,
+        SELECT {origin}, sensor_id, firmware_version, model, manufacturer, location,
+               anomaly_flag, anomaly_type,
                COUNT(*), {synced}, MIN(timestamp), MAX(timestamp)
         FROM "{source.table}"
         WHERE rowid BETWEEN ? AND ?
-        GROUP BY origin, sensor_id, firmware_version, model, manufacturer, location,
-                 flagged, kind
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
     """
 
 
 def _episode_sql(source: Source) -> str:
     return f"""
         WITH flagged AS (
-            SELECT {_origin_expression(source)} AS origin, sensor_id,
+            SELECT {"database_id" if source.kind == "central" else "NULL"} AS origin, sensor_id,
                    firmware_version, model, manufacturer, location, anomaly_type,
                    (julianday(timestamp) - 2440587.5) * 86400.0 AS t
             FROM "{source.table}"
@@ -139,10 +139,10 @@ def _episode_sql(source: Source) -> str:
     """
 
 
-def _key(row: tuple[object, ...], flagged: bool, kind: object) -> CellKey:
+def _key(row: tuple[object, ...], origin: str, flagged: bool, kind: object) -> CellKey:
     identity = Identity(_text(row[2]), _text(row[3]), _text(row[4]), _text(row[5]))
     return CellKey(
-        origin=str(row[0]),
+        origin=origin,
         sensor_id=_text(row[1]),
         identity=identity,
         flagged=flagged,
@@ -168,7 +168,8 @@ def summarise_source(
         while start <= high:
             stop = min(high, start + chunk_rows - 1)
             for row in conn.execute(count_sql, (start, stop)):
-                key = _key(row, bool(row[6]), row[7])
+                flagged = row[6] == 1
+                key = _key(row, _origin(source, row[0]), flagged, row[7] if flagged else None)
                 cells.setdefault(key, Cell()).add(int(row[8]), int(row[9] or 0), row[10], row[11])
             if progress is not None:
                 progress("counting", (1 - _EPISODE_SHARE) * (stop - low + 1) / span)
@@ -176,7 +177,7 @@ def summarise_source(
         if progress is not None:
             progress("counting episodes", 1 - _EPISODE_SHARE)
         for row in conn.execute(_episode_sql(source), (high,)):
-            key = _key(row, True, row[6])
+            key = _key(row, _origin(source, row[0]), True, row[6])
             # A cell missing here would mean rows appeared between the two passes.
             cell = cells.get(key)
             if cell is not None:
@@ -203,6 +204,7 @@ def drop_duplicate_origins(summaries: Iterable[SourceSummary]) -> list[str]:
             rows = sum(summary.cells[k].rows for k in duplicate)
             for key in duplicate:
                 del summary.cells[key]
+            summary.duplicates += rows
             notes.append(
                 f"{summary.source.label}: {rows:,} rows also present in node files given "
                 "on the command line were counted once, from the node files"

@@ -213,7 +213,10 @@ def build_report(
         for name in sorted(firmware, key=natural_key)
     ]
     sources = [_source_row(s) for s in summaries]
-    sync_by_source = [SyncRow(s.label, s.rows, s.synced) for s in sources]
+    # Per source, everything the file holds (duplicates included): that is its sync state.
+    sync_by_source = [
+        SyncRow(s.label, s.rows + s.duplicates, s.synced + s.duplicates) for s in sources
+    ]
     return Report(
         sources=sources,
         expected_from=expected_from,
@@ -245,4 +248,5 @@ def _source_row(summary: SourceSummary) -> SourceRow:
         sensors=len({(k.origin, k.sensor_id) for k in cells}),
         first=min(firsts) if firsts else "",
         last=max(lasts) if lasts else "",
+        duplicates=summary.duplicates,
     )

@@ -86,11 +86,12 @@ class SourceRow:
 
     label: str
     kind: str  # node or central
-    rows: int
+    rows: int  # rows counted in the report
     synced: int
     sensors: int
     first: str
     last: str
+    duplicates: int = 0  # rows held here but counted from a node file instead
 
 
 @dataclass(frozen=True)
