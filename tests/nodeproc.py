@@ -17,7 +17,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,38 @@ from typing import Any
 from conftest import MAIN, clean_env, write_config, write_identity
 
 Event = dict[str, Any]
+
+# Short waits so an outage shows within a fraction of a second.
+QUICK_FAILURES = {"busy_timeout_ms": 100, "retry_attempts": 2}
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+@contextmanager
+def lock_held_by_another_process(db: Path) -> Iterator[subprocess.Popen[str]]:
+    """A second process holding ``BEGIN EXCLUSIVE`` until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield holder
+    finally:
+        if holder.poll() is None and holder.stdin is not None:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+        holder.wait(10)
+
 
 # Quick flushes and a seed, so tests see rows within a fraction of a second.
 FAST_DATABASE = {"path": "data.db", "flush_interval_seconds": 0.05, "batch_size": 1000}
@@ -253,12 +286,14 @@ def http_json(method: str, url: str, body: object = None) -> tuple[int, Any]:
 
 __all__ = [
     "FAST_DATABASE",
+    "QUICK_FAILURES",
     "NodeProcess",
     "count_rows",
     "gaps",
     "http",
     "http_json",
     "integrity",
+    "lock_held_by_another_process",
     "micros",
     "monitoring_url",
     "rows",

@@ -11,53 +11,24 @@ import random
 import resource
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from nodeproc import (
+    QUICK_FAILURES,
     count_rows,
     gaps,
     integrity,
+    lock_held_by_another_process,
     rows,
     start_node,
     wait_until,
 )
 
 PERIOD_US = 20_000  # 50 readings per second
-# Short waits so an outage shows within a fraction of a second.
-QUICK_FAILURES = {"busy_timeout_ms": 100, "retry_attempts": 2}
-
-LOCK_HOLDER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-"""
-
-
-@contextmanager
-def lock_held_by_another_process(db: Path) -> Iterator[subprocess.Popen[str]]:
-    """A second process holding ``BEGIN EXCLUSIVE`` until the block ends."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        yield holder
-    finally:
-        if holder.poll() is None and holder.stdin is not None:
-            holder.stdin.write("\n")
-            holder.stdin.flush()
-        holder.wait(10)
 
 
 def grow(db: Path, by: int) -> None:

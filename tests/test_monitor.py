@@ -1,0 +1,309 @@
+"""The HTTP endpoint over real HTTP against a live node: health, metrics, status, control."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nodeproc import (
+    QUICK_FAILURES,
+    NodeProcess,
+    count_rows,
+    http,
+    http_json,
+    lock_held_by_another_process,
+    monitoring_url,
+    rows,
+    start_node,
+    wait_until,
+    write_config,
+    write_identity,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from sensorfleet.clock import ManualClock
+from sensorfleet.config import build_config
+from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.monitor import STALL_SECONDS, Monitor
+from sensorfleet.node import NodeLoop, build_sensors
+
+MONITORING = {"enabled": True, "host": "127.0.0.1", "port": 0}
+
+
+def metrics(url: str) -> dict[str, Any]:
+    """Scrape /metrics and parse it with the Prometheus client's own parser."""
+    status, headers, body = http("GET", f"{url}/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=")
+    return {family.name: family for family in text_string_to_metric_families(body.decode())}
+
+
+def samples(family: Any) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+
+
+def test_health_metrics_and_status_describe_the_running_node(tmp_path: Path) -> None:
+    """/healthz, /metrics and /status report identity, counts and reloads as they change."""
+    config = {"monitoring": MONITORING, "config_reload": {"enabled": True}}
+    with start_node(tmp_path, config, {"firmware_version": "1.3"}) as node:
+        started = node.wait_for("monitoring started")
+        assert started["host"] == "127.0.0.1" and started["port"] > 0
+        url = monitoring_url(node)
+
+        status, health = http_json("GET", f"{url}/healthz")
+        assert status == 200 and health["status"] == "ok"
+
+        families = metrics(url)
+        on_disk = count_rows(tmp_path / "data.db")
+        info = families["sensorfleet_node_info"]  # the text format carries info as a gauge
+        assert info.type == "gauge" and info.samples[0].value == 1.0
+        assert info.samples[0].labels["sensor_id"] == "T1"
+        assert info.samples[0].labels["firmware_version"] == "1.3"
+        written = samples(families["sensorfleet_readings_written"])
+        assert families["sensorfleet_readings_written"].type == "counter"
+        assert set(written) == {
+            (("anomaly_type", kind),)
+            for kind in ("none", "spike", "trend", "pattern", "missing_data", "noise")
+        }
+        assert 0 < sum(written.values()) <= on_disk  # counted only once committed
+        for name in (
+            "sensorfleet_write_errors",
+            "sensorfleet_write_retries",
+            "sensorfleet_buffered_rows",
+            "sensorfleet_rows_dropped",
+            "sensorfleet_last_reading_timestamp_seconds",
+            "sensorfleet_last_write_success_timestamp_seconds",
+        ):
+            assert name in families, name
+        assert (
+            abs(
+                families["sensorfleet_last_reading_timestamp_seconds"].samples[0].value
+                - time.time()
+            )
+            < 5
+        )
+        assert samples(families["sensorfleet_reloads"]) == {
+            (("result", "applied"),): 0.0,
+            (("result", "rejected"),): 0.0,
+        }
+
+        status, body = http_json("GET", f"{url}/status")
+        assert status == 200
+        assert body["identity"]["id"] == "T1" and body["identity"]["firmware_version"] == "1.3"
+        assert body["config_hash"] == node.wait_for("node starting")["config_hash"]
+        assert body["uptime_seconds"] > 0
+        assert body["counts"]["rows_written"] > 0 and body["counts"]["rows_dropped"] == 0
+        assert body["sensors"][0]["anomaly_episode"] is None
+        assert body["health"]["code"] == 200
+
+        (tmp_path / "node_identity.json").write_text("{ broken")
+        node.wait_for("config reload rejected")
+        write_identity(tmp_path / "node_identity.json", firmware_version="1.4")
+        node.wait_for("config reloaded")
+        families = metrics(url)
+        assert families["sensorfleet_node_info"].samples[0].labels["firmware_version"] == "1.4"
+        assert samples(families["sensorfleet_reloads"]) == {
+            (("result", "applied"),): 1.0,
+            (("result", "rejected"),): 1.0,
+        }
+        _, body = http_json("GET", f"{url}/status")
+        assert body["reloads"]["applied"] == 1 and body["reloads"]["rejected"] == 1
+        assert body["reloads"]["last_problems"][0].startswith("node_identity.json: (top level)")
+
+        assert http("GET", f"{url}/nope")[0] == 404
+        assert http("POST", f"{url}/metrics", raw=b"{}")[0] == 405
+        assert http("GET", f"{url}/anomalies")[0] == 405
+        assert node.stop() == 0
+
+
+def test_forced_episodes_start_now_and_end_on_request(tmp_path: Path) -> None:
+    """POST /anomalies forces an episode of the asked length; DELETE ends it; sensor_id targets."""
+    write_config(
+        tmp_path / "config.yaml",
+        simulation={"readings_per_second": 50, "seed": 2},
+        anomalies={"enabled": False},
+        database={"path": "data.db", "flush_interval_seconds": 0.05},
+        monitoring=MONITORING,
+    )
+    (tmp_path / "ids").mkdir()
+    write_identity(tmp_path / "ids" / "a.json", id="A")
+    write_identity(tmp_path / "ids" / "b.json", id="B")
+    db = tmp_path / "data.db"
+    with NodeProcess(["--config", "config.yaml", "--identity", "ids"], tmp_path) as node:
+        url = monitoring_url(node)
+        wait_until(lambda: count_rows(db) > 10, what="rows")
+
+        status, body = http_json(
+            "POST", f"{url}/anomalies", {"type": "noise", "duration_seconds": 1, "sensor_id": "B"}
+        )
+        assert status == 200, body
+        assert body["sensors"] == [{"sensor_id": "B", "readings": 50}]
+        _, state = http_json("GET", f"{url}/status")
+        episodes = {s["identity"]["id"]: s["anomaly_episode"] for s in state["sensors"]}
+        assert episodes["A"] is None and episodes["B"]["type"] == "noise"
+        assert episodes["B"]["forced"] is True
+
+        wait_until(lambda: flagged(db, "B", "noise") == 50, what="50 noise readings on B")
+        status, body = http_json(
+            "POST", f"{url}/anomalies", {"type": "pattern", "duration_seconds": 600}
+        )
+        assert status == 200 and len(body["sensors"]) == 2
+        wait_until(lambda: flagged(db, "A", "pattern") > 10, what="pattern on A")
+        status, _, body = http("DELETE", f"{url}/anomalies?sensor_id=A")
+        assert status == 200
+        assert json.loads(body)["sensors"] == [{"sensor_id": "A", "type": "pattern"}]
+        status, body = http_json("DELETE", f"{url}/anomalies")
+        assert status == 200 and body["sensors"] == [{"sensor_id": "B", "type": "pattern"}]
+        settled = count_rows(db)
+        wait_until(lambda: count_rows(db) > settled + 20, what="rows after the end")
+        assert node.stop() == 0
+    assert flagged(db, "A", "noise") == 0
+    for sensor in ("A", "B"):
+        kinds = [k for (k,) in rows(db, "anomaly_type", f"sensor_id = '{sensor}'")]
+        runs = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+        expected = (
+            [None, "pattern", None] if sensor == "A" else [None, "noise", None, "pattern", None]
+        )
+        assert runs == expected, f"{sensor}: {runs}"
+    assert flagged(db, "A", "pattern") < 600 * 50
+
+
+def flagged(db: Path, sensor: str, kind: str) -> int:
+    where = f"sensor_id = '{sensor}' AND anomaly_type = '{kind}' AND anomaly_flag = 1"
+    return len(rows(db, "id", where))
+
+
+BAD_BODIES: list[tuple[bytes, str]] = [
+    (b"not json", "body is not valid JSON"),
+    (b"[1, 2]", "body must be a JSON object"),
+    (b"", "empty body"),
+    (b"{}", "type: must be one of spike, trend, pattern, missing_data, noise (got None)"),
+    (b'{"type": "meltdown"}', "(got 'meltdown')"),
+    (b'{"type": "spike", "duration_seconds": -5}', "duration_seconds: must be a number"),
+    (b'{"type": "spike", "duration_seconds": "10"}', "(got '10')"),
+    (b'{"type": "spike", "duration_seconds": true}', "(got True)"),
+    (b'{"type": "spike", "duration_seconds": 1e12}', "at most 604800"),
+    (b'{"type": "spike", "durration_seconds": 3}', "unknown field 'durration_seconds'"),
+    (b'{"type": "spike", "sensor_id": "NOPE"}', "sensor_id: no sensor 'NOPE' in this node"),
+    (b'{"type": "spike", "sensor_id": 7}', "sensor_id: expected text"),
+]
+
+
+def test_invalid_control_requests_get_400_with_a_clear_message(tmp_path: Path) -> None:
+    """Every malformed POST /anomalies is refused with 400 and says what was expected."""
+    with start_node(tmp_path, {"monitoring": MONITORING}) as node:
+        url = monitoring_url(node)
+        for raw, expected in BAD_BODIES:
+            status, headers, body = http("POST", f"{url}/anomalies", raw=raw)
+            assert status == 400, raw
+            assert headers["Content-Type"] == "application/json"
+            assert expected in json.loads(body)["error"], (raw, body)
+        status, _, body = http("DELETE", f"{url}/anomalies", raw=b'{"sensor_id": "NOPE"}')
+        assert status == 400 and b"no sensor 'NOPE'" in body
+        assert node.stop() == 0
+    assert not node.named("anomaly forced")
+    assert rows(tmp_path / "data.db", "DISTINCT anomaly_flag") == [(0,)]
+
+
+def test_health_turns_503_while_writes_fail_and_metrics_show_the_outage(tmp_path: Path) -> None:
+    """A held lock makes /healthz 503 with the reason; metrics count errors, retries and drops."""
+    db = tmp_path / "data.db"
+    config = {"monitoring": MONITORING, "database": {**QUICK_FAILURES, "max_buffered_rows": 30}}
+    with start_node(tmp_path, config) as node:
+        url = monitoring_url(node)
+        with lock_held_by_another_process(db):
+            node.wait_for("rows dropped")
+            node.wait_for("write failed", count=2)
+            status, health = http_json("GET", f"{url}/healthz")
+            assert status == 503
+            assert health["status"] == "unhealthy"
+            assert health["reason"].startswith("last write failed (")
+            assert "database is locked" in health["reason"]
+            families = metrics(url)
+            errors = samples(families["sensorfleet_write_errors"])
+            assert errors[(("error_class", "OperationalError"),)] >= 2
+            assert families["sensorfleet_write_retries"].samples[0].value >= 1
+            assert families["sensorfleet_rows_dropped"].samples[0].value > 0
+            assert 0 < families["sensorfleet_buffered_rows"].samples[0].value <= 30
+            assert families["sensorfleet_consecutive_write_failures"].samples[0].value >= 2
+        node.wait_for("write recovered")
+        status, health = http_json("GET", f"{url}/healthz")
+        assert status == 200 and health["status"] == "ok"
+        dropped = metrics(url)["sensorfleet_rows_dropped"].samples[0].value
+        assert node.stop() == 0
+    assert node.summary()["rows_dropped"] == dropped
+
+
+def test_endpoint_answers_while_the_loop_waits_on_a_locked_database(tmp_path: Path) -> None:
+    """HTTP never touches SQLite: it answers at once while the writer sits in a long busy wait."""
+    db = tmp_path / "data.db"
+    config = {"monitoring": MONITORING, "database": {"busy_timeout_ms": 4000, "retry_attempts": 2}}
+    with start_node(tmp_path, config) as node:
+        url = monitoring_url(node)
+        with lock_held_by_another_process(db):
+            time.sleep(0.3)  # the loop is now blocked inside BEGIN IMMEDIATE
+            for path in ("/healthz", "/metrics", "/status"):
+                began = time.monotonic()
+                status = http("GET", f"{url}{path}")[0]
+                assert status == 200 and time.monotonic() - began < 1.0, path
+            status, body = http_json("POST", f"{url}/anomalies", {"type": "spike"})
+            assert status == 202 and body["status"] == "queued"
+        node.wait_for("anomaly forced")
+        settled = count_rows(db)
+        wait_until(lambda: count_rows(db) > settled + 5, what="rows after the lock")
+        assert node.stop() == 0
+    assert len(rows(db, "id", "anomaly_type = 'spike'")) == 1
+
+
+def test_busy_port_is_logged_and_the_node_runs_without_http(tmp_path: Path) -> None:
+    """If the port is taken the node says so and keeps writing readings."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = {"monitoring": {"enabled": True, "host": "127.0.0.1", "port": port}}
+        with start_node(tmp_path, config) as node:
+            error = node.wait_for("monitoring unavailable")
+            before = count_rows(tmp_path / "data.db")
+            wait_until(lambda: count_rows(tmp_path / "data.db") > before + 10, what="rows")
+            assert node.stop() == 0
+    assert error["level"] == "error" and error["port"] == port
+    assert error["action"] == "running without the HTTP endpoint"
+    assert not node.named("monitoring started")
+
+
+def test_health_reports_a_stalled_loop(tmp_path: Path) -> None:
+    """When the loop has not passed for STALL_SECONDS, /healthz says so (simulated clock)."""
+    start = 1_700_000_000.0
+    config = build_config({"database": {"path": str(tmp_path / "a.db")}}, "test")
+    identity = build_identity(DEFAULT_IDENTITY, "test", {})
+    clock = ManualClock(start)
+    loop = NodeLoop(config, build_sensors(config, [(None, identity)], 1, start), clock)
+    monitor = Monitor(loop)
+    assert monitor.health()[0] == 200
+    clock.current += STALL_SECONDS + 1
+    code, body = monitor.health()
+    assert code == 503 and body["reason"] == f"loop stalled: no pass for {STALL_SECONDS + 1:.0f} s"
+    loop.stop()
+    assert "node is stopping" in monitor.health()[1]["reasons"]
+    loop.close()
+
+
+def test_ipv6_host_is_served(tmp_path: Path) -> None:
+    """An IPv6 bind address works (containers often set :: for all interfaces)."""
+    host = "::1"
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with start_node(tmp_path, {"monitoring": {**MONITORING, "host": host}}) as node:
+        port = node.wait_for("monitoring started")["port"]
+        assert http("GET", f"http://[{host}]:{port}/healthz")[0] == 200
+        assert node.stop() == 0
