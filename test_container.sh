@@ -176,12 +176,13 @@ docker run -d --name "$container" \
     -v "$work/config.yaml:/app/config.yaml" \
     -v "$work/node_identity.json:/app/node_identity.json" \
     -v "$data:/app/data" "$image" >/dev/null
-uid=$(docker exec "$container" stat -c %u /proc/1)
-[[ $uid != 0 ]] || fail "the node runs as root"
-pass "node runs as uid $uid"
 has_rows() { (($(rows_of "$container" LIVE001 "$@") > 0)); }
 wait_for 30 has_rows || fail "no rows from LIVE001 after 30 s"
 pass "rows arriving from the mounted identity (LIVE001)"
+# Real, effective, saved and file-system uid of the node (PID 1, exec'd by the entrypoint).
+uids=$(docker exec "$container" sed -n 's/^Uid:[[:space:]]*//p' /proc/1/status)
+[[ -n $uids && ! $uids =~ (^|[[:space:]])0($|[[:space:]]) ]] || fail "the node runs as root (uids: $uids)"
+pass "node runs unprivileged (uids: $uids)"
 is_healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$container") == healthy ]]; }
 wait_for 60 is_healthy || fail "container not healthy after 60 s: $(docker inspect \
     -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$container" | tail -n 3)"
