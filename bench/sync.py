@@ -212,12 +212,12 @@ def poll(table_rows: int, cycles: int) -> dict[str, Any]:
         scans = []
         for _ in range(3):
             started = time.perf_counter()
-            assert len(conn.execute(scan_sql, (POLL_ROWS,)).fetchall()) == POLL_ROWS
+            assert len(conn.execute(scan_sql, (0, POLL_ROWS)).fetchall()) == POLL_ROWS
             scans.append(time.perf_counter() - started)
         polls, marks, first = [], [], None
         for _ in range(cycles):
             started = time.perf_counter()
-            rows = conn.execute(READ_UNSYNCED, (POLL_ROWS,)).fetchall()
+            rows = conn.execute(READ_UNSYNCED, (0, POLL_ROWS)).fetchall()
             elapsed = time.perf_counter() - started
             first = elapsed if first is None else first
             polls.append(elapsed)

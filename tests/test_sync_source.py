@@ -66,7 +66,7 @@ def test_passes_take_every_row_once_while_the_set_shrinks(node_db: Path) -> None
 @pytest.mark.parametrize("sql", [protocol.READ_UNSYNCED, protocol.READ_UNSYNCED_UNTIL])
 def test_unsynced_reads_use_the_partial_index(node_db: Path, sql: str) -> None:
     """The read query is answered from the partial index on unsynced ids, not a table scan."""
-    params = (10,) if sql.count("?") == 1 else (10**9, 10)
+    params = (0, 10) if sql.count("?") == 2 else (0, 10**9, 10)
     plan = sqlite_rows(node_db, "EXPLAIN QUERY PLAN " + sql, params)
     assert any("idx_sensor_readings_unsynced" in row[-1] for row in plan), plan
 

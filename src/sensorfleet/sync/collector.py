@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,8 @@ class Collector:
         self._sink_failures = 0
         self._sink_retry_at = 0.0
         self._last_log = clock()
+        # Sink writes run here so the next batch is read while the sink stores this one.
+        self._sink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink")
         self.summary = SyncSummary()
 
     def stop(self) -> None:
@@ -149,36 +152,38 @@ class Collector:
             self._states[key] = _State(source, explicit)
             log.info("source added", source=str(path))
 
-    # -- one batch -----------------------------------------------------------
+    # -- batches ---------------------------------------------------------------
 
-    def _ship_batch(self, state: _State, database_id: str) -> int:
-        """Read, write, acknowledge, mark one batch; return its row count."""
+    def _read(self, state: _State, database_id: str, after: int) -> Batch | None:
+        """The next batch of a source above ``after`` (rows of a batch still in flight)."""
         source, size = state.source, self.options.batch_size
-        started = self._clock()
         if self.cursor is not None:
-            after = self.cursor.get(database_id)
+            after = max(after, self.cursor.get(database_id))
             rows = source.read_after(after, size, state.until)
         else:
-            rows = source.read_unsynced(size, state.until)
+            rows = source.read_unsynced(size, after, state.until)
         if not rows:
-            return 0
-        batch = Batch(database_id, str(source.path), rows, format_instant(time.time()))
+            return None
+        return Batch(database_id, str(source.path), rows, format_instant(time.time()))
+
+    def _wait_for_ack(self, future: Future[int | None]) -> int | None:
         try:
-            stored = self.sink.write(batch)
+            return future.result()
         except SinkError as exc:
             self._sink_failed(exc)
             raise _SinkDownError from None
-        # Acknowledged: only now may the rows count as shipped.
+
+    def _acknowledged(self, state: _State, batch: Batch, stored: int | None, since: float) -> None:
+        """The sink holds the batch: only now mark its ids (or advance the cursor)."""
         if self.cursor is not None:
             try:
-                self.cursor.advance(database_id, batch.last_id, str(source.path))
+                self.cursor.advance(batch.database_id, batch.last_id, batch.source)
             except OSError as exc:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
-            source.mark(batch.ids)
+            state.source.mark(batch.ids)
         self._sink_recovered()
-        self._count(state, len(rows), stored, self._clock() - started)
-        return len(rows)
+        self._count(state, len(batch), stored, self._clock() - since)
 
     def _count(self, state: _State, rows: int, stored: int | None, seconds: float) -> None:
         summary, metrics = self.summary, self.metrics
@@ -199,7 +204,12 @@ class Collector:
     # -- one source ------------------------------------------------------------
 
     def _drain(self, state: _State) -> bool:
-        """Ship batches from one source for up to a time slice; True if more are waiting."""
+        """Ship batches from one source for up to a time slice; True if more are waiting.
+
+        While the sink stores batch N on its own thread, this thread reads batch
+        N+1 (ids above N's last id, since N is not marked yet); N is marked only
+        once its write returned. At most one batch is ever in flight.
+        """
         try:
             database_id = state.source.open()
         except NotNodeDatabaseError as exc:
@@ -212,21 +222,37 @@ class Collector:
             self._source_failed(state, exc)
             return False
         deadline = self._clock() + self.options.slice_seconds
+        size = self.options.batch_size
         try:
             if self.options.once and state.until_database != database_id:
                 state.until, state.until_database = state.source.newest_id(), database_id
-            while True:
-                shipped = self._ship_batch(state, database_id)
-                if shipped < self.options.batch_size:
-                    state.done = self.options.once
-                    self._source_recovered(state)
-                    return False
-                if self._stop.is_set() or self._clock() >= deadline:
+            batch = self._read(state, database_id, 0)
+            while batch is not None:
+                since = self._clock()
+                future = self._sink_thread.submit(self.sink.write, batch)
+                full = len(batch) == size
+                in_time = not self._stop.is_set() and self._clock() < deadline
+                following: Batch | None = None
+                read_error: SourceError | None = None
+                if full and in_time:
+                    try:
+                        following = self._read(state, database_id, batch.last_id)
+                    except SourceError as exc:
+                        read_error = exc  # the batch in flight is still acknowledged first
+                stored = self._wait_for_ack(future)
+                self._acknowledged(state, batch, stored, since)
+                if read_error is not None:
+                    raise read_error
+                if full and not in_time:
                     self._source_recovered(state)
                     return True
+                batch = following
         except SourceError as exc:
             self._source_failed(state, exc)
             return False
+        state.done = self.options.once
+        self._source_recovered(state)
+        return False
 
     def _skip(self, state: _State, exc: Exception) -> None:
         if not state.skipped:
@@ -341,6 +367,7 @@ class Collector:
         finally:
             self.summary.seconds = self._clock() - started
             self.log_progress()
+            self._sink_thread.shutdown(wait=True)
             for state in self._states.values():
                 state.source.close()
             self.sink.close()

@@ -2,11 +2,12 @@
 
 The protocol, for this collector and for anyone writing their own:
 
-1. ``READ_UNSYNCED`` takes the oldest unsynced rows by id. No OFFSET: rows
-   leave the ``synced = 0`` set as they are marked, so paging by offset over
-   that shrinking set skips rows. Ids come from ``AUTOINCREMENT`` and are
-   never reused, and the partial index ``WHERE synced = 0`` keeps this query
-   cheap however many synced rows the file holds.
+1. ``READ_UNSYNCED`` takes the oldest unsynced rows by id above ``after``
+   (0, or the last id of a batch still in flight). No OFFSET: rows leave the
+   ``synced = 0`` set as they are marked, so paging by offset over that
+   shrinking set skips rows. Ids come from ``AUTOINCREMENT`` and are never
+   reused, and the partial index ``WHERE synced = 0`` keeps this query cheap
+   however many synced rows the file holds.
 2. The batch goes to the sink with no transaction open on the node file.
 3. Only after the sink acknowledged, ``MARK_SYNCED`` marks exactly those ids
    in one short ``BEGIN IMMEDIATE`` transaction (busy timeout, retried on
@@ -33,11 +34,11 @@ from ..readings import COLUMNS
 _SELECTED = ", ".join(("id", *COLUMNS))
 _TABLE = store.TABLE
 
-READ_UNSYNCED = f"SELECT {_SELECTED} FROM {_TABLE} WHERE synced = 0 ORDER BY id LIMIT ?"
+READ_UNSYNCED = f"SELECT {_SELECTED} FROM {_TABLE} WHERE synced = 0 AND id > ? ORDER BY id LIMIT ?"
 # ``--once`` stops at the newest id that existed when it started, so a busy node cannot
 # keep it running forever.
 READ_UNSYNCED_UNTIL = (
-    f"SELECT {_SELECTED} FROM {_TABLE} WHERE synced = 0 AND id <= ? ORDER BY id LIMIT ?"
+    f"SELECT {_SELECTED} FROM {_TABLE} WHERE synced = 0 AND id > ? AND id <= ? ORDER BY id LIMIT ?"
 )
 MARK_SYNCED = f"UPDATE {_TABLE} SET synced = 1 WHERE id IN ({{marks}})"
 READ_AFTER = f"SELECT {_SELECTED} FROM {_TABLE} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
@@ -125,11 +126,14 @@ class Source:
         """The highest row id in the file now."""
         return int(self._query(NEWEST_ID, ())[0][0])
 
-    def read_unsynced(self, limit: int, until: int | None = None) -> list[tuple[Any, ...]]:
-        """The oldest ``limit`` rows with ``synced = 0`` (ids ``<= until`` if given)."""
+    def read_unsynced(
+        self, limit: int, after: int = 0, until: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The oldest ``limit`` rows with ``synced = 0`` and ids above ``after``
+        (and ``<= until`` if given)."""
         if until is None:
-            return self._query(READ_UNSYNCED, (limit,))
-        return self._query(READ_UNSYNCED_UNTIL, (until, limit))
+            return self._query(READ_UNSYNCED, (after, limit))
+        return self._query(READ_UNSYNCED_UNTIL, (after, until, limit))
 
     def read_after(self, after: int, limit: int, until: int | None = None) -> list[tuple[Any, ...]]:
         """The next ``limit`` rows with ids above ``after`` (read-only mode)."""
