@@ -20,6 +20,7 @@ from ..identity import Identity, environment_identity, load_identities, load_ide
 from ..monitor import start_monitor
 from ..node import NodeLoop, build_sensors, run_summary_fields
 from ..reload import Sources, start_reloader
+from ..retention import RetentionWorker
 
 log = structlog.get_logger("sensorfleet.run")
 
@@ -221,6 +222,11 @@ def handle(args: argparse.Namespace) -> int:
     if monitoring.enabled:
         reloads = reloader.stats if reloader is not None else None
         monitor = start_monitor(loop, reloads, monitoring.host, monitoring.port)
+    retention = None
+    if RetentionWorker.wanted(config.database):
+        # Deletes only rows a collector marked synced; its own connection and thread.
+        retention = RetentionWorker([s.writer.store.path for s in sensors], config.database)
+        retention.start()
     status = 0
     try:
         if backfill:
@@ -233,7 +239,7 @@ def handle(args: argparse.Namespace) -> int:
         log.error("node giving up", error=str(exc))
         status = 1
     finally:
-        for edge in (reloader, monitor):
+        for edge in (reloader, monitor, retention):
             if edge is not None:
                 edge.stop()
         summary = loop.close()
