@@ -272,3 +272,52 @@ def test_calibration_solves_for_the_start_rate() -> None:
     s, length = mix.start_probability, mix.mean_length
     assert length / ((1 - s) / s + length) == pytest.approx(0.035)
     assert set(mix.type_probabilities) == set(KIND_NAMES[1:])
+
+
+def _values(blocks: list[Any]) -> np.ndarray:
+    return np.concatenate([b.values for b in blocks])
+
+
+def test_reading_ahead_serves_the_same_stream_one_at_a_time() -> None:
+    """Serving 1 reading at a time from the look-ahead equals one large block."""
+    config = build_config({"anomalies": {"probability": 0.3}}, "test")
+    single = generator(config, seed=8)
+    assert single.lookahead == 10
+    served = [single.generate(1) for _ in range(5000)]
+    whole = generator(config, seed=8).generate(5000)
+    assert np.array_equal(_values(served), whole.values, equal_nan=True)
+    assert [b.first_index for b in served[:3]] == [0, 1, 2]
+
+
+def test_reconfigure_mid_lookahead_applies_from_the_next_reading() -> None:
+    """A change while readings wait ahead takes effect at once, exactly as without look-ahead."""
+    config = build_config({"anomalies": {"probability": 0.3}}, "test")
+    upgraded = Settings.resolve(config, identity(firmware_version="1.4", location="Lab"))
+
+    ahead = generator(config, seed=12)
+    first = [ahead.generate(1) for _ in range(7)]  # 3 readings still waiting ahead
+    ahead.reconfigure(upgraded)
+    after = [ahead.generate(1) for _ in range(500)]
+
+    plain = generator(config, seed=12)
+    reference_first = plain.generate(7)
+    plain.reconfigure(upgraded)
+    reference_after = plain.generate(500)
+
+    assert np.array_equal(_values(first), reference_first.values, equal_nan=True)
+    assert np.array_equal(_values(after), reference_after.values, equal_nan=True)
+    assert {b.labels.firmware_version for b in after} == {"1.4"}
+
+
+def test_forced_anomaly_starts_at_the_next_reading_despite_lookahead() -> None:
+    """force_anomaly flags the very next reading; end_anomaly stops it at once."""
+    gen = generator(quiet(), seed=2)
+    gen.generate(3)
+    gen.force_anomaly("noise", 20)
+    block = gen.generate(5)
+    assert block.kinds.tolist() == [KIND_CODES["noise"]] * 5
+    episode = gen.current_episode()
+    assert episode is not None and (episode.kind, episode.end_index) == ("noise", 23)
+    assert gen.end_anomaly() == "noise"
+    assert not gen.generate(30).kinds.any()
+    assert gen.current_episode() is None

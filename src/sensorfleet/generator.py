@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .anomalies import AnomalyProcess, Mix, calibrate
+from .anomalies import AnomalyProcess, Episode, Mix, calibrate
 from .config import Config
 from .identity import Identity
 from .profiles import Behaviour, resolve
@@ -22,6 +23,9 @@ from .readings import KIND_CODES, Block, Labels
 from .signal import baseline
 
 MICROS = 1_000_000
+# Live sensors generate this much ahead in one vectorised call (bounded in readings).
+LOOKAHEAD_SECONDS = 10.0
+MAX_LOOKAHEAD_READINGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,26 @@ def stream_seed(seed: int, sensor_id: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, *words])
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """Generator state at the start of a look-ahead block (to rewind to)."""
+
+    rng_states: tuple[dict[str, Any], ...]
+    active: Episode | None
+    forced_next: tuple[str, int] | None
+    index: int
+
+
 class SensorGenerator:
-    """Produces the readings of one sensor, block by block."""
+    """Produces the readings of one sensor, block by block.
+
+    Live sensors read ahead: ``lookahead`` readings are generated in one
+    vectorised call and served as they fall due, which makes a 1 reading/s
+    sensor about as cheap as a fast one. Anything that changes the stream
+    from "now" (new settings, a forced or ended anomaly) first rewinds to the
+    look-ahead's start and replays what was already served; because the
+    stream does not depend on block sizes, the replay is exact.
+    """
 
     def __init__(self, settings: Settings, seed: int, start_epoch: float) -> None:
         noise, events, details, episode_noise = (
@@ -74,16 +96,33 @@ class SensorGenerator:
         self.settings = settings
         self.seed = seed
         self._noise = noise
+        self._rngs = (noise, events, details, episode_noise)
         self.anomalies = AnomalyProcess(
             events, details, episode_noise, settings.mix, settings.behaviour
         )
-        self.next_index = 0
+        self.next_index = 0  # next reading to serve
         self._origin_index = 0
         self._origin_us = round(start_epoch * MICROS)
+        self._produced = 0  # next reading to produce (ahead of next_index when reading ahead)
+        self._ahead: Block | None = None
+        self._ahead_snapshot: _Snapshot | None = None
+        self._episodes: list[Episode] = []  # episodes touching the latest produced block
+
+    @property
+    def lookahead(self) -> int:
+        """Readings produced per call when serving a few at a time."""
+        wanted = round(LOOKAHEAD_SECONDS * self.settings.readings_per_second)
+        return max(1, min(MAX_LOOKAHEAD_READINGS, wanted))
+
+    # ---- schedule (scalar arithmetic: these run for every sensor on every tick) -------
+    def _time_us(self, index: int) -> int:
+        period_us = MICROS / self.settings.readings_per_second
+        # Python's round() and numpy's rint both round half to even: same instants.
+        return self._origin_us + round((index - self._origin_index) * period_us)
 
     def time_of(self, index: int) -> float:
         """Scheduled epoch seconds of reading ``index``."""
-        return float(self._times_us(index, 1)[0]) / MICROS
+        return self._time_us(index) / MICROS
 
     def _times_us(self, first: int, count: int) -> np.ndarray:
         steps = np.arange(
@@ -92,17 +131,118 @@ class SensorGenerator:
         period_us = MICROS / self.settings.readings_per_second
         return self._origin_us + np.rint(steps * period_us).astype(np.int64)
 
+    def index_after(self, epoch: float) -> int:
+        """Index of the first reading scheduled strictly after ``epoch``."""
+        return self._first_index_where(round(epoch * MICROS), inclusive=True)
+
+    def index_before(self, epoch: float) -> int:
+        """Index of the first reading scheduled at or after ``epoch`` (exclusive bound)."""
+        return self._first_index_where(round(epoch * MICROS), inclusive=False)
+
+    def _first_index_where(self, target: int, inclusive: bool) -> int:
+        period_us = MICROS / self.settings.readings_per_second
+        guess = self._origin_index + max(0, int((target - self._origin_us) // period_us) - 1)
+
+        def past(index: int) -> bool:
+            scheduled = self._time_us(index)
+            return scheduled > target if inclusive else scheduled >= target
+
+        while not past(guess):
+            guess += 1
+        while guess > self._origin_index and past(guess - 1):
+            guess -= 1
+        return guess
+
+    # ---- changing the stream from the next reading on ---------------------------------
     def reconfigure(self, settings: Settings) -> None:
         """Use ``settings`` from the next reading on; the schedule keeps its phase."""
+        self._rewind()
         if settings.readings_per_second != self.settings.readings_per_second:
-            self._origin_us = int(self._times_us(self.next_index, 1)[0])
+            self._origin_us = self._time_us(self.next_index)
             self._origin_index = self.next_index
         self.settings = settings
         self.anomalies.reconfigure(settings.mix, settings.behaviour)
 
+    def force_anomaly(self, kind: str, length: int) -> None:
+        """Start an episode of ``kind`` lasting ``length`` readings at the next reading."""
+        self._rewind()
+        self.anomalies.force(kind, length)
+
+    def end_anomaly(self) -> str | None:
+        """End the current (or pending forced) episode; return its type, if any."""
+        self._rewind()
+        ended = self.current_episode()
+        kind = ended.kind if ended else None
+        if kind is None and self.anomalies.forced_next is not None:
+            kind = self.anomalies.forced_next[0]
+        self.anomalies.clear()
+        self._episodes = []
+        return kind
+
+    def current_episode(self) -> Episode | None:
+        """The episode the latest served reading belongs to, if it is still running."""
+        last = self.next_index - 1
+        for episode in self._episodes:
+            if (
+                episode.start_index <= last < episode.end_index
+                and episode.end_index > self.next_index
+            ):
+                return episode
+        active = self.anomalies.active
+        if self._ahead is None and active is not None and active.start_index <= last:
+            return active
+        return None
+
+    @property
+    def pending_forced(self) -> tuple[str, int] | None:
+        return self.anomalies.forced_next
+
+    def _snapshot(self) -> _Snapshot:
+        return _Snapshot(
+            tuple(dict(rng.bit_generator.state) for rng in self._rngs),
+            self.anomalies.active,
+            self.anomalies.forced_next,
+            self._produced,
+        )
+
+    def _rewind(self) -> None:
+        """Drop readings produced ahead but not served, leaving the state at ``next_index``."""
+        if self._ahead is None or self._produced == self.next_index:
+            self._ahead = None
+            return
+        snapshot = self._ahead_snapshot
+        assert snapshot is not None
+        for rng, state in zip(self._rngs, snapshot.rng_states, strict=True):
+            rng.bit_generator.state = state
+        self.anomalies.active = snapshot.active
+        self.anomalies.forced_next = snapshot.forced_next
+        self._produced = snapshot.index
+        served = self.next_index - snapshot.index
+        self._ahead = None
+        if served:
+            self._produce(served)  # identical to what was served: the stream is block-invariant
+
+    # ---- producing ----------------------------------------------------------------------
     def generate(self, count: int) -> Block:
         """The next ``count`` readings."""
-        settings, first = self.settings, self.next_index
+        if self._ahead is None and count >= self.lookahead:
+            block = self._produce(count)  # large requests (backfill) need no look-ahead
+            self.next_index = self._produced
+            return block
+        parts = []
+        while count > 0:
+            if self._ahead is None or self._produced == self.next_index:
+                self._ahead_snapshot = self._snapshot()
+                self._ahead = self._produce(max(count, self.lookahead))
+            offset = self.next_index - self._ahead.first_index
+            take = min(count, len(self._ahead) - offset)
+            parts.append(self._ahead.slice(offset, offset + take))
+            self.next_index += take
+            count -= take
+        return parts[0] if len(parts) == 1 else Block.concat(parts)
+
+    def _produce(self, count: int) -> Block:
+        settings, first = self.settings, self._produced
         config = settings.config
         times_us = self._times_us(first, count)
         normals = self._noise.standard_normal((count, 3))
@@ -115,6 +255,7 @@ class SensorGenerator:
         )
         kinds = np.zeros(count, dtype=np.int8)
         segments = self.anomalies.segments(first, count)
+        self._episodes = [segment.episode for segment in segments]
         if segments:
             self.anomalies.apply(
                 segments,
@@ -129,29 +270,5 @@ class SensorGenerator:
         keep = None
         if config.anomalies.types.missing_data.record == "skip" and segments:
             keep = kinds != KIND_CODES["missing_data"]
-        self.next_index = first + count
+        self._produced = first + count
         return Block(first, times_us, values, kinds, settings.labels, keep)
-
-    def index_after(self, epoch: float) -> int:
-        """Index of the first reading scheduled strictly after ``epoch``."""
-        return self._first_index_where(epoch, inclusive=True)
-
-    def index_before(self, epoch: float) -> int:
-        """Index of the first reading scheduled at or after ``epoch`` (exclusive bound)."""
-        return self._first_index_where(epoch, inclusive=False)
-
-    def _first_index_where(self, epoch: float, inclusive: bool) -> int:
-        target = round(epoch * MICROS)
-        period_us = MICROS / self.settings.readings_per_second
-        guess = self._origin_index + max(0, int((target - self._origin_us) // period_us))
-        guess = max(guess - 1, self._origin_index)
-
-        def past(index: int) -> bool:
-            scheduled = int(self._times_us(index, 1)[0])
-            return scheduled > target if inclusive else scheduled >= target
-
-        while not past(guess):
-            guess += 1
-        while guess > self._origin_index and past(guess - 1):
-            guess -= 1
-        return guess

@@ -192,7 +192,7 @@ class Monitor:
                     length = settings.mix.lengths.get(str(kind), 1)
                 else:
                     length = max(1, round(float(duration) * settings.readings_per_second))
-                sensor.generator.anomalies.force(str(kind), length)
+                sensor.generator.force_anomaly(str(kind), length)
                 forced.append({"sensor_id": sensor.identity.id, "readings": length})
             log.info(
                 "anomaly forced",
@@ -212,12 +212,9 @@ class Monitor:
 
         def command(loop: NodeLoop) -> None:
             for sensor in targets:
-                process = sensor.generator.anomalies
-                if process.active is not None:
-                    ended.append({"sensor_id": sensor.identity.id, "type": process.active.kind})
-                elif process.forced_next is not None:
-                    ended.append({"sensor_id": sensor.identity.id, "type": process.forced_next[0]})
-                process.clear()
+                kind = sensor.generator.end_anomaly()
+                if kind is not None:
+                    ended.append({"sensor_id": sensor.identity.id, "type": kind})
             log.info("anomaly ended", sensors=len(ended))
 
         if not self._run(command):
@@ -250,8 +247,8 @@ class Monitor:
 
 
 def _sensor_status(sensor: Sensor, rows_by_sensor: Mapping[str, int]) -> dict[str, Any]:
-    process = sensor.generator.anomalies
-    episode = process.active
+    episode = sensor.generator.current_episode()
+    pending = sensor.generator.pending_forced
     current: dict[str, Any] | None = None
     if episode is not None:
         next_index = sensor.generator.next_index
@@ -262,8 +259,8 @@ def _sensor_status(sensor: Sensor, rows_by_sensor: Mapping[str, int]) -> dict[st
             "remaining_readings": max(0, episode.end_index - next_index),
             "started_at": format_instant(sensor.generator.time_of(episode.start_index)),
         }
-    elif process.forced_next is not None:
-        current = {"type": process.forced_next[0], "forced": True, "pending": True}
+    elif pending is not None:
+        current = {"type": pending[0], "forced": True, "pending": True}
     return {
         "identity": sensor.identity.model_dump(mode="json"),
         "source": sensor.source,

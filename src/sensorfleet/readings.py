@@ -91,6 +91,20 @@ class Block:
             keep=None if self.keep is None else self.keep[start:stop],
         )
 
+    @classmethod
+    def concat(cls, blocks: list[Block]) -> Block:
+        """Consecutive blocks of one sensor as one block."""
+        keeps = [b.keep if b.keep is not None else np.ones(len(b), dtype=bool) for b in blocks]
+        any_keep = any(b.keep is not None for b in blocks)
+        return cls(
+            first_index=blocks[0].first_index,
+            times_us=np.concatenate([b.times_us for b in blocks]),
+            values=np.concatenate([b.values for b in blocks]),
+            kinds=np.concatenate([b.kinds for b in blocks]),
+            labels=blocks[-1].labels,
+            keep=np.concatenate(keeps) if any_keep else None,
+        )
+
     def rows(self) -> list[Row]:
         """SQLite-ready tuples in ``COLUMNS`` order (NaN binds as NULL)."""
         return list(self.iter_rows())
