@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from servers import make_node_db, sqlite_rows
+from servers import make_node_db, node_env, sqlite_rows
 
 from sensorfleet import store
 from sensorfleet.clock import format_instant
@@ -114,3 +116,26 @@ def test_worker_applies_rules_in_the_background_and_stops_promptly(node_db: Path
     assert time.monotonic() - started < 2
     assert worker.deleted > 0 and worker.checks >= 1
     assert sqlite_rows(node_db, "SELECT count(*) FROM sensor_readings")[0][0] <= 1801
+
+
+def test_node_runs_retention_when_configured(node_db: Path, tmp_path: Path) -> None:
+    """`sensorfleet run` with database.retention deletes old synced rows while it writes."""
+    mark_synced(node_db, "1")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "database:\n"
+        "  retention:\n"
+        "    synced_max_age_seconds: 1800\n"
+        "    check_interval_seconds: 0.2\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "sensorfleet", "run", "--config", str(config), "--db",
+         str(node_db), "--run-time", "3", "--readings-per-second", "20", "--seed", "3"],
+        cwd=tmp_path, env=node_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert '"retention applied"' in result.stderr
+    cutoff = format_instant(time.time() - 1800)
+    old = "SELECT count(*) FROM sensor_readings WHERE timestamp < ?"
+    assert sqlite_rows(node_db, old, (cutoff,)) == [(0,)]
+    assert counts(node_db)[0] >= 40  # the rows written live are unsynced and kept
