@@ -216,3 +216,16 @@ def test_folder_files_that_are_not_node_databases_are_skipped(
     summary = collect([foreign_sqlite.parent], tmp_path / "central.db")
     assert summary.failed_sources == [] and summary.rows_shipped == 600
     assert sqlite_rows(foreign_sqlite, "SELECT count(*) FROM sqlite_master") == [(1,)]
+
+
+def test_an_idle_follower_waits_between_polls(nodes: list[Path], tmp_path: Path) -> None:
+    """With every source drained, the follower sleeps --interval instead of spinning."""
+    collector = Collector(
+        [nodes[0]], SQLiteSink(tmp_path / "central.db"), SyncOptions(interval=0.5)
+    )
+    with Following(collector):
+        eventually(lambda: unsynced(nodes[0]) == 0)
+        time.sleep(0.2)
+        cpu = time.process_time()
+        time.sleep(1.5)
+        assert time.process_time() - cpu < 0.3

@@ -331,12 +331,13 @@ class Collector:
         return more
 
     def _next_wake(self) -> float:
-        due = [s.retry_at for s in self._states.values() if not (s.done or s.gave_up)]
-        due.append(self._sink_retry_at)
-        soonest = min(due) if due else self._clock()
-        if not self.options.once:
-            soonest = min(max(soonest, self._clock()), self._clock() + self.options.interval)
-        return soonest
+        """When to poll again after a pass in which no source had more rows waiting."""
+        now = self._clock()
+        if self.options.once:
+            # Every pending source is backing off: wake for the first one that is due.
+            due = [s.retry_at for s in self._states.values() if not (s.done or s.gave_up)]
+            return max(min(due, default=now), self._sink_retry_at, now)
+        return max(now + self.options.interval, self._sink_retry_at)
 
     def run(self) -> SyncSummary:
         """Open the sink (``SinkError`` if unreachable), then follow or drain the sources."""
