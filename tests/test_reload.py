@@ -455,3 +455,25 @@ def test_reconfigure_keeps_restart_only_keys() -> None:
     assert loop.config.simulation.run_time_seconds is None
     assert loop.config.database.batch_size == 7
     assert loop.config.logging.level == "DEBUG"
+
+
+def test_turning_reload_off_in_the_file_stops_watching(tmp_path: Path) -> None:
+    """An edit that sets config_reload.enabled: false applies, then later edits are ignored."""
+    node = start_reloading_node(tmp_path)
+    config_path = tmp_path / "config.yaml"
+    with node:
+        config = yaml.safe_load(config_path.read_text())
+        config["config_reload"]["enabled"] = False
+        config["normal_parameters"] = {
+            "temperature": {"mean": 20.0, "std_dev": 0.1, "min": 19.0, "max": 21.0}
+        }
+        rename_over(config_path, yaml.safe_dump(config))
+        node.wait_for("config reload stopped")
+        rename_over(tmp_path / "node_identity.json", identity_text(**NEW))
+        before = count_rows(tmp_path / "data.db")
+        wait_until(lambda: count_rows(tmp_path / "data.db") > before + 30, what="rows")
+        assert node.stop() == 0
+    assert len(node.named("config reloaded")) == 1
+    found = rows(tmp_path / "data.db", "temperature < 30, firmware_version")
+    assert_single_switch([cold for cold, _ in found], 0, 1)
+    assert {fw for _, fw in found} == {OLD["firmware_version"]}
