@@ -286,6 +286,7 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "sensorfleet"
         protocol_version = "HTTP/1.1"
+        timeout = 30  # an idle keep-alive client must not hold a thread forever
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path.rstrip("/") or "/"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -26,7 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from . import logs
@@ -43,6 +54,23 @@ MAX_LOGGED_KEYS = 20
 
 # Events our own reads cause; reacting to them would loop forever.
 _IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
+
+# With inotify, ask the kernel only for what marks a finished edit: names appearing,
+# going or moving, and a file closed after writing. This leaves out the stream of
+# modify events a database in the same folder causes on every commit.
+_INOTIFY_EVENTS: list[type[FileSystemEvent]] | None = (
+    [
+        FileCreatedEvent,
+        DirCreatedEvent,
+        FileMovedEvent,
+        DirMovedEvent,
+        FileDeletedEvent,
+        DirDeletedEvent,
+        FileClosedEvent,
+    ]
+    if sys.platform.startswith("linux")
+    else None
+)
 
 
 @dataclass
@@ -255,7 +283,9 @@ class Reloader:
             if folder in self._watches:
                 continue
             try:
-                watch = self._observer.schedule(_EventHandler(self), folder, recursive=False)
+                watch = self._observer.schedule(
+                    _EventHandler(self), folder, recursive=False, event_filter=_INOTIFY_EVENTS
+                )
             except OSError as exc:
                 log.warning("cannot watch folder, polling it", folder=folder, error=str(exc))
                 continue
