@@ -69,6 +69,13 @@ def test_bad_values_give_one_line_naming_file_key_and_expectation(
     assert problems(raw) == [expected]
 
 
+def test_buffer_must_hold_at_least_one_batch() -> None:
+    """An outage buffer smaller than a batch would drop rows on every catch-up."""
+    assert problems({"database": {"batch_size": 1000, "max_buffered_rows": 10}}) == [
+        "config.yaml: database: max_buffered_rows must be at least batch_size (got 10 < 1000)"
+    ]
+
+
 def test_every_problem_is_reported_at_once() -> None:
     """Several mistakes give several lines, not just the first."""
     found = problems({"anomalies": {"probability": 2}, "simulation": {"seed": "x"}})

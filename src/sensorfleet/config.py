@@ -125,6 +125,15 @@ class Database(_Section):
     max_consecutive_failures: Annotated[int, Field(ge=0)] = 300
     retention: Retention = Retention()
 
+    @model_validator(mode="after")
+    def _buffer_holds_a_batch(self) -> Self:
+        if self.max_buffered_rows < self.batch_size:
+            raise ValueError(
+                f"max_buffered_rows must be at least batch_size (got {self.max_buffered_rows} "
+                f"< {self.batch_size})"
+            )
+        return self
+
     @field_validator("path")
     @classmethod
     def _non_empty(cls, value: str) -> str:
