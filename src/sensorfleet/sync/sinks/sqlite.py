@@ -17,6 +17,8 @@ from .base import CENTRAL_COLUMNS, Batch, SinkError
 DEFAULT_TABLE = "sensor_readings"
 
 # The central copy of the node's reading columns, keyed by where each row came from.
+# WITHOUT ROWID: rows live in key order, so the upsert key is the table itself,
+# not a second b-tree beside it (smaller file, faster inserts).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
     database_id TEXT NOT NULL,
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     location TEXT,
     received_at TEXT NOT NULL,
     PRIMARY KEY (database_id, source_row_id)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp)
 """
 
