@@ -310,7 +310,7 @@ def test_mqtt_sink_reconnects_to_a_restarted_broker(tmp_path: Path, node_db: Pat
 
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(binary):
-        pytest.skip("mosquitto not installed")
+        servers.missing("Mosquitto (Debian package mosquitto)")
     port = free_port()
     conf = tmp_path / "m.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
