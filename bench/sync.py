@@ -267,13 +267,22 @@ def main() -> None:
         options.nodes, options.rows_per_node = 3, 2000
         options.table_rows, options.cycles = 1_000_000, 10
     logs.configure("WARNING", None, True, "console")
+    d = drain(options.nodes, options.rows_per_node, options.batch_size)
+    p = poll(options.table_rows, options.cycles)
     result = {
-        "drain": drain(options.nodes, options.rows_per_node, options.batch_size),
-        "poll": poll(options.table_rows, options.cycles),
+        # Headline figures first (flat, for summaries), then every detail.
+        "drain_rows_per_s": d["rows_per_s"],
+        "drain_target_rows_per_s": d["target_rows_per_s"],
+        "drain_baseline_rows_per_s": d["baseline_rows_per_s"],
+        "drain_ratio_to_baseline": d["ratio_to_baseline"],
+        "poll_median_ms": p["median_poll_ms"],
+        "poll_target_ms": p["target_ms"],
+        "poll_baseline_scan_ms": p["baseline_scan_ms"],
         "smoke": options.smoke,
+        "drain": d,
+        "poll": p,
     }
     path = save("sync", result, options.out)
-    d, p = result["drain"], result["poll"]
     print(
         f"sync drain: {d['rows_per_s']:,} rows/s ({d['rows_shipped']:,} rows from {d['nodes']} "
         f"writing nodes; target ≥ {d['target_rows_per_s']:,})  baseline SQL copy: "
