@@ -194,8 +194,7 @@ def series_chart(series: SensorSeries) -> str:
         times = np.array([datetime.fromtimestamp(t, UTC) for t in series.times])
         span = float(series.times[-1] - series.times[0]) if len(series.times) > 1 else 1.0
         seen: dict[str, str] = {}
-        for index, (panel, name) in enumerate(zip(panels, ("temperature", "vibration", "voltage"),
-                                                  strict=True)):  # fmt: skip
+        for panel, name in zip(panels, ("temperature", "vibration", "voltage"), strict=True):
             for episode in series.episodes:
                 color = type_color(episode.anomaly_type)
                 # A one-reading spike would be invisible; give every episode a visible width.
@@ -227,12 +226,6 @@ def series_chart(series: SensorSeries) -> str:
                                   s=22, color=FLAG_COLOR, zorder=4, clip_on=False)  # fmt: skip
             panel.set_ylabel(f"{name}\n{UNITS[name]}", fontsize=9)
             panel.grid(axis="x", visible=False)
-            if index == 0:
-                panel.set_title(f"{series.sensor_id}", loc="left")
-                panel.text(
-                    1.0, 1.04, series.identity, transform=panel.transAxes, ha="right",
-                    fontsize=9, color=MUTED,
-                )  # fmt: skip
         locator = mdates.AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
         panels[-1].xaxis.set_major_locator(locator)
         panels[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]

@@ -44,7 +44,8 @@ td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
          font-weight: 600; }
 .badge.ok { background: #dcfce7; color: var(--ok); }
 .badge.bad { background: #fee2e2; color: var(--bad); }
-.series { margin: 10px 0 22px; }
+.series { margin: 14px 0 26px; }
+figcaption { margin-bottom: 4px; font-size: 15px; }
 footer, .note { color: var(--muted); font-size: 12px; }
 details summary { cursor: pointer; color: var(--accent); margin-top: 8px; }
 """
@@ -137,7 +138,12 @@ def render_html(report: Report) -> str:
             "bucket; shading: anomaly episodes by type.</p>"
         )
         for series in report.series:
-            parts.append(f'<div class="series">{plots.series_chart(series)}</div>')
+            parts.append(
+                f'<figure class="series"><figcaption><b>{escape(series.sensor_id)}</b> '
+                f'<span class="note">{escape(series.identity)} · {series.rows:,} readings '
+                f"· {len(series.episodes)} anomaly episodes · from {escape(series.source)}"
+                f"</span></figcaption>{plots.series_chart(series)}</figure>"
+            )
         parts.append("</section>")
     parts.append('<section><h2>Sync status</h2><div class="pair">')
     parts.append("<div>" + _table(tables["Sync status by firmware"]) + "</div>")
