@@ -212,7 +212,10 @@ def test_invalid_control_requests_get_400_with_a_clear_message(tmp_path: Path) -
 def test_health_turns_503_while_writes_fail_and_metrics_show_the_outage(tmp_path: Path) -> None:
     """A held lock makes /healthz 503 with the reason; metrics count errors, retries and drops."""
     db = tmp_path / "data.db"
-    config = {"monitoring": MONITORING, "database": {**QUICK_FAILURES, "max_buffered_rows": 30}}
+    config = {
+        "monitoring": MONITORING,
+        "database": {**QUICK_FAILURES, "max_buffered_rows": 30, "batch_size": 10},
+    }
     with start_node(tmp_path, config) as node:
         url = monitoring_url(node)
         with lock_held_by_another_process(db):

@@ -85,7 +85,7 @@ def test_locked_database_buffers_then_flushes_everything_in_order(tmp_path: Path
 def test_full_buffer_drops_the_oldest_rows_and_says_so(tmp_path: Path) -> None:
     """Past max_buffered_rows the oldest readings go first, counted and logged, never silently."""
     path = tmp_path / "a.db"
-    writer, generator = make_writer(path, max_buffered_rows=25)
+    writer, generator = make_writer(path, max_buffered_rows=25, batch_size=10)
     with exclusive_lock(path), capture_logs() as logs:
         for _ in range(4):
             writer.add(generator.generate(10))

@@ -141,7 +141,8 @@ class SensorGenerator:
 
     def _first_index_where(self, target: int, inclusive: bool) -> int:
         period_us = MICROS / self.settings.readings_per_second
-        guess = self._origin_index + max(0, int((target - self._origin_us) // period_us) - 1)
+        # The arithmetic answer, then at most a step either way for rounding.
+        guess = self._origin_index + max(0, int((target - self._origin_us) // period_us) + 1)
 
         def past(index: int) -> bool:
             scheduled = self._time_us(index)
