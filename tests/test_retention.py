@@ -128,6 +128,7 @@ def test_node_runs_retention_when_configured(node_db: Path, tmp_path: Path) -> N
         "    synced_max_age_seconds: 1800\n"
         "    check_interval_seconds: 0.2\n"
     )
+    started = time.time()
     result = subprocess.run(
         [sys.executable, "-m", "sensorfleet", "run", "--config", str(config), "--db",
          str(node_db), "--run-time", "3", "--readings-per-second", "20", "--seed", "3"],
@@ -135,7 +136,8 @@ def test_node_runs_retention_when_configured(node_db: Path, tmp_path: Path) -> N
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert '"retention applied"' in result.stderr
-    cutoff = format_instant(time.time() - 1800)
+    # Every check ran after ``started``, so nothing older than this cutoff may be left.
+    cutoff = format_instant(started - 1800)
     old = "SELECT count(*) FROM sensor_readings WHERE timestamp < ?"
     assert sqlite_rows(node_db, old, (cutoff,)) == [(0,)]
     assert counts(node_db)[0] >= 40  # the rows written live are unsynced and kept
