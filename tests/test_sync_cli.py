@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import servers
 from servers import ROOT, free_port, make_node_db, node_env, sqlite_rows, stop_process
 
 DOCS = ROOT / "docs" / "sync.md"
+
+postgres_server = servers.postgres_server
+postgres_url = servers.postgres_url
 
 
 def sync(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -92,6 +97,28 @@ def test_user_mistakes_exit_2_with_one_line(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_postgres_holds_each_row_once_when_rows_are_sent_again(
+    data: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    """Rows sent again to PostgreSQL (as after a crash before marking) are stored once."""
+    import psycopg
+
+    first = sync("data", "--sink", postgres_url, "--once", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(data / "node-1.db") as conn:
+        conn.execute("UPDATE sensor_readings SET synced = 0 WHERE id > 100")
+    again = sync("data", "--sink", postgres_url, "--once", "--batch-size", "64", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    (finished,) = events(again.stderr, "sync finished")
+    assert (finished["rows"], finished["rows_stored"]) == (500, 0)
+    with psycopg.connect(postgres_url) as conn:
+        stored = conn.execute(
+            "SELECT count(*), count(DISTINCT (database_id, source_row_id)) FROM sensor_readings"
+        ).fetchone()
+    assert stored == (600, 600)
+    assert sqlite_rows(data / "node-1.db", "SELECT sum(synced) FROM sensor_readings") == [(600,)]
 
 
 def test_unreachable_sink_exits_1_and_marks_nothing(data: Path, tmp_path: Path) -> None:
