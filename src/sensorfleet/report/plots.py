@@ -173,13 +173,18 @@ def type_mix_chart(rows: Sequence[ShareRow], title: str | None = None) -> str:
 
 
 def _robust_limits(low: np.ndarray, high: np.ndarray) -> tuple[float, float] | None:
-    """Y limits that show the normal signal, not a spike at three times the value."""
+    """Y limits that show the normal signal, not a spike at three times the value.
+
+    The 5th percentile of bucket minima and the 95th of bucket maxima cover
+    the everyday noise band (anomalies are a few percent of the time), with
+    room above and below; anything further out is marked on the edge.
+    """
     finite_low, finite_high = low[np.isfinite(low)], high[np.isfinite(high)]
     if not len(finite_low) or not len(finite_high):
         return None
-    bottom = float(np.percentile(finite_low, 1))
-    top = float(np.percentile(finite_high, 99))
-    pad = max(top - bottom, abs(top) * 0.01, 1e-6) * 0.25
+    bottom = float(np.percentile(finite_low, 5))
+    top = float(np.percentile(finite_high, 95))
+    pad = max(top - bottom, abs(top) * 0.01, 1e-6) * 0.35
     return bottom - pad, top + pad
 
 
@@ -230,8 +235,10 @@ def series_chart(series: SensorSeries) -> str:
         panels[-1].xaxis.set_major_locator(locator)
         panels[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
         panels[-1].set_xlabel("UTC", fontsize=9, color=MUTED)
+        order = list(TYPE_COLORS)
+        kinds = sorted(seen, key=lambda k: (order.index(k) if k in order else len(order), k))
         handles: list[Artist] = [
-            Patch(color=c, alpha=0.4, label=k.replace("_", " ")) for k, c in sorted(seen.items())
+            Patch(color=seen[k], alpha=0.4, label=k.replace("_", " ")) for k in kinds
         ]
         handles.append(
             Line2D([], [], marker="^", linestyle="none", color=FLAG_COLOR, label="off the scale")

@@ -121,12 +121,14 @@ def headline(report: Report) -> list[str]:
     """The lines above the tables: what was read and what it was compared with."""
     span = f"{_short(report.first)} → {_short(report.last)}" if report.first else "no readings"
     sources = len(report.sources)
+    rate = report.readings_per_second
     return [
-        f"sensorfleet report · {sources} source{'s' if sources != 1 else ''} · "
-        f"{report.rows:,} rows · {report.sensors:,} sensors · {span}",
-        f"expected values from {report.expected_from} at {report.readings_per_second:g} "
-        f"readings/s; intervals hold at {report.confidence:.0%} for the whole report "
-        f"({report.comparisons()} comparisons, {100 * report.interval_confidence:.2f}% each)",
+        f"{sources} source{'s' if sources != 1 else ''} · {report.rows:,} rows · "
+        f"{report.sensors:,} sensors · {span}",
+        f"expected values from {report.expected_from} at {rate:g} reading"
+        f"{'' if rate == 1 else 's'} per second; intervals hold at {report.confidence:.0%} "
+        f"for the whole report ({report.comparisons()} comparisons, "
+        f"{100 * report.interval_confidence:.2f}% each)",
     ]
 
 
@@ -176,6 +178,7 @@ def _plain_table(section: Section, color: bool) -> list[str]:
 def render_text(report: Report, color: bool = False) -> str:
     """The terminal report."""
     lines = headline(report)
+    lines[0] = f"sensorfleet report · {lines[0]}"
     for section in sections(report):
         lines.append("")
         lines.extend(_plain_table(section, color))
