@@ -71,7 +71,7 @@ def test_lock_held_by_another_process_loses_nothing(tmp_path: Path) -> None:
 def test_full_buffer_drops_oldest_rows_counted(tmp_path: Path) -> None:
     """A small buffer overflows during an outage: the oldest rows go, logged and counted."""
     db = tmp_path / "data.db"
-    config = {"database": {**QUICK_FAILURES, "max_buffered_rows": 30}}
+    config = {"database": {**QUICK_FAILURES, "max_buffered_rows": 30, "batch_size": 10}}
     with start_node(tmp_path, config) as node:
         with lock_held_by_another_process(db):
             node.wait_for("rows dropped", count=3)

@@ -148,6 +148,7 @@ def test_forced_episodes_start_now_and_end_on_request(tmp_path: Path) -> None:
         assert episodes["B"]["forced"] is True
 
         wait_until(lambda: flagged(db, "B", "noise") == 50, what="50 noise readings on B")
+        wait_until(lambda: last_kind(db, "B") is None, what="B back to normal readings")
         status, body = http_json(
             "POST", f"{url}/anomalies", {"type": "pattern", "duration_seconds": 600}
         )
@@ -170,6 +171,11 @@ def test_forced_episodes_start_now_and_end_on_request(tmp_path: Path) -> None:
         )
         assert runs == expected, f"{sensor}: {runs}"
     assert flagged(db, "A", "pattern") < 600 * 50
+
+
+def last_kind(db: Path, sensor: str) -> str | None:
+    kinds = rows(db, "anomaly_type", f"sensor_id = '{sensor}'")
+    return kinds[-1][0] if kinds else "no rows yet"
 
 
 def flagged(db: Path, sensor: str, kind: str) -> int:
