@@ -48,8 +48,9 @@ ONLY_SPIKES = {
         "noise": {"enabled": False},
     },
 }
-OLD = {"firmware_version": "quiet", "location": "Plant A"}
-NEW = {"firmware_version": "loud", "location": "Plant B"}
+OLD = {"id": "T1", "firmware_version": "quiet", "location": "Plant A", "model": "TempVibe-2000"}
+NEW = {"id": "T1-B", "firmware_version": "loud", "location": "Plant B", "model": "TempVibe-3000"}
+LABELS = ("id", "firmware_version", "location", "model")
 
 
 def identity_text(**fields: Any) -> str:
@@ -158,12 +159,12 @@ def assert_single_switch(values: list[Any], old: Any, new: Any) -> int:
 
 def check_identity_switch(db: Path, edited_at: float) -> None:
     """Rows switch once from OLD to NEW, never mixing fields, and behaviour follows at once."""
-    found = rows(db, "timestamp, firmware_version, location, anomaly_flag, anomaly_type")
-    pairs = [(fw, loc) for _, fw, loc, _, _ in found]
+    found = rows(
+        db, "timestamp, sensor_id, firmware_version, location, model, anomaly_flag, anomaly_type"
+    )
+    labels = [tuple(row[1:5]) for row in found]
     switch = assert_single_switch(
-        pairs,
-        (OLD["firmware_version"], OLD["location"]),
-        (NEW["firmware_version"], NEW["location"]),
+        labels, tuple(OLD[k] for k in LABELS), tuple(NEW[k] for k in LABELS)
     )
     before, after = found[:switch], found[switch:]
     assert all(flag == 0 for *_, flag, _ in before), "quiet firmware flagged a reading"
@@ -217,7 +218,9 @@ def test_identity_edit_applies_between_readings(tmp_path: Path, style: str) -> N
         wait_until(lambda: count_rows(tmp_path / "data.db") > settled + 10, what="more rows")
         assert node.stop() == 0
     assert not node.named("config reload rejected"), node.named("config reload rejected")
-    assert node.wait_for("identity reloaded")["changed"] == ["firmware_version", "location"]
+    reloaded = node.wait_for("identity reloaded")
+    assert reloaded["changed"] == ["firmware_version", "id", "location", "model"]
+    assert (reloaded["previous_sensor_id"], reloaded["sensor_id"]) == ("T1", "T1-B")
     assert len(node.named("config reloaded")) == 1
     assert os.path.realpath(tmp_path / "data.db") == str(tmp_path / "data.db")
     check_identity_switch(tmp_path / "data.db", edited_at)
