@@ -6,7 +6,9 @@ in a report is a sum over these cells, so a database of millions of rows
 becomes a few hundred Python objects, and memory stays flat however large
 the input (SQLite spills its own sorts to temporary files).
 
-Counts are read in rowid ranges so a long scan can report progress.
+Counts are read in slices (rowid ranges, or key ranges of a central store
+without rowids) so a long scan can report progress and each GROUP BY sort
+stays small.
 Episodes (runs of consecutive flagged readings of one type, per sensor) are
 counted with window functions over the flagged rows only: a new episode
 starts where the type changes or where the time since the previous flagged
@@ -108,7 +110,7 @@ def _count_sql(source: Source) -> str:
                anomaly_flag, anomaly_type,
                COUNT(*), {synced}, MIN(timestamp), MAX(timestamp)
         FROM "{source.table}"
-        WHERE rowid BETWEEN ? AND ?
+        WHERE {{where}}
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
     """
 
@@ -120,7 +122,7 @@ def _episode_sql(source: Source) -> str:
                    firmware_version, model, manufacturer, location, anomaly_type,
                    (julianday(timestamp) - 2440587.5) * 86400.0 AS t
             FROM "{source.table}"
-            WHERE anomaly_flag = 1 AND rowid <= ?
+            WHERE anomaly_flag = 1 AND {{where}}
         ), gaps AS (
             SELECT *, t - LAG(t) OVER w AS gap, LAG(anomaly_type) OVER w AS previous
             FROM flagged
@@ -150,6 +152,52 @@ def _key(row: tuple[object, ...], origin: str, flagged: bool, kind: object) -> C
     )
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """One bounded piece of a table: a WHERE clause, its parameters, about how many rows."""
+
+    where: str
+    params: tuple[object, ...]
+    size: int
+
+
+def _ranges(low: int, high: int, step: int) -> list[tuple[int, int]]:
+    return [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
+
+
+def _plan(conn: sqlite3.Connection, source: Source, step: int) -> tuple[list[_Slice], _Slice]:
+    """Slices that cover the table now, and the condition for "rows that existed then"."""
+    table = f'"{source.table}"'
+    if source.slicing == "rowid":
+        low, high = conn.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {table}").fetchone()
+        if low is None:
+            return [], _Slice("0", (), 0)
+        slices = [
+            _Slice("rowid BETWEEN ? AND ?", r, r[1] - r[0] + 1) for r in _ranges(low, high, step)
+        ]
+        return slices, _Slice("rowid <= ?", (high,), 0)
+    if source.slicing == "key":
+        # A central store clustered on (database_id, source_row_id): walk the
+        # origins by index seeks, then id ranges within each.
+        slices = []
+        origin = conn.execute(f"SELECT MIN(database_id) FROM {table}").fetchone()[0]
+        while origin is not None:
+            low, high = conn.execute(
+                f"SELECT MIN(source_row_id), MAX(source_row_id) FROM {table} WHERE database_id = ?",
+                (origin,),
+            ).fetchone()
+            slices.extend(
+                _Slice("database_id = ? AND source_row_id BETWEEN ? AND ?", (origin, *r),
+                       r[1] - r[0] + 1)
+                for r in _ranges(low, high, step)
+            )  # fmt: skip
+            origin = conn.execute(
+                f"SELECT MIN(database_id) FROM {table} WHERE database_id > ?", (origin,)
+            ).fetchone()[0]
+        return slices, _Slice("1", (), 0)
+    return [_Slice("1", (), 1)], _Slice("1", (), 0)
+
+
 def summarise_source(
     source: Source,
     progress: ProgressCallback | None = None,
@@ -159,24 +207,24 @@ def summarise_source(
     summary = SourceSummary(source)
     cells = summary.cells
     with closing(open_readonly(source.path)) as conn:
-        low, high = conn.execute(f'SELECT MIN(rowid), MAX(rowid) FROM "{source.table}"').fetchone()
-        if low is None:
-            return summary
+        slices, existing = _plan(conn, source, chunk_rows)
         count_sql = _count_sql(source)
-        span = high - low + 1
-        start = low
-        while start <= high:
-            stop = min(high, start + chunk_rows - 1)
-            for row in conn.execute(count_sql, (start, stop)):
+        total = sum(piece.size for piece in slices) or 1
+        done = 0
+        for piece in slices:
+            for row in conn.execute(count_sql.format(where=piece.where), piece.params):
                 flagged = row[6] == 1
                 key = _key(row, _origin(source, row[0]), flagged, row[7] if flagged else None)
                 cells.setdefault(key, Cell()).add(int(row[8]), int(row[9] or 0), row[10], row[11])
+            done += piece.size
             if progress is not None:
-                progress("counting", (1 - _EPISODE_SHARE) * (stop - low + 1) / span)
-            start = stop + 1
+                progress("counting", (1 - _EPISODE_SHARE) * done / total)
+        if not slices:
+            return summary
         if progress is not None:
             progress("counting episodes", 1 - _EPISODE_SHARE)
-        for row in conn.execute(_episode_sql(source), (high,)):
+        episode_sql = _episode_sql(source).format(where=existing.where)
+        for row in conn.execute(episode_sql, existing.params):
             key = _key(row, _origin(source, row[0]), True, row[6])
             # A cell missing here would mean rows appeared between the two passes.
             cell = cells.get(key)

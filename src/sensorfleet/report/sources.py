@@ -47,6 +47,9 @@ class Source:
     kind: str  # "node" or "central"
     has_synced: bool
     database_id: str | None  # a node file's own id; None for a central store
+    # How to read the table in slices: "rowid" ranges, per-origin "key" ranges
+    # (a central store's (database_id, source_row_id), WITHOUT ROWID), or "none".
+    slicing: str = "rowid"
 
     @property
     def label(self) -> str:
@@ -91,6 +94,14 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
+def _slicing(conn: sqlite3.Connection, table: str, columns: set[str]) -> str:
+    try:
+        conn.execute(f'SELECT rowid FROM "{table}" LIMIT 0')
+        return "rowid"
+    except sqlite3.OperationalError:  # a WITHOUT ROWID table
+        return "key" if {"database_id", "source_row_id"} <= columns else "none"
+
+
 def inspect(path: Path) -> Source:
     """Describe the readings table of ``path``; raise ``ValueError`` with the reason if none."""
     try:
@@ -122,6 +133,7 @@ def inspect(path: Path) -> Source:
                         kind="central" if central else "node",
                         has_synced="synced" in columns,
                         database_id=None if central else store.database_id(conn),
+                        slicing=_slicing(conn, table, columns),
                     )
     except sqlite3.DatabaseError as exc:
         raise ValueError(f"cannot read the database ({exc})") from None
