@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import queue
+import resource
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ import structlog
 
 from .clock import Clock
 from .config import Config, Override
+from .errors import InputError
 from .generator import SensorGenerator, Settings
 from .identity import Identity
 from .store import Store
@@ -243,8 +245,13 @@ class NodeLoop:
             limit = generator.index_after(now)
             if end is not None:
                 limit = min(limit, generator.index_before(end))
-            if limit > generator.next_index:
-                self._emit(sensor, limit - generator.next_index)
+            batch = sensor.writer.settings.batch_size
+            while limit > generator.next_index:
+                # Catching up after a stall can mean many readings at once: emit and
+                # write them batch by batch, so the outage bound never drops rows that
+                # a healthy database could take.
+                self._emit(sensor, min(batch, limit - generator.next_index))
+                sensor.writer.maybe_flush(now)
             if end is None or generator.next_index < generator.index_before(end):
                 heapq.heappush(heap, (generator.time_of(generator.next_index), position))
         return end is not None and not heap
@@ -337,6 +344,31 @@ def _with_values(config: Config, values: list[Override]) -> Config:
     return Config.model_validate(data)
 
 
+# Descriptors one open database holds: the file, plus -wal and -shm in WAL mode.
+_FILES_PER_DATABASE = {"wal": 3}
+_SPARE_DESCRIPTORS = 64
+
+
+def ensure_file_budget(databases: int, journal_mode: str) -> None:
+    """Raise the open-file limit as far as allowed, or explain why it is too low.
+
+    Fails before any file is opened, so a fleet too large for one process is
+    refused in a second rather than after minutes of opening databases.
+    """
+    needed = databases * _FILES_PER_DATABASE.get(journal_mode, 2) + _SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise InputError([
+            f"database.path: {databases} database files need about {needed} open files but "
+            f"this process may open {soft}; raise the limit (ulimit -n), use one shared "
+            "database (a path without {sensor_id}), or split the identities over processes"
+        ])
+
+
 def build_sensors(
     config: Config,
     identities: Iterable[tuple[str | None, Identity]],
@@ -346,6 +378,9 @@ def build_sensors(
     """Open one writer per database file and one generator per identity."""
     writers: dict[Path, BufferedWriter] = {}
     sensors = []
+    identities = list(identities)
+    paths = {database_path(config.database.path, identity.id) for _, identity in identities}
+    ensure_file_budget(len(paths), config.database.journal_mode)
     for source, identity in identities:
         path = database_path(config.database.path, identity.id)
         writer = writers.get(path)
