@@ -168,7 +168,11 @@ def test_sigterm_flushes_every_generated_row_and_exits_0(tmp_path: Path, node_fi
     node_files(
         {
             "simulation": {"readings_per_second": 50},
-            "database": {"flush_interval_seconds": 3600, "batch_size": 1_000_000},
+            "database": {
+                "flush_interval_seconds": 3600,
+                "batch_size": 1_000_000,
+                "max_buffered_rows": 1_000_000,
+            },
         }
     )
     proc = subprocess.Popen(
