@@ -188,6 +188,18 @@ def _robust_limits(low: np.ndarray, high: np.ndarray) -> tuple[float, float] | N
     return bottom - pad, top + pad
 
 
+def _excursions(mask: np.ndarray, gap: int = 8) -> np.ndarray:
+    """First index of each excursion off the scale; excursions closer than ``gap`` merge.
+
+    One marker per event (a spike, an oscillating pattern) rather than a red bar.
+    """
+    hits = np.flatnonzero(mask)
+    if not len(hits):
+        return hits
+    keep = np.concatenate(([True], np.diff(hits) > gap))
+    return hits[keep]
+
+
 def series_chart(series: SensorSeries) -> str:
     """Temperature, vibration and voltage of one sensor, anomaly episodes shaded by type.
 
@@ -224,10 +236,10 @@ def series_chart(series: SensorSeries) -> str:
                 if limits is not None:
                     bottom, top = limits
                     panel.set_ylim(bottom, top)
-                    over, under = high > top, low < bottom
-                    panel.scatter(times[over], np.full(int(over.sum()), top), marker="^", s=22,
+                    over, under = _excursions(high > top), _excursions(low < bottom)
+                    panel.scatter(times[over], np.full(len(over), top), marker="^", s=22,
                                   color=FLAG_COLOR, zorder=4, clip_on=False)  # fmt: skip
-                    panel.scatter(times[under], np.full(int(under.sum()), bottom), marker="v",
+                    panel.scatter(times[under], np.full(len(under), bottom), marker="v",
                                   s=22, color=FLAG_COLOR, zorder=4, clip_on=False)  # fmt: skip
             panel.set_ylabel(f"{name}\n{UNITS[name]}", fontsize=9)
             panel.grid(axis="x", visible=False)
