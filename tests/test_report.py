@@ -298,6 +298,17 @@ def test_database_from_another_config_is_flagged(tmp_path: Path, fleet_config: P
     assert agreeing["flags"] == []
 
 
+def test_a_different_reading_rate_is_noted(tmp_path: Path, fleet_config: Path) -> None:
+    """Nodes run at 4 readings a second, checked against a 1-per-second config: a note names the flag to pass."""  # noqa: E501
+    fast = write_report_config(tmp_path / "fast.yaml", simulation={"readings_per_second": 4})
+    db = simulate(tmp_path / "fast.db", fast, write_fleet(tmp_path / "ids", FLEET[:1]), "30m")
+    data = report_json(str(db), "--config", str(fleet_config))
+    assert any("pass --readings-per-second 4" in note for note in data["notes"]), data["notes"]
+    matched = report_json(str(db), "--config", str(fleet_config), "--readings-per-second", "4")
+    assert matched["notes"] == []
+    assert matched["summary"]["readings_per_second"] == 4
+
+
 def test_bad_sources_get_one_line_each_and_the_rest_is_reported(
     small_db: Path, fleet_config: Path, tmp_path: Path
 ) -> None:
