@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -456,3 +457,12 @@ def test_html_without_matplotlib_says_how_to_install(small_db: Path, tmp_path: P
         env=clean_env(), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert text.returncode == 0, text.stderr
+
+
+def test_every_option_is_documented() -> None:
+    """docs/report.md mentions every option of `sensorfleet report --help`."""
+    result = report("--help")
+    assert result.returncode == 0
+    options = set(re.findall(r"(--[a-z][a-z-]+)", result.stdout)) - {"--help"}
+    text = (Path(__file__).resolve().parents[1] / "docs" / "report.md").read_text()
+    assert options and {o for o in options if o not in text} == set()
