@@ -25,6 +25,8 @@ import pytest
 import yaml
 from conftest import clean_env, query
 
+from sensorfleet.store import SCHEMA
+
 # The three queries of the original documentation's "Analyzing the Data", verbatim.
 FIRMWARE_RATES_SQL = """
 SELECT 
@@ -308,6 +310,27 @@ def test_a_different_reading_rate_is_noted(tmp_path: Path, fleet_config: Path) -
     matched = report_json(str(db), "--config", str(fleet_config), "--readings-per-second", "4")
     assert matched["notes"] == []
     assert matched["summary"]["readings_per_second"] == 4
+
+
+def test_names_missing_from_the_profiles_are_noted(tmp_path: Path, fleet_config: Path) -> None:
+    """A firmware version the profiles do not know is expected at the neutral rate, and a note says so."""  # noqa: E501
+    member = {**FLEET[0], "id": "BETA_1", "firmware_version": "2.0-beta"}
+    db = simulate(tmp_path / "beta.db", fleet_config, write_fleet(tmp_path / "ids", [member]), "1h")
+    data = report_json(str(db), "--config", str(fleet_config))
+    (rate,) = data["anomaly_rate"]["firmware_version"]
+    assert rate["expected"] == pytest.approx(0.05)  # no firmware multiplier, SensorTech 1.0
+    assert any("firmware_version '2.0-beta'" in note for note in data["notes"]), data["notes"]
+
+
+def test_empty_database_is_reported_as_empty(tmp_path: Path) -> None:
+    """A node file with the table but no rows is a valid source with nothing to compare."""
+    db = tmp_path / "empty.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(SCHEMA)
+    result = report(str(db))
+    assert result.returncode == 0, result.stderr
+    assert "0 rows" in result.stdout
+    assert result.stdout.rstrip().endswith("No readings in the sources: nothing to compare.")
 
 
 def test_bad_sources_get_one_line_each_and_the_rest_is_reported(

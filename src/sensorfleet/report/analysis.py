@@ -232,8 +232,21 @@ def build_report(
         shares=shares,
         sync_by_firmware=sync_by_firmware,
         sync_by_source=sync_by_source,
-        notes=_rate_notes(cells, expectations.readings_per_second),
+        notes=[
+            *_rate_notes(cells, expectations.readings_per_second),
+            *_unknown_notes(expectations, expected_from),
+        ],
     )
+
+
+def _unknown_notes(expectations: Expectations, expected_from: str) -> list[str]:
+    if not expectations.unknown:
+        return []
+    names = ", ".join(sorted(expectations.unknown))
+    return [
+        f"{names}: not in the profiles of {expected_from}; expected values treat them as "
+        "neutral (multiplier 1), as the nodes did if they ran with this config"
+    ]
 
 
 def _source_row(summary: SourceSummary) -> SourceRow:

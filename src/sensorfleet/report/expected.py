@@ -36,6 +36,12 @@ class Expectation:
 
 def expect_identity(config: Config, identity: Identity, readings_per_second: float) -> Expectation:
     """Expected flag rate and type shares for rows written by one identity under ``config``."""
+    return _expect(config, identity, readings_per_second)[0]
+
+
+def _expect(
+    config: Config, identity: Identity, readings_per_second: float
+) -> tuple[Expectation, tuple[str, ...]]:
     behaviour = resolve(
         config.profiles,
         firmware_version=identity.firmware_version,
@@ -60,7 +66,10 @@ def expect_identity(config: Config, identity: Identity, readings_per_second: flo
     mean = sum(p * mix.lengths[t] for t, p in episode_shares.items())
     squares = sum(p * mix.lengths[t] ** 2 for t, p in episode_shares.items())
     lengths = {t: float(n) for t, n in mix.lengths.items()}
-    return Expectation(rate, shares, squares / mean if mean > 0 else None, episode_shares, lengths)
+    expectation = Expectation(
+        rate, shares, squares / mean if mean > 0 else None, episode_shares, lengths
+    )
+    return expectation, behaviour.unknown
 
 
 class Expectations:
@@ -70,12 +79,14 @@ class Expectations:
         self.config = config
         self.readings_per_second = readings_per_second or config.simulation.readings_per_second
         self._cache: dict[Identity, Expectation] = {}
+        self.unknown: set[str] = set()  # names in the data that no profile describes
 
     def identity(self, identity: Identity) -> Expectation:
         """Expected values for one identity."""
         found = self._cache.get(identity)
         if found is None:
-            found = expect_identity(self.config, identity, self.readings_per_second)
+            found, unknown = _expect(self.config, identity, self.readings_per_second)
+            self.unknown.update(unknown)
             self._cache[identity] = found
         return found
 

@@ -100,7 +100,11 @@ def render_html(report: Report) -> str:
         _card("checks off", f"{len(flagged)} / {comparisons}"),
         "</div>",
     ]
-    if flagged:
+    if report.rows == 0:
+        parts.append(
+            '<div class="verdict bad">No readings in the sources: nothing to compare.</div>'
+        )
+    elif flagged:
         items = "".join(f"<li>{escape(line)}</li>" for line in flagged)
         parts.append(
             f'<div class="verdict bad">{len(flagged)} of {comparisons} observed values disagree '

@@ -136,6 +136,8 @@ def verdict(report: Report) -> list[str]:
     """The closing lines: do observations agree with the config?"""
     flagged = report.flagged()
     total = report.comparisons()
+    if report.rows == 0:
+        return ["No readings in the sources: nothing to compare."]
     if not flagged:
         return [f"All {total} observed values agree with {report.expected_from}."]
     lines = [f"{len(flagged)} of {total} observed values disagree with {report.expected_from}:"]
