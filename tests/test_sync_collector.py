@@ -174,7 +174,7 @@ def test_once_stops_at_rows_present_when_it_started(tmp_path: Path) -> None:
 def test_following_a_folder_picks_up_new_and_recreated_files(
     templates: list[Path], tmp_path: Path
 ) -> None:
-    """New files in a followed folder are shipped; a file recreated under a name ships too."""
+    """New files in a followed folder are shipped, recreated ones too, and removed ones dropped."""
     folder, central = tmp_path / "data", tmp_path / "central.db"
     folder.mkdir()
     (folder / "notes.txt").write_text("ignored")
@@ -194,6 +194,8 @@ def test_following_a_folder_picks_up_new_and_recreated_files(
         (folder / "a.db").rename(tmp_path / "a-old.db")
         make_node_db(folder / "a.db", seed=11, backfill="2m")
         eventually(lambda: count() == 1320)
+        (folder / "b.db").unlink()
+        eventually(lambda: [p.name for p in collector.sources] == ["a.db"])
     assert unsynced(folder / "a.db") == 0
     ids = {row[0] for row in central_rows(central)}
     assert len(ids) == 3

@@ -9,6 +9,7 @@ batch in flight finishes, then the loop returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -121,7 +122,8 @@ class Collector:
 
     @property
     def sources(self) -> list[Path]:
-        return [state.source.path for state in self._states.values()]
+        """The node databases followed now (safe to read from another thread)."""
+        return [state.source.path for state in list(self._states.values())]
 
     # -- discovery ---------------------------------------------------------
 
@@ -138,7 +140,8 @@ class Collector:
         for key in [k for k, s in self._states.items() if k not in seen and not s.explicit]:
             state = self._states.pop(key)
             state.source.close()
-            self.metrics.backlog.remove(str(state.source.path))
+            with contextlib.suppress(KeyError):  # never reported a backlog
+                self.metrics.backlog.remove(str(state.source.path))
             log.info("source gone", source=str(state.source.path), shipped=state.shipped)
         self.metrics.sources.set(len(self._states))
 
