@@ -110,6 +110,19 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.5)
 
 
+def wait_for_database(name: str, data: Path) -> None:
+    """Wait for the node in ``name`` to create its database; fail with its logs if it stops."""
+
+    def created() -> bool:
+        running = docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip()
+        if running != "true":
+            output = docker("logs", name)
+            raise AssertionError(f"{name} stopped:\n{output.stdout}{output.stderr}"[-3000:])
+        return (data / "sensor_data.db").exists()
+
+    wait_until(created, 30, "the database")
+
+
 def test_documented_run_writes_rows_as_a_non_root_user(
     data_dir: Path, container_name: Callable[[], str]
 ) -> None:
@@ -175,6 +188,7 @@ def test_docker_stop_flushes_every_buffered_row(
                     "path": "data/sensor_data.db",
                     "flush_interval_seconds": 3600,
                     "batch_size": 1000000,
+                    "max_buffered_rows": 1000000,
                 },
             }
         )
@@ -184,7 +198,7 @@ def test_docker_stop_flushes_every_buffered_row(
         "run", "-d", "--name", name, "-e", "SENSOR_ID=STOP001",
         "-v", f"{config}:/app/config.yaml:ro", "-v", f"{data_dir}:/app/data", IMAGE,
     )  # fmt: skip
-    wait_until(lambda: (data_dir / "sensor_data.db").exists(), 30, "the database")
+    wait_for_database(name, data_dir)
     time.sleep(4)
     assert query(data_dir, "SELECT COUNT(*) FROM sensor_readings") == [["0"]]
     docker("stop", name)
