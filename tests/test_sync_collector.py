@@ -13,6 +13,7 @@ import pytest
 import servers
 from servers import Receiver, make_node_db, node_rows, sqlite_rows, start_node, stop_process
 
+from sensorfleet.errors import SensorfleetError
 from sensorfleet.readings import COLUMNS
 from sensorfleet.sync.collector import Collector, SyncOptions, SyncSummary
 from sensorfleet.sync.cursor import CursorStore
@@ -126,6 +127,18 @@ def test_unreachable_sink_marks_nothing_then_recovers(
         eventually(lambda: unsynced(nodes[0]) == 0)
     keys = {(r["database_id"], r["source_row_id"]) for r in http_receiver.rows()}
     assert keys == {(row[0], row[1]) for row in node_rows(nodes[0])}
+
+
+def test_once_gives_up_on_a_sink_that_keeps_failing(
+    nodes: list[Path], http_receiver: Receiver
+) -> None:
+    """--once ends with an error after repeated sink failures, and no row is marked."""
+    http_receiver.fail_next = 10**9
+    sink = parse_sink_url(http_receiver.url, timeout=2)
+    options = SyncOptions(batch_size=250, once=True, max_failures=2)
+    with pytest.raises(SensorfleetError, match="giving up after 2 failed attempts"):
+        Collector([nodes[0]], sink, options).run()
+    assert unsynced(nodes[0]) == 600
 
 
 def test_cursor_mode_never_writes_node_files(nodes: list[Path], tmp_path: Path) -> None:

@@ -66,7 +66,9 @@ def register(subparsers: Any) -> None:
         metavar="PORT",
         help="serve Prometheus /metrics on this port (0 = any free port)",
     )
-    parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST")
+    parser.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST", help="address for /metrics"
+    )
     parser.add_argument(
         "--log-interval",
         metavar="DURATION",
