@@ -59,6 +59,7 @@ def test_schema_has_exactly_the_documented_columns(tmp_path: Path) -> None:
     assert (synced[2], synced[3], synced[4]) == ("INTEGER", 1, "0")
     assert store._current().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert store._current().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._current().execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
 
 
 def test_unsynced_poll_uses_the_partial_index(tmp_path: Path) -> None:

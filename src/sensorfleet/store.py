@@ -117,6 +117,10 @@ def connect(
     )
     conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
     if access == "create":
+        # On a new file this must precede the journal mode, which writes the header.
+        # It lets retention hand freed pages back to the filesystem (incremental_vacuum)
+        # instead of keeping the file at its largest; on an existing file it is a no-op.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = conn.execute(f"PRAGMA journal_mode = {settings.journal_mode}").fetchone()[0]
         if str(mode).lower() != settings.journal_mode:
             log.warning(
