@@ -67,6 +67,22 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"{r['timestamps_off_schedule']} off-schedule timestamps, newest-row lag p95 "
             f"{r['newest_row_lag_p95_s']} s |"
         ]
+    if name == "reload":
+        return [
+            f"| hot reload, file write → first row with new values | p95 "
+            f"{r['events_applied_p95_ms']} ms (change events) | target p95 < "
+            f"{r['target_p95_ms']:.0f} ms; polling baseline p95 {r['polling_applied_p95_ms']} ms "
+            f"| {r['edits_per_mode']} edits per mode |"
+        ]
+    if name == "sync":
+        return [
+            f"| sync drain into central SQLite, nodes writing | {r['drain_rows_per_s']:,} rows/s "
+            f"| target ≥ {r['drain_target_rows_per_s']:,}; plain SQL copy "
+            f"{r['drain_baseline_rows_per_s']:,} rows/s | ratio {r['drain_ratio_to_baseline']} |",
+            f"| sync poll, 100 unsynced rows | median {r['poll_median_ms']} ms in "
+            f"{r['poll']['table_rows']:,} rows | target < {r['poll_target_ms']} ms; without the "
+            f"partial index {r['poll_baseline_scan_ms']} ms | |",
+        ]
     figures = ", ".join(
         f"{k}={v}"
         for k, v in r.items()

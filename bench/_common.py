@@ -45,8 +45,12 @@ def median(values: list[float]) -> float:
 
 def save(name: str, result: dict[str, Any], out: Path | None = None) -> Path:
     """Write ``result`` (plus machine facts and time) as JSON; return the path."""
-    payload = {"benchmark": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": machine(), **result}
+    payload = {
+        "benchmark": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **result,
+    }
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
