@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import servers
 import yaml
 from conftest import clean_env, query
 
@@ -61,6 +62,9 @@ FROM sensor_readings
 GROUP BY firmware_version
 ORDER BY sync_percentage;
 """  # noqa: W291
+
+postgres_server = servers.postgres_server
+postgres_url = servers.postgres_url
 
 START = "2026-01-05T00:00:00Z"
 
@@ -430,6 +434,39 @@ def test_central_store_from_sync_is_read_and_not_double_counted(
     assert both["summary"]["rows"] == total
     assert [s["total"] for s in both["sync"]["source"]] == [total, total]
     assert any("counted once" in note for note in both["notes"])
+
+
+def test_postgresql_central_store_reports_like_its_node_file(
+    small_db: Path, fleet_config: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    """A PostgreSQL store filled by 'sensorfleet sync' gives the node file's numbers and plots; a bad URL is one redacted line."""  # noqa: E501
+    node = tmp_path / "node.db"
+    shutil.copy(small_db, node)
+    synced = subprocess.run(
+        [sys.executable, "-m", "sensorfleet", "sync", "--once", "--sink", postgres_url, str(node)],
+        env=clean_env(), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    from_pg = report_json(postgres_url, "--config", str(fleet_config))
+    from_node = report_json(str(node), "--config", str(fleet_config))
+    assert from_pg["sources"][0]["kind"] == "central"
+    assert from_pg["summary"]["rows"] == from_node["summary"]["rows"]
+    assert (from_pg["summary"]["first"], from_pg["summary"]["last"]) == (
+        from_node["summary"]["first"],
+        from_node["summary"]["last"],
+    )
+    assert from_pg["anomaly_rate"] == from_node["anomaly_rate"]
+    assert from_pg["anomaly_types"] == from_node["anomaly_types"]
+    out = tmp_path / "pg.html"
+    plotted = report(postgres_url, "--html", str(out), "--sensor", "OUTDOOR_1")
+    assert plotted.returncode == 0, plotted.stderr
+    assert "<figcaption><b>OUTDOOR_1</b>" in out.read_text()
+    closed = f"postgresql://reader:s3cret@127.0.0.1:{servers.free_port()}/fleet"
+    refused = report(closed, str(node))
+    assert refused.returncode == 2
+    (line,) = [x for x in refused.stderr.splitlines() if x.startswith("error: ")]
+    assert line.startswith("error: postgresql://reader:***@127.0.0.1:") and "cannot connect" in line
+    assert "s3cret" not in refused.stderr
 
 
 def test_report_never_writes_the_databases(small_db: Path, tmp_path: Path) -> None:

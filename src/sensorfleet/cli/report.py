@@ -33,11 +33,16 @@ def register(subparsers: Any) -> None:
         help="summarise databases: anomaly rates by firmware/model/manufacturer/location",
         description=(
             "Summarise sensor databases (node files, folders of them, or a central store "
-            "written by 'sensorfleet sync') and compare anomaly rates and types with what "
-            "the config and profiles predict."
+            "written by 'sensorfleet sync', SQLite or PostgreSQL) and compare anomaly rates "
+            "and types with what the config and profiles predict."
         ),
     )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="database file or folder")
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="database file, folder of them, or postgresql://… central store (?table=NAME)",
+    )
     parser.add_argument(
         "--config",
         metavar="PATH",

@@ -1,4 +1,4 @@
-"""Summarise readings in SQL: every row is counted by SQLite, never loaded into Python.
+"""Summarise readings in SQL: every row is counted by the database, never loaded into Python.
 
 The result is one small table of cells, one per (origin database, sensor,
 identity, anomaly type), with row, synced and episode counts. Every figure
@@ -6,9 +6,8 @@ in a report is a sum over these cells, so a database of millions of rows
 becomes a few hundred Python objects, and memory stays flat however large
 the input (SQLite spills its own sorts to temporary files).
 
-Counts are read in slices (rowid ranges, or key ranges of a central store
-without rowids) so a long scan can report progress and each GROUP BY sort
-stays small.
+Counts are read in slices (rowid ranges, or key ranges of a central store)
+so a long scan can report progress and each GROUP BY sort stays small.
 Episodes (runs of consecutive flagged readings of one type, per sensor) are
 counted with window functions over the flagged rows only: a new episode
 starts where the type changes or where the time since the previous flagged
@@ -18,14 +17,14 @@ smallest gap seen between that sensor's flagged readings).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable
-from contextlib import closing
 from dataclasses import dataclass, field
+from typing import Any
 
-from .sources import Source, open_readonly
+from .sources import Source, connect, database_errors
 
 CHUNK_ROWS = 25_000
+CHUNK_ROWS_POSTGRES = 250_000  # a server aggregates by hashing: no sort to keep small
 _EPISODE_SHARE = 0.2  # share of a source's progress bar given to the episode pass
 
 ProgressCallback = Callable[[str, float], None]
@@ -97,18 +96,19 @@ def _origin(source: Source, column: object) -> str:
     """Which node database rows came from: a central row says; a node file's is its own id."""
     if source.kind == "central":
         return _text(column)
-    return source.database_id or str(source.path)
+    return source.database_id or source.label
 
 
 def _count_sql(source: Source) -> str:
     # Plain columns in GROUP BY (no expressions) keep SQLite's sort cheap;
     # the flag and the origin are derived from the few result rows in Python.
     origin = "database_id" if source.kind == "central" else "NULL"
-    synced = "SUM(synced = 1)" if source.has_synced else "COUNT(*)"
+    synced = "SUM(CASE WHEN synced = 1 THEN 1 ELSE 0 END)" if source.has_synced else "COUNT(*)"
+    text = source.dialect.text_time
     return f"""
         SELECT {origin}, sensor_id, firmware_version, model, manufacturer, location,
                anomaly_flag, anomaly_type,
-               COUNT(*), {synced}, MIN(timestamp), MAX(timestamp)
+               COUNT(*), {synced}, {text('MIN("timestamp")')}, {text('MAX("timestamp")')}
         FROM "{source.table}"
         WHERE {{where}}
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
@@ -116,11 +116,12 @@ def _count_sql(source: Source) -> str:
 
 
 def _episode_sql(source: Source) -> str:
+    dialect = source.dialect
     return f"""
         WITH flagged AS (
             SELECT {"database_id" if source.kind == "central" else "NULL"} AS origin, sensor_id,
                    firmware_version, model, manufacturer, location, anomaly_type,
-                   (julianday(timestamp) - 2440587.5) * 86400.0 AS t
+                   {dialect.epoch} AS t
             FROM "{source.table}"
             WHERE anomaly_flag = 1 AND {{where}}
         ), gaps AS (
@@ -135,7 +136,7 @@ def _episode_sql(source: Source) -> str:
         SELECT origin, sensor_id, firmware_version, model, manufacturer, location,
                anomaly_type, COUNT(*)
         FROM steps
-        WHERE gap IS NULL OR previous IS NOT anomaly_type OR gap > 1.5 * step
+        WHERE gap IS NULL OR previous {dialect.is_not} anomaly_type OR gap > 1.5 * step
         GROUP BY origin, sensor_id, firmware_version, model, manufacturer, location,
                  anomaly_type
     """
@@ -165,54 +166,60 @@ def _ranges(low: int, high: int, step: int) -> list[tuple[int, int]]:
     return [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
 
 
-def _plan(conn: sqlite3.Connection, source: Source, step: int) -> tuple[list[_Slice], _Slice]:
+def _plan(conn: Any, source: Source, step: int) -> tuple[list[_Slice], _Slice]:
     """Slices that cover the table now, and the condition for "rows that existed then"."""
     table = f'"{source.table}"'
+    sql = source.dialect.sql
+    everything = _Slice("1 = 1", (), 0)
     if source.slicing == "rowid":
         low, high = conn.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {table}").fetchone()
         if low is None:
-            return [], _Slice("0", (), 0)
+            return [], everything
         slices = [
             _Slice("rowid BETWEEN ? AND ?", r, r[1] - r[0] + 1) for r in _ranges(low, high, step)
         ]
         return slices, _Slice("rowid <= ?", (high,), 0)
     if source.slicing == "key":
-        # A central store clustered on (database_id, source_row_id): walk the
+        # A central store keyed on (database_id, source_row_id): walk the
         # origins by index seeks, then id ranges within each.
         slices = []
         origin = conn.execute(f"SELECT MIN(database_id) FROM {table}").fetchone()[0]
         while origin is not None:
             low, high = conn.execute(
-                f"SELECT MIN(source_row_id), MAX(source_row_id) FROM {table} WHERE database_id = ?",
+                sql(f"SELECT MIN(source_row_id), MAX(source_row_id) FROM {table} "
+                    "WHERE database_id = ?"),
                 (origin,),
-            ).fetchone()
+            ).fetchone()  # fmt: skip
             slices.extend(
                 _Slice("database_id = ? AND source_row_id BETWEEN ? AND ?", (origin, *r),
                        r[1] - r[0] + 1)
-                for r in _ranges(low, high, step)
+                for r in _ranges(int(low), int(high), step)
             )  # fmt: skip
             origin = conn.execute(
-                f"SELECT MIN(database_id) FROM {table} WHERE database_id > ?", (origin,)
+                sql(f"SELECT MIN(database_id) FROM {table} WHERE database_id > ?"), (origin,)
             ).fetchone()[0]
-        return slices, _Slice("1", (), 0)
-    return [_Slice("1", (), 1)], _Slice("1", (), 0)
+        return slices, everything
+    return [_Slice("1 = 1", (), 1)], everything
 
 
 def summarise_source(
     source: Source,
     progress: ProgressCallback | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> SourceSummary:
-    """Count one source's readings by cell; raise ``sqlite3.Error`` if it cannot be read."""
+    """Count one source's readings by cell; raise the driver's error if it cannot be read."""
     summary = SourceSummary(source)
     cells = summary.cells
-    with closing(open_readonly(source.path)) as conn:
+    sql = source.dialect.sql
+    if chunk_rows is None:
+        chunk_rows = CHUNK_ROWS if source.url is None else CHUNK_ROWS_POSTGRES
+    with connect(source) as conn:
         slices, existing = _plan(conn, source, chunk_rows)
         count_sql = _count_sql(source)
         total = sum(piece.size for piece in slices) or 1
         done = 0
         for piece in slices:
-            for row in conn.execute(count_sql.format(where=piece.where), piece.params):
+            for row in conn.execute(sql(count_sql.format(where=piece.where)), piece.params):
                 flagged = row[6] == 1
                 key = _key(row, _origin(source, row[0]), flagged, row[7] if flagged else None)
                 cells.setdefault(key, Cell()).add(int(row[8]), int(row[9] or 0), row[10], row[11])
@@ -223,7 +230,7 @@ def summarise_source(
             return summary
         if progress is not None:
             progress("counting episodes", 1 - _EPISODE_SHARE)
-        episode_sql = _episode_sql(source).format(where=existing.where)
+        episode_sql = sql(_episode_sql(source).format(where=existing.where))
         for row in conn.execute(episode_sql, existing.params):
             key = _key(row, _origin(source, row[0]), True, row[6])
             # A cell missing here would mean rows appeared between the two passes.
@@ -276,6 +283,7 @@ def read_sources(
 
         try:
             summaries.append(summarise_source(source, callback))
-        except sqlite3.Error as exc:
-            problems.append(f"{source.label}: cannot read the database ({exc})")
+        except database_errors(source) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            problems.append(f"{source.label}: cannot read the database ({reason})")
     return summaries, problems

@@ -9,20 +9,19 @@ extreme), and anomaly episodes come back as (start, end, type) runs.
 from __future__ import annotations
 
 from collections import defaultdict
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from .aggregate import SourceSummary
+from .dialect import SQLITE
 from .model import Episode, SensorSeries
-from .sources import open_readonly
+from .sources import connect
 
 DEFAULT_SENSORS = 4
 BUCKETS = 1200
 MEASUREMENTS: tuple[str, ...] = ("temperature", "vibration", "voltage")
-_EPOCH = "(julianday(timestamp) - 2440587.5) * 86400.0"
 
 
 @dataclass(frozen=True)
@@ -94,44 +93,51 @@ def _bound(last: str, window_seconds: float) -> tuple[str, float]:
 def read_series(pick: Pick, window_seconds: float | None) -> SensorSeries:
     """Bucketed readings and anomaly episodes of one sensor over the window before its last row."""
     source = pick.summary.source
+    dialect = source.dialect
+    epoch = dialect.epoch
     where = "sensor_id = ?"
     params: list[object] = [pick.sensor_id]
     if source.kind == "central":
         where += " AND database_id = ?"
         params.append(pick.origin)
     if window_seconds is not None:
-        text, _ = _bound(pick.last, window_seconds)
-        where += " AND timestamp >= ?"
-        params.append(text)
+        text, instant = _bound(pick.last, window_seconds)
+        where += ' AND "timestamp" >= ?'
+        # SQLite compares the stored text; PostgreSQL a real timestamp.
+        params.append(text if dialect is SQLITE else datetime.fromtimestamp(instant, UTC))
     table = f'"{source.table}"'
-    with closing(open_readonly(source.path)) as conn:
+    sql = dialect.sql
+    with connect(source) as conn:
         low, high, count = conn.execute(
-            f"SELECT MIN({_EPOCH}), MAX({_EPOCH}), COUNT(*) FROM {table} WHERE {where}", params
+            sql(f"SELECT MIN({epoch}), MAX({epoch}), COUNT(*) FROM {table} WHERE {where}"), params
         ).fetchone()
         if not count:
             return _empty(pick)
+        low, high = float(low), float(high)
         width = max((high - low) / BUCKETS, 1e-6)
         columns = ", ".join(f"AVG({m}), MIN({m}), MAX({m})" for m in MEASUREMENTS)
+        bucket = dialect.floor(f"({epoch} - ?) / ?")
         buckets = conn.execute(
-            f"""SELECT CAST(({_EPOCH} - ?) / ? AS INTEGER) AS bucket, MIN({_EPOCH}), {columns}
-                FROM {table} WHERE {where} GROUP BY bucket ORDER BY bucket""",
+            sql(f"""SELECT {bucket} AS bucket, MIN({epoch}), {columns}
+                    FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"""),
             [low, width, *params],
         ).fetchall()
         runs = conn.execute(
-            f"""WITH w AS (
-                    SELECT timestamp, anomaly_flag, anomaly_type, {_EPOCH} AS t
+            sql(f"""WITH w AS (
+                    SELECT anomaly_flag, anomaly_type, {epoch} AS t
                     FROM {table} WHERE {where}
                 ), marked AS (
                     SELECT *, CASE WHEN anomaly_flag = 1 AND (
-                        LAG(anomaly_flag) OVER o IS NOT 1
-                        OR LAG(anomaly_type) OVER o IS NOT anomaly_type) THEN 1 ELSE 0 END AS s
+                        LAG(anomaly_flag) OVER o {dialect.is_not} 1
+                        OR LAG(anomaly_type) OVER o {dialect.is_not} anomaly_type)
+                        THEN 1 ELSE 0 END AS s
                     FROM w WINDOW o AS (ORDER BY t)
                 ), numbered AS (
                     SELECT *, SUM(s) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
                     FROM marked
                 )
-                SELECT anomaly_type, MIN(t), MAX(t) FROM numbered
-                WHERE anomaly_flag = 1 GROUP BY run ORDER BY run""",
+                SELECT MIN(anomaly_type), MIN(t), MAX(t) FROM numbered
+                WHERE anomaly_flag = 1 GROUP BY run ORDER BY run"""),
             params,
         ).fetchall()
     data = np.array(

@@ -1,6 +1,7 @@
 """Which databases a report reads: node files, folders of them, central stores.
 
-A source is one table in one SQLite file holding the node's reading columns.
+A source is one table holding the node's reading columns: in an SQLite file,
+or in a PostgreSQL central store given as a ``postgresql://`` URL.
 Node files (written by ``sensorfleet run``) have ``synced`` and a meta table
 with the file's ``database_id``; a central store (written by ``sensorfleet
 sync``) has no ``synced`` column but a ``database_id`` per row naming the node
@@ -14,13 +15,15 @@ collected as one line each; the other sources are still read.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import store
 from ..config import Database
+from .dialect import POSTGRES, SQLITE, Dialect
 
 # The columns a table must have for the report to read it.
 NODE_COLUMNS: tuple[str, ...] = (
@@ -42,7 +45,7 @@ _READ_SETTINGS = Database(busy_timeout_ms=10_000)
 class Source:
     """One readable table of readings."""
 
-    path: Path
+    path: Path | None  # an SQLite file, or None for a URL
     table: str
     kind: str  # "node" or "central"
     has_synced: bool
@@ -50,10 +53,19 @@ class Source:
     # How to read the table in slices: "rowid" ranges, per-origin "key" ranges
     # (a central store's (database_id, source_row_id), WITHOUT ROWID), or "none".
     slicing: str = "rowid"
+    url: str | None = None  # a PostgreSQL central store
 
     @property
     def label(self) -> str:
+        if self.url is not None:
+            from .postgres import redact
+
+            return redact(self.url)
         return str(self.path)
+
+    @property
+    def dialect(self) -> Dialect:
+        return POSTGRES if self.url is not None else SQLITE
 
 
 # Page cache per read connection. With the aggregation's 25,000-row chunks
@@ -69,25 +81,44 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def expand_paths(arguments: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files named on the command line, folders replaced by the databases inside them."""
-    paths: list[Path] = []
-    problems: list[str] = []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix in DATABASE_SUFFIXES
-            )
-            if not found:
-                suffixes = ", ".join(f"*{s}" for s in DATABASE_SUFFIXES)
-                problems.append(f"{argument}: no database files ({suffixes}) in this folder")
-            paths.extend(found)
-        elif not path.exists():
-            problems.append(f"{argument}: no such file or folder")
-        else:
-            paths.append(path)
-    return paths, problems
+def database_errors(source: Source) -> tuple[type[Exception], ...]:
+    """Exceptions that mean "this database cannot be read" for the source's driver."""
+    if source.url is None:
+        return (sqlite3.Error, ValueError)
+    import psycopg
+
+    return (psycopg.Error, ValueError)
+
+
+@contextmanager
+def connect(source: Source) -> Iterator[Any]:
+    """A read-only connection to the source's database, closed on exit."""
+    if source.url is not None:
+        from . import postgres
+
+        conn = postgres.connect(source.url)
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
+    assert source.path is not None
+    with closing(open_readonly(source.path)) as lite:
+        yield lite
+
+
+def expand_path(argument: str) -> tuple[list[Path], str | None]:
+    """A file named on the command line, or the databases inside a folder; or a problem."""
+    path = Path(argument)
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DATABASE_SUFFIXES)
+        if not found:
+            suffixes = ", ".join(f"*{s}" for s in DATABASE_SUFFIXES)
+            return [], f"{argument}: no database files ({suffixes}) in this folder"
+        return found, None
+    if not path.exists():
+        return [], f"{argument}: no such file or folder"
+    return [path], None
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
@@ -146,16 +177,31 @@ def inspect(path: Path) -> Source:
 
 def find_sources(arguments: Sequence[str]) -> tuple[list[Source], list[str]]:
     """Readable sources among ``arguments``, and one problem line per unusable one."""
-    paths, problems = expand_paths(arguments)
+    from . import postgres
+
     sources: list[Source] = []
-    seen: set[Path] = set()
-    for path in paths:
-        resolved = path.resolve()
-        if resolved in seen:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for argument in arguments:
+        if postgres.is_url(argument):
+            if argument in seen:
+                continue
+            seen.add(argument)
+            try:
+                sources.append(postgres.inspect_url(argument))
+            except ValueError as exc:
+                problems.append(f"{postgres.redact(argument)}: {exc}")
             continue
-        seen.add(resolved)
-        try:
-            sources.append(inspect(path))
-        except ValueError as exc:
-            problems.append(f"{path}: {exc}")
+        paths, problem = expand_path(argument)
+        if problem:
+            problems.append(problem)
+        for path in paths:
+            resolved = str(path.resolve())
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            try:
+                sources.append(inspect(path))
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
     return sources, problems
