@@ -13,6 +13,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import pty
 import re
 import shutil
 import sqlite3
@@ -492,6 +494,38 @@ def test_progress_on_request(small_db: Path) -> None:
     lines = [line for line in shown.stderr.splitlines() if line.startswith("report: 1/1")]
     assert lines and lines[-1].endswith("done 100%")
     json.loads(shown.stdout)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_terminal_gets_colour_and_a_self_erasing_progress_line(small_db: Path) -> None:
+    """On a terminal, checks are coloured and progress is one line rewritten in place, then erased."""  # noqa: E501
+    out_master, out_slave = pty.openpty()
+    err_master, err_slave = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sensorfleet", "report", str(small_db)],
+        stdout=out_slave, stderr=err_slave, env=clean_env(), close_fds=True,
+    )  # fmt: skip
+    os.close(out_slave)
+    os.close(err_slave)
+    stdout, stderr = _read_all(out_master).decode(), _read_all(err_master).decode()
+    assert child.wait(timeout=120) == 0
+    os.close(out_master)
+    os.close(err_master)
+    assert "\033[32mok\033[0m" in stdout  # green checks
+    assert "\r" in stderr and "report: 1/1" in stderr and "\n" not in stderr.strip("\r\n")
+    assert stderr.endswith("\r")  # the progress line is blanked out at the end
 
 
 def test_html_without_matplotlib_says_how_to_install(small_db: Path, tmp_path: Path) -> None:
