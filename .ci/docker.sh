@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# CI for containers and the fleet (called by .ci/run; runs alone too):
+#   1. static checks of the shell scripts, Docker helpers and orchestrator manifests;
+#   2. the image built from nothing (no registry: debootstrap base + wheelhouse);
+#   3. ./test_container.sh and the image's pytest smoke tests;
+#   4. the 15-node demo fleet on one shared database: a day of history each, then at
+#      least 30 s live; firmware 1.3 above 1.4, no lost row, no unhandled lock error,
+#      and every container's own row count equal to its rows in the database;
+#   5. the Swarm stack deployed on a one-node swarm, each slot with its own identity.
+# Everything it creates is named sftest_* and removed at the end.
+#
+#   bash .ci/docker.sh              as CI: the image from nothing
+#   bash .ci/docker.sh --cached     reuse the cached base image and wheelhouse
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rebuild=(--rebuild-base)
+case "${1:-}" in
+    "") ;;
+    --cached) rebuild=() ;;
+    *) echo "docker.sh: unknown option '$1' (--cached or nothing)" >&2; exit 2 ;;
+esac
+
+repo=$PWD
+python=${PYTHON:-$repo/.venv/bin/python}
+image="sensor-simulator"
+fleet_prefix=sftest_fleet_
+stack=sftest_swarm
+work=$repo/data/ci
+started=$SECONDS
+
+section() { printf '\n---- %s (%d s)\n' "$*" $((SECONDS - started)); }
+pass() { printf 'ok: %s\n' "$*"; }
+fail() {
+    printf 'FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+swarm_joined=false
+gwbridge_existed=true
+cleanup() {
+    set +e
+    local ids
+    ids=$(docker ps -aq --filter "label=sensorfleet.fleet=$fleet_prefix")
+    # shellcheck disable=SC2086  # one id per word
+    [[ -z $ids ]] || docker rm -f $ids >/dev/null 2>&1
+    if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$stack"; then
+        docker stack rm "$stack" >/dev/null 2>&1
+        wait_gone "label=com.docker.stack.namespace=$stack" 60
+    fi
+    docker volume rm "${stack}_sensor-data" >/dev/null 2>&1
+    if $swarm_joined; then
+        docker swarm leave --force >/dev/null 2>&1
+        $gwbridge_existed || docker network rm docker_gwbridge >/dev/null 2>&1
+    fi
+    return 0
+}
+trap cleanup EXIT
+
+# Wait until no container matches a filter (removal is asynchronous for stacks).
+wait_gone() {
+    local filter=$1 timeout=$2 start=$SECONDS
+    while [[ -n $(docker ps -aq --filter "$filter") ]]; do
+        ((SECONDS - start < timeout)) || return 1
+        sleep 1
+    done
+}
+
+query() {
+    local data=$1 sql=$2 format=${3:---tsv}
+    if [[ $format == table ]]; then
+        docker run --rm -v "$data:/app/data" "$image" sensorfleet-query "$sql"
+    else
+        docker run --rm -v "$data:/app/data" "$image" sensorfleet-query --tsv "$sql"
+    fi
+}
+
+# A field of a container's last JSON log event of one name.
+log_field() {
+    docker logs "$1" 2>&1 | grep -F "\"event\": \"$2\"" | tail -n 1 \
+        | sed -n "s/.*\"$3\": \([0-9.]*\).*/\1/p"
+}
+
+section "tools"
+missing=()
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ((${#missing[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[[ -x $python ]] || fail "no Python environment at $python (scripts/setup.sh --test makes .venv)"
+docker info >/dev/null 2>&1 || fail "cannot reach the Docker engine"
+pass "docker $(docker version -f '{{.Server.Version}}'), $(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
+
+section "static checks: shell scripts, Docker helpers, orchestrator manifests"
+shellcheck docker/*.sh fleet/*.sh test_container.sh .ci/docker.sh
+pass "shellcheck"
+check_venv=$repo/build-cache/check-venv
+[[ -x $check_venv/bin/python ]] || "$python" -m venv "$check_venv"
+"$check_venv/bin/pip" install --quiet -r fleet/requirements-check.txt
+"$python" -m mypy --strict --python-executable "$check_venv/bin/python" \
+    fleet/check_manifests.py docker/healthcheck.py docker/query.py
+"$check_venv/bin/python" fleet/check_manifests.py
+
+section "image: built ${rebuild[*]:+from nothing}${rebuild[*]:-from the cache}"
+build_start=$SECONDS
+docker image rm -f "$image" >/dev/null 2>&1 || true
+docker/build-image.sh "${rebuild[@]}" --tag "$image"
+size=$(docker image inspect -f '{{.Size}}' "$image")
+pass "built in $((SECONDS - build_start)) s, $((size / 1024 / 1024)) MB"
+
+section "test_container.sh"
+./test_container.sh --no-build
+
+section "image smoke tests"
+SENSORFLEET_REQUIRE_IMAGE=1 "$python" -m pytest -q -m docker tests/test_container.py
+
+section "fleet smoke: 15 nodes, one shared database, 1 day of history then live"
+rm -rf "$work"
+mkdir -p "$work"
+fleet_data=$work/fleet/data
+fleet_start=$SECONDS
+fleet/generate_sensors.sh --prefix "$fleet_prefix" --backfill 1d \
+    --data-dir "$fleet_data" --identities-dir "$work/fleet/identities"
+mapfile -t containers < <(docker ps -a --filter "label=sensorfleet.fleet=$fleet_prefix" \
+    --format '{{.Names}}' | sort)
+((${#containers[@]} == 15)) || fail "expected 15 fleet containers, found ${#containers[@]}"
+declare -A backfilled=()
+while ((${#backfilled[@]} < 15)); do
+    ((SECONDS - fleet_start < 600)) || fail "only ${#backfilled[@]} of 15 nodes finished the backfill in 600 s"
+    for name in "${containers[@]}"; do
+        [[ -z ${backfilled[$name]:-} ]] || continue
+        if docker logs "$name" 2>&1 | grep -qF '"event": "backfill finished"'; then
+            backfilled[$name]=1
+        elif [[ $(docker inspect -f '{{.State.Running}}' "$name") != true ]]; then
+            docker logs --tail 20 "$name" >&2
+            fail "$name stopped during its backfill"
+        fi
+    done
+    sleep 2
+done
+pass "all 15 nodes wrote a day of history in $((SECONDS - fleet_start)) s"
+live_start=$SECONDS
+all_healthy() {
+    local name
+    for name in "${containers[@]}"; do
+        [[ $(docker inspect -f '{{.State.Health.Status}}' "$name") == healthy ]] || return 1
+    done
+}
+until all_healthy; do
+    ((SECONDS - live_start < 120)) || fail "not every fleet container became healthy in 120 s"
+    sleep 2
+done
+pass "all 15 containers healthy"
+sleep $((30 - (SECONDS - live_start) > 0 ? 30 - (SECONDS - live_start) : 0))
+fleet/generate_sensors.sh --prefix "$fleet_prefix" --data-dir "$fleet_data" --status
+docker stop --time 60 "${containers[@]}" >/dev/null
+pass "fleet ran $((SECONDS - live_start)) s live after the backfill, then stopped"
+
+declare -A in_db=()
+while IFS=$'\t' read -r sensor count; do
+    in_db[$sensor]=$count
+done < <(query "$fleet_data" "SELECT sensor_id, COUNT(*) FROM sensor_readings GROUP BY sensor_id")
+for name in "${containers[@]}"; do
+    sensor=${name#"$fleet_prefix"}
+    status=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+    [[ $status == 0 ]] || {
+        docker logs --tail 20 "$name" >&2
+        fail "$name exited with status $status"
+    }
+    if docker logs "$name" 2>&1 | grep -E -e '"(rows dropped|rows not written at exit|node giving up)"' \
+        -e 'Traceback' >&2; then
+        fail "$name logged lost rows or a crash (above)"
+    fi
+    # A failed write is retried (and its rows counted below); a lock anywhere else, such
+    # as opening the database or giving up, is not handled.
+    if docker logs "$name" 2>&1 | grep -F 'database is locked' \
+        | grep -v -F '"event": "write failed"' >&2; then
+        fail "$name logged an unhandled 'database is locked' (above)"
+    fi
+    retried=$(docker logs "$name" 2>&1 | grep -c -F '"event": "write failed"' || true)
+    ((retried == 0)) || echo "note: $name retried $retried failed writes"
+    written=$(log_field "$name" "run summary" rows_written)
+    [[ $written == "${in_db[$sensor]:-0}" ]] \
+        || fail "$name counted $written rows written, the database has ${in_db[$sensor]:-0} for $sensor"
+    ((written >= 86400 + 30)) || fail "$name wrote only $written rows (a day is 86400)"
+done
+pass "every container's rows_written equals its rows in the database; no lost rows, no lock errors"
+
+firmware_sql="SELECT firmware_version, COUNT(*) AS total_readings,
+    SUM(CASE WHEN anomaly_flag = 1 THEN 1 ELSE 0 END) AS anomaly_count,
+    ROUND(100.0 * SUM(CASE WHEN anomaly_flag = 1 THEN 1 ELSE 0 END) / COUNT(*), 2) AS anomaly_percentage
+  FROM sensor_readings GROUP BY firmware_version ORDER BY anomaly_percentage DESC"
+query "$fleet_data" "$firmware_sql" table
+mapfile -t ranking < <(query "$fleet_data" "$firmware_sql" | cut -f1)
+[[ ${ranking[*]} == "1.3 1.4" ]] || fail "expected firmware 1.3 above 1.4, got: ${ranking[*]}"
+pass "firmware 1.3 shows more anomalies than 1.4"
+fleet/generate_sensors.sh --prefix "$fleet_prefix" --down >/dev/null
+
+section "swarm: the stack on a one-node swarm"
+if [[ $(docker info -f '{{.Swarm.LocalNodeState}}') != active ]]; then
+    docker network inspect docker_gwbridge >/dev/null 2>&1 || gwbridge_existed=false
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+    swarm_joined=true
+fi
+# The stack reads ../config.yaml and ../identities/ beside its own folder.
+swarm_dir=$work/swarm
+mkdir -p "$swarm_dir/fleet" "$swarm_dir/identities"
+cp fleet/swarm-stack.yaml "$swarm_dir/fleet/"
+cp config.yaml "$swarm_dir/"
+docker run --rm --user "$(id -u):$(id -g)" --entrypoint sensorfleet \
+    -v "$swarm_dir/identities:/out" "$image" identities --output-dir /out >/dev/null
+docker stack deploy --resolve-image never -c "$swarm_dir/fleet/swarm-stack.yaml" "$stack" >/dev/null
+deploy_start=$SECONDS
+until [[ $(docker service ls --filter "name=${stack}_sensor" --format '{{.Replicas}}') == 15/15 ]]; do
+    ((SECONDS - deploy_start < 180)) || {
+        docker service ps --no-trunc "${stack}_sensor" >&2
+        fail "the swarm service did not reach 15/15 healthy tasks in 180 s"
+    }
+    sleep 2
+done
+pass "15/15 tasks running and healthy after $((SECONDS - deploy_start)) s"
+sleep 10
+mapfile -t slots < <(docker ps --filter "label=com.docker.stack.namespace=$stack" \
+    --format '{{.Label "com.docker.swarm.task.name"}} {{.Names}}' | sort -t. -k2,2n)
+mapfile -t demo < <(docker run --rm --entrypoint python3 "$image" -c \
+    'from sensorfleet.fleet import demo_identities
+for item in demo_identities(): print(item.identity.id)')
+for line in "${slots[@]}"; do
+    task=${line%% *}
+    name=${line#* }
+    slot=$(cut -d. -f2 <<<"$task")
+    sensor=$(docker logs "$name" 2>&1 | grep -F '"event": "node starting"' | head -n 1 \
+        | sed -n 's/.*"sensor_id": "\([^"]*\)".*/\1/p')
+    [[ $sensor == "${demo[slot - 1]}" ]] || fail "slot $slot runs ${sensor:-nothing}, expected ${demo[slot - 1]}"
+done
+pass "slot N runs the N-th demo identity for all ${#slots[@]} tasks"
+volume=${stack}_sensor-data
+mapfile -t counts < <(docker run --rm -v "$volume:/app/data" "$image" sensorfleet-query --tsv \
+    "SELECT sensor_id, COUNT(*) FROM sensor_readings GROUP BY sensor_id")
+((${#counts[@]} == 15)) || fail "expected rows from 15 sensors in the swarm volume, got ${#counts[@]}"
+pass "all 15 swarm tasks write to the shared volume"
+docker stack rm "$stack" >/dev/null
+wait_gone "label=com.docker.stack.namespace=$stack" 60 || fail "swarm tasks still present 60 s after stack rm"
+
+section "containers and fleet: all checks passed"
