@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 
 from . import plots
-from .model import ABOVE, BELOW, OK, Report
+from .model import ABOVE, BELOW, OK, RateRow, Report
 from .render_text import Section, headline, percent, sections
 
 _CSS = """
@@ -70,6 +70,25 @@ def _table(section: Section) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+# A chart stays readable up to a few dozen groups; tables always list every group.
+MAX_CHART_GROUPS = 30
+MAX_MIX_GROUPS = 15
+
+
+def _largest(rows: list[RateRow], limit: int = MAX_CHART_GROUPS) -> list[RateRow]:
+    """The ``limit`` groups with most rows, in their table order."""
+    if len(rows) <= limit:
+        return rows
+    keep = {r.group for r in sorted(rows, key=lambda r: r.rows, reverse=True)[:limit]}
+    return [r for r in rows if r.group in keep]
+
+
+def _shown_note(shown: int, total: int) -> str:
+    if shown >= total:
+        return ""
+    return f'<p class="note">Chart: the {shown} largest of {total} groups; the table lists all.</p>'
+
+
 def _card(label: str, value: str) -> str:
     return (
         f'<div class="card"><div class="k">{escape(label)}</div>'
@@ -118,18 +137,25 @@ def render_html(report: Report) -> str:
     firmware = report.rates["firmware_version"]
     parts.append("<section><h2>Anomaly rate by firmware</h2>")
     if firmware:
-        parts.append(plots.rate_chart(firmware))
+        shown = _largest(firmware)
+        parts.append(plots.rate_chart(shown) + _shown_note(len(shown), len(firmware)))
     parts.append(_table(tables["Anomaly rate by firmware"]) + "</section>")
     model_shares = report.shares["model"]
     title = "Anomaly types by model (share of its anomalous rows)"
     parts.append("<section><h2>Anomaly types by model</h2>")
     if model_shares:
-        parts.append(plots.type_mix_chart(model_shares))
+        models = {r.group for r in _largest(report.rates["model"], MAX_MIX_GROUPS)}
+        shown_shares = [r for r in model_shares if r.group in models]
+        total = len({r.group for r in model_shares})
+        shown_models = len({r.group for r in shown_shares})
+        parts.append(plots.type_mix_chart(shown_shares) + _shown_note(shown_models, total))
     parts.append(_table(tables[title]) + "</section>")
     parts.append('<section><h2>Anomaly rate by manufacturer and by location</h2><div class="pair">')
     for dimension in ("manufacturer", "location"):
         rows = report.rates[dimension]
-        chart = plots.rate_chart(rows, f"by {dimension}") if rows else ""
+        shown = _largest(rows)
+        chart = plots.rate_chart(shown, f"by {dimension}") if rows else ""
+        chart += _shown_note(len(shown), len(rows))
         parts.append(f"<div>{chart}</div>")
     parts.append("</div>")
     for dimension in ("manufacturer", "location"):

@@ -97,6 +97,42 @@ def share_effective_n(kind: str, by_type: Mapping[str, tuple[int, int]]) -> floa
     return share * (1 - share) / variance
 
 
+def configured_share_n(
+    kind: str,
+    episodes: int,
+    lengths: Mapping[str, float],
+    episode_shares: Mapping[str, float],
+) -> float | None:
+    """Effective size behind the share of ``kind`` over ``episodes`` episodes, per the config.
+
+    The same delta-method variance as ``share_effective_n``, with the
+    configured episode shares and lengths in place of the observed ones.
+    """
+    weights = {t: p * lengths.get(t, 1.0) for t, p in episode_shares.items() if p > 0}
+    mean = sum(weights.values())
+    if kind not in weights or mean <= 0 or episodes <= 0:
+        return None
+    share = weights[kind] / mean
+    if not 0 < share < 1:
+        return None
+    variance = sum(
+        p * lengths.get(t, 1.0) ** 2 * ((1.0 if t == kind else 0.0) - share) ** 2
+        for t, p in episode_shares.items()
+        if p > 0
+    ) / (mean * mean)
+    return episodes * share * (1 - share) / variance if variance > 0 else None
+
+
+def _other_length(
+    kind: str, lengths: Mapping[str, float], episode_shares: Mapping[str, float]
+) -> float | None:
+    """Configured mean episode length of the types other than ``kind``."""
+    others = {t: p for t, p in episode_shares.items() if t != kind and p > 0}
+    if not others:
+        return None
+    return sum(p * lengths.get(t, 1.0) for t, p in others.items()) / sum(others.values())
+
+
 def _row_share(episode_share: float, length: float, other_length: float) -> float:
     """Row share of a type with episode share ``episode_share`` among episodes of other lengths."""
     own = episode_share * length
@@ -113,7 +149,9 @@ def share_interval(
 ) -> tuple[float, float]:
     """Interval for the share of flagged rows that are of type ``kind``.
 
-    Inside (0, 1) the delta method applies (``share_effective_n``). At the
+    Inside (0, 1) the delta method applies (``share_effective_n``, or the
+    configured ``configured_share_n`` when that is smaller), widened where
+    a Wilson interval on the type's episode count reaches further. At the
     edges it has nothing to say: a type never seen in ``K`` episodes still
     may have an episode share up to the Wilson bound for 0 of ``K``, and that
     bound is turned into a row share with the type's configured episode
@@ -126,15 +164,33 @@ def share_interval(
         return 0.0, 1.0
     episodes = sum(max(1, e) for rows, e in by_type.values() if rows)
     share = by_type.get(kind, (0, 0))[0] / flagged
-    if 0 < share < 1:
-        return wilson(share, share_effective_n(kind, by_type), z)
     observed_length = flagged / episodes
+    if 0 < share < 1:
+        n = share_effective_n(kind, by_type)
+        configured = configured_share_n(kind, episodes, lengths, episode_shares)
+        # As for rates: the smaller effective size of the two, so that a sample
+        # whose type mix happens to look tight does not get a falsely narrow interval.
+        low, high = wilson(share, min(n, configured) if configured else n, z)
+        # The delta method is symmetric; with few episodes of a type the count
+        # is skewed. Wilson on the episode count gets the skew right; mapped
+        # to rows with the configured lengths, the interval then holds the
+        # expected share whenever the count alone is consistent with the
+        # config. Take the wider of the two.
+        rows, count = by_type[kind]
+        own_length = lengths.get(kind, rows / max(1, count))
+        others = _other_length(kind, lengths, episode_shares)
+        if others is None:
+            others = (flagged - rows) / max(1, episodes - max(1, count))
+        count_low, count_high = wilson(max(1, count) / episodes, episodes, z)
+        return (
+            min(low, _row_share(count_low, own_length, others)),
+            max(high, _row_share(count_high, own_length, others)),
+        )
     if share <= 0:
         _, high = wilson(0.0, episodes, z)
         return 0.0, _row_share(high, lengths.get(kind, observed_length), observed_length)
-    others = {t: p for t, p in episode_shares.items() if t != kind and p > 0}
-    if not others:
+    other_length = _other_length(kind, lengths, episode_shares)
+    if other_length is None:
         return 1.0, 1.0
-    other_length = sum(p * lengths.get(t, 1.0) for t, p in others.items()) / sum(others.values())
     low, _ = wilson(1.0, episodes, z)
     return _row_share(low, observed_length, other_length), 1.0
