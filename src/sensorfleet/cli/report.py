@@ -20,7 +20,7 @@ from ..report.model import Report
 from ..report.render_data import render_csv, render_json
 from ..report.render_text import render_markdown, render_text
 from ..report.series import choose_sensors, read_series
-from ..report.sources import Source, find_sources
+from ..report.sources import Source, database_errors, find_sources
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_WINDOW = "6h"
@@ -171,7 +171,12 @@ def build(args: argparse.Namespace, progress: Progress | None) -> tuple[Report, 
         picks, missing = choose_sensors(summaries, args.sensor)
         problems.extend(missing)
         window = _window(args.window)
-        report.series = [read_series(pick, window) for pick in picks]
+        for pick in picks:
+            source = pick.summary.source
+            try:
+                report.series.append(read_series(pick, window))
+            except database_errors(source) as exc:
+                problems.append(f"{source.label}: cannot plot {pick.sensor_id} ({exc})")
     return report, problems
 
 
@@ -212,10 +217,15 @@ def handle(args: argparse.Namespace) -> int:
     if renderer is not None and args.html:
         target = Path(args.html)
         temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_text(renderer.render_html(report), encoding="utf-8")
-        os.replace(temporary, target)
-        size = target.stat().st_size
-        sys.stderr.write(f"report: wrote {target} ({size / 1024:.0f} KiB)\n")
+        try:
+            temporary.write_text(renderer.render_html(report), encoding="utf-8")
+            os.replace(temporary, target)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            problems.append(f"--html {target}: cannot write ({exc.strerror or exc})")
+        else:
+            size = target.stat().st_size
+            sys.stderr.write(f"report: wrote {target} ({size / 1024:.0f} KiB)\n")
     for line in problems:
         sys.stderr.write(f"error: {line}\n")
     return 2 if problems else 0
