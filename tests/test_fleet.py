@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -242,3 +243,27 @@ def test_swarm_stack_maps_each_slot_to_one_demo_identity() -> None:
     for slot, name in enumerate(names, 1):
         assert stack["configs"][f"identity-{slot}"]["file"] == f"../identities/{name}.json"
         assert targets[f"identity-{slot}"] == f"/app/identities/{slot}.json"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "sensorfleet", "identities", "--help"],
+        ["bash", str(ROOT / "fleet/generate_sensors.sh"), "--help"],
+    ],
+    ids=["sensorfleet identities", "generate_sensors.sh"],
+)
+def test_every_option_is_documented(command: list[str]) -> None:
+    """docs/containers.md mentions every option the command's --help lists."""
+    result = subprocess.run(
+        command,
+        env=clean_env({"PYTHONPATH": str(ROOT / "src")}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    options = set(re.findall(r"(--[a-z][a-z-]+)", result.stdout)) - {"--help"}
+    text = (ROOT / "docs" / "containers.md").read_text()
+    assert options and {o for o in options if o not in text} == set()
