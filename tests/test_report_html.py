@@ -108,3 +108,8 @@ def test_unknown_sensor_is_one_line_and_the_rest_is_written(tmp_path: Path) -> N
     missing_folder = report(str(db), "--html", str(tmp_path / "no" / "such" / "r.html"))
     assert missing_folder.returncode == 2
     assert "does not exist" in missing_folder.stderr
+    (tmp_path / "taken").mkdir()
+    folder = report(str(db), "--html", str(tmp_path / "taken"))
+    assert folder.returncode == 2
+    assert f"error: --html {tmp_path / 'taken'}: cannot write (Is a directory)" in folder.stderr
+    assert "Traceback" not in folder.stderr and not list(tmp_path.glob(".*.tmp"))
