@@ -30,40 +30,12 @@ from conftest import clean_env, query
 
 from sensorfleet.store import SCHEMA
 
-# The three queries of the original documentation's "Analyzing the Data", verbatim.
-FIRMWARE_RATES_SQL = """
-SELECT 
-  firmware_version,
-  COUNT(*) as total_readings,
-  SUM(CASE WHEN anomaly_flag = 1 THEN 1 ELSE 0 END) as anomaly_count,
-  ROUND(100.0 * SUM(CASE WHEN anomaly_flag = 1 THEN 1 ELSE 0 END) / COUNT(*), 2) as anomaly_percentage
-FROM sensor_readings
-GROUP BY firmware_version
-ORDER BY anomaly_percentage DESC;
-"""  # noqa: W291, E501
-
-TYPES_BY_MODEL_SQL = """
-SELECT 
-  model,
-  anomaly_type,
-  COUNT(*) as count,
-  ROUND(100.0 * COUNT(*) / SUM(COUNT(*)) OVER (PARTITION BY model), 2) as percentage
-FROM sensor_readings
-WHERE anomaly_flag = 1
-GROUP BY model, anomaly_type
-ORDER BY model, percentage DESC;
-"""  # noqa: W291
-
-SYNC_STATUS_SQL = """
-SELECT 
-  firmware_version,
-  COUNT(*) as total_readings,
-  SUM(CASE WHEN synced = 1 THEN 1 ELSE 0 END) as synced_readings,
-  ROUND(100.0 * SUM(CASE WHEN synced = 1 THEN 1 ELSE 0 END) / COUNT(*), 2) as sync_percentage
-FROM sensor_readings
-GROUP BY firmware_version
-ORDER BY sync_percentage;
-"""  # noqa: W291
+# The three queries of the original documentation's "Analyzing the Data", verbatim,
+# as shipped for users in queries/.
+QUERIES = Path(__file__).resolve().parents[1] / "queries"
+FIRMWARE_RATES_SQL = (QUERIES / "firmware_anomaly_rates.sql").read_text()
+TYPES_BY_MODEL_SQL = (QUERIES / "anomaly_types_by_model.sql").read_text()
+SYNC_STATUS_SQL = (QUERIES / "sync_status.sql").read_text()
 
 postgres_server = servers.postgres_server
 postgres_url = servers.postgres_url

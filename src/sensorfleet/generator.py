@@ -18,7 +18,7 @@ import numpy as np
 from .anomalies import AnomalyProcess, Episode, Mix, calibrate
 from .config import Config
 from .identity import Identity
-from .profiles import Behaviour, resolve
+from .profiles import Behaviour, behaviour_of
 from .readings import KIND_CODES, Block, Labels
 from .signal import baseline
 
@@ -39,13 +39,7 @@ class Settings:
 
     @classmethod
     def resolve(cls, config: Config, identity: Identity) -> Settings:
-        behaviour = resolve(
-            config.profiles,
-            firmware_version=identity.firmware_version,
-            manufacturer=identity.manufacturer,
-            model=identity.model,
-            location=identity.location,
-        )
+        behaviour = behaviour_of(config.profiles, identity)
         mix = calibrate(config.anomalies, behaviour, config.simulation.readings_per_second)
         return cls(config, identity, behaviour, mix)
 

@@ -9,7 +9,7 @@ or a new manufacturer, or tuning one knob of "1.3", needs no code change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -154,6 +154,30 @@ class Behaviour:
     type_weight_multipliers: dict[str, float]
     location: LocationProfile
     unknown: tuple[str, ...] = ()
+
+
+class ProfileKeys(Protocol):
+    """The identity fields the behaviour tables are keyed by."""
+
+    @property
+    def firmware_version(self) -> str: ...
+    @property
+    def manufacturer(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def location(self) -> str: ...
+
+
+def behaviour_of(profiles: Profiles, identity: ProfileKeys) -> Behaviour:
+    """``resolve`` for anything carrying the four identity fields."""
+    return resolve(
+        profiles,
+        firmware_version=identity.firmware_version,
+        manufacturer=identity.manufacturer,
+        model=identity.model,
+        location=identity.location,
+    )
 
 
 def _location_profile(profiles: Profiles, location: str) -> LocationProfile | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..anomalies import calibrate
 from ..config import Config
-from ..profiles import resolve
+from ..profiles import behaviour_of
 from .aggregate import Identity
 
 
@@ -42,13 +42,7 @@ def expect_identity(config: Config, identity: Identity, readings_per_second: flo
 def _expect(
     config: Config, identity: Identity, readings_per_second: float
 ) -> tuple[Expectation, tuple[str, ...]]:
-    behaviour = resolve(
-        config.profiles,
-        firmware_version=identity.firmware_version,
-        manufacturer=identity.manufacturer,
-        model=identity.model,
-        location=identity.location,
-    )
+    behaviour = behaviour_of(config.profiles, identity)
     mix = calibrate(config.anomalies, behaviour, readings_per_second)
     rate = mix.flag_rate
     shares = mix.row_shares()
