@@ -10,6 +10,7 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
+LABEL sensorfleet.stage=build
 
 # A directory in the build context; when it holds wheels, nothing is downloaded.
 ARG WHEELHOUSE=docker/wheelhouse
@@ -40,7 +41,8 @@ RUN set -eu; \
 
 FROM ${BASE_IMAGE}
 
-LABEL org.opencontainers.image.title="sensor-simulator" \
+LABEL sensorfleet.stage=runtime \
+      org.opencontainers.image.title="sensor-simulator" \
       org.opencontainers.image.description="Simulated industrial sensor node writing readings to SQLite" \
       org.opencontainers.image.licenses="MIT"
 

@@ -196,5 +196,12 @@ fi
 
 log "building $tag ($mode)"
 start=$(date +%s)
+# The build stage gets a tag of its own: it is the cache of the dependency layers, and a
+# tagged image is never taken for garbage below.
+docker build --target build --tag "$tag-build-stage" "${build_args[@]}" "${extra_args[@]}" \
+    "$repo_root"
 docker build --tag "$tag" "${build_args[@]}" "${extra_args[@]}" "$repo_root"
 log "built $tag in $(($(date +%s) - start)) s"
+# Earlier builds of these stages that no tag points to any more (a replaced base image
+# leaves a whole chain behind); only images this Dockerfile labelled are touched.
+docker image prune --force --filter label=sensorfleet.stage >/dev/null
