@@ -293,3 +293,29 @@ def test_firmware_query_shows_documented_rates(tmp_path: Path) -> None:
     }
     assert rates["1.3"] == pytest.approx(7.5, rel=0.1)
     assert rates["1.4"] == pytest.approx(3.5, rel=0.1)
+
+
+def test_node_joining_a_locked_shared_file_waits_instead_of_failing(tmp_path: Path) -> None:
+    """A node whose schema step meets a lock held past its busy timeout retries and starts."""
+    write_config(tmp_path / "config.yaml", database={"path": "shared.db", "busy_timeout_ms": 300})
+    write_identity(tmp_path / "node_identity.json")
+    assert run_main(["--backfill", "5s", "--seed", "1"], tmp_path).returncode == 0
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(2.5)\n"
+            "c.execute('COMMIT')\n",
+            str(tmp_path / "shared.db"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    result = run_main(["--backfill", "5s", "--seed", "2"], tmp_path)
+    holder.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert log_events(result.stderr, "database busy at open, retrying")
+    assert query(tmp_path / "shared.db", "SELECT COUNT(*) FROM sensor_readings") == [(10,)]

@@ -19,7 +19,13 @@ from typing import Literal
 from urllib.parse import quote
 
 import structlog
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from .config import Database
 from .readings import COLUMNS, Row
@@ -27,6 +33,7 @@ from .readings import COLUMNS, Row
 log = structlog.get_logger("sensorfleet.store")
 
 SCHEMA_VERSION = 1
+OPEN_ATTEMPTS = 12  # with a 5 s busy timeout and backoff: about a minute
 TABLE = "sensor_readings"
 META_TABLE = "sensorfleet_meta"
 
@@ -247,8 +254,12 @@ class Store:
         self._pragmas: tuple[int, str] | None = None
         self.database_id: str | None = None
 
-    def open(self) -> None:
-        """Create the folder, file and schema as needed."""
+    def open(self, patient: bool = True) -> None:
+        """Create the folder, file and schema as needed.
+
+        ``patient`` retries a busy file for about a minute (start-up); a reopen
+        during a flush tries once and leaves waiting to the writer's backoff.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not is_healthy(self.path):
             moved = quarantine(self.path)
@@ -258,9 +269,30 @@ class Store:
                 moved_to=str(moved),
                 action="starting a fresh file",
             )
-        self._connect()
+        self._connect(patient)
 
-    def _connect(self) -> None:
+    def _connect(self, patient: bool) -> None:
+        if not patient:
+            self._connect_once()
+            return
+        # Joining a file that many writers share, the schema step's BEGIN IMMEDIATE can
+        # lose the race for the lock past one busy timeout (SQLite's busy handler is
+        # not fair); retry the whole open as a flush would, for about a minute.
+        policy = retrying(OPEN_ATTEMPTS)
+        policy.before_sleep = self._log_open_retry
+        for attempt in policy:
+            with attempt:
+                self._connect_once()
+
+    def _log_open_retry(self, state: RetryCallState) -> None:
+        log.warning(
+            "database busy at open, retrying",
+            path=str(self.path),
+            attempt=state.attempt_number,
+            error=str(state.outcome.exception()) if state.outcome else None,
+        )
+
+    def _connect_once(self) -> None:
         conn = connect(self.path, self.settings)
         try:
             self.database_id = ensure_schema(conn)
@@ -290,9 +322,9 @@ class Store:
                 log.warning("database file replaced, reopening", path=str(self.path))
                 self._inode = None
             self.close()
-            self.open()
+            self.open(patient=False)
         elif self._conn is None:
-            self._connect()
+            self._connect(patient=False)
         assert self._conn is not None
         wanted = (self.settings.busy_timeout_ms, self.settings.synchronous)
         if wanted != self._pragmas:  # changed by a live reload
