@@ -362,11 +362,13 @@ def ensure_file_budget(databases: int, journal_mode: str) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     if soft != resource.RLIM_INFINITY and soft < needed:
-        raise InputError([
-            f"database.path: {databases} database files need about {needed} open files but "
-            f"this process may open {soft}; raise the limit (ulimit -n), use one shared "
-            "database (a path without {sensor_id}), or split the identities over processes"
-        ])
+        raise InputError(
+            [
+                f"database.path: {databases} database files need about {needed} open files but "
+                f"this process may open {soft}; raise the limit (ulimit -n), use one shared "
+                "database (a path without {sensor_id}), or split the identities over processes"
+            ]
+        )
 
 
 def build_sensors(
