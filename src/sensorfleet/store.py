@@ -37,9 +37,8 @@ OPEN_ATTEMPTS = 12  # with a 5 s busy timeout and backoff: about a minute
 TABLE = "sensor_readings"
 META_TABLE = "sensorfleet_meta"
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+# The reading columns as SQLite declares them (shared with the central SQLite sink).
+READING_COLUMNS_SQL = """\
     timestamp TEXT NOT NULL,
     sensor_id TEXT NOT NULL,
     temperature REAL,
@@ -51,7 +50,12 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     firmware_version TEXT,
     model TEXT,
     manufacturer TEXT,
-    location TEXT,
+    location TEXT"""
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+{READING_COLUMNS_SQL},
     synced INTEGER NOT NULL DEFAULT 0
 );
 -- Keeps "WHERE synced = 0 ORDER BY id" cheap however many synced rows pile up.

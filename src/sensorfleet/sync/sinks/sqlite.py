@@ -19,26 +19,15 @@ DEFAULT_TABLE = "sensor_readings"
 # The central copy of the node's reading columns, keyed by where each row came from.
 # WITHOUT ROWID: rows live in key order, so the upsert key is the table itself,
 # not a second b-tree beside it (smaller file, faster inserts).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {table} (
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {{table}} (
     database_id TEXT NOT NULL,
     source_row_id INTEGER NOT NULL,
-    timestamp TEXT NOT NULL,
-    sensor_id TEXT NOT NULL,
-    temperature REAL,
-    vibration REAL,
-    voltage REAL,
-    status_code INTEGER NOT NULL DEFAULT 0,
-    anomaly_flag INTEGER NOT NULL DEFAULT 0,
-    anomaly_type TEXT,
-    firmware_version TEXT,
-    model TEXT,
-    manufacturer TEXT,
-    location TEXT,
+{store.READING_COLUMNS_SQL},
     received_at TEXT NOT NULL,
     PRIMARY KEY (database_id, source_row_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp)
+CREATE INDEX IF NOT EXISTS idx_{{table}}_sensor_time ON {{table}}(sensor_id, timestamp)
 """
 
 
