@@ -63,7 +63,6 @@ class Sensor:
     writer: BufferedWriter
     source: str | None = None  # identity file it came from, for reloads
     readings_generated: int = 0
-    rows_expected: int = 0
     last_reading_at: float | None = None  # scheduled time of the newest reading
 
     @property
@@ -187,7 +186,6 @@ class NodeLoop:
     def _emit(self, sensor: Sensor, count: int) -> None:
         block = sensor.generator.generate(count)
         sensor.readings_generated += count
-        sensor.rows_expected += block.row_count
         sensor.last_reading_at = float(block.times_us[-1]) / 1e6
         sensor.writer.add(block)
 
@@ -242,9 +240,11 @@ class NodeLoop:
             _, position = heapq.heappop(heap)
             sensor = self.sensors[position]
             generator = sensor.generator
+            # First reading at or after ``end``, computed once per sensor and pass.
+            stop = generator.index_before(end) if end is not None else None
             limit = generator.index_after(now)
-            if end is not None:
-                limit = min(limit, generator.index_before(end))
+            if stop is not None:
+                limit = min(limit, stop)
             batch = sensor.writer.settings.batch_size
             while limit > generator.next_index:
                 # Catching up after a stall can mean many readings at once: emit and
@@ -252,7 +252,7 @@ class NodeLoop:
                 # a healthy database could take.
                 self._emit(sensor, min(batch, limit - generator.next_index))
                 sensor.writer.maybe_flush(now)
-            if end is None or generator.next_index < generator.index_before(end):
+            if stop is None or generator.next_index < stop:
                 heapq.heappush(heap, (generator.time_of(generator.next_index), position))
         return end is not None and not heap
 
