@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -342,15 +342,13 @@ class Store:
 
     def write(
         self,
-        rows: Iterable[Row] | None = None,
-        *,
-        produce: object = None,
+        rows: Sequence[Row] | Callable[[], Iterable[Row]],
         attempts: int | None = None,
     ) -> int:
         """Insert rows in one retried transaction; return how many were written.
 
-        ``produce`` may be a zero-argument callable returning fresh rows, so a
-        retry can replay a lazy iterator that the failed attempt consumed.
+        ``rows`` is a sequence, or a zero-argument callable returning fresh rows
+        (a lazy iterator cannot be replayed by a retry, so it is not accepted).
         ``attempts`` overrides ``retry_attempts`` (the writer uses one attempt
         while it is already backing off, so the node loop never blocks long).
         """
@@ -360,9 +358,7 @@ class Store:
             with attempt:
                 try:
                     conn = self._current()
-                    batch = produce() if callable(produce) else rows
-                    assert batch is not None
-                    return insert_rows(conn, batch)
+                    return insert_rows(conn, rows() if callable(rows) else rows)
                 except BaseException:
                     self.close()  # reconnect (re-checking the file) on the next attempt
                     raise

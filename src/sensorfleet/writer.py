@@ -138,7 +138,7 @@ class BufferedWriter:
         if failing:
             self.stats.retries += 1
         try:
-            written = self.store.write(produce=produce, attempts=1 if failing else None)
+            written = self.store.write(produce, attempts=1 if failing else None)
         except (sqlite3.Error, OSError) as exc:
             self._record_failure(now, exc)
             return False
