@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from ._problems import parse_mapping, problems_from, read_text
 from .errors import InputError
@@ -166,6 +175,24 @@ class Monitoring(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # POST/DELETE /anomalies need "Authorization: Bearer <token>" when set; GETs stay open.
+    token: SecretStr | None = None
+    # False: anomaly control answers 403 (health, metrics and status stay).
+    control: bool = True
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (leave it out for no token)")
+        return value
+
+    @field_serializer("token", when_used="json")
+    def _token_fingerprint(self, value: SecretStr | None) -> str | None:
+        # Status, logs and the config hash show that the token changed, never the token.
+        if value is None:
+            return None
+        return "sha256:" + hashlib.sha256(value.get_secret_value().encode()).hexdigest()[:8]
 
 
 class Config(_Section):
@@ -203,7 +230,14 @@ ENVIRONMENT_KEYS: dict[str, str] = {
     "MONITORING_ENABLED": "monitoring.enabled",
     "MONITORING_HOST": "monitoring.host",
     "MONITORING_PORT": "monitoring.port",
+    "MONITORING_TOKEN": "monitoring.token",
+    "MONITORING_CONTROL": "monitoring.control",
 }
+
+# Variables taken as text exactly as given (a token of digits is still text).
+_TEXT_VARIABLES = frozenset({"MONITORING_TOKEN"})
+# Variables whose empty value means "none" rather than "not set".
+_EMPTY_MEANS_NONE = frozenset({"LOG_FILE"})
 
 _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
     "anomalies.types": AnomalyTypes().model_dump(),
@@ -228,8 +262,15 @@ def environment_overrides(environ: Mapping[str, str] | None = None) -> list[Over
     env = os.environ if environ is None else environ
     found = []
     for name, key in ENVIRONMENT_KEYS.items():
-        if name in env and env[name] != "":
-            found.append(Override(key, _scalar(env[name]), f"environment {name}"))
+        if name not in env:
+            continue
+        text = env[name]
+        if text == "":
+            if name in _EMPTY_MEANS_NONE:
+                found.append(Override(key, None, f"environment {name}"))
+            continue
+        value = text if name in _TEXT_VARIABLES else _scalar(text)
+        found.append(Override(key, value, f"environment {name}"))
     return found
 
 
