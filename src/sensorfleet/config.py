@@ -23,12 +23,13 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
 )
 
-from ._problems import parse_mapping, problems_from, read_text
+from ._problems import parse_mapping, problems_from, read_text, refuse_bool_as_number
 from .errors import InputError
 from .profiles import BUILTIN_PROFILES, Profiles, deep_merge
 
@@ -38,6 +39,11 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_bool_as_number(cls, info.field_name, value)
 
 
 class Simulation(_Section):
@@ -50,11 +56,15 @@ class Simulation(_Section):
         return not self.run_time_seconds
 
 
+# Readings stay finite however the profiles scale them (see profiles.MAX_FACTOR).
+Magnitude = Annotated[float, Field(ge=-1e6, le=1e6)]
+
+
 class ParameterRange(_Section):
-    mean: float
-    std_dev: NonNegative
-    min: float
-    max: float
+    mean: Magnitude
+    std_dev: Annotated[float, Field(ge=0, le=1e6)]
+    min: Magnitude
+    max: Magnitude
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -147,7 +157,7 @@ class Database(_Section):
     @classmethod
     def _non_empty(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must be a file path (got an empty string)")
+            raise ValueError(f"must be a file path (got {value!r})")
         return value
 
 
@@ -206,6 +216,24 @@ class Config(_Section):
     config_reload: ConfigReload = ConfigReload()
     monitoring: Monitoring = Monitoring()
     profiles: Profiles = Profiles()
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but almost certainly not what was meant."""
+        found = []
+        anomalies = self.anomalies
+        if anomalies.enabled and anomalies.probability > 0:
+            types = anomalies.types
+            live = [
+                name
+                for name in type(types).model_fields
+                if getattr(types, name).enabled and getattr(types, name).weight > 0
+            ]
+            if not live:
+                found.append(
+                    "anomalies.types: every type is disabled or weighs 0 while anomalies.enabled "
+                    "is true: no anomaly can occur (set anomalies.enabled: false if intended)"
+                )
+        return found
 
     def digest(self) -> str:
         """A short stable hash of the effective settings (shown in status and logs)."""
@@ -319,7 +347,7 @@ def build_config(
     if base_dir is not None:
         for key in _PATH_KEYS:
             value = _get(data, key)
-            if isinstance(value, str) and value and not os.path.isabs(value):
+            if isinstance(value, str) and value.strip() and not os.path.isabs(value):
                 _set(data, key, str(base_dir / value))
     # Sections whose entries differ in their defaults are merged key by key, so
     # `noise: {enabled: false}` keeps noise's weight and duration.
