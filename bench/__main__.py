@@ -21,7 +21,15 @@ from typing import Any
 from ._common import RESULTS, machine
 
 # Benchmark modules in run order, with the figures their summary line shows.
-BENCHMARKS: tuple[str, ...] = ("backfill", "pacing", "footprint", "density", "reload", "sync")
+BENCHMARKS: tuple[str, ...] = (
+    "backfill",
+    "pacing",
+    "footprint",
+    "density",
+    "reload",
+    "sync",
+    "probes",
+)
 
 
 def _available(name: str) -> bool:
@@ -82,6 +90,14 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"| sync poll, 100 unsynced rows | median {r['poll_median_ms']} ms in "
             f"{r['poll']['table_rows']:,} rows | target < {r['poll_target_ms']} ms; without the "
             f"partial index {r['poll_baseline_scan_ms']} ms | |",
+        ]
+    if name == "probes":
+        return [
+            f"| {r['clients']} simultaneous `GET /healthz` × {r['rounds']} | slowest answer "
+            f"{r['slowest_answer_s']} s, {r['unanswered']} unanswered (backlog {r['backlog']}) "
+            f"| backlog {r['baseline_backlog']} (standard library default): "
+            f"{r['baseline_slowest_answer_s']} s, {r['baseline_unanswered']} unanswered within "
+            f"{r['give_up_s']:.0f} s | target < {r['target_s']:.0f} s |"
         ]
     figures = ", ".join(
         f"{k}={v}"

@@ -43,6 +43,10 @@ CONTROL_WAIT_SECONDS = 2.0  # how long a control request waits to see its comman
 MAX_BODY_BYTES = 64 * 1024
 MAX_FORCED_SECONDS = 7 * 86400.0
 MAX_STATUS_SENSORS = 1000
+# The standard library's default of 5 makes a burst of connections (an orchestrator's
+# probes, a scrape storm) wait for SYN retransmits of 1 s, 3 s…; the kernel caps this
+# at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 
 
 class BadRequest(Exception):
@@ -67,8 +71,10 @@ class Monitor:
         reloads: ReloadStats | None = None,
         host: str = "127.0.0.1",
         port: int = 8080,
+        backlog: int = LISTEN_BACKLOG,
     ) -> None:
         self.loop = loop
+        self.backlog = backlog
         self.reloads = reloads
         self.host = host
         self.port = port
@@ -79,7 +85,8 @@ class Monitor:
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> int:
         """Bind and serve; return the bound port. Raises ``OSError`` if the port is taken."""
-        server_class = _IPv6Server if ":" in self.host else _Server
+        base = _IPv6Server if ":" in self.host else _Server
+        server_class = type(base.__name__, (base,), {"request_queue_size": self.backlog})
         server = server_class((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = int(server.server_address[1])
@@ -315,9 +322,7 @@ def _sensor_status(sensor: Sensor, rows_by_sensor: Mapping[str, int]) -> dict[st
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    # The default of 5 makes a burst of connections (a load balancer's probes, a
-    # scrape storm) wait for SYN retransmits of 1 s, 3 s…; the kernel caps it at somaxconn.
-    request_queue_size = 1024
+    request_queue_size = LISTEN_BACKLOG
 
 
 class _IPv6Server(_Server):
