@@ -244,3 +244,18 @@ def test_an_idle_follower_waits_between_polls(nodes: list[Path], tmp_path: Path)
         cpu = time.process_time()
         time.sleep(1.5)
         assert time.process_time() - cpu < 0.3
+
+
+def test_a_failed_read_after_a_shipped_batch_marks_it_and_names_the_cause(
+    nodes: list[Path], tmp_path: Path
+) -> None:
+    """When the next batch cannot be read while one is in flight, the acknowledged batch is
+    still marked and the error given is the read's own (here, bytes that are not UTF-8)."""
+    with sqlite3.connect(nodes[0]) as conn:
+        conn.execute("UPDATE sensor_readings SET location = CAST(x'ff' AS TEXT) WHERE id = 150")
+    options = SyncOptions(batch_size=100, once=True, max_failures=2)
+    summary = collect([nodes[0]], tmp_path / "central.db", options)
+    (failure,) = summary.failed_sources
+    assert "Could not decode to UTF-8" in failure and "not open" not in failure
+    assert summary.rows_shipped == summary.rows_stored == 100
+    assert unsynced(nodes[0]) == 500

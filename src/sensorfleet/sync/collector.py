@@ -25,7 +25,7 @@ from ..config import Database
 from ..errors import SensorfleetError
 from .cursor import CursorStore
 from .metrics import SyncMetrics
-from .sinks.base import Batch, Sink, SinkError
+from .sinks.base import Batch, Sink, SinkClosedError, SinkError
 from .source import NotNodeDatabaseError, Source, SourceError
 
 log = structlog.get_logger("sensorfleet.sync")
@@ -47,6 +47,8 @@ class SyncOptions:
     max_failures: int = 5
     # How long one source may keep the loop before the others get a turn.
     slice_seconds: float = 1.0
+    # Following: how often to look at each file's WAL for new commits (0 = poll only).
+    watch_interval: float = 0.05
     database: Database = field(default_factory=Database)
 
 
@@ -112,6 +114,9 @@ class Collector:
         self._sink_failures = 0
         self._sink_retry_at = 0.0
         self._last_log = clock()
+        self.closed_by_sink = False
+        # Each source's file fingerprint when its last pass found nothing more to read.
+        self._seen: dict[str, tuple[int, ...]] = {}
         # Sink writes run here so the next batch is read while the sink stores this one.
         self._sink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink")
         self.summary = SyncSummary()
@@ -169,9 +174,19 @@ class Collector:
             return None
         return Batch(database_id, str(source.path), rows, format_instant(time.time()))
 
-    def _wait_for_ack(self, future: Future[int | None]) -> int | None:
+    def _wait_for_ack(
+        self, future: Future[int | None], state: _State, batch: Batch, since: float
+    ) -> int | None:
         try:
             return future.result()
+        except SinkClosedError as exc:
+            # The reader went away for good: keep what it did take, then stop cleanly.
+            log.info("sink closed", sink=self.sink.name, reason=str(exc), rows=exc.written)
+            self.closed_by_sink = True
+            self._stop.set()
+            if exc.written:
+                self._acknowledged(state, batch.head(exc.written), None, since)
+            raise _SinkDownError from None
         except SinkError as exc:
             self._sink_failed(exc)
             raise _SinkDownError from None
@@ -184,7 +199,7 @@ class Collector:
             except OSError as exc:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
-            state.source.mark(batch.ids)
+            state.source.mark(batch.ids, batch.database_id)
         self._sink_recovered()
         self._count(state, len(batch), stored, self._clock() - since)
 
@@ -224,6 +239,8 @@ class Collector:
         except SourceError as exc:
             self._source_failed(state, exc)
             return False
+        # Taken before reading: a commit after this point wakes the next pass.
+        self._seen[_key(state.source.path)] = state.source.signature()
         deadline = self._clock() + self.options.slice_seconds
         size = self.options.batch_size
         try:
@@ -242,10 +259,16 @@ class Collector:
                         following = self._read(state, database_id, batch.last_id)
                     except SourceError as exc:
                         read_error = exc  # the batch in flight is still acknowledged first
-                stored = self._wait_for_ack(future)
-                self._acknowledged(state, batch, stored, since)
+                stored = self._wait_for_ack(future, state, batch, since)
                 if read_error is not None:
+                    try:
+                        self._acknowledged(state, batch, stored, since)
+                    except SourceError as exc:
+                        raise SourceError(
+                            f"{read_error}; marking the shipped batch: {exc}"
+                        ) from None
                     raise read_error
+                self._acknowledged(state, batch, stored, since)
                 if full and not in_time:
                     self._source_recovered(state)
                     return True
@@ -342,6 +365,35 @@ class Collector:
             return max(min(due, default=now), self._sink_retry_at, now)
         return max(now + self.options.interval, self._sink_retry_at)
 
+    def _changed(self) -> bool:
+        """True if a due source's file changed since its last pass (a stat per file)."""
+        now = self._clock()
+        for key, state in list(self._states.items()):
+            if state.done or state.gave_up or now < state.retry_at:
+                continue
+            if self._seen.get(key) != state.source.signature():
+                return True
+        return False
+
+    def _idle(self, wake: float) -> None:
+        """Wait until ``wake``; when following, return as soon as a node commits rows.
+
+        Following watches each file's WAL instead of polling its table: a few stats
+        every ``watch_interval`` cost far less than a query, and a reading reaches the
+        sink within that interval of its commit instead of within ``interval``.
+        """
+        while not self._stop.is_set():
+            now = self._clock()
+            if now >= wake:
+                return
+            watching = not self.options.once and now >= self._sink_retry_at
+            if watching and self.options.watch_interval > 0 and self._changed():
+                return
+            pause = wake - now
+            if watching and self.options.watch_interval > 0:
+                pause = min(pause, self.options.watch_interval)
+            self._stop.wait(pause)
+
     def run(self) -> SyncSummary:
         """Open the sink (``SinkError`` if unreachable), then follow or drain the sources."""
         started = self._clock()
@@ -367,7 +419,7 @@ class Collector:
                 if self.options.once and all(s.done or s.gave_up for s in self._states.values()):
                     break
                 if not more:
-                    self._stop.wait(max(0.0, self._next_wake() - self._clock()))
+                    self._idle(self._next_wake())
         finally:
             self.summary.seconds = self._clock() - started
             self.log_progress()

@@ -70,9 +70,24 @@ class Source:
         self.database_id: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
+        self._wal = path.with_name(path.name + "-wal")
 
     def __repr__(self) -> str:
         return f"Source({str(self.path)!r})"
+
+    def signature(self) -> tuple[int, ...]:
+        """A cheap fingerprint of the file's latest commit: size and change time of the
+        file and of its ``-wal``. A node's commit appends to the WAL (or, in a rollback
+        journal mode, rewrites the file), so a new value means rows may be waiting."""
+        found: list[int] = []
+        for path in (self.path, self._wal):
+            try:
+                st = os.stat(path)
+            except OSError:
+                found.extend((0, 0, 0))
+            else:
+                found.extend((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(found)
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:
@@ -145,13 +160,19 @@ class Source:
             return int(self._query(COUNT_UNSYNCED, ())[0][0])
         return int(self._query(COUNT_AFTER, (after,))[0][0])
 
-    def mark(self, ids: Sequence[int]) -> int:
-        """Set ``synced = 1`` on exactly these ids in one short retried transaction."""
+    def mark(self, ids: Sequence[int], database_id: str | None = None) -> int:
+        """Set ``synced = 1`` on exactly these ids in one short retried transaction.
+
+        Given the ``database_id`` the ids were read from, a connection closed by a
+        failed read is reopened first (unless the file was replaced meanwhile)."""
         if self.read_only:
             raise SourceError("read-only source cannot be marked")
-        conn = self._conn
-        if conn is None:
+        if self._conn is None and database_id is not None and self.open() != database_id:
+            raise SourceError("file replaced before its shipped rows were marked")
+        if self._conn is None:
             raise SourceError("not open")
+        conn = self._conn
+        assert conn is not None
         try:
             for attempt in store.retrying(self.settings.retry_attempts):
                 with attempt, store.transaction(conn):
