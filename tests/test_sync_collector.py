@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from sensorfleet.sync.collector import Collector, SyncOptions, SyncSummary
 from sensorfleet.sync.cursor import CursorStore
 from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import Batch
+from sensorfleet.sync.sinks.files import FilesSink
 from sensorfleet.sync.sinks.sqlite import SQLiteSink
 from sensorfleet.sync.source import Source
 
@@ -254,8 +256,11 @@ def test_a_failed_read_after_a_shipped_batch_marks_it_and_names_the_cause(
     with sqlite3.connect(nodes[0]) as conn:
         conn.execute("UPDATE sensor_readings SET location = CAST(x'ff' AS TEXT) WHERE id = 150")
     options = SyncOptions(batch_size=100, once=True, max_failures=2)
-    summary = collect([nodes[0]], tmp_path / "central.db", options)
+    out = tmp_path / "out"
+    summary = Collector([nodes[0]], FilesSink(out, "jsonl"), options).run()
     (failure,) = summary.failed_sources
     assert "Could not decode to UTF-8" in failure and "not open" not in failure
-    assert summary.rows_shipped == summary.rows_stored == 100
+    shipped = [json.loads(line) for path in out.glob("*.jsonl") for line in path.open()]
+    assert sorted(row["source_row_id"] for row in shipped) == list(range(1, 101))
+    assert summary.rows_shipped == 100
     assert unsynced(nodes[0]) == 500

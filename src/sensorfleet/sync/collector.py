@@ -81,6 +81,10 @@ class SyncSummary:
     seconds: float = 0.0
 
 
+# A batch the sink acknowledged but not marked yet: (batch, rows stored, clock at submit).
+_Acked = tuple[Batch, int | None, float]
+
+
 class _SinkDownError(Exception):
     """Raised inside a pass to stop it after a sink failure (already recorded)."""
 
@@ -115,6 +119,8 @@ class Collector:
         self._sink_retry_at = 0.0
         self._last_log = clock()
         self.closed_by_sink = False
+        # A sink that copies rows from the node file itself (SQLite) needs only their ids.
+        self._ids_only = bool(getattr(sink, "copies_rows", False))
         # Each source's file fingerprint when its last pass found nothing more to read.
         self._seen: dict[str, tuple[int, ...]] = {}
         # Sink writes run here so the next batch is read while the sink stores this one.
@@ -165,11 +171,12 @@ class Collector:
     def _read(self, state: _State, database_id: str, after: int) -> Batch | None:
         """The next batch of a source above ``after`` (rows of a batch still in flight)."""
         source, size = state.source, self.options.batch_size
+        ids_only = self._ids_only
         if self.cursor is not None:
             after = max(after, self.cursor.get(database_id))
-            rows = source.read_after(after, size, state.until)
+            rows = source.read_after(after, size, state.until, ids_only)
         else:
-            rows = source.read_unsynced(size, after, state.until)
+            rows = source.read_unsynced(size, after, state.until, ids_only)
         if not rows:
             return None
         return Batch(database_id, str(source.path), rows, format_instant(time.time()))
@@ -224,9 +231,11 @@ class Collector:
     def _drain(self, state: _State) -> bool:
         """Ship batches from one source for up to a time slice; True if more are waiting.
 
-        While the sink stores batch N on its own thread, this thread reads batch
-        N+1 (ids above N's last id, since N is not marked yet); N is marked only
-        once its write returned. At most one batch is ever in flight.
+        While the sink stores batch N on its own thread, this thread marks batch
+        N-1 (acknowledged just before) and reads batch N+1 (ids above N's last
+        id, since N is not marked yet). N is marked only once its write
+        returned. At most one batch is ever in flight, and every way out of this
+        method first marks the batch acknowledged last.
         """
         try:
             database_id = state.source.open()
@@ -247,38 +256,47 @@ class Collector:
             if self.options.once and state.until_database != database_id:
                 state.until, state.until_database = state.source.newest_id(), database_id
             batch = self._read(state, database_id, 0)
+            acked: _Acked | None = None
             while batch is not None:
                 since = self._clock()
                 future = self._sink_thread.submit(self.sink.write, batch)
                 full = len(batch) == size
                 in_time = not self._stop.is_set() and self._clock() < deadline
                 following: Batch | None = None
-                read_error: SourceError | None = None
-                if full and in_time:
-                    try:
+                problem: SourceError | None = None
+                try:
+                    self._settle(state, acked, None)
+                    if full and in_time:
                         following = self._read(state, database_id, batch.last_id)
-                    except SourceError as exc:
-                        read_error = exc  # the batch in flight is still acknowledged first
+                except SourceError as exc:
+                    problem = exc  # the batch in flight is still acknowledged and marked first
+                acked = None
                 stored = self._wait_for_ack(future, state, batch, since)
-                if read_error is not None:
-                    try:
-                        self._acknowledged(state, batch, stored, since)
-                    except SourceError as exc:
-                        raise SourceError(
-                            f"{read_error}; marking the shipped batch: {exc}"
-                        ) from None
-                    raise read_error
-                self._acknowledged(state, batch, stored, since)
-                if full and not in_time:
+                acked = (batch, stored, since)
+                if problem is not None or (full and not in_time):
+                    self._settle(state, acked, problem)
                     self._source_recovered(state)
                     return True
                 batch = following
+            self._settle(state, acked, None)
         except SourceError as exc:
             self._source_failed(state, exc)
             return False
         state.done = self.options.once
         self._source_recovered(state)
         return False
+
+    def _settle(self, state: _State, acked: _Acked | None, error: SourceError | None) -> None:
+        """Mark the acknowledged batch, then raise ``error`` (the first cause) if given."""
+        if acked is not None:
+            try:
+                self._acknowledged(state, *acked)
+            except SourceError as exc:
+                if error is None:
+                    raise
+                raise SourceError(f"{error}; marking the shipped batch: {exc}") from None
+        if error is not None:
+            raise error
 
     def _skip(self, state: _State, exc: Exception) -> None:
         if not state.skipped:

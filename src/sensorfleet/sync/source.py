@@ -42,6 +42,10 @@ READ_UNSYNCED_UNTIL = (
 )
 MARK_SYNCED = f"UPDATE {_TABLE} SET synced = 1 WHERE id IN ({{marks}})"
 READ_AFTER = f"SELECT {_SELECTED} FROM {_TABLE} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
+# The same reads, ids only: for a sink that copies the rows inside SQLite itself.
+READ_UNSYNCED_IDS = READ_UNSYNCED.replace(_SELECTED, "id")
+READ_UNSYNCED_UNTIL_IDS = READ_UNSYNCED_UNTIL.replace(_SELECTED, "id")
+READ_AFTER_IDS = READ_AFTER.replace(_SELECTED, "id")
 COUNT_UNSYNCED = f"SELECT count(*) FROM {_TABLE} WHERE synced = 0"
 COUNT_AFTER = f"SELECT count(*) FROM {_TABLE} WHERE id > ?"
 NEWEST_ID = f"SELECT coalesce(max(id), 0) FROM {_TABLE}"
@@ -142,17 +146,21 @@ class Source:
         return int(self._query(NEWEST_ID, ())[0][0])
 
     def read_unsynced(
-        self, limit: int, after: int = 0, until: int | None = None
+        self, limit: int, after: int = 0, until: int | None = None, ids_only: bool = False
     ) -> list[tuple[Any, ...]]:
         """The oldest ``limit`` rows with ``synced = 0`` and ids above ``after``
-        (and ``<= until`` if given)."""
+        (and ``<= until`` if given); ``(id,)`` tuples with ``ids_only``."""
         if until is None:
-            return self._query(READ_UNSYNCED, (after, limit))
-        return self._query(READ_UNSYNCED_UNTIL, (after, until, limit))
+            return self._query(READ_UNSYNCED_IDS if ids_only else READ_UNSYNCED, (after, limit))
+        sql = READ_UNSYNCED_UNTIL_IDS if ids_only else READ_UNSYNCED_UNTIL
+        return self._query(sql, (after, until, limit))
 
-    def read_after(self, after: int, limit: int, until: int | None = None) -> list[tuple[Any, ...]]:
+    def read_after(
+        self, after: int, limit: int, until: int | None = None, ids_only: bool = False
+    ) -> list[tuple[Any, ...]]:
         """The next ``limit`` rows with ids above ``after`` (read-only mode)."""
-        return self._query(READ_AFTER, (after, _NO_LIMIT if until is None else until, limit))
+        bound = _NO_LIMIT if until is None else until
+        return self._query(READ_AFTER_IDS if ids_only else READ_AFTER, (after, bound, limit))
 
     def backlog(self, after: int | None = None) -> int:
         """Rows still to ship: unsynced rows, or rows above the cursor in read-only mode."""

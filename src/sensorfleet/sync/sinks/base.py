@@ -45,7 +45,9 @@ class SinkClosedError(SinkError):
 class Batch:
     """Rows read from one node database in one pass, in id order.
 
-    ``rows`` are tuples ``(id, *COLUMNS)`` exactly as the node stored them.
+    ``rows`` are tuples ``(id, *COLUMNS)`` exactly as the node stored them, or
+    ``(id,)`` alone for a sink whose ``copies_rows`` is true (it reads the rows
+    from the node file at ``source`` itself).
     """
 
     database_id: str
