@@ -103,39 +103,33 @@ class SQLiteSink:
             self.open()
         conn = self._conn
         assert conn is not None
-        if len(batch.rows[0]) > 1:
-            return self._insert_rows(conn, batch)
-        ids = json.dumps(batch.ids)
+        copy = len(batch.rows[0]) == 1
+        ids = json.dumps(batch.ids) if copy else ""
         try:
             for attempt in store.retrying(self.settings.retry_attempts):
                 with attempt:
-                    self._attach(conn, batch.source)
+                    if copy:
+                        self._attach(conn, batch.source)
                     with store.transaction(conn):
-                        found = conn.execute(f"SELECT database_id FROM {_NODE}.sensorfleet_meta")
-                        if found.fetchone() != (batch.database_id,):
-                            raise SinkError(
-                                f"{self.name}: {batch.source} is no longer the database "
-                                f"{batch.database_id} its rows were read from"
-                            )
                         before = conn.total_changes
-                        conn.execute(self._copy, (batch.database_id, batch.received_at, ids))
+                        if copy:
+                            self._check_source(conn, batch)
+                            conn.execute(self._copy, (batch.database_id, batch.received_at, ids))
+                        else:
+                            conn.executemany(self._insert, batch.central_rows())
                         return conn.total_changes - before
         except (sqlite3.Error, OSError) as exc:
             self.close()  # reopen next time, in case the file was replaced
             raise SinkError(f"{self.name}: write batch: {exc}") from None
         raise AssertionError("unreachable: tenacity reraises")
 
-    def _insert_rows(self, conn: sqlite3.Connection, batch: Batch) -> int:
-        try:
-            for attempt in store.retrying(self.settings.retry_attempts):
-                with attempt, store.transaction(conn):
-                    before = conn.total_changes
-                    conn.executemany(self._insert, batch.central_rows())
-                    return conn.total_changes - before
-        except (sqlite3.Error, OSError) as exc:
-            self.close()  # reopen next time, in case the file was replaced
-            raise SinkError(f"{self.name}: write batch: {exc}") from None
-        raise AssertionError("unreachable: tenacity reraises")
+    def _check_source(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        found = conn.execute(f"SELECT database_id FROM {_NODE}.sensorfleet_meta").fetchone()
+        if found != (batch.database_id,):
+            raise SinkError(
+                f"{self.name}: {batch.source} is no longer the database "
+                f"{batch.database_id} its rows were read from"
+            )
 
     def _attach(self, conn: sqlite3.Connection, source: str) -> None:
         """Attach the node file ``source`` read-only (kept until another file's batch)."""
