@@ -21,7 +21,15 @@ from typing import Any
 from ._common import RESULTS, machine
 
 # Benchmark modules in run order, with the figures their summary line shows.
-BENCHMARKS: tuple[str, ...] = ("backfill", "pacing", "footprint", "density", "reload", "sync")
+BENCHMARKS: tuple[str, ...] = (
+    "backfill",
+    "pacing",
+    "footprint",
+    "density",
+    "reload",
+    "sync",
+    "latency",
+)
 
 
 def _available(name: str) -> bool:
@@ -78,10 +86,29 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         return [
             f"| sync drain into central SQLite, nodes writing | {r['drain_rows_per_s']:,} rows/s "
             f"| target ≥ {r['drain_target_rows_per_s']:,}; plain SQL copy "
-            f"{r['drain_baseline_rows_per_s']:,} rows/s | ratio {r['drain_ratio_to_baseline']} |",
+            f"{r['drain_baseline_rows_per_s']:,} rows/s | ratio {r['drain_ratio_to_baseline']} "
+            "(target ≥ 0.5) |",
+            *(
+                [
+                    f"| sync into Kafka (tansu), nodes writing | {r['kafka_rows_per_s']:,} rows/s "
+                    f"| raw confluent-kafka produce of the same rows "
+                    f"{r['kafka_baseline_rows_per_s']:,} rows/s | ratio "
+                    f"{r['kafka_ratio_to_baseline']} (target ≥ 0.5) |"
+                ]
+                if r.get("kafka_rows_per_s")
+                else []
+            ),
             f"| sync poll, 100 unsynced rows | median {r['poll_median_ms']} ms in "
             f"{r['poll']['table_rows']:,} rows | target < {r['poll_target_ms']} ms; without the "
             f"partial index {r['poll_baseline_scan_ms']} ms | |",
+        ]
+    if name == "latency":
+        return [
+            f"| live latency, reading timestamp → Kafka consumer, {r['nodes']} nodes × "
+            f"{r['readings_per_second_per_node']:g}/s | p50 {r['p50_ms']} ms, p95 "
+            f"{r['p95_ms']} ms, max {r['max_ms']} ms | target p95 < {r['target_p95_ms']} ms "
+            f"(stretch {r['stretch_p95_ms']}); polling every 5 s: p95 {r['polling_p95_ms']} ms "
+            f"| defaults, {r['seconds']:g} s window |"
         ]
     figures = ", ".join(
         f"{k}={v}"

@@ -232,11 +232,17 @@ class Subscriber:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.messages: list[dict[str, Any]] = []
+        self.topics: list[str] = []
         self._ready = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2)
         client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         client.on_subscribe = lambda *_: self._ready.set()
-        client.on_message = lambda _c, _u, msg: self.messages.append(json.loads(msg.payload))
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            self.topics.append(msg.topic)
+            self.messages.append(json.loads(msg.payload))
+
+        client.on_message = on_message
         client.connect("127.0.0.1", port)
         client.loop_start()
         self.client = client
@@ -246,10 +252,16 @@ class Subscriber:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.row_count() < count:
             time.sleep(0.02)
-        return [row for message in list(self.messages) for row in message["rows"]]
+        return [row for message in list(self.messages) for row in self._rows(message)]
+
+    @staticmethod
+    def _rows(message: dict[str, Any]) -> list[dict[str, Any]]:
+        """A batch document's rows, or the one reading a per-reading message is."""
+        rows: list[dict[str, Any]] = message.get("rows", [message])
+        return rows
 
     def row_count(self) -> int:
-        return sum(len(m["rows"]) for m in list(self.messages))
+        return sum(len(self._rows(m)) for m in list(self.messages))
 
     def close(self) -> None:
         self.client.disconnect()
