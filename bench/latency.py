@@ -26,7 +26,7 @@ from typing import Any
 from ._common import parser, save
 from ._kafka import Broker, broker
 from ._process import percentile, rounded
-from .sync import node_env
+from .sync import node_env, start_nodes
 
 WARM_UP = 3.0  # seconds of start-up (imports, first flushes) left out of the figures
 
@@ -49,27 +49,7 @@ def measure(kafka: Broker, nodes: int, rate: float, seconds: float, *sync_args: 
              f"kafka://{kafka.bootstrap}/{topic}", "--log-level", "WARNING", *sync_args],
             env=env, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        fleet = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sensorfleet",
-                    "run",
-                    "--db",
-                    str(folder / f"n{i}.db"),
-                    "--seed",
-                    str(i),
-                    "--readings-per-second",
-                    str(rate),
-                ],
-                env={**env, "SENSOR_ID": f"LAT_{i:02d}"},
-                cwd=tmp,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for i in range(nodes)
-        ]
+        fleet = start_nodes(folder, nodes, rate=rate)
         consumer = Consumer(
             {
                 "bootstrap.servers": kafka.bootstrap,

@@ -67,9 +67,11 @@ def node_env() -> dict[str, str]:
     return env
 
 
-def start_nodes(folder: Path, nodes: int, rows_per_node: int) -> list[subprocess.Popen[bytes]]:
-    """Real nodes: backfill ``rows_per_node`` rows, then keep writing live."""
-    history = f"{rows_per_node / LIVE_RATE:.3f}s"
+def start_nodes(
+    folder: Path, nodes: int, rows_per_node: int = 0, rate: float = LIVE_RATE
+) -> list[subprocess.Popen[bytes]]:
+    """Real nodes writing ``rate`` readings/s live, after ``rows_per_node`` rows of history."""
+    history = ["--backfill", f"{rows_per_node / rate:.3f}s", "--follow"] if rows_per_node else []
     return [
         subprocess.Popen(
             [
@@ -82,10 +84,8 @@ def start_nodes(folder: Path, nodes: int, rows_per_node: int) -> list[subprocess
                 "--seed",
                 str(i),
                 "--readings-per-second",
-                str(LIVE_RATE),
-                "--backfill",
-                history,
-                "--follow",
+                str(rate),
+                *history,
             ],
             cwd=folder,
             env={**node_env(), "SENSOR_ID": f"BENCH_{i:02d}"},
