@@ -248,6 +248,18 @@ def test_an_idle_follower_waits_between_polls(nodes: list[Path], tmp_path: Path)
         assert time.process_time() - cpu < 0.3
 
 
+def test_a_follower_ships_a_new_commit_without_waiting_for_its_interval(
+    nodes: list[Path], tmp_path: Path
+) -> None:
+    """Following with a 60 s --interval, rows a node commits later are shipped within
+    seconds: the WAL watch starts a pass as soon as the file changes."""
+    collector = Collector([nodes[0]], SQLiteSink(tmp_path / "central.db"), SyncOptions(interval=60))
+    with Following(collector):
+        eventually(lambda: unsynced(nodes[0]) == 0)
+        make_node_db(nodes[0], seed=9, backfill="1m")  # the node commits 60 more rows
+        eventually(lambda: newest(nodes[0]) == 660 and unsynced(nodes[0]) == 0, timeout=15)
+
+
 def test_a_failed_read_after_a_shipped_batch_marks_it_and_names_the_cause(
     nodes: list[Path], tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ grow, so no row can later appear below an id already seen.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -80,9 +81,13 @@ class Source:
         return f"Source({str(self.path)!r})"
 
     def signature(self) -> tuple[int, ...]:
-        """A cheap fingerprint of the file's latest commit: size and change time of the
-        file and of its ``-wal``. A node's commit appends to the WAL (or, in a rollback
-        journal mode, rewrites the file), so a new value means rows may be waiting."""
+        """A cheap fingerprint of the file's latest commit; a new value means rows may wait.
+
+        ``PRAGMA data_version`` on the open connection changes with every commit
+        by another connection (it reads the WAL index in shared memory, no table),
+        and never with this connection's own marks. The ``stat`` of the file and
+        its ``-wal`` covers a file not open yet, or replaced under its name.
+        """
         found: list[int] = []
         for path in (self.path, self._wal):
             try:
@@ -91,6 +96,11 @@ class Source:
                 found.extend((0, 0, 0))
             else:
                 found.extend((st.st_ino, st.st_size, st.st_mtime_ns))
+        version = -1
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        found.append(version)
         return tuple(found)
 
     def _file_identity(self) -> tuple[int, int] | None:
