@@ -437,7 +437,9 @@ class Collector:
                 if self.options.once and all(s.done or s.gave_up for s in self._states.values()):
                     break
                 if not more:
-                    self._idle(self._next_wake())
+                    wake = self._next_wake()
+                    # Following: new files in a folder are found within a second too.
+                    self._idle(wake if self.options.once else min(wake, next_scan))
         finally:
             self.summary.seconds = self._clock() - started
             self.log_progress()
