@@ -13,6 +13,7 @@ control actions through ``NodeLoop.submit``, so they run between two readings.
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import socket
@@ -46,6 +47,15 @@ MAX_STATUS_SENSORS = 1000
 
 class BadRequest(Exception):
     """A control request the node cannot act on; the message is sent back as JSON."""
+
+
+class Refused(Exception):
+    """A control request turned away before it is read: wrong media type, no right to it."""
+
+    def __init__(self, code: HTTPStatus, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.headers = dict(headers or {})
 
 
 class Monitor:
@@ -161,6 +171,35 @@ class Monitor:
         return generate_latest(self.registry)
 
     # ---- control --------------------------------------------------------------------
+    def admit(self, authorization: str | None, content_type: str | None) -> None:
+        """Raise ``Refused`` unless a control request may go on (read at request time,
+        so a reload of ``monitoring.token`` or ``monitoring.control`` applies at once).
+
+        A cross-site form can post ``text/plain`` but not ``application/json``
+        without a CORS preflight (which this server never grants), so the media
+        type check alone stops web pages; the token stops everyone else.
+        """
+        settings = self.loop.config.monitoring
+        if settings.token is not None:
+            scheme, _, given = (authorization or "").partition(" ")
+            expected = settings.token.get_secret_value().encode()
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected
+            ):
+                raise Refused(
+                    HTTPStatus.UNAUTHORIZED,
+                    "anomaly control needs 'Authorization: Bearer <monitoring.token>'",
+                    {"WWW-Authenticate": 'Bearer realm="sensorfleet"'},
+                )
+        if not settings.control:
+            raise Refused(HTTPStatus.FORBIDDEN, "anomaly control is off (monitoring.control)")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            raise Refused(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Type must be application/json (got {content_type or 'none'!r})",
+            )
+
     def force_anomaly(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """Start an episode now on one sensor or all; 200 once applied, 202 if still queued."""
         unknown = sorted(set(body) - {"type", "duration_seconds", "sensor_id"})
@@ -276,6 +315,9 @@ def _sensor_status(sensor: Sensor, rows_by_sensor: Mapping[str, int]) -> dict[st
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The default of 5 makes a burst of connections (a load balancer's probes, a
+    # scrape storm) wait for SYN retransmits of 1 s, 3 s…; the kernel caps it at somaxconn.
+    request_queue_size = 1024
 
 
 class _IPv6Server(_Server):
@@ -287,6 +329,9 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
         server_version = "sensorfleet"
         protocol_version = "HTTP/1.1"
         timeout = 30  # an idle keep-alive client must not hold a thread forever
+
+        def do_HEAD(self) -> None:
+            self.do_GET()  # same status and headers; ``_send`` leaves the body out
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path.rstrip("/") or "/"
@@ -303,7 +348,7 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
                 self._not_found()
 
         def do_POST(self) -> None:
-            if not self._is_anomalies():
+            if not self._is_anomalies() or not self._admitted():
                 return
             try:
                 body = self._body()
@@ -319,7 +364,7 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
             self._json(code, result)
 
         def do_DELETE(self) -> None:
-            if not self._is_anomalies():
+            if not self._is_anomalies() or not self._admitted():
                 return
             query = parse_qs(urlsplit(self.path).query)
             try:
@@ -346,6 +391,15 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
                 self._not_found()
             return False
 
+        def _admitted(self) -> bool:
+            try:
+                monitor.admit(self.headers.get("Authorization"), self.headers.get("Content-Type"))
+            except Refused as exc:
+                self._drain()
+                self._json(exc.code, {"error": str(exc)}, exc.headers)
+                return False
+            return True
+
         def _body(self, optional: bool = False) -> Any:
             length_text = self.headers.get("Content-Length")
             if length_text is None:
@@ -368,6 +422,8 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
                 return json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BadRequest(f"body is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise BadRequest("body is nested too deeply") from None
 
         def _drain(self) -> None:
             length = self.headers.get("Content-Length")
@@ -376,12 +432,22 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
             elif length:
                 self.close_connection = True
 
-        def _json(self, code: int, body: Mapping[str, Any]) -> None:
+        def _json(
+            self, code: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+        ) -> None:
             payload = (json.dumps(body, default=str) + "\n").encode()
-            self._send(code, payload, "application/json")
+            self._send(code, payload, "application/json", headers)
 
-        def _send(self, code: int, payload: bytes, content_type: str) -> None:
+        def _send(
+            self,
+            code: int,
+            payload: bytes,
+            content_type: str,
+            headers: Mapping[str, str] | None = None,
+        ) -> None:
             self.send_response(code)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.send_header("Cache-Control", "no-store")
@@ -396,13 +462,11 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
             )
 
         def _method_not_allowed(self, allowed: str) -> None:
-            self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
-            payload = (json.dumps({"error": f"method not allowed; use {allowed}"}) + "\n").encode()
-            self.send_header("Allow", allowed)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._json(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                {"error": f"method not allowed; use {allowed}"},
+                {"Allow": allowed},
+            )
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http request", client=self.client_address[0], request=format % args)
