@@ -100,7 +100,7 @@ check_venv=$repo/build-cache/check-venv
 [[ -x $check_venv/bin/python ]] || "$python" -m venv "$check_venv"
 "$check_venv/bin/pip" install --quiet -r fleet/requirements-check.txt
 "$python" -m mypy --strict --python-executable "$check_venv/bin/python" \
-    fleet/check_manifests.py docker/healthcheck.py docker/query.py
+    fleet/check_manifests.py docker/healthcheck.py docker/query.py docker/requirements.py
 "$check_venv/bin/python" fleet/check_manifests.py
 
 section "image: built ${rebuild[*]:+from nothing}${rebuild[*]:-from the cache}"
