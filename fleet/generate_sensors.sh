@@ -162,10 +162,10 @@ show_status() {
     printf '%-32s %-10s %-10s %10s %10s\n' CONTAINER STATE HEALTH ROWS UNSYNCED
     # One docker inspect for the whole fleet: hundreds of containers answer in a second.
     # shellcheck disable=SC2086,SC2046  # one name per word
-    docker inspect -f '{{.Name}} {{index .Config.Labels "sensorfleet.sensor_id"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' \
+    docker inspect -f '{{.Name}} {{or (index .Config.Labels "sensorfleet.sensor_id") "-"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' \
         $names $(sync_container) \
         | while read -r name sensor state health; do
-            if [[ $sensor == "<no value>" ]]; then  # the collector
+            if [[ $sensor == - ]]; then  # the collector
                 printf '%-32s %-10s %-10s %10s %10s\n' "${name#/}" "$state" "$health" - -
             else
                 printf '%-32s %-10s %-10s %10s %10s\n' "${name#/}" "$state" "$health" \
