@@ -112,6 +112,20 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.5)
 
 
+def wait_healthy(name: str) -> None:
+    """Wait for the HEALTHCHECK of ``name`` to report healthy; fail at once on unhealthy."""
+
+    def healthy() -> bool:
+        status = docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+        if status not in ("starting", "healthy"):
+            output = docker("logs", name)
+            state = docker("inspect", "-f", "{{json .State.Health}}", name).stdout
+            raise AssertionError(f"{name} is {status}: {state}\n{output.stderr}"[-3000:])
+        return status == "healthy"
+
+    wait_until(healthy, 60, f"{name} to be healthy")
+
+
 def wait_for_database(name: str, data: Path) -> None:
     """Wait for the node in ``name`` to create its database; fail with its logs if it stops."""
 
@@ -252,13 +266,7 @@ def test_healthcheck_reports_healthy(data_dir: Path, container_name: Callable[[]
         "run", "-d", "--name", name, "--health-interval", "1s", "--health-start-period", "1s",
         "-v", f"{data_dir}:/app/data", IMAGE,
     )  # fmt: skip
-
-    def healthy() -> bool:
-        status = docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
-        assert status in ("starting", "healthy"), docker("inspect", name).stdout[-3000:]
-        return status == "healthy"
-
-    wait_until(healthy, 60, "a healthy container")
+    wait_healthy(name)
 
 
 def test_collector_container_ships_rows_and_reports_healthy(
@@ -277,13 +285,7 @@ def test_collector_container_ships_rows_and_reports_healthy(
         "-e", "SYNC_SINK=sqlite:////central/fleet.db", IMAGE,
         "sensorfleet", "sync", "/app/data", "--interval", "1s", "--metrics-port", "9102",
     )  # fmt: skip
-
-    def healthy() -> bool:
-        status = docker("inspect", "-f", "{{.State.Health.Status}}", sync).stdout.strip()
-        assert status in ("starting", "healthy"), docker("logs", sync).stderr[-3000:]
-        return status == "healthy"
-
-    wait_until(healthy, 60, "a healthy collector")
+    wait_healthy(sync)
     docker("stop", "--time", "60", node)
     wait_until(lambda: not query(data_dir, "SELECT 1 FROM sensor_readings WHERE synced = 0"),
                60, "every row shipped")  # fmt: skip
