@@ -1,7 +1,8 @@
 """Container health check: exit 0 when the container's process is doing its job.
 
-Run by the image's HEALTHCHECK inside the container, so it needs nothing but the
-standard library. What it asks depends on the container's command (process 1):
+Run inside the container (by healthcheck.sh, the image's HEALTHCHECK, for collectors,
+and by a Kubernetes liveness probe), so it needs nothing but the standard library. What
+it asks depends on the container's command (process 1):
 
 - a node (``sensorfleet run``, the default): ``/healthz`` on ``MONITORING_PORT``
   (8080 by default) must answer 200;

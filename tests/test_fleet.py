@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import json
 import re
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ROOT, clean_env
+from servers import free_port
 
 from sensorfleet.config import load_config
 from sensorfleet.errors import InputError
@@ -420,3 +423,53 @@ def test_query_helper_joins_the_rows_of_every_database_in_a_folder(tmp_path: Pat
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["A\t3\t1", "B\t5\t3"]
+
+
+class _Healthz(http.server.BaseHTTPRequestHandler):
+    """A /healthz that answers with the status and body set on the server."""
+
+    def do_GET(self) -> None:
+        status, body = self.server.answer  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_status"), [(200, 0), (503, 1)], ids=["healthy", "unhealthy"]
+)
+def test_node_healthcheck_asks_healthz_with_bash_alone(status: int, exit_status: int) -> None:
+    """docker/healthcheck.sh (the image's HEALTHCHECK) exits 0 on a 200 from /healthz and 1
+    with the status and the reasons otherwise, without starting Python."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Healthz)
+    server.answer = (status, b'{"healthy": false, "reasons": ["write failing"]}')  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run(
+            ["bash", str(ROOT / "docker/healthcheck.sh")],
+            env={"PATH": "/usr/bin:/bin", "MONITORING_PORT": str(server.server_port)},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert result.returncode == exit_status, result.stderr
+    if exit_status:
+        assert "answered 503" in result.stderr
+        assert "write failing" in result.stderr
+
+
+def test_node_healthcheck_reports_a_node_that_does_not_listen() -> None:
+    """With nothing on MONITORING_PORT the check fails with one line naming the URL."""
+    port = free_port()
+    result = subprocess.run(
+        ["bash", str(ROOT / "docker/healthcheck.sh")],
+        env={"PATH": "/usr/bin:/bin", "MONITORING_PORT": str(port)},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"healthcheck: http://127.0.0.1:{port}/healthz unreachable"
