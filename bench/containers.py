@@ -197,6 +197,12 @@ def run_fleet(n: int, window: int, image: str, network: str, parallel: int) -> d
         )
         end_lags = [lag for _, lag in checked if lag is not None]
         load_after = os.getloadavg()[0]
+        # Hot reload falls back to polling when the host's inotify instances per user
+        # (fs.inotify.max_user_instances, often 128) are used up by the other nodes.
+        polling_only = sum(
+            "file events unavailable" in (logs.stdout + logs.stderr)
+            for logs in (_docker("logs", i, timeout=60) for i in ids)
+        )
 
         started = time.monotonic()
         down = subprocess.run(
@@ -241,6 +247,7 @@ def run_fleet(n: int, window: int, image: str, network: str, parallel: int) -> d
         "memory_mib_per_container_mean": rounded(sum(used) / len(used) if used else None, 1),
         "memory_mib_per_container_max": rounded(max(used, default=None), 1),
         "anon_mib_per_container_mean": rounded(sum(anon) / len(anon) if anon else None, 1),
+        "reload_polling_only": polling_only,
         "load_average_before": round(load_before, 2),
         "load_average_after": round(load_after, 2),
         "down_s": round(down_s, 1),
@@ -263,10 +270,25 @@ def main() -> None:
         path = save("containers", {"skipped": reason}, options.out)
         print(f"containers: skipped: {reason}  → {path}")
         return
-    fleets = []
+    fleets: list[dict[str, Any]] = []
+    result: dict[str, Any] = {
+        "image": options.image,
+        "network": options.network,
+        "parallel": options.parallel,
+        "window_seconds": window,
+        "readings_per_second_each": 1,
+        "lag_limit_s": LAG_LIMIT_S,
+        "cpu_cores_available": os.cpu_count(),
+        "largest_n_held": 0,
+        "target_n": 200,
+        "fleets": fleets,
+    }
     for n in counts:
         fleet = run_fleet(n, window, options.image, options.network, options.parallel)
         fleets.append(fleet)
+        # Written after every N, so an interrupted run keeps what it measured.
+        result["largest_n_held"] = max((f["containers"] for f in fleets if f["held"]), default=0)
+        path = save("containers", result, options.out)
         print(
             f"containers: N={n}: {fleet['containers_on_schedule']}/{n} on schedule, "
             f"host {fleet['host_cpu_cores_busy']} cores busy "
@@ -277,20 +299,6 @@ def main() -> None:
             f"down {fleet['down_s']} s (exit {fleet['down_exit_status']})",
             flush=True,
         )
-    held = [f["containers"] for f in fleets if f["held"]]
-    result = {
-        "image": options.image,
-        "network": options.network,
-        "parallel": options.parallel,
-        "window_seconds": window,
-        "readings_per_second_each": 1,
-        "lag_limit_s": LAG_LIMIT_S,
-        "cpu_cores_available": os.cpu_count(),
-        "largest_n_held": max(held, default=0),
-        "target_n": 200,
-        "fleets": fleets,
-    }
-    path = save("containers", result, options.out)
     print(f"containers: largest N that held: {result['largest_n_held']}  → {path}")
 
 
