@@ -29,6 +29,7 @@ BENCHMARKS: tuple[str, ...] = (
     "reload",
     "sync",
     "latency",
+    "containers",
 )
 
 
@@ -109,6 +110,24 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"{r['p95_ms']} ms, max {r['max_ms']} ms | target p95 < {r['target_p95_ms']} ms "
             f"(stretch {r['stretch_p95_ms']}); polling every 5 s: p95 {r['polling_p95_ms']} ms "
             f"| defaults, {r['seconds']:g} s window |"
+        ]
+    if name == "containers":
+        if "skipped" in r:
+            return [f"| containers of the image | skipped: {r['skipped']} | | |"]
+        return [
+            f"| {f['containers']} containers × 1/s, --db-per-node | "
+            f"{f['containers_on_schedule']}/{f['containers']} on schedule (60 rows in "
+            f"{r['window_seconds']} s, newest < {r['lag_limit_s']:.0f} s); "
+            f"{f['memory_mib_per_container_mean']} MiB, {f['cpu_pct_per_container_mean']}% "
+            f"CPU per container | host {f['host_cpu_cores_busy']} of "
+            f"{r['cpu_cores_available']} cores busy ({f['host_cpu_cores_busy_before_fleet']} "
+            f"before the fleet), load {f['load_average_after']} | all writing after "
+            f"{f['start_all_writing_s']} s; --down {f['down_s']} s, exit "
+            f"{f['down_exit_status']}{'' if f['held'] else ' — did NOT hold'} |"
+            for f in r["fleets"]
+        ] + [
+            f"| containers: largest N that held | {r['largest_n_held']} | target "
+            f"{r['target_n']} | |"
         ]
     figures = ", ".join(
         f"{k}={v}"
