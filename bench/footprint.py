@@ -13,8 +13,7 @@ and hot reload on, a log file) until stopped. Read from ``/proc`` while it runs:
 Beside it, in the same run: the peak RSS of the interpreter alone, of the
 interpreter importing numpy (the core's fixed floor), and of the interpreter
 importing the node's code (what ``sensorfleet run`` loads before its first
-reading). Also, the same node under ``MALLOC_ARENA_MAX=2``, the setting the
-image uses to keep glibc from giving each thread its own malloc arena.
+reading). Also, the same node under settings an image could choose (``VARIANTS``).
 
     python -m bench.footprint [--seconds 60] [--smoke]
 """
@@ -40,7 +39,14 @@ from ._process import MAIN, ROOT
 
 START_EVENT = '"monitoring started"'  # the last thing a node logs while starting
 START_TIMEOUT = 60.0
-VARIANTS: dict[str, dict[str, str]] = {"malloc_arena_max_2": {"MALLOC_ARENA_MAX": "2"}}
+# The same node under settings an image could set (ENV in the Dockerfile):
+# glibc's malloc arenas capped (threads otherwise get arenas of their own), and
+# Python run with -OO (no docstrings or asserts kept in memory; an image would
+# precompile with ``python -OO -m compileall`` so nothing is compiled at start).
+VARIANTS: dict[str, dict[str, str]] = {
+    "malloc_arena_max_2": {"MALLOC_ARENA_MAX": "2"},
+    "python_optimize_2": {"PYTHONOPTIMIZE": "2"},
+}
 
 
 def _status(pid: int, task: str | None = None) -> dict[str, str]:
@@ -160,7 +166,10 @@ def measure_node(seconds: float, env: dict[str, str] | None = None) -> dict[str,
         "rss_after_start_mb": round(rss_after_start, 1),
         "peak_rss_idle_mb": round(_mb(idle_status["VmHWM"]), 1),
         "peak_rss_mb": round(_mb(probed_status["VmHWM"]), 1),
-        "peak_rss_anonymous_mb": round(_mb(probed_status["RssAnon"]), 1),
+        # RSS at the end, split: private memory, and pages of the interpreter's and
+        # libraries' files (shared with every other node started from the same files).
+        "rss_anonymous_mb": round(_mb(probed_status["RssAnon"]), 1),
+        "rss_file_backed_mb": round(_mb(probed_status["RssFile"]), 1),
         "threads": threads,
         "window_seconds": round(window, 1),
         "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / window, 3),
@@ -192,10 +201,12 @@ def main() -> None:
     options = args.parse_args()
     result = run(3 if options.smoke else options.seconds)
     path = save("footprint", result, options.out)
-    arena = result["variants"]["malloc_arena_max_2"]
+    variants = ", ".join(
+        f"{name} {variant['peak_rss_mb']} MB" for name, variant in result["variants"].items()
+    )
     print(
-        f"footprint: peak {result['peak_rss_mb']} MB ({arena['peak_rss_mb']} MB with "
-        f"MALLOC_ARENA_MAX=2), after start {result['rss_after_start_mb']} MB; interpreter "
+        f"footprint: peak {result['peak_rss_mb']} MB ({variants}), after start "
+        f"{result['rss_after_start_mb']} MB; interpreter "
         f"{result['interpreter_rss_mb']} MB, + numpy {result['interpreter_with_numpy_rss_mb']} "
         f"MB, + node imports {result['interpreter_with_imports_rss_mb']} MB; CPU "
         f"{result['cpu_pct_of_one_core']}% of one core, {result['wakeups_per_second']} "
