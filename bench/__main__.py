@@ -62,9 +62,15 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         ]
     if name == "footprint":
         return [
-            f"| one live node at 1/s | peak {r['peak_rss_mb']} MB RSS, "
-            f"{r['cpu_pct_of_one_core']}% of one core | interpreter + imports alone "
-            f"{r['interpreter_with_imports_rss_mb']} MB | over {r['seconds']} s |"
+            f"| one live node at 1/s, shipped config (monitoring, reload) | peak "
+            f"{r['peak_rss_idle_mb']} MB RSS idle, {r['peak_rss_mb']} MB after a /metrics "
+            f"scrape ({r['rss_anonymous_mb']} MB of it private), "
+            f"{r['cpu_pct_of_one_core']}% of one core, {r['wakeups_per_second']} wake-ups/s "
+            f"| interpreter {r['interpreter_rss_mb']} MB; + numpy "
+            f"{r['interpreter_with_numpy_rss_mb']} MB; + the node's imports "
+            f"{r['interpreter_with_imports_rss_mb']} MB | target ≤ {r['target_peak_rss_mb']} MB "
+            f"{'met' if r['peak_rss_mb'] <= r['target_peak_rss_mb'] else 'not met'}; "
+            f"idle window {r['seconds']} s |"
         ]
     if name == "density":
         return [

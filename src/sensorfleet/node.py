@@ -30,7 +30,11 @@ from .writer import BufferedWriter
 
 log = structlog.get_logger("sensorfleet.node")
 
-HOUSEKEEPING_SECONDS = 0.5  # wake at least this often to run commands and flushes
+# With no reading or flush due, still wake this often so the health check (30 s
+# stall limit) sees the loop alive at low rates. Commands, stop requests and
+# reloads wake the loop at once, so a long pause costs no responsiveness and a
+# node at 1 reading/s wakes once per reading.
+HOUSEKEEPING_SECONDS = 10.0
 EXIT_FLUSH_ATTEMPTS = 5
 
 # Settings read only at start: a reload keeps their old values (and says so).
