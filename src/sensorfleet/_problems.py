@@ -6,7 +6,6 @@ report mistakes the same way: ``file: key.path: what was expected (got value)``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -109,6 +108,8 @@ def _message(model: type[BaseModel], error: Mapping[str, Any]) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     if kind == "extra_forbidden":
+        import difflib  # only a mistyped key needs it; a node starting cleanly never does
+
         hint = difflib.get_close_matches(str(loc[-1]), _allowed_keys(model, loc), n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
         return f"unknown key{suggestion}"

@@ -138,7 +138,7 @@ class Database(_Section):
     synchronous: Literal["off", "normal", "full", "extra"] = "normal"
     busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
-    flush_interval_seconds: Positive = 1.0
+    flush_interval_seconds: Positive = 0.2
     retry_attempts: Annotated[int, Field(ge=1)] = 5
     max_buffered_rows: Annotated[int, Field(ge=1)] = 100_000
     max_consecutive_failures: Annotated[int, Field(ge=0)] = 300

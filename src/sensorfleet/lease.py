@@ -220,7 +220,10 @@ class FileLease:
 
     # ---- keeping them ---------------------------------------------------------------
     def due(self) -> bool:
-        return self.clock() - self.last_heartbeat >= HEARTBEAT_SECONDS
+        return self.clock() >= self.due_at()
+
+    def due_at(self) -> float:
+        return self.last_heartbeat + HEARTBEAT_SECONDS
 
     def beat(self, conn: sqlite3.Connection) -> None:
         """Refresh the heartbeat; call inside a write transaction (cheap: one row)."""

@@ -9,6 +9,8 @@
 The server runs on its own threads and never opens or shares a SQLite
 connection: it reads the loop's counters (``NodeLoop.summary``) and sends
 control actions through ``NodeLoop.submit``, so they run between two readings.
+It sleeps until a client connects (no polling), and the Prometheus client is
+loaded on the first scrape, so a node nobody scrapes never carries it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import os
+import selectors
 import socket
 import threading
 import time
@@ -23,17 +27,18 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .clock import format_instant
-from .metrics import build_registry
 from .node import NodeLoop, Sensor
 from .profiles import ANOMALY_TYPES
 from .reload import ReloadStats
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = structlog.get_logger("sensorfleet.monitor")
 
@@ -78,9 +83,11 @@ class Monitor:
         self.reloads = reloads
         self.host = host
         self.port = port
-        self.registry = build_registry(loop, reloads)
+        self.registry: CollectorRegistry | None = None  # built on the first scrape
+        self._registry_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._wake_fds: tuple[int, int] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> int:
@@ -90,23 +97,46 @@ class Monitor:
         server = server_class((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = int(server.server_address[1])
+        self._wake_fds = os.pipe()
         self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.2},
+            target=self._serve,
+            args=(server, self._wake_fds[0]),
             name="sensorfleet-monitor",
             daemon=True,
         )
         self._thread.start()
         return self.port
 
+    def _serve(self, server: ThreadingHTTPServer, wake: int) -> None:
+        """Accept connections until ``stop`` writes to the wake pipe.
+
+        ``serve_forever`` would wake every poll interval to look for a stop
+        request; blocking on the listening socket and a pipe together keeps an
+        idle node asleep and still stops at once.
+        """
+        server.timeout = 0  # handle_request() below must never block
+        with selectors.DefaultSelector() as selector:
+            selector.register(server, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if wake in ready:
+                    return
+                server.handle_request()  # a connection is waiting: accept it
+
     def stop(self) -> None:
         """Stop serving and release the port."""
         server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        fds, self._wake_fds = self._wake_fds, None
+        if fds is not None:
+            os.write(fds[1], b"x")
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if server is not None:
+            server.server_close()
+        if fds is not None:
+            for fd in fds:
+                os.close(fd)
 
     # ---- reads ----------------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -175,6 +205,14 @@ class Monitor:
         return result
 
     def metrics(self) -> bytes:
+        """The Prometheus text exposition (the client library loads on the first call)."""
+        from prometheus_client import generate_latest
+
+        with self._registry_lock:
+            if self.registry is None:
+                from .metrics import build_registry
+
+                self.registry = build_registry(self.loop, self.reloads)
         return generate_latest(self.registry)
 
     # ---- control --------------------------------------------------------------------
@@ -344,7 +382,10 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
                 code, body = monitor.health()
                 self._json(code, body)
             elif path == "/metrics":
-                self._send(HTTPStatus.OK, monitor.metrics(), CONTENT_TYPE_LATEST)
+                exposition = monitor.metrics()
+                from prometheus_client import CONTENT_TYPE_LATEST  # loaded by metrics()
+
+                self._send(HTTPStatus.OK, exposition, CONTENT_TYPE_LATEST)
             elif path == "/status":
                 self._json(HTTPStatus.OK, monitor.status())
             elif path == "/anomalies":

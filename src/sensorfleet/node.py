@@ -12,6 +12,7 @@ import heapq
 import queue
 import resource
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +31,11 @@ from .writer import BufferedWriter
 
 log = structlog.get_logger("sensorfleet.node")
 
-HOUSEKEEPING_SECONDS = 0.5  # wake at least this often to run commands and flushes
+# With no reading or flush due, still wake this often so the health check (30 s
+# stall limit) sees the loop alive at low rates. Commands, stop requests and
+# reloads wake the loop at once, so a long pause costs no responsiveness and a
+# node at 1 reading/s wakes once per reading.
+HOUSEKEEPING_SECONDS = 10.0
 EXIT_FLUSH_ATTEMPTS = 5
 
 # Settings read only at start: a reload keeps their old values (and says so).
@@ -270,6 +275,14 @@ class NodeLoop:
         if heap:
             deadlines.append(heap[0][0])
         deadlines.extend(d for w in self.writers if (d := w.next_deadline(now)) is not None)
+        # Wake for lease heartbeats too, or an idle node would look dead to its peers.
+        # They are due in wall time; the loop's clock may be a simulated one.
+        wall = time.time()
+        deadlines.extend(
+            now + max(0.0, due - wall)
+            for w in self.writers
+            if (due := w.store.heartbeat_due_at()) is not None
+        )
         self._wake.clear()
         if self._stopping:
             return

@@ -234,6 +234,7 @@ class Lease(Protocol):
 
     def acquire(self, conn: sqlite3.Connection, patient: bool = True) -> None: ...
     def due(self) -> bool: ...
+    def due_at(self) -> float: ...
     def beat(self, conn: sqlite3.Connection) -> None: ...
     def release(self, conn: sqlite3.Connection) -> None: ...
 
@@ -450,6 +451,10 @@ class Store:
                 self._known_good_at = time.time()
                 return written
         raise AssertionError("unreachable: tenacity reraises")
+
+    def heartbeat_due_at(self) -> float | None:
+        """Wall time of the next lease heartbeat (None without a lease)."""
+        return None if self.lease is None else self.lease.due_at()
 
     def heartbeat(self) -> None:
         """Refresh the lease when due and no flush did (a small transaction of its own)."""
