@@ -403,3 +403,4 @@ def test_database_corrupted_in_place_while_running_is_moved_aside(tmp_path: Path
     assert summary["moved_aside"] == {"corrupt": 1}
     assert integrity(db) == "ok"
     assert count_rows(db) >= 20  # the fresh file took every row since the move
+    assert gaps(sorted(stamps(db)), PERIOD_US) == []  # no reading lost since the move
