@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 
 ROOT = "sensorfleet"
+# The levels every command accepts (the same names as ``logging.level`` in config.yaml).
+LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,

@@ -44,7 +44,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="PATH",
-        help=f"config file (default: $CONFIG_FILE or ./{DEFAULT_CONFIG})",
+        help=f"config file (default: $CONFIG_FILE, else ./{DEFAULT_CONFIG} if present, "
+        "else the built-in defaults)",
     )
     parser.add_argument(
         "--identity",
@@ -81,9 +82,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=logs.LEVELS,
         type=str.upper,
-        help="log level",
+        help="log level (default: logging.level of the config, INFO)",
     )
 
 

@@ -103,11 +103,17 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=logs.LEVELS,
         type=str.upper,
         default="INFO",
+        help="log level (INFO)",
     )
-    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="log style on stderr: auto (readable on a terminal, JSON otherwise), json, console",
+    )
     parser.set_defaults(handler=handle)
 
 
