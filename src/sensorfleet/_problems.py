@@ -166,6 +166,25 @@ def validate(source: str, model: type[BaseModel], data: Any) -> Any:
         raise InputError(problems_from(source, model, exc)) from None
 
 
+# libyaml's loader when PyYAML has it: the same safe types, ten times faster, and it refuses
+# thousands of nesting levels in microseconds where the pure-Python one recurses for seconds.
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_YAML_LOADER)
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own depth limit
+            raise RecursionError from None
+        # Rare, so parse again with the pure-Python loader: it names the exact spot.
+        return yaml.safe_load(text)
+
+
+def _too_deep(source: str) -> str:
+    return f"{source}: (top level): nested too deeply (at most {MAX_DEPTH} levels)"
+
+
 def parse_mapping(source: str, text: str, fmt: str) -> dict[str, Any]:
     """Parse YAML or JSON text that must hold a mapping at the top level."""
     if "\x00" in text:
@@ -173,11 +192,9 @@ def parse_mapping(source: str, text: str, fmt: str) -> dict[str, Any]:
     if not text.strip():
         raise InputError([f"{source}: (top level): file is empty; expected a {fmt} mapping"])
     try:
-        data = yaml.safe_load(text) if fmt == "YAML" else json.loads(text)
+        data = _load_yaml(text) if fmt == "YAML" else json.loads(text)
     except RecursionError:
-        raise InputError(
-            [f"{source}: (top level): nested too deeply (at most {MAX_DEPTH} levels)"]
-        ) from None
+        raise InputError([_too_deep(source)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
