@@ -168,6 +168,44 @@ class Monitoring(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
 
 
+SecurityPolicy = Literal["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"]
+
+
+class OpcUa(_Section):
+    """The OPC UA face (``sensorfleet.faces.opcua``); off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 4840
+    # Endpoints offered; anything but "None" needs a server certificate and key.
+    security_policies: Annotated[list[SecurityPolicy], Field(min_length=1)] = ["None"]
+    certificate: str | None = None
+    private_key: str | None = None
+    # With both set, clients must log in with them (anonymous access is refused).
+    username: str | None = None
+    password: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        secured = [p for p in self.security_policies if p != "None"]
+        if secured and not (self.certificate and self.private_key):
+            raise ValueError(
+                f"security_policies {secured} need certificate and private_key "
+                "(paths to the server's certificate and key, PEM or DER)"
+            )
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be set together")
+        return self
+
+
+class Modbus(_Section):
+    """The Modbus TCP face (``sensorfleet.faces.modbus``); off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 5020
+
+
 class Config(_Section):
     """The whole validated configuration of one node."""
 
@@ -178,6 +216,8 @@ class Config(_Section):
     logging: Logging = Logging()
     config_reload: ConfigReload = ConfigReload()
     monitoring: Monitoring = Monitoring()
+    opcua: OpcUa = OpcUa()
+    modbus: Modbus = Modbus()
     profiles: Profiles = Profiles()
 
     def digest(self) -> str:
@@ -203,6 +243,14 @@ ENVIRONMENT_KEYS: dict[str, str] = {
     "MONITORING_ENABLED": "monitoring.enabled",
     "MONITORING_HOST": "monitoring.host",
     "MONITORING_PORT": "monitoring.port",
+    "OPCUA_ENABLED": "opcua.enabled",
+    "OPCUA_HOST": "opcua.host",
+    "OPCUA_PORT": "opcua.port",
+    "OPCUA_USERNAME": "opcua.username",
+    "OPCUA_PASSWORD": "opcua.password",
+    "MODBUS_ENABLED": "modbus.enabled",
+    "MODBUS_HOST": "modbus.host",
+    "MODBUS_PORT": "modbus.port",
 }
 
 _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -211,7 +259,7 @@ _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Keys whose relative paths are read against the config file's folder.
-_PATH_KEYS = ("database.path", "logging.file")
+_PATH_KEYS = ("database.path", "logging.file", "opcua.certificate", "opcua.private_key")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,213 @@
+"""What every face shares: a server on its own thread and loop, fed by a queue.
+
+The node loop calls ``publish`` and ``reconfigured`` (the ``ReadingListener``
+protocol); both only append to a deque and, when the face's loop is idle,
+wake it with ``call_soon_threadsafe``. The face's loop drains the deque in
+order, so every reading reaches the server in the order it was written, each
+with its own timestamp, however the node batched them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import structlog
+
+from .. import logs
+from ..config import Config
+from ..identity import Identity
+from ..readings import Block
+
+log = structlog.get_logger("sensorfleet.faces")
+
+# Blocks waiting for a face that cannot keep up; beyond this the newest are skipped
+# (and counted) rather than letting memory grow without bound.
+MAX_BACKLOG_BLOCKS = 200_000
+# During a large backlog, let the server answer clients every this many blocks.
+YIELD_EVERY = 100
+STOP_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading exactly as written to SQLite (NaN where the row holds NULL)."""
+
+    time_us: int
+    temperature: float
+    vibration: float
+    voltage: float
+    kind: int  # 0 normal, else the anomaly code (``readings.KIND_NAMES``)
+
+
+def readings_of(block: Block) -> Iterator[Reading]:
+    """The readings of ``block`` that produce a row, oldest first."""
+    times, values, kinds = block.times_us, block.values, block.kinds
+    if block.keep is not None and not block.keep.all():
+        times, values, kinds = times[block.keep], values[block.keep], kinds[block.keep]
+    for time_us, (temperature, vibration, voltage), kind in zip(
+        times.tolist(), values.tolist(), kinds.tolist(), strict=True
+    ):
+        yield Reading(time_us, temperature, vibration, voltage, kind)
+
+
+@dataclass(frozen=True)
+class _Reconfigure:
+    config: Config
+    identities: list[Identity]
+
+
+class Face(ABC):
+    """A protocol server serving the node's readings; a ``ReadingListener``."""
+
+    name: ClassVar[str]  # config section and log event prefix: "opcua", "modbus"
+    title: ClassVar[str]  # for people: "OPC UA", "Modbus TCP"
+
+    def __init__(self, config: Config, identities: Sequence[Identity]) -> None:
+        settings = getattr(config, self.name)
+        self.config = config
+        self.identities = list(identities)
+        self.host: str = settings.host
+        self.port: int = settings.port
+        self.bound_port: int | None = None
+        self.readings_published = 0
+        self.blocks_skipped = 0
+        self.ready = threading.Event()  # set once serving, or once it gave up
+        self._inbox: deque[tuple[int, Block] | _Reconfigure] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._signalled = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"sensorfleet-{self.name}")
+        self._thread.daemon = True
+
+    # ---- called from the node loop's thread ------------------------------------------
+    def publish(self, position: int, block: Block) -> None:
+        """Queue the readings of the sensor at ``position``; never blocks."""
+        if len(self._inbox) >= MAX_BACKLOG_BLOCKS:
+            self.blocks_skipped += 1
+            if self.blocks_skipped == 1 or self.blocks_skipped % 10_000 == 0:
+                log.warning(
+                    f"{self.name} behind",
+                    blocks_skipped=self.blocks_skipped,
+                    backlog=len(self._inbox),
+                    action="skipping readings until the server catches up",
+                )
+            return
+        self._inbox.append((position, block))
+        self._poke()
+
+    def reconfigured(self, config: Config, identities: Sequence[Identity]) -> None:
+        """Queue new settings; applied after the readings queued before them."""
+        self._inbox.append(_Reconfigure(config, list(identities)))
+        self._poke()
+
+    def _poke(self, force: bool = False) -> None:
+        loop = self._loop
+        if loop is None or (self._signalled and not force):
+            return  # not running yet (the first drain takes it) or a wake-up is pending
+        self._signalled = True
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            loop.call_soon_threadsafe(self._wake.set)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the server thread; it binds and builds in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and wait (briefly) for the thread to finish."""
+        self._stopping = True
+        self._poke(force=True)
+        self._thread.join(STOP_SECONDS)
+
+    def _run(self) -> None:
+        logs.adopt_library_logs("asyncua", "pymodbus")
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # a face must never take the node down
+            log.error(f"{self.name} failed", error=str(exc), error_class=type(exc).__name__)
+        finally:
+            self.ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            self.bound_port = await self._serve()
+        except Exception as exc:  # OSError when the port is taken; any setup failure
+            log.error(
+                f"{self.name} unavailable",
+                host=self.host,
+                port=self.port,
+                error=getattr(exc, "strerror", None) or str(exc),
+                error_class=type(exc).__name__,
+                action=f"running without the {self.title} server",
+            )
+            return
+        log.info(
+            f"{self.name} started",
+            host=self.host,
+            port=self.bound_port,
+            sensors=len(self.identities),
+            ms=round((time.monotonic() - started) * 1000, 1),
+            **self._describe(),
+        )
+        self.ready.set()
+        try:
+            while True:
+                self._signalled = False
+                await self._drain()
+                if self._stopping:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+        finally:
+            await self._close()
+
+    async def _drain(self) -> None:
+        inbox = self._inbox
+        handled = 0
+        while inbox and not self._stopping:
+            item = inbox.popleft()
+            try:
+                if isinstance(item, _Reconfigure):
+                    self.config, self.identities = item.config, item.identities
+                    await self._reconfigure()
+                else:
+                    self.readings_published += await self._apply(*item)
+            except Exception as exc:  # one bad update must not stop the face
+                log.error(
+                    f"{self.name} update failed", error=str(exc), error_class=type(exc).__name__
+                )
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+    # ---- what each face implements -----------------------------------------------------
+    @abstractmethod
+    async def _serve(self) -> int:
+        """Build the address space, bind and start serving; return the bound port."""
+
+    @abstractmethod
+    async def _apply(self, position: int, block: Block) -> int:
+        """Serve the readings of ``block``; return how many were published."""
+
+    @abstractmethod
+    async def _reconfigure(self) -> None:
+        """``self.config`` and ``self.identities`` changed; update what depends on them."""
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Stop the server."""
+
+    def _describe(self) -> dict[str, object]:
+        """Extra fields of the ``<name> started`` event."""
+        return {}
