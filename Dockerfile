@@ -22,10 +22,11 @@ COPY ${WHEELHOUSE}/ /wheels/
 COPY pyproject.toml ./
 
 # Dependencies first, in their own layer, so that a code change does not reinstall them.
+# The runtime dependencies plus the 'faces' extra (OPC UA and Modbus servers, off by default).
 RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
     python3 -m venv /opt/venv; \
-    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["faces"]))' \
         > /tmp/requirements.txt; \
     /opt/venv/bin/pip install --quiet --requirement /tmp/requirements.txt
 
@@ -59,7 +60,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     LOG_FORMAT=json \
     MONITORING_HOST=0.0.0.0 \
-    MONITORING_PORT=8080
+    MONITORING_PORT=8080 \
+    OPCUA_HOST=0.0.0.0 \
+    OPCUA_PORT=4840 \
+    MODBUS_HOST=0.0.0.0 \
+    MODBUS_PORT=5020
 
 WORKDIR /app
 COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
@@ -69,7 +74,8 @@ COPY config.yaml node_identity.json main.py /app/
 RUN mkdir -p /app/data && chown sensor:sensor /app/data
 
 VOLUME ["/app/data"]
-EXPOSE 8080
+# HTTP monitoring; OPC UA and Modbus TCP when OPCUA_ENABLED / MODBUS_ENABLED=true.
+EXPOSE 8080 4840 5020
 
 # The node flushes every buffered row and exits 0 on SIGTERM; `docker stop` sends it.
 STOPSIGNAL SIGTERM
