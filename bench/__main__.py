@@ -21,7 +21,15 @@ from typing import Any
 from ._common import RESULTS, machine
 
 # Benchmark modules in run order, with the figures their summary line shows.
-BENCHMARKS: tuple[str, ...] = ("backfill", "pacing", "footprint", "density", "reload", "sync")
+BENCHMARKS: tuple[str, ...] = (
+    "backfill",
+    "pacing",
+    "footprint",
+    "density",
+    "reload",
+    "sync",
+    "faces",
+)
 
 
 def _available(name: str) -> bool:
@@ -82,6 +90,18 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"| sync poll, 100 unsynced rows | median {r['poll_median_ms']} ms in "
             f"{r['poll']['table_rows']:,} rows | target < {r['poll_target_ms']} ms; without the "
             f"partial index {r['poll_baseline_scan_ms']} ms | |",
+        ]
+    if name == "faces":
+        served, base, ua = r["opcua"], r["baseline"], r["opcua"]["opcua"]
+        return [
+            f"| OPC UA face, one process | {r['sensors']:,} sensors × 1/s for {r['seconds']} s: "
+            f"{ua.get('rows_received')}/{ua.get('rows_in_window')} sampled rows received "
+            f"(p95 {ua.get('latency_p95_s')} s after their timestamp), newest-row lag p95 "
+            f"{served['newest_row_lag_p95_s']} s, {served['cpu_cores_used']} cores | same node "
+            f"without faces: lag p95 {base['newest_row_lag_p95_s']} s, "
+            f"{base['cpu_cores_used']} cores | "
+            f"{'all' if served['all_sensors_within_1pct'] else 'NOT all'} sensors on schedule, "
+            f"server built in {ua.get('build_s')} s |"
         ]
     figures = ", ".join(
         f"{k}={v}"
