@@ -9,24 +9,25 @@ enabled, so a node without faces starts as lean as before.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..identity import Identity
 
 if TYPE_CHECKING:  # the face machinery (asyncio, threads) loads only when a face is on
-    from .base import Face
+    from .base import Face, FaceServer
 
 # Modbus addresses units 1–247; more sensors than that need another process.
 MAX_MODBUS_UNITS = 247
 
-# Face name → (module in this package, class, library it needs).
-_FACES: dict[str, tuple[str, str, str]] = {
-    "opcua": ("opcua", "OpcUaFace", "asyncua"),
-    "modbus": ("modbus", "ModbusFace", "pymodbus"),
+# Face name → (module in this package, its FaceServer class, library it needs, title).
+_FACES: dict[str, tuple[str, str, str, str]] = {
+    "opcua": ("opcua", "OpcUaServer", "asyncua", "OPC UA"),
+    "modbus": ("modbus", "ModbusServer", "pymodbus", "Modbus TCP"),
 }
 
 
@@ -60,14 +61,23 @@ def start_faces(config: Config, identities: Sequence[Identity]) -> list[Face]:
     A face whose port cannot be bound logs ``<name> unavailable`` and stops;
     the node keeps writing either way.
     """
+    from .base import Face
+
     faces = []
     for name in enabled_faces(config):
-        module_name, class_name, _ = _FACES[name]
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        face: Face = getattr(module, class_name)(config, identities)
+        module_name, class_name, _, title = _FACES[name]
+        factory = functools.partial(_build_server, module_name, class_name)
+        face = Face(name, title, factory, config, identities)
         face.start()
         faces.append(face)
     return faces
+
+
+def _build_server(module_name: str, class_name: str, *args: Any) -> FaceServer:
+    # Runs on the face's thread: the protocol library is imported there, not at start-up.
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    server: FaceServer = getattr(module, class_name)(*args)
+    return server
 
 
 __all__ = ["MAX_MODBUS_UNITS", "enabled_faces", "face_problems", "start_faces"]

@@ -1,10 +1,12 @@
 """What every face shares: a server on its own thread and loop, fed by a queue.
 
-The node loop calls ``publish`` and ``reconfigured`` (the ``ReadingListener``
-protocol); both only append to a deque and, when the face's loop is idle,
-wake it with ``call_soon_threadsafe``. The face's loop drains the deque in
-order, so every reading reaches the server in the order it was written, each
-with its own timestamp, however the node batched them.
+``Face`` is what the node loop sees (a ``ReadingListener``): ``publish`` and
+``reconfigured`` only append to a deque and, when the face's loop is idle,
+wake it with ``call_soon_threadsafe``. The protocol part, a ``FaceServer``, is
+imported and built on the face's own thread, so neither the protocol library's
+import nor building the address space delays the node. The face's loop
+drains the deque in order: every reading reaches the server in the order it
+was written, each with its own timestamp, however the node batched them.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import structlog
 
@@ -64,28 +65,72 @@ class _Reconfigure:
     identities: list[Identity]
 
 
-class Face(ABC):
-    """A protocol server serving the node's readings; a ``ReadingListener``."""
+class FaceServer(ABC):
+    """The protocol part of a face, built and run on the face's own thread and loop."""
 
-    name: ClassVar[str]  # config section and log event prefix: "opcua", "modbus"
-    title: ClassVar[str]  # for people: "OPC UA", "Modbus TCP"
-
-    def __init__(self, config: Config, identities: Sequence[Identity]) -> None:
-        settings = getattr(config, self.name)
+    def __init__(self, config: Config, identities: Sequence[Identity], host: str, port: int):
         self.config = config
         self.identities = list(identities)
+        self.host = host
+        self.port = port
+
+    @abstractmethod
+    async def serve(self) -> int:
+        """Build the address space, bind and start serving; return the bound port."""
+
+    @abstractmethod
+    async def apply(self, position: int, block: Block) -> int:
+        """Serve the readings of ``block``; return how many were published."""
+
+    @abstractmethod
+    async def reconfigure(self, config: Config, identities: Sequence[Identity]) -> None:
+        """New settings in force; update what depends on them."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop the server."""
+
+    def describe(self) -> dict[str, object]:
+        """Extra fields of the ``<name> started`` event."""
+        return {}
+
+
+ServerFactory = Callable[[Config, Sequence[Identity], str, int], FaceServer]
+
+
+class Face:
+    """One protocol server serving the node's readings; a ``ReadingListener``.
+
+    ``factory`` imports and builds the ``FaceServer``; it runs on the face's thread.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        factory: ServerFactory,
+        config: Config,
+        identities: Sequence[Identity],
+    ) -> None:
+        settings = getattr(config, name)
+        self.name = name  # config section and log event prefix: "opcua", "modbus"
+        self.title = title  # for people: "OPC UA", "Modbus TCP"
         self.host: str = settings.host
         self.port: int = settings.port
         self.bound_port: int | None = None
         self.readings_published = 0
         self.blocks_skipped = 0
         self.ready = threading.Event()  # set once serving, or once it gave up
+        self._factory = factory
+        self._config = config
+        self._identities = list(identities)
+        self._server: FaceServer | None = None
         self._inbox: deque[tuple[int, Block] | _Reconfigure] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._signalled = False
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=f"sensorfleet-{self.name}")
+        self._thread = threading.Thread(target=self._run, name=f"sensorfleet-{name}")
         self._thread.daemon = True
 
     # ---- called from the node loop's thread ------------------------------------------
@@ -141,7 +186,8 @@ class Face(ABC):
         self._loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
-            self.bound_port = await self._serve()
+            self._server = self._factory(self._config, self._identities, self.host, self.port)
+            self.bound_port = await self._server.serve()
         except Exception as exc:  # OSError when the port is taken; any setup failure
             log.error(
                 f"{self.name} unavailable",
@@ -156,9 +202,9 @@ class Face(ABC):
             f"{self.name} started",
             host=self.host,
             port=self.bound_port,
-            sensors=len(self.identities),
+            sensors=len(self._identities),
             ms=round((time.monotonic() - started) * 1000, 1),
-            **self._describe(),
+            **self._server.describe(),
         )
         self.ready.set()
         try:
@@ -170,19 +216,20 @@ class Face(ABC):
                 await self._wake.wait()
                 self._wake.clear()
         finally:
-            await self._close()
+            await self._server.close()
 
     async def _drain(self) -> None:
+        server = self._server
+        assert server is not None
         inbox = self._inbox
         handled = 0
         while inbox and not self._stopping:
             item = inbox.popleft()
             try:
                 if isinstance(item, _Reconfigure):
-                    self.config, self.identities = item.config, item.identities
-                    await self._reconfigure()
+                    await server.reconfigure(item.config, item.identities)
                 else:
-                    self.readings_published += await self._apply(*item)
+                    self.readings_published += await server.apply(*item)
             except Exception as exc:  # one bad update must not stop the face
                 log.error(
                     f"{self.name} update failed", error=str(exc), error_class=type(exc).__name__
@@ -190,24 +237,3 @@ class Face(ABC):
             handled += 1
             if handled % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-
-    # ---- what each face implements -----------------------------------------------------
-    @abstractmethod
-    async def _serve(self) -> int:
-        """Build the address space, bind and start serving; return the bound port."""
-
-    @abstractmethod
-    async def _apply(self, position: int, block: Block) -> int:
-        """Serve the readings of ``block``; return how many were published."""
-
-    @abstractmethod
-    async def _reconfigure(self) -> None:
-        """``self.config`` and ``self.identities`` changed; update what depends on them."""
-
-    @abstractmethod
-    async def _close(self) -> None:
-        """Stop the server."""
-
-    def _describe(self) -> dict[str, object]:
-        """Extra fields of the ``<name> started`` event."""
-        return {}

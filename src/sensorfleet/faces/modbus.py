@@ -26,7 +26,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from ..config import Config
 from ..identity import Identity
 from ..readings import Block
-from .base import Face, Reading, readings_of
+from .base import FaceServer, Reading, readings_of
 
 REGISTER_COUNT = 9
 _NAN_WORDS = list(struct.unpack(">HH", struct.pack(">f", float("nan"))))
@@ -41,19 +41,18 @@ def registers_of(reading: Reading) -> list[int]:
     return [*words, flag, flag, reading.kind]
 
 
-class ModbusFace(Face):
+class ModbusServer(FaceServer):
     """Serves the newest reading of every sensor as unit 1, 2, …"""
 
-    name = "modbus"
-    title = "Modbus TCP"
-
-    def __init__(self, config: Config, identities: Sequence[Identity]) -> None:
-        super().__init__(config, identities)
+    def __init__(
+        self, config: Config, identities: Sequence[Identity], host: str, port: int
+    ) -> None:
+        super().__init__(config, identities, host, port)
         # Before the first reading: NaN values, no anomaly.
         self._latest = [[*_NAN_WORDS * 3, 0, 0, 0] for _ in self.identities]
         self.server: ModbusTcpServer | None = None
 
-    async def _serve(self) -> int:
+    async def serve(self) -> int:
         devices = [
             SimDevice(
                 id=position + 1,
@@ -95,7 +94,7 @@ class ModbusFace(Face):
         current_registers[:REGISTER_COUNT] = self._latest[position]
         return None
 
-    async def _apply(self, position: int, block: Block) -> int:
+    async def apply(self, position: int, block: Block) -> int:
         newest = None
         published = 0
         for reading in readings_of(block):
@@ -105,11 +104,11 @@ class ModbusFace(Face):
             self._latest[position] = registers_of(newest)
         return published
 
-    async def _reconfigure(self) -> None:
+    async def reconfigure(self, config: Config, identities: Sequence[Identity]) -> None:
         # Units follow identity order and registers hold no identity fields: nothing to do.
         return None
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         if self.server is not None:
             await self.server.shutdown()
 

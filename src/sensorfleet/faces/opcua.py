@@ -17,6 +17,7 @@ each reading. A missing-data reading sets Bad_SensorFailure with no value.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from asyncua.server.internal_server import InternalServer
 from ..config import Config, OpcUa, ParameterRange
 from ..identity import Identity
 from ..readings import KIND_NAMES, Block
-from .base import Face, readings_of
+from .base import FaceServer, readings_of
 
 NAMESPACE = "urn:sensorfleet"
 APPLICATION_URI = "urn:sensorfleet:node"
@@ -104,14 +105,13 @@ class _PasswordUsers:
         return None
 
 
-class OpcUaFace(Face):
+class OpcUaServer(FaceServer):
     """Serves every sensor of the node under ``Objects/Sensors``."""
 
-    name = "opcua"
-    title = "OPC UA"
-
-    def __init__(self, config: Config, identities: list[Identity] | Any) -> None:
-        super().__init__(config, identities)
+    def __init__(
+        self, config: Config, identities: Sequence[Identity], host: str, port: int
+    ) -> None:
+        super().__init__(config, identities, host, port)
         self.settings: OpcUa = config.opcua
         self.server: Server | None = None
         self.namespace_index = 0
@@ -119,7 +119,7 @@ class OpcUaFace(Face):
         self._object_ids: list[str] = []
 
     # ---- building -------------------------------------------------------------------
-    async def _serve(self) -> int:
+    async def serve(self) -> int:
         settings = self.settings
         users = (
             _PasswordUsers(settings.username, settings.password)
@@ -232,7 +232,7 @@ class OpcUaFace(Face):
             result.StatusCode.check()
 
     # ---- serving --------------------------------------------------------------------
-    async def _apply(self, position: int, block: Block) -> int:
+    async def apply(self, position: int, block: Block) -> int:
         server = self.server
         assert server is not None
         write = server.iserver.aspace.write_attribute_value
@@ -266,7 +266,8 @@ class OpcUaFace(Face):
             published += 1
         return published
 
-    async def _reconfigure(self) -> None:
+    async def reconfigure(self, config: Config, identities: Sequence[Identity]) -> None:
+        self.config, self.identities = config, list(identities)
         server = self.server
         assert server is not None
         ns = self.namespace_index
@@ -285,11 +286,11 @@ class OpcUaFace(Face):
                 if server.read_attribute_value(node).Value != variant:
                     await server.write_attribute_value(node, ua.DataValue(variant))
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         if self.server is not None:
             await self.server.stop()
 
-    def _describe(self) -> dict[str, object]:
+    def describe(self) -> dict[str, object]:
         return {
             "namespace": NAMESPACE,
             "namespace_index": self.namespace_index,
