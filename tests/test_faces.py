@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import socket
 import struct
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from nodeproc import (
     start_node,
     wait_until,
 )
+from servers import missing
 
 from sensorfleet.config import build_config, environment_overrides
 from sensorfleet.errors import InputError
@@ -361,3 +364,54 @@ def test_opcua_login_refuses_anonymous_and_wrong_passwords(tmp_path: Path) -> No
                 asyncio.run(read_as(user, password))
         assert node.stop() == 0
     assert json.dumps(node.named("opcua started")[0]).count("username") == 1
+
+
+def make_certificate(folder: Path, name: str, uri: str) -> tuple[Path, Path]:
+    """A self-signed certificate and key made with openssl, as docs/faces.md shows."""
+    if shutil.which("openssl") is None:
+        missing("openssl")
+    cert, key = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=URI:{uri},DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.slow
+def test_opcua_basic256sha256_with_certificates_and_login(tmp_path: Path) -> None:
+    """A SignAndEncrypt-only server serves an encrypting, logged-in client and no other."""
+    cert, key = make_certificate(tmp_path, "opcua", "urn:sensorfleet:node")
+    client_cert, client_key = make_certificate(tmp_path, "client", "urn:example:client")
+    opcua = {
+        **OPCUA,
+        "security_policies": ["Basic256Sha256_SignAndEncrypt"],
+        "certificate": cert.name,  # relative to the config file's folder
+        "private_key": key.name,
+        "username": "operator",
+        "password": "change-me",
+    }
+    with start_node(tmp_path, {"opcua": opcua}, {"id": "E1"}) as node:
+        url = opcua_url(node)
+
+        async def read(secure: bool) -> Any:
+            client = asyncua.Client(url)
+            client.set_user("operator")
+            client.set_password("change-me")
+            if secure:
+                await client.set_security_string(
+                    f"Basic256Sha256,SignAndEncrypt,{client_cert},{client_key}"
+                )
+            async with client:
+                ns = await client.get_namespace_index("urn:sensorfleet")
+                return await client.get_node(ua.NodeId("E1.Location", ns)).read_value()
+
+        assert asyncio.run(read(secure=True)) == "Lab"
+        # No unsecured endpoint is offered at all.
+        with pytest.raises(asyncua.ua.UaError, match="No matching endpoints"):
+            asyncio.run(read(secure=False))
+        assert node.stop() == 0
+    started = node.named("opcua started")[0]
+    assert started["security_policies"] == "Basic256Sha256_SignAndEncrypt"
