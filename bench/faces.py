@@ -65,7 +65,7 @@ class Subscriber:
         self.seen.append((str(node.nodeid.Identifier).split(".")[0], micros, time.time()))
 
     def _run(self) -> None:
-        logging.getLogger("asyncua").setLevel(logging.ERROR)  # session-timeout notices
+        logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # notices, reconnect noise
         try:
             asyncio.run(self._subscribe())
         except Exception as exc:  # the node exiting ends the session; record anything else
@@ -124,7 +124,11 @@ def _delivery(db: Path, subscriber: Subscriber) -> dict[str, Any]:
     # Compare from one second after subscribing (the first value is the current one).
     start_us = round((subscriber.subscribed_at + 1.0) * 1e6)
     seen = {(s, t) for s, t, _ in subscriber.seen if t >= start_us}
-    last_us = max(t for _, t in seen) if seen else start_us
+    # Up to each sensor's last notification: a sensor's readings arrive in order, but the
+    # server stopping with the node cuts off whatever was still in flight for the others.
+    last_us: dict[str, int] = {}
+    for sensor, stamp in seen:
+        last_us[sensor] = max(stamp, last_us.get(sensor, stamp))
     marks = ",".join("?" for _ in subscriber.sensor_ids)
     with sqlite3.connect(db) as conn:
         written = {
@@ -134,7 +138,7 @@ def _delivery(db: Path, subscriber: Subscriber) -> dict[str, Any]:
                 subscriber.sensor_ids,
             )
         }
-    window = {(s, t) for s, t in written if start_us <= t <= last_us}
+    window = {(s, t) for s, t in written if start_us <= t <= last_us.get(s, start_us - 1)}
     latencies = [received - t / 1e6 for _, t, received in subscriber.seen if t >= start_us]
     return {
         "subscribed": True,

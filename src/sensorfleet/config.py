@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ._problems import parse_mapping, problems_from, read_text
 from .errors import InputError
@@ -183,7 +191,14 @@ class OpcUa(_Section):
     private_key: str | None = None
     # With both set, clients must log in with them (anonymous access is refused).
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None  # shown as '**********' in logs and status
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        # OPCUA_PASSWORD=1234 is read as a YAML number; a login is text either way.
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return str(value) if number else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

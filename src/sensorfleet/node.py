@@ -21,7 +21,7 @@ from typing import Protocol
 import structlog
 
 from .clock import Clock
-from .config import Config, Override
+from .config import Config, Modbus, OpcUa, Override
 from .errors import InputError
 from .generator import SensorGenerator, Settings
 from .identity import Identity
@@ -46,8 +46,8 @@ RESTART_KEYS: tuple[str, ...] = (
     "monitoring.enabled",
     "monitoring.host",
     "monitoring.port",
-    "opcua",
-    "modbus",
+    *(f"opcua.{key}" for key in OpcUa.model_fields),
+    *(f"modbus.{key}" for key in Modbus.model_fields),
 )
 
 Command = Callable[["NodeLoop"], None]

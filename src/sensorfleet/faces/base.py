@@ -172,6 +172,12 @@ class Face:
         self._stopping = True
         self._poke(force=True)
         self._thread.join(STOP_SECONDS)
+        if self.bound_port is not None:
+            log.info(
+                f"{self.name} stopped",
+                readings_published=self.readings_published,
+                blocks_skipped=self.blocks_skipped,
+            )
 
     def _run(self) -> None:
         logs.adopt_library_logs("asyncua", "pymodbus")
@@ -185,6 +191,8 @@ class Face:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         started = time.monotonic()
+        if self._stopping:  # the node finished before this thread got going
+            return
         try:
             self._server = self._factory(self._config, self._identities, self.host, self.port)
             self.bound_port = await self._server.serve()
@@ -223,7 +231,7 @@ class Face:
         assert server is not None
         inbox = self._inbox
         handled = 0
-        while inbox and not self._stopping:
+        while inbox:  # on stop too: what the node wrote before stopping is served
             item = inbox.popleft()
             try:
                 if isinstance(item, _Reconfigure):

@@ -122,7 +122,7 @@ class OpcUaServer(FaceServer):
     async def serve(self) -> int:
         settings = self.settings
         users = (
-            _PasswordUsers(settings.username, settings.password)
+            _PasswordUsers(settings.username, settings.password.get_secret_value())
             if settings.username is not None and settings.password is not None
             else None
         )
