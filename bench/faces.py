@@ -117,7 +117,7 @@ def _sample_ids(ids_folder: Path, count: int) -> list[str]:
     return [json.loads(f.read_text())["id"] for f in files[::step][:count]]
 
 
-def _delivery(db: Path, subscriber: Subscriber) -> dict[str, Any]:
+def _delivery(db: Path, subscriber: Subscriber, settle_s: float) -> dict[str, Any]:
     """Share of the sampled sensors' rows that reached the client, and how late."""
     if subscriber.subscribed_at is None or not subscriber.seen:
         return {"subscribed": False, "error": subscriber.error or "no notifications"}
@@ -140,6 +140,9 @@ def _delivery(db: Path, subscriber: Subscriber) -> dict[str, Any]:
         }
     window = {(s, t) for s, t in written if start_us <= t <= last_us.get(s, start_us - 1)}
     latencies = [received - t / 1e6 for _, t, received in subscriber.seen if t >= start_us]
+    # Steady state: from settle_s after subscribing, past any start-up effects.
+    steady_us = start_us + round(settle_s * 1e6)
+    steady = [received - t / 1e6 for _, t, received in subscriber.seen if t >= steady_us]
     return {
         "subscribed": True,
         "sampled_sensors": len(subscriber.sensor_ids),
@@ -149,6 +152,10 @@ def _delivery(db: Path, subscriber: Subscriber) -> dict[str, Any]:
         "latency_p50_s": rounded(percentile(latencies, 0.5)),
         "latency_p95_s": rounded(percentile(latencies, 0.95)),
         "latency_max_s": rounded(max(latencies) if latencies else None),
+        "steady_after_s": settle_s,
+        "steady_latency_p50_s": rounded(percentile(steady, 0.5)),
+        "steady_latency_p95_s": rounded(percentile(steady, 0.95)),
+        "steady_latency_max_s": rounded(max(steady) if steady else None),
     }
 
 
@@ -187,7 +194,8 @@ def one_run(work: Path, sensors: int, seconds: int, sample: int, opcua: bool) ->
     result = _summary(measured, check_rows(db, sensors, seconds), sensors, build_s or 0.0)
     if subscriber is not None:
         subscriber.join()
-        result["opcua"] = {"build_s": build_s, **_delivery(db, subscriber)}
+        settle_s = min(30.0, seconds / 5)
+        result["opcua"] = {"build_s": build_s, **_delivery(db, subscriber, settle_s)}
         during = measured.lags[: 3 + int(build_s or 0)]
         result["opcua"]["newest_row_lag_max_during_build_s"] = rounded(max(during, default=0.0))
     return result

@@ -126,6 +126,10 @@ class Face:
         self._identities = list(identities)
         self._server: FaceServer | None = None
         self._inbox: deque[tuple[int, Block] | _Reconfigure] = deque()
+        # Until the server is up no client can be subscribed: keep only each sensor's
+        # newest block (its current value) instead of a backlog to catch up on.
+        self._early: dict[int, Block] | None = {}
+        self._early_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._signalled = False
@@ -136,6 +140,11 @@ class Face:
     # ---- called from the node loop's thread ------------------------------------------
     def publish(self, position: int, block: Block) -> None:
         """Queue the readings of the sensor at ``position``; never blocks."""
+        if self._early is not None:
+            with self._early_lock:
+                if self._early is not None:
+                    self._early[position] = block
+                    return
         if len(self._inbox) >= MAX_BACKLOG_BLOCKS:
             self.blocks_skipped += 1
             if self.blocks_skipped == 1 or self.blocks_skipped % 10_000 == 0:
@@ -215,6 +224,10 @@ class Face:
             **self._server.describe(),
         )
         self.ready.set()
+        with self._early_lock:
+            early, self._early = self._early or {}, None
+        # Ahead of anything queued meanwhile (a reload), in sensor order.
+        self._inbox.extendleft(sorted(early.items(), reverse=True))
         try:
             while True:
                 self._signalled = False
