@@ -8,6 +8,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -418,3 +419,16 @@ def test_opcua_basic256sha256_with_certificates_and_login(tmp_path: Path) -> Non
         assert node.stop() == 0
     started = node.named("opcua started")[0]
     assert started["security_policies"] == "Basic256Sha256_SignAndEncrypt"
+
+
+def test_a_node_without_faces_imports_none_of_their_libraries() -> None:
+    """Loading the node's run command brings in no face machinery or protocol library."""
+    code = (
+        "import sys, sensorfleet.cli.run; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncua', 'pymodbus') "
+        "or m.startswith('sensorfleet.faces.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
