@@ -75,6 +75,8 @@ class Subscriber:
     async def _subscribe(self) -> None:
         from asyncua import Client, ua
 
+        from sensorfleet.faces.opcua import every_reading
+
         url = f"opc.tcp://127.0.0.1:{self.port}/"
         while True:  # the server binds only once its address space is built
             try:
@@ -88,19 +90,9 @@ class Subscriber:
         try:
             ns = await client.get_namespace_index("urn:sensorfleet")
             subscription = await client.create_subscription(100, self)
-            trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
             await subscription.create_monitored_items(
                 [
-                    ua.MonitoredItemCreateRequest(
-                        ItemToMonitor=ua.ReadValueId(
-                            NodeId=ua.NodeId(f"{sensor}.Temperature", ns),
-                            AttributeId=ua.AttributeIds.Value,
-                        ),
-                        MonitoringMode=ua.MonitoringMode.Reporting,
-                        RequestedParameters=ua.MonitoringParameters(
-                            ClientHandle=handle, SamplingInterval=0, QueueSize=0, Filter=trigger
-                        ),
-                    )
+                    every_reading(ua.NodeId(f"{sensor}.Temperature", ns), handle)
                     for handle, sensor in enumerate(self.sensor_ids, start=1)
                 ]
             )

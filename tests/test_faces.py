@@ -34,6 +34,7 @@ from sensorfleet.errors import InputError
 asyncua = pytest.importorskip("asyncua")
 pymodbus_client = pytest.importorskip("pymodbus.client")
 ua = asyncua.ua
+every_reading = pytest.importorskip("sensorfleet.faces.opcua").every_reading
 
 OPCUA = {"enabled": True, "host": "127.0.0.1", "port": 0}
 MODBUS = {"enabled": True, "host": "127.0.0.1", "port": 0}
@@ -70,17 +71,8 @@ async def subscribe_every_change(
     async with asyncua.Client(url) as client:
         ns = await client.get_namespace_index("urn:sensorfleet")
         subscription = await client.create_subscription(50, recorder)
-        trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
         requests = [
-            ua.MonitoredItemCreateRequest(
-                ItemToMonitor=ua.ReadValueId(
-                    NodeId=ua.NodeId(node_id, ns), AttributeId=ua.AttributeIds.Value
-                ),
-                MonitoringMode=ua.MonitoringMode.Reporting,
-                RequestedParameters=ua.MonitoringParameters(
-                    ClientHandle=handle, SamplingInterval=0, QueueSize=0, Filter=trigger
-                ),
-            )
+            every_reading(ua.NodeId(node_id, ns), handle)
             for handle, node_id in enumerate(node_ids, start=1)
         ]
         await subscription.create_monitored_items(requests)

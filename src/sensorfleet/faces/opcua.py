@@ -35,6 +35,7 @@ NAMESPACE = "urn:sensorfleet"
 APPLICATION_URI = "urn:sensorfleet:node"
 UNECE_UNITS = "http://www.opcfoundation.org/UA/units/un/cefact"
 MISSING = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
+GOOD = ua.StatusCode()
 
 # (browse name, config parameter, UNECE common code, symbol, description)
 ANALOG_ITEMS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -245,15 +246,9 @@ class OpcUaServer(FaceServer):
             measured = (reading.temperature, reading.vibration, reading.voltage)
             for node, value in zip(nodes.values, measured, strict=True):
                 if value != value:  # NaN: no value (NULL in SQLite)
-                    data = ua.DataValue(
-                        StatusCode=MISSING, SourceTimestamp=stamp, ServerTimestamp=now
-                    )
+                    data = _data_value(ua.Variant(), MISSING, stamp, now)
                 else:
-                    data = ua.DataValue(
-                        ua.Variant(value, ua.VariantType.Double),
-                        SourceTimestamp=stamp,
-                        ServerTimestamp=now,
-                    )
+                    data = _data_value(ua.Variant(value, ua.VariantType.Double), GOOD, stamp, now)
                 await write(node, value_attr, data)
             flag = reading.kind > 0
             for node, variant in (
@@ -261,8 +256,7 @@ class OpcUaServer(FaceServer):
                 (nodes.flag, ua.Variant(flag, ua.VariantType.Boolean)),
                 (nodes.kind, ua.Variant(KIND_NAMES[reading.kind], ua.VariantType.String)),
             ):
-                data = ua.DataValue(variant, SourceTimestamp=stamp, ServerTimestamp=now)
-                await write(node, value_attr, data)
+                await write(node, value_attr, _data_value(variant, GOOD, stamp, now))
             published += 1
         return published
 
@@ -297,6 +291,37 @@ class OpcUaServer(FaceServer):
             "security_policies": ",".join(self.settings.security_policies),
             "login": "username" if self.settings.username else "anonymous",
         }
+
+
+def every_reading(node: ua.NodeId, handle: int) -> ua.MonitoredItemCreateRequest:
+    """A client's monitored item that receives every reading of ``node``, repeats included.
+
+    Queue size 0 (the server's maximum), sampling interval 0 and the trigger
+    StatusValueTimestamp; pass a unique ``handle`` per item of a subscription.
+    """
+    trigger = ua.DataChangeFilter()
+    trigger.Trigger = ua.DataChangeTrigger.StatusValueTimestamp
+    parameters = ua.MonitoringParameters()
+    parameters.ClientHandle = handle
+    parameters.SamplingInterval = 0
+    parameters.QueueSize = 0
+    parameters.DiscardOldest = True
+    parameters.Filter = trigger
+    item = ua.ReadValueId()
+    item.NodeId = node
+    item.AttributeId = ua.AttributeIds.Value
+    request = ua.MonitoredItemCreateRequest()
+    request.ItemToMonitor = item
+    request.MonitoringMode = ua.MonitoringMode.Reporting
+    request.RequestedParameters = parameters
+    return request
+
+
+def _data_value(
+    value: ua.Variant, status: ua.StatusCode, source: datetime, server: datetime
+) -> ua.DataValue:
+    # Positional: the status field's keyword is StatusCode_ before asyncua 2.0.
+    return ua.DataValue(value, status, source, server)
 
 
 def _eu_range(parameter: ParameterRange) -> ua.Range:
@@ -341,15 +366,16 @@ def _item(
 ) -> ua.AddNodesItem:
     attrs.DisplayName = ua.LocalizedText(name.Name)
     attrs.Description = ua.LocalizedText(name.Name)
-    return ua.AddNodesItem(
-        ParentNodeId=parent,
-        ReferenceTypeId=ua.NodeId(reference),
-        RequestedNewNodeId=node,
-        BrowseName=name,
-        NodeClass=node_class,
-        NodeAttributes=attrs,
-        TypeDefinition=ua.NodeId(type_id),
-    )
+    # Set field by field, as asyncua does itself: keyword names differ across its versions.
+    item = ua.AddNodesItem()
+    item.ParentNodeId = parent
+    item.ReferenceTypeId = ua.NodeId(reference)
+    item.RequestedNewNodeId = node
+    item.BrowseName = name
+    item.NodeClass = node_class
+    item.NodeAttributes = attrs
+    item.TypeDefinition = ua.NodeId(type_id)
+    return item
 
 
 def _property_item(
