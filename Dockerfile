@@ -19,15 +19,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY ${WHEELHOUSE}/ /wheels/
-COPY pyproject.toml ./
+COPY pyproject.toml docker/requirements.py ./
 
+# Extras installed beside the dependencies: `sync` holds the PostgreSQL, Kafka and MQTT
+# clients, so every image can run `sensorfleet sync` to any sink; `faces` the OPC UA and
+# Modbus TCP servers (off unless OPCUA_ENABLED / MODBUS_ENABLED).
+ARG EXTRAS=sync,faces
 # Dependencies first, in their own layer, so that a code change does not reinstall them.
-# The runtime dependencies plus the 'faces' extra (OPC UA and Modbus servers, off by default).
 RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
     python3 -m venv /opt/venv; \
-    python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["faces"]))' \
-        > /tmp/requirements.txt; \
+    python3 requirements.py pyproject.toml "$EXTRAS" > /tmp/requirements.txt; \
     /opt/venv/bin/pip install --quiet --requirement /tmp/requirements.txt
 
 COPY README.md ./
@@ -35,7 +37,8 @@ COPY src/ ./src/
 # The image installs nothing at run time, so the installer goes (about 25 MB).
 RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
-    /opt/venv/bin/pip install --quiet --no-deps . ; \
+    /opt/venv/bin/pip install --quiet --no-deps ".[$EXTRAS]" ; \
+    /opt/venv/bin/pip check; \
     /opt/venv/bin/sensorfleet --help >/dev/null; \
     /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools
 
@@ -68,10 +71,12 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 WORKDIR /app
 COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+COPY docker/healthcheck.sh /usr/local/bin/sensorfleet-healthcheck
 COPY docker/healthcheck.py /usr/local/lib/sensorfleet-healthcheck.py
 COPY docker/query.py /usr/local/bin/sensorfleet-query
 COPY config.yaml node_identity.json main.py /app/
-RUN mkdir -p /app/data && chown sensor:sensor /app/data
+# /central: where a collector's file sink goes when a volume is mounted there.
+RUN mkdir -p /app/data /central && chown sensor:sensor /app/data /central
 
 VOLUME ["/app/data"]
 # HTTP monitoring; OPC UA and Modbus TCP when OPCUA_ENABLED / MODBUS_ENABLED=true.
@@ -79,8 +84,10 @@ EXPOSE 8080 4840 5020
 
 # The node flushes every buffered row and exits 0 on SIGTERM; `docker stop` sends it.
 STOPSIGNAL SIGTERM
+# A node is asked by bash alone (no interpreter start: it runs in every container every
+# 15 s); a collector's metrics are read by sensorfleet-healthcheck.py.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python3", "/usr/local/lib/sensorfleet-healthcheck.py"]
+    CMD ["/usr/local/bin/sensorfleet-healthcheck"]
 
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["sensorfleet", "run"]

@@ -3,10 +3,14 @@
 #   1. static checks of the shell scripts, Docker helpers and orchestrator manifests;
 #   2. the image built from nothing (no registry: debootstrap base + wheelhouse);
 #   3. ./test_container.sh and the image's pytest smoke tests;
-#   4. the 15-node demo fleet on one shared database: a day of history each, then at
-#      least 30 s live; firmware 1.3 above 1.4, no lost row, no unhandled lock error,
-#      and every container's own row count equal to its rows in the database;
-#   5. the Swarm stack deployed on a one-node swarm, each slot with its own identity.
+#   4. the 15-node demo fleet on one shared database with a collector (--sync): a day
+#      of history each, then at least 30 s live; firmware 1.3 above 1.4, no lost row, no
+#      unhandled lock error, every container's own row count equal to its rows in the
+#      database, and after --down every row in the central file exactly once;
+#   5. the Swarm stack deployed on a one-node swarm, each slot with its own identity, its
+#      sync service shipping all 15 sensors centrally; after `docker stack rm` and a new
+#      deploy nothing is lost or duplicated;
+#   6. the Compose file with docker-compose: the same collection, across a stop and start.
 # Everything it creates is named sftest_* and removed at the end.
 #
 #   bash .ci/docker.sh              as CI: the image from nothing
@@ -26,6 +30,7 @@ python=${PYTHON:-$repo/.venv/bin/python}
 image="sensor-simulator"
 fleet_prefix=sftest_fleet_
 stack=sftest_swarm
+compose_project=sftest_compose
 work=$repo/data/ci
 started=$SECONDS
 
@@ -48,7 +53,11 @@ cleanup() {
         docker stack rm "$stack" >/dev/null 2>&1
         wait_gone "label=com.docker.stack.namespace=$stack" 60
     fi
-    docker volume rm "${stack}_sensor-data" >/dev/null 2>&1
+    docker volume rm "${stack}_sensor-data" "${stack}_central" >/dev/null 2>&1
+    ids=$(docker ps -aq --filter "label=sensorfleet.sync=$fleet_prefix" \
+        --filter "label=com.docker.compose.project=$compose_project")
+    # shellcheck disable=SC2086  # one id per word
+    [[ -z $ids ]] || docker rm -f $ids >/dev/null 2>&1
     if $swarm_joined; then
         docker swarm leave --force >/dev/null 2>&1
         $gwbridge_existed || docker network rm docker_gwbridge >/dev/null 2>&1
@@ -73,6 +82,63 @@ query() {
     else
         docker run --rm -v "$data:/app/data" "$image" sensorfleet-query --tsv "$sql"
     fi
+}
+
+# Per sensor in the node databases of a folder or volume: "ID ROWS SHIPPED UNSYNCED".
+node_rows() {
+    docker run --rm -v "$1:/app/data" "$image" sensorfleet-query --db /app/data --tsv \
+        "SELECT sensor_id, COUNT(*), SUM(synced = 1), SUM(synced = 0) FROM sensor_readings
+         GROUP BY sensor_id ORDER BY sensor_id"
+}
+
+# Per sensor in the central SQLite file fleet.db of a folder or volume: "ID ROWS READINGS"
+# (READINGS: distinct timestamps; a reading stored twice, under any key, makes it smaller).
+central_rows() {
+    docker run --rm -v "$1:/app/data" "$image" sensorfleet-query --db /app/data/fleet.db --tsv \
+        "SELECT sensor_id, COUNT(*), COUNT(DISTINCT timestamp) FROM sensor_readings
+         GROUP BY sensor_id ORDER BY sensor_id"
+}
+
+# Every row a node marked shipped is in the central file exactly once, for all 15 demo
+# sensors; with "all", no row is left unsynced either. Prints the totals.
+check_collected() {
+    local data=$1 central=$2 want=${3:-} sensor n shipped unsynced c distinct
+    declare -A node_total=() node_shipped=() node_unsynced=()
+    while IFS=$'\t' read -r sensor n shipped unsynced; do
+        node_total[$sensor]=$n node_shipped[$sensor]=$shipped node_unsynced[$sensor]=$unsynced
+    done < <(node_rows "$data")
+    ((${#node_total[@]} == 15)) || fail "expected node rows of 15 sensors, found ${#node_total[@]}"
+    local sensors=0 central_total=0 node_sum=0
+    while IFS=$'\t' read -r sensor c distinct; do
+        sensors=$((sensors + 1))
+        ((c == distinct)) || fail "central file: $sensor has $c rows but only $distinct distinct readings"
+        ((c == ${node_shipped[$sensor]:-0})) \
+            || fail "central file: $sensor has $c rows, its node marked ${node_shipped[$sensor]:-0} shipped"
+        [[ $want != all ]] || ((${node_unsynced[$sensor]} == 0)) \
+            || fail "$sensor still has ${node_unsynced[$sensor]} unsynced rows"
+        central_total=$((central_total + c))
+        node_sum=$((node_sum + ${node_total[$sensor]}))
+    done < <(central_rows "$central")
+    ((sensors == 15)) || fail "expected central rows of 15 sensors, found $sensors"
+    echo "$central_total $node_sum"
+}
+
+# Wait until the nodes of a folder or volume have no unsynced row (the collector drained).
+wait_drained() {
+    local data=$1 timeout=$2 start=$SECONDS
+    until [[ $(node_rows "$data" | awk -F'\t' '{s += $4} END {print s + 0}') == 0 ]]; do
+        ((SECONDS - start < timeout)) || fail "rows still unsynced $timeout s after the nodes stopped"
+        sleep 2
+    done
+}
+
+# Wait until the central file of a folder or volume has rows of all 15 sensors.
+wait_central_15() {
+    local central=$1 timeout=$2 start=$SECONDS
+    until [[ $(central_rows "$central" 2>/dev/null | wc -l) == 15 ]]; do
+        ((SECONDS - start < timeout)) || fail "the central file has no rows of all 15 sensors after $timeout s"
+        sleep 2
+    done
 }
 
 # A field of a container's last JSON log event of one name.
@@ -100,7 +166,7 @@ check_venv=$repo/build-cache/check-venv
 [[ -x $check_venv/bin/python ]] || "$python" -m venv "$check_venv"
 "$check_venv/bin/pip" install --quiet -r fleet/requirements-check.txt
 "$python" -m mypy --strict --python-executable "$check_venv/bin/python" \
-    fleet/check_manifests.py docker/healthcheck.py docker/query.py
+    fleet/check_manifests.py docker/healthcheck.py docker/query.py docker/requirements.py
 "$check_venv/bin/python" fleet/check_manifests.py
 
 section "image: built ${rebuild[*]:+from nothing}${rebuild[*]:-from the cache}"
@@ -120,9 +186,11 @@ section "fleet smoke: 15 nodes, one shared database, 1 day of history then live"
 rm -rf "$work"
 mkdir -p "$work"
 fleet_data=$work/fleet/data
+fleet_central=$work/fleet/central
 fleet_start=$SECONDS
 fleet/generate_sensors.sh --prefix "$fleet_prefix" --backfill 1d \
-    --data-dir "$fleet_data" --identities-dir "$work/fleet/identities"
+    --data-dir "$fleet_data" --identities-dir "$work/fleet/identities" \
+    --sync sqlite:///fleet.db --central-dir "$fleet_central"
 mapfile -t containers < <(docker ps -a --filter "label=sensorfleet.fleet=$fleet_prefix" \
     --format '{{.Names}}' | sort)
 ((${#containers[@]} == 15)) || fail "expected 15 fleet containers, found ${#containers[@]}"
@@ -196,7 +264,12 @@ query "$fleet_data" "$firmware_sql" table
 mapfile -t ranking < <(query "$fleet_data" "$firmware_sql" | cut -f1)
 [[ ${ranking[*]} == "1.3 1.4" ]] || fail "expected firmware 1.3 above 1.4, got: ${ranking[*]}"
 pass "firmware 1.3 shows more anomalies than 1.4"
-fleet/generate_sensors.sh --prefix "$fleet_prefix" --down >/dev/null
+[[ $(docker inspect -f '{{.State.Health.Status}}' "${fleet_prefix}sync") == healthy ]] \
+    || fail "the collector ${fleet_prefix}sync is not healthy"
+fleet/generate_sensors.sh --prefix "$fleet_prefix" --data-dir "$fleet_data" --down
+totals=$(check_collected "$fleet_data" "$fleet_central" all)
+read -r central_total node_total <<<"$totals"
+pass "--sync: all $node_total rows of the 15 sensors are in the central file once ($central_total)"
 
 section "swarm: the stack on a one-node swarm"
 if [[ $(docker info -f '{{.Swarm.LocalNodeState}}') != active ]]; then
@@ -222,7 +295,7 @@ until [[ $(docker service ls --filter "name=${stack}_sensor" --format '{{.Replic
 done
 pass "15/15 tasks running and healthy after $((SECONDS - deploy_start)) s"
 sleep 10
-mapfile -t slots < <(docker ps --filter "label=com.docker.stack.namespace=$stack" \
+mapfile -t slots < <(docker ps --filter "label=com.docker.swarm.service.name=${stack}_sensor" \
     --format '{{.Label "com.docker.swarm.task.name"}} {{.Names}}' | sort -t. -k2,2n)
 mapfile -t demo < <(docker run --rm --entrypoint python3 "$image" -c \
     'from sensorfleet.fleet import demo_identities
@@ -241,7 +314,70 @@ mapfile -t counts < <(docker run --rm -v "$volume:/app/data" "$image" sensorflee
     "SELECT sensor_id, COUNT(*) FROM sensor_readings GROUP BY sensor_id")
 ((${#counts[@]} == 15)) || fail "expected rows from 15 sensors in the swarm volume, got ${#counts[@]}"
 pass "all 15 swarm tasks write to the shared volume"
+
+central=${stack}_central
+[[ $(docker service ls --filter "name=${stack}_sync" --format '{{.Replicas}}') == 1/1 ]] \
+    || fail "the global sync service does not run one task on the one node"
+wait_central_15 "$central" 60
+totals=$(check_collected "$volume" "$central")
+read -r central_total node_total <<<"$totals"
+pass "sync service: rows of all 15 sensors arrive centrally, each once ($central_total of $node_total so far)"
 docker stack rm "$stack" >/dev/null
-wait_gone "label=com.docker.stack.namespace=$stack" 60 || fail "swarm tasks still present 60 s after stack rm"
+wait_gone "label=com.docker.stack.namespace=$stack" 90 || fail "swarm tasks still present 90 s after stack rm"
+totals=$(check_collected "$volume" "$central")
+read -r central_total node_total <<<"$totals"
+pass "after docker stack rm: $central_total rows central, $node_total on the node, every shipped row once"
+first_total=$node_total
+
+# A new deploy continues the same volumes: rows left unsynced at the stop are shipped now.
+docker stack deploy --resolve-image never -c "$swarm_dir/fleet/swarm-stack.yaml" "$stack" >/dev/null
+deploy_start=$SECONDS
+until [[ $(docker service ls --filter "name=${stack}_sensor" --format '{{.Replicas}}') == 15/15 ]]; do
+    ((SECONDS - deploy_start < 180)) || fail "the redeployed sensor service did not reach 15/15 in 180 s"
+    sleep 2
+done
+sleep 10
+# Stop the sensors (each flushes), let the collector drain, then compare everything.
+docker service scale --detach "${stack}_sensor=0" >/dev/null
+wait_gone "label=com.docker.swarm.service.name=${stack}_sensor" 90 \
+    || fail "sensor tasks still present 90 s after scaling to 0"
+wait_drained "$volume" 60
+totals=$(check_collected "$volume" "$central" all)
+read -r central_total node_total <<<"$totals"
+((node_total > first_total)) || fail "the redeployed sensors wrote nothing ($node_total rows, $first_total before)"
+pass "after a new deploy: all $node_total node rows are central exactly once ($central_total), none lost"
+docker stack rm "$stack" >/dev/null
+wait_gone "label=com.docker.stack.namespace=$stack" 90 || fail "swarm tasks still present 90 s after stack rm"
+
+section "compose: the same fleet and collector with docker-compose"
+# The Compose file reads ../config.yaml, ../identities/, ../data/ and ../central/.
+compose_dir=$work/compose
+mkdir -p "$compose_dir/fleet" "$compose_dir/identities" "$compose_dir/data" "$compose_dir/central"
+cp fleet/compose.yaml "$compose_dir/fleet/"
+cp config.yaml "$compose_dir/"
+cp "$swarm_dir"/identities/*.json "$compose_dir/identities/"
+compose=(docker-compose -p "$compose_project" -f "$compose_dir/fleet/compose.yaml")
+mapfile -t sensor_services < <("${compose[@]}" config --services | grep -vx sync)
+((${#sensor_services[@]} == 15)) || fail "expected 15 sensor services, found ${#sensor_services[@]}"
+"${compose[@]}" up -d 2>/dev/null
+wait_central_15 "$compose_dir/central" 90
+"${compose[@]}" stop 2>/dev/null
+mapfile -t codes < <(docker ps -a --filter "label=com.docker.compose.project=$compose_project" \
+    --format '{{.Names}}' | xargs docker inspect -f '{{.Name}} {{.State.ExitCode}}')
+((${#codes[@]} == 16)) || fail "expected 16 compose containers, found ${#codes[@]}"
+for line in "${codes[@]}"; do
+    [[ ${line#* } == 0 ]] || fail "compose container ${line% *} exited ${line#* } on stop"
+done
+totals=$(check_collected "$compose_dir/data" "$compose_dir/central")
+read -r central_total node_total <<<"$totals"
+pass "docker-compose stop: all 16 exited 0; $central_total of $node_total rows central, each once"
+"${compose[@]}" up -d 2>/dev/null
+sleep 10
+"${compose[@]}" stop "${sensor_services[@]}" 2>/dev/null
+wait_drained "$compose_dir/data" 60
+totals=$(check_collected "$compose_dir/data" "$compose_dir/central" all)
+read -r central_total node_total <<<"$totals"
+pass "after a new up: all $node_total node rows are central exactly once ($central_total)"
+"${compose[@]}" down 2>/dev/null
 
 section "containers and fleet: all checks passed"

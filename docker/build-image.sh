@@ -26,6 +26,8 @@ Options:
                       (default: online when the standard base image can be had,
                       offline otherwise)
   --tag NAME          image name to build (default: sensor-simulator)
+  --extras LIST       extras of the package to install, comma-separated, or ""
+                      for none (default: sync, the clients of every sync sink)
   --cache-dir DIR     where the root filesystem and wheelhouse are cached
                       (default: build-cache/ in the repository)
   --mirror URL        Debian mirror for debootstrap (default: the host's apt
@@ -50,6 +52,7 @@ tag=sensor-simulator
 cache_dir="$repo_root/build-cache"
 mirror=${DEBIAN_MIRROR:-}
 rebuild_base=false
+extras=sync
 online_base=python:3.11-slim-bookworm
 suite=bookworm
 extra_args=()
@@ -59,6 +62,7 @@ while [[ $# -gt 0 ]]; do
         --online) mode=online ;;
         --offline) mode=offline ;;
         --tag) tag=${2:?--tag needs a value}; shift ;;
+        --extras) extras=${2?--extras needs a value}; shift ;;
         --cache-dir) cache_dir=${2:?--cache-dir needs a value}; shift ;;
         --mirror) mirror=${2:?--mirror needs a value}; shift ;;
         --rebuild-base) rebuild_base=true ;;
@@ -137,17 +141,10 @@ ensure_base_image() {
         "$tarball" "$image" >/dev/null
 }
 
-# Requirements of the image: the runtime dependencies and the build backend.
+# Requirements of the image: the build backend, the runtime dependencies and the extras
+# the Dockerfile installs (EXTRAS, default sync: PostgreSQL, Kafka and MQTT clients).
 image_requirements() {
-    python3 - "$repo_root/pyproject.toml" <<'EOF'
-import sys
-import tomllib
-
-with open(sys.argv[1], "rb") as f:
-    project = tomllib.load(f)
-for requirement in project["build-system"]["requires"] + project["project"]["dependencies"]:
-    print(requirement)
-EOF
+    python3 "$repo_root/docker/requirements.py" --build-system "$repo_root/pyproject.toml" "$extras"
 }
 
 # Wheels for bookworm's CPython 3.11 on x86_64, downloaded whatever the host runs.
@@ -179,7 +176,7 @@ ensure_wheelhouse() {
     printf '%s\n' "$wanted" >"$wheelhouse/requirements.txt"
 }
 
-build_args=()
+build_args=(--build-arg "EXTRAS=$extras")
 if [[ $mode == offline ]]; then
     mkdir -p "$cache_dir"
     cache_dir=$(cd "$cache_dir" && pwd)

@@ -11,9 +11,12 @@
 # to an unprivileged user: the owner of /app/data when that is not root, so files on
 # a bind mount belong to whoever owns the host directory, otherwise the image's own
 # "sensor" user. Started with `--user`, it runs the command as that user unchanged.
+# /central, where a collector (`sensorfleet sync`) keeps a central SQLite, JSONL or CSV
+# sink, is handed to the same user when a volume or folder is mounted there.
 set -eu
 
 data_dir=/app/data
+central_dir=/central
 
 if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then
     set -- sensorfleet run "$@"
@@ -39,6 +42,9 @@ fi
 # fleet start together on one directory, so files may vanish under find: only the
 # outcome counts.
 find "$data_dir" -xdev ! -user "$uid" -exec chown -h "$uid:$gid" {} + 2>/dev/null || true
+if mountpoint -q "$central_dir" 2>/dev/null; then
+    find "$central_dir" -xdev ! -user "$uid" -exec chown -h "$uid:$gid" {} + 2>/dev/null || true
+fi
 if ! setpriv --reuid="$uid" --regid="$gid" --clear-groups -- test -w "$data_dir"; then
     echo "entrypoint: warning: $data_dir is not writable for uid $uid;" \
         "make it writable for that user or run with --user" >&2

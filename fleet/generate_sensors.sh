@@ -5,12 +5,14 @@
 #   ./fleet/generate_sensors.sh                    the original demo: 15 sensors
 #   ./fleet/generate_sensors.sh --count 100        a generated mix of 100 sensors
 #   ./fleet/generate_sensors.sh --backfill 1d      each node writes a day of history first
-#   ./fleet/generate_sensors.sh --status           containers and their row counts
+#   ./fleet/generate_sensors.sh --sync sqlite:///fleet.db   plus one collector: central/fleet.db
+#   ./fleet/generate_sensors.sh --status           containers, row counts, unsynced rows
 #   ./fleet/generate_sensors.sh --down             stop (flushing) and remove the fleet
 #
 # Every container is named <prefix><sensor id> (sensor_FACTORY_1_OLD) and mounts
 # config.yaml, its identity file and the data directory, exactly like a single node.
-# Re-running starts what is missing and leaves running sensors alone.
+# Re-running starts what is missing and leaves running sensors alone. Containers are
+# started a few at a time (--parallel), so fleets of hundreds start quickly but safely.
 set -euo pipefail
 
 usage() {
@@ -31,10 +33,23 @@ Fleet:
                         OPCUA_BASE+N and Modbus port MODBUS_BASE+N
   --faces-ports O,M     the base host ports for --publish-faces (default: 48400,50200)
   -e, --env KEY=VALUE   extra environment for every node (repeatable)
+  --network MODE        network of every node (default: Docker's bridge); 'none'
+                        suits nodes that need no network (--db-per-node, nobody
+                        scraping their /metrics from outside), and starts faster
+  --parallel N          docker run commands at once (default: 8)
+
+Collection:
+  --sync SINK           also run one collector container, <prefix>sync, that follows
+                        the data directory and ships every row to SINK (a sync URL:
+                        postgresql://..., mqtt://..., kafka://...; a relative file
+                        sink such as sqlite:///fleet.db lands in --central-dir); it
+                        uses the host's network, so localhost in SINK is this host
+  --central-dir DIR     folder for file sinks of --sync (default: ./central)
 
 Actions (default: create identities and start the fleet):
-  --status              list the fleet's containers with their row counts
-  --down                stop the fleet (each node flushes) and remove its containers
+  --status              list the fleet's containers with their rows and unsynced rows
+  --down                stop the fleet (each node flushes; every one must exit 0),
+                        let the collector ship the last rows, and remove the containers
 
 Paths and names:
   --image NAME          image to run (default: sensor-simulator)
@@ -66,6 +81,10 @@ run_time=
 publish_faces=false
 faces_ports=48400,50200
 extra_env=()
+network=
+parallel=8
+sync_sink=
+central_dir=central
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -78,6 +97,10 @@ while [[ $# -gt 0 ]]; do
         --publish-faces) publish_faces=true ;;
         --faces-ports) faces_ports=${2:?--faces-ports needs OPCUA_BASE,MODBUS_BASE}; shift ;;
         -e | --env) extra_env+=(--env "${2:?--env needs KEY=VALUE}"); shift ;;
+        --network) network=${2:?--network needs a mode}; shift ;;
+        --parallel) parallel=${2:?--parallel needs a number}; shift ;;
+        --sync) sync_sink=${2:?--sync needs a sink URL}; shift ;;
+        --central-dir) central_dir=${2:?--central-dir needs a path}; shift ;;
         --status) action=status ;;
         --down) action=down ;;
         --image) image=${2:?--image needs a name}; shift ;;
@@ -100,10 +123,19 @@ command -v docker >/dev/null || die "docker is not installed or not on PATH"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (is it running, may this user use it?)"
 
 fleet_label=sensorfleet.fleet=$prefix
+sync_name=${prefix}sync
+sync_label=sensorfleet.sync=$prefix
+
+[[ $parallel =~ ^[1-9][0-9]*$ ]] || die "--parallel: expected a number of 1 or more (got '$parallel')"
 
 # Names of this fleet's containers, running or not.
 fleet_containers() {
     docker ps -a --filter "label=$fleet_label" --format '{{.Names}}' | sort
+}
+
+# The collector container of this fleet, if there is one.
+sync_container() {
+    docker ps -a --filter "label=$sync_label" --format '{{.Names}}'
 }
 
 absolute() {
@@ -116,53 +148,101 @@ require_image() {
         || die "image $image not found; build it first: docker build -t $image . (or docker/build-image.sh)"
 }
 
-# Rows per sensor id over every database in the data directory, as "ID<TAB>COUNT" lines.
+# Rows and unsynced rows per sensor id over every database in the data directory, as
+# "ID<TAB>ROWS<TAB>UNSYNCED" lines; one container reads them all.
 row_counts() {
     local dir
     dir=$(absolute "$data_dir")
-    # shellcheck disable=SC2016  # expanded by the container's shell
-    docker run --rm -v "$dir:/app/data" "$image" sh -c '
-        for db in /app/data/*.db; do
-            [ -f "$db" ] || continue
-            sensorfleet-query --db "$db" --tsv \
-                "SELECT sensor_id, COUNT(*) FROM sensor_readings GROUP BY sensor_id" || true
-        done'
+    docker run --rm -v "$dir:/app/data" "$image" sensorfleet-query --db /app/data --tsv \
+        "SELECT sensor_id, COUNT(*), SUM(synced = 0) FROM sensor_readings GROUP BY sensor_id" \
+        || true
 }
 
 show_status() {
-    local names name sensor state health
+    local names name sensor n unsynced_n
     names=$(fleet_containers)
     if [[ -z $names ]]; then
         echo "No containers in fleet '$prefix'."
         return
     fi
     require_image
-    declare -A rows=()
-    while IFS=$'\t' read -r sensor n; do
-        [[ -n $sensor ]] && rows[$sensor]=$((${rows[$sensor]:-0} + n))
+    declare -A rows=() unsynced=()
+    while IFS=$'\t' read -r sensor n unsynced_n; do
+        [[ -n $sensor ]] || continue
+        rows[$sensor]=$((${rows[$sensor]:-0} + n))
+        unsynced[$sensor]=$((${unsynced[$sensor]:-0} + ${unsynced_n:-0}))
     done < <(row_counts)
-    printf '%-32s %-10s %-10s %10s\n' CONTAINER STATE HEALTH ROWS
-    while read -r name; do
-        sensor=$(docker inspect -f '{{index .Config.Labels "sensorfleet.sensor_id"}}' "$name")
-        state=$(docker inspect -f '{{.State.Status}}' "$name")
-        health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' "$name")
-        printf '%-32s %-10s %-10s %10s\n' "$name" "$state" "$health" "${rows[$sensor]:-0}"
-    done <<<"$names"
+    printf '%-32s %-10s %-10s %10s %10s\n' CONTAINER STATE HEALTH ROWS UNSYNCED
+    # One docker inspect for the whole fleet: hundreds of containers answer in a second.
+    # shellcheck disable=SC2086,SC2046  # one name per word
+    docker inspect -f '{{.Name}} {{or (index .Config.Labels "sensorfleet.sensor_id") "-"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' \
+        $names $(sync_container) \
+        | while read -r name sensor state health; do
+            if [[ $sensor == - ]]; then  # the collector
+                printf '%-32s %-10s %-10s %10s %10s\n' "${name#/}" "$state" "$health" - -
+            else
+                printf '%-32s %-10s %-10s %10s %10s\n' "${name#/}" "$state" "$health" \
+                    "${rows[$sensor]:-0}" "${unsynced[$sensor]:-0}"
+            fi
+        done
+}
+
+# Total unsynced rows in the data directory.
+unsynced_total() {
+    local sensor n unsynced_n total=0
+    while IFS=$'\t' read -r sensor n unsynced_n; do
+        [[ -n $sensor ]] && total=$((total + ${unsynced_n:-0}))
+    done < <(row_counts)
+    echo "$total"
 }
 
 take_down() {
-    local names
+    local names collector failed=() name code start
     names=$(fleet_containers)
-    if [[ -z $names ]]; then
+    collector=$(sync_container)
+    if [[ -z $names && -z $collector ]]; then
         echo "No containers in fleet '$prefix'."
         return
     fi
-    echo "Stopping $(wc -l <<<"$names") containers (each node flushes its rows first)..."
-    # shellcheck disable=SC2086  # one name per word; docker stops them in parallel
-    docker stop --time 30 $names >/dev/null
-    # shellcheck disable=SC2086
-    docker rm $names >/dev/null
-    echo "Fleet '$prefix' removed; the data stays in $data_dir/."
+    if [[ -n $names ]]; then
+        echo "Stopping $(wc -l <<<"$names") containers (each node flushes its rows first)..."
+        # shellcheck disable=SC2086  # one name per word; docker stops them in parallel
+        docker stop --time 60 $names >/dev/null
+        # A node that flushed everything exits 0; anything else is kept for its logs.
+        # shellcheck disable=SC2086
+        while read -r name code; do
+            [[ $code == 0 ]] || failed+=("${name#/}=$code")
+        done < <(docker inspect -f '{{.Name}} {{.State.ExitCode}}' $names)
+    fi
+    if [[ -n $collector ]]; then
+        if [[ $(docker inspect -f '{{.State.Running}}' "$collector") == true ]]; then
+            echo "Waiting for $collector to ship the last rows..."
+            start=$SECONDS
+            while (($(unsynced_total) > 0)); do
+                ((SECONDS - start < 120)) || {
+                    echo "  rows are still unsynced after 120 s; they stay in $data_dir/ and ship when a collector runs again" >&2
+                    break
+                }
+                sleep 2
+            done
+            docker stop --time 60 "$collector" >/dev/null
+        fi
+        code=$(docker inspect -f '{{.State.ExitCode}}' "$collector")
+        [[ $code == 0 ]] || failed+=("$collector=$code")
+    fi
+    local remove=() keep=" ${failed[*]%%=*} "
+    for name in $names $collector; do
+        [[ $keep == *" $name "* ]] || remove+=("$name")
+    done
+    ((${#remove[@]} == 0)) || docker rm "${remove[@]}" >/dev/null
+    if ((${#failed[@]})); then
+        echo "generate_sensors: error: ${#failed[@]} container(s) did not exit 0 and were kept for 'docker logs':" >&2
+        for name in "${failed[@]}"; do
+            echo "  ${name%=*} (exit ${name##*=})" >&2
+        done
+        exit 1
+    fi
+    echo "Fleet '$prefix' removed: ${#remove[@]} containers, every one exited 0; the data stays in $data_dir/."
 }
 
 # Identity files via the image's own CLI, written as the invoking user.
@@ -217,11 +297,13 @@ start_node() {
         db=sensor_$sensor_id.db
         env+=(--env "DATABASE_PATH=/app/data/$db")
     fi
+    local net=()
+    [[ -z $network ]] || net=(--network "$network")
     docker run -d --name "$name" \
         --label "$fleet_label" \
         --label "sensorfleet.sensor_id=$sensor_id" \
         --label "sensorfleet.database=$db" \
-        "${restart[@]}" "${ports[@]}" \
+        "${restart[@]}" "${net[@]}" "${ports[@]}" \
         -v "$config_path:/app/config.yaml:ro" \
         -v "$identity:/app/node_identity.json:ro" \
         -v "$data_path:/app/data" \
@@ -229,6 +311,50 @@ start_node() {
     [[ -n $backfill_now ]] || echo "  $name started"
     ! $publish_faces || echo "    OPC UA opc.tcp://localhost:$((opcua_base + position))/, Modbus TCP localhost:$((modbus_base + position)) unit 1"
     [[ -z $backfill_now ]] || echo "  $name started (writing $backfill_now of history first)"
+}
+
+# A TCP port nobody listens on at 127.0.0.1, from 9102 up (the collector's /metrics).
+free_port() {
+    local port
+    for port in $(seq 9102 9199); do
+        # shellcheck disable=SC2188  # a connection attempt, nothing to write
+        if ! (: >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port for the collector's /metrics between 9102 and 9199"
+}
+
+# One collector for the whole data directory. It runs on the host's network, so a sink
+# on this host is reached as localhost, and serves /metrics on 127.0.0.1, which the
+# image's health check asks.
+start_sync() {
+    local central_path current port
+    central_path=$(absolute "$central_dir")
+    if docker container inspect "$sync_name" >/dev/null 2>&1; then
+        current=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$sync_name" \
+            | sed -n 's/^SYNC_SINK=//p')
+        if [[ $current == "$sync_sink" ]]; then
+            if [[ $(docker inspect -f '{{.State.Running}}' "$sync_name") != true ]]; then
+                docker start "$sync_name" >/dev/null
+                echo "  $sync_name restarted"
+            else
+                echo "  $sync_name already running"
+            fi
+            return
+        fi
+        # Another sink: stop (the batch in flight is finished and marked) and recreate.
+        docker stop --time 60 "$sync_name" >/dev/null
+        docker rm "$sync_name" >/dev/null
+    fi
+    port=$(free_port)
+    docker run -d --name "$sync_name" --label "$sync_label" \
+        --restart on-failure:5 --network host \
+        -v "$data_path:/app/data" -v "$central_path:/central" -w /central \
+        --env "SYNC_SINK=$sync_sink" \
+        "$image" sensorfleet sync /app/data --metrics-port "$port" >/dev/null
+    echo "  $sync_name started: /app/data -> $sync_sink (metrics on 127.0.0.1:$port)"
 }
 
 case "$action" in
@@ -247,12 +373,28 @@ mapfile -t identities < <(generate_identities "$identities_path")
 ((${#identities[@]} > 0)) || die "no identities were generated"
 echo "Generated ${#identities[@]} sensor identities in $identities_dir/"
 
-echo "Starting one container per sensor..."
+echo "Starting one container per sensor, $parallel at a time..."
+started_at=$SECONDS
+failures=0
+running=0
 for position in "${!identities[@]}"; do
-    start_node "${identities[$position]}" "$position"
+    if ((running >= parallel)); then
+        wait -n || failures=$((failures + 1))
+        running=$((running - 1))
+    fi
+    start_node "${identities[$position]}" "$position" &
+    running=$((running + 1))
 done
+while ((running > 0)); do
+    wait -n || failures=$((failures + 1))
+    running=$((running - 1))
+done
+((failures == 0)) || die "$failures of ${#identities[@]} containers failed to start (see above)"
+echo "Started ${#identities[@]} containers in $((SECONDS - started_at)) s."
+[[ -z $sync_sink ]] || start_sync
 
 echo "All sensors started. Data is written to $data_dir/."
+[[ -z $sync_sink ]] || echo "  sync:    docker logs $sync_name"
 echo "  status:  $0 --status"
 echo "  logs:    docker logs ${prefix}<SENSOR_ID>"
 echo "  stop:    $0 --down"

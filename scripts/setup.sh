@@ -2,7 +2,8 @@
 # Set up a development environment: a virtualenv in .venv with sensorfleet installed.
 #   scripts/setup.sh          runtime only (enough to run a sensor)
 #   scripts/setup.sh --test   plus test tools and the real servers the tests talk to
-#                             (PostgreSQL, Mosquitto, Chromium from Debian's packages)
+#                             (PostgreSQL, Mosquitto, Chromium from Debian's packages;
+#                             the tansu Kafka broker built with cargo when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,23 @@ if (( want_test )); then
     echo "setup: installing Debian packages: ${missing[*]}"
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+if (( want_test )); then
+  # tansu: a Kafka-protocol broker for the Kafka sink's tests. An existing binary is reused.
+  tansu_version=0.6.0
+  tansu_bin=$(command -v tansu || true)
+  [[ -z "$tansu_bin" && -x "$HOME/.cargo/bin/tansu" ]] && tansu_bin="$HOME/.cargo/bin/tansu"
+  if [[ -z "$tansu_bin" ]]; then
+    cargo_bin=$(command -v cargo || true)
+    [[ -z "$cargo_bin" && -x "$HOME/.cargo/bin/cargo" ]] && cargo_bin="$HOME/.cargo/bin/cargo"
+    if [[ -z "$cargo_bin" ]]; then
+      echo "setup: the Kafka tests need the tansu broker, which is built with cargo: install a" \
+        "current Rust toolchain (https://rustup.rs), then run scripts/setup.sh --test again" >&2
+      exit 2
+    fi
+    echo "setup: building the tansu Kafka broker $tansu_version (cargo install; about 10 minutes on 2 cores)"
+    "$cargo_bin" install --locked tansu --version "$tansu_version" --features dynostore
   fi
 fi
 echo "setup: ready (.venv)"

@@ -265,13 +265,23 @@ def monitoring_url(node: NodeProcess) -> str:
 
 
 def http(
-    method: str, url: str, body: object = None, raw: bytes | None = None
+    method: str,
+    url: str,
+    body: object = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request; returns status, headers and body (errors are answers too)."""
+    """One HTTP request; returns status, headers and body (errors are answers too).
+
+    Requests with a body, and every POST and DELETE, say ``application/json``
+    unless ``headers`` give another Content-Type.
+    """
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
+    if data is not None or method in ("POST", "DELETE"):
         request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()

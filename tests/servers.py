@@ -1,7 +1,9 @@
 """Real servers and real node databases for the sync tests.
 
 PostgreSQL and Mosquitto are started from the Debian binaries on free
-127.0.0.1 ports; the HTTP receiver is a real ``http.server`` on a thread.
+127.0.0.1 ports, Kafka is the ``tansu`` broker (installed by
+``scripts/setup.sh --test``) with in-memory storage; the HTTP receiver is a
+real ``http.server`` on a thread.
 A missing binary fails the test when ``CI`` is set (the CI machine must have
 it) and skips it otherwise. Node databases are written by the real node
 (``python -m sensorfleet run``) as subprocesses.
@@ -230,11 +232,17 @@ class Subscriber:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.messages: list[dict[str, Any]] = []
+        self.topics: list[str] = []
         self._ready = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2)
         client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         client.on_subscribe = lambda *_: self._ready.set()
-        client.on_message = lambda _c, _u, msg: self.messages.append(json.loads(msg.payload))
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            self.topics.append(msg.topic)
+            self.messages.append(json.loads(msg.payload))
+
+        client.on_message = on_message
         client.connect("127.0.0.1", port)
         client.loop_start()
         self.client = client
@@ -244,10 +252,16 @@ class Subscriber:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.row_count() < count:
             time.sleep(0.02)
-        return [row for message in list(self.messages) for row in message["rows"]]
+        return [row for message in list(self.messages) for row in self._rows(message)]
+
+    @staticmethod
+    def _rows(message: dict[str, Any]) -> list[dict[str, Any]]:
+        """A batch document's rows, or the one reading a per-reading message is."""
+        rows: list[dict[str, Any]] = message.get("rows", [message])
+        return rows
 
     def row_count(self) -> int:
-        return sum(len(m["rows"]) for m in list(self.messages))
+        return sum(len(self._rows(m)) for m in list(self.messages))
 
     def close(self) -> None:
         self.client.disconnect()
@@ -314,3 +328,112 @@ def http_receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- Kafka (tansu) -----------------------------------------------------------------
+
+
+def tansu_binary() -> str | None:
+    """The tansu broker binary: on PATH, or where ``cargo install`` puts it."""
+    found = shutil.which("tansu")
+    cargo = Path.home() / ".cargo" / "bin" / "tansu"
+    return found or (str(cargo) if cargo.exists() else None)
+
+
+class Kafka:
+    """A running tansu broker: its address, topic creation, and a real consumer."""
+
+    def __init__(self, binary: str, port: int) -> None:
+        self.binary = binary
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{port}"
+
+    def url(self, topic: str, query: str = "") -> str:
+        return f"kafka://{self.bootstrap}/{topic}" + (f"?{query}" if query else "")
+
+    def create_topic(self, name: str, partitions: int = 3) -> str:
+        """Create a topic (tansu does not create topics on first use); return its name."""
+        result = subprocess.run(
+            [self.binary, "topic", "create", name, "--broker", f"tcp://{self.bootstrap}",
+             "--partitions", str(partitions)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr + result.stdout
+        return name
+
+    def consume(
+        self, topics: list[str], count: int, timeout: float = 30.0, idle: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Every message of ``topics`` from the beginning, until ``count`` arrived (and then
+        ``idle`` seconds pass without more) or ``timeout``; each as
+        ``{"topic", "partition", "key", "value", "timestamp"}``."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"test-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        try:
+            metadata = consumer.list_topics(timeout=10)
+            consumer.assign(
+                [
+                    TopicPartition(topic, partition, OFFSET_BEGINNING)
+                    for topic in topics
+                    for partition in metadata.topics[topic].partitions
+                ]
+            )
+            found: list[dict[str, Any]] = []
+            deadline = time.monotonic() + timeout
+            last = time.monotonic()
+            while time.monotonic() < deadline:
+                if len(found) >= count and time.monotonic() - last >= idle:
+                    break
+                for message in consumer.consume(1000, 0.1):
+                    assert message.error() is None, message.error()
+                    last = time.monotonic()
+                    found.append(
+                        {
+                            "topic": message.topic(),
+                            "partition": message.partition(),
+                            "offset": message.offset(),
+                            "key": message.key().decode() if message.key() else None,
+                            "value": json.loads(message.value()),
+                        }
+                    )
+            return found
+        finally:
+            consumer.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Kafka]:
+    """A tansu Kafka broker on a free port with in-memory storage."""
+    binary = tansu_binary()
+    if binary is None:
+        missing("tansu (cargo install --locked tansu --version 0.6.0 --features dynostore)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="sensorfleet-kafka-"))
+    address = f"tcp://127.0.0.1:{port}"
+    with open(folder / "broker.log", "w") as log:
+        proc = subprocess.Popen(
+            [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield Kafka(binary, port)
+    finally:
+        stop_process(proc, timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def kafka_topic(kafka_broker: Kafka) -> str:
+    """A new, empty topic with 3 partitions on the session's broker."""
+    return kafka_broker.create_topic(f"t-{uuid.uuid4().hex[:10]}")

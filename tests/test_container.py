@@ -112,6 +112,20 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.5)
 
 
+def wait_healthy(name: str) -> None:
+    """Wait for the HEALTHCHECK of ``name`` to report healthy; fail at once on unhealthy."""
+
+    def healthy() -> bool:
+        status = docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+        if status not in ("starting", "healthy"):
+            output = docker("logs", name)
+            state = docker("inspect", "-f", "{{json .State.Health}}", name).stdout
+            raise AssertionError(f"{name} is {status}: {state}\n{output.stderr}"[-3000:])
+        return status == "healthy"
+
+    wait_until(healthy, 60, f"{name} to be healthy")
+
+
 def wait_for_database(name: str, data: Path) -> None:
     """Wait for the node in ``name`` to create its database; fail with its logs if it stops."""
 
@@ -252,13 +266,39 @@ def test_healthcheck_reports_healthy(data_dir: Path, container_name: Callable[[]
         "run", "-d", "--name", name, "--health-interval", "1s", "--health-start-period", "1s",
         "-v", f"{data_dir}:/app/data", IMAGE,
     )  # fmt: skip
+    wait_healthy(name)
 
-    def healthy() -> bool:
-        status = docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
-        assert status in ("starting", "healthy"), docker("inspect", name).stdout[-3000:]
-        return status == "healthy"
 
-    wait_until(healthy, 60, "a healthy container")
+def test_collector_container_ships_rows_and_reports_healthy(
+    tmp_path: Path, data_dir: Path, container_name: Callable[[], str]
+) -> None:
+    """A `sensorfleet sync` container on a node's data ships its rows into /central, its
+    health check asks the collector's /metrics, and SIGTERM stops it with exit 0."""
+    node, sync = container_name(), container_name()
+    central = tmp_path / "central"
+    central.mkdir()
+    docker("run", "-d", "--name", node, "-v", f"{data_dir}:/app/data", IMAGE)
+    wait_for_database(node, data_dir)
+    docker(
+        "run", "-d", "--name", sync, "--health-interval", "1s", "--health-start-period", "1s",
+        "-v", f"{data_dir}:/app/data", "-v", f"{central}:/central",
+        "-e", "SYNC_SINK=sqlite:////central/fleet.db", IMAGE,
+        "sensorfleet", "sync", "/app/data", "--interval", "1s", "--metrics-port", "9102",
+    )  # fmt: skip
+    wait_healthy(sync)
+    docker("stop", "--time", "60", node)
+    wait_until(lambda: not query(data_dir, "SELECT 1 FROM sensor_readings WHERE synced = 0"),
+               60, "every row shipped")  # fmt: skip
+    docker("stop", "--time", "60", sync)
+    assert exit_code(sync) == 0
+    (written,) = query(data_dir, "SELECT COUNT(*) FROM sensor_readings")
+    sql = "SELECT COUNT(*), COUNT(DISTINCT timestamp) FROM sensor_readings"
+    shipped = docker(
+        "run", "--rm", "-v", f"{central}:/app/data", IMAGE,
+        "sensorfleet-query", "--tsv", "--db", "/app/data/fleet.db", sql,
+    )  # fmt: skip
+    assert shipped.stdout.split() == [written[0], written[0]]
+    assert int(written[0]) > 0
 
 
 def test_image_identities_command_writes_the_demo_fleet(tmp_path: Path) -> None:
@@ -281,5 +321,6 @@ def test_image_is_built_for_containers() -> None:
     assert settings["StopSignal"] == "SIGTERM"
     assert settings["Healthcheck"]["Test"][0] == "CMD"
     assert "/app/data" in settings["Volumes"]
+    assert "/central" not in settings["Volumes"]  # no anonymous volume per sensor container
     assert "PYTHONUNBUFFERED=1" in settings["Env"]
     assert config["Size"] < 300 * 1024 * 1024

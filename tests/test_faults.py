@@ -21,8 +21,10 @@ from nodeproc import (
     QUICK_FAILURES,
     count_rows,
     gaps,
+    http,
     integrity,
     lock_held_by_another_process,
+    monitoring_url,
     rows,
     start_node,
     wait_until,
@@ -323,3 +325,81 @@ def test_full_disk_then_read_only_folder_lose_nothing(small_volume: Path, tmp_pa
     assert gaps(together, PERIOD_US) == []
     assert len(together) == summary["readings_generated"]
     assert all(integrity(f) == "ok" for f in files)
+
+
+def _foreign_database(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE inventory (item TEXT)")
+        conn.execute("INSERT INTO inventory VALUES ('pump')")
+        conn.commit()
+
+
+def _own_backup(path: Path, db: Path) -> None:
+    with closing(sqlite3.connect(db)) as source, closing(sqlite3.connect(path)) as target:
+        source.backup(target)
+
+
+@pytest.mark.parametrize("kind", ["foreign", "own_backup"])
+def test_file_renamed_over_a_running_node_never_gets_its_stale_wal(
+    tmp_path: Path, kind: str
+) -> None:
+    """`cp x tmp && mv tmp db`: the old -wal is never replayed; a foreign file is moved aside."""
+    db = tmp_path / "data.db"
+    config = {"monitoring": {"enabled": True, "port": 0}}
+    with start_node(tmp_path, config) as node:
+        grow(db, 50)
+        incoming = tmp_path / "incoming.db"
+        if kind == "foreign":
+            _foreign_database(incoming)
+        else:
+            _own_backup(incoming, db)
+        original = incoming.read_bytes()
+        backup_stamps = set(stamps(incoming)) if kind == "own_backup" else set()
+        os.replace(incoming, db)
+        event = node.wait_for("database file replaced, reopening")
+        grow(db, 20)
+        url = monitoring_url(node)
+        metrics = http("GET", f"{url}/metrics")[2].decode()
+        assert node.stop() == 0
+    preserved = Path(event["previous_preserved_as"])
+    assert integrity(preserved) == "ok"
+    written = node.summary()["rows_written"]
+    if kind == "foreign":
+        moved = node.wait_for("foreign database moved aside")
+        assert moved["level"] == "error"
+        assert Path(moved["moved_to"]).read_bytes() == original  # intact, tables and all
+        assert 'sensorfleet_databases_moved_aside_total{reason="foreign"} 1.0' in metrics
+        assert len(stamps(preserved)) + len(stamps(db)) == written
+    else:
+        assert not node.named("foreign database moved aside")
+        # The restored backup holds its own rows and the new ones, nothing replayed from
+        # the node's old WAL: every row dated before the restore came with the backup.
+        restored = stamps(db)
+        newest_in_backup = max(backup_stamps)
+        assert {s for s in restored if s <= newest_in_backup} == backup_stamps
+        assert len(restored) - len(backup_stamps) + len(stamps(preserved)) == written
+    assert integrity(db) == "ok"
+    assert gaps(sorted(set(stamps(preserved, db))), PERIOD_US) == []
+
+
+def test_database_corrupted_in_place_while_running_is_moved_aside(tmp_path: Path) -> None:
+    """Pages overwritten under a running node: moved aside, fresh file, SIGTERM exits 0."""
+    db = tmp_path / "data.db"
+    with start_node(tmp_path, {"database": {"max_consecutive_failures": 0}}) as node:
+        grow(db, 100)
+        with closing(sqlite3.connect(db)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = db.stat().st_size
+        with open(db, "r+b") as handle:
+            handle.seek(4096)
+            handle.write(random.Random(3).randbytes(size - 4096))
+        moved = node.wait_for("corrupt database moved aside")
+        grow(db, 20)
+        assert node.stop() == 0
+    assert moved["level"] == "error"
+    assert Path(moved["moved_to"]).exists()
+    summary = node.summary()
+    assert summary["rows_unwritten"] == 0
+    assert summary["moved_aside"] == {"corrupt": 1}
+    assert integrity(db) == "ok"
+    assert count_rows(db) > 20

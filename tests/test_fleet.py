@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import http.server
+import importlib.util
 import json
 import re
+import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import ROOT, clean_env
+from servers import free_port
 
+from sensorfleet.config import load_config
 from sensorfleet.errors import InputError
 from sensorfleet.fleet import (
     demo_identities,
@@ -221,8 +228,9 @@ def test_compose_file_runs_each_demo_identity_once() -> None:
     """fleet/compose.yaml has one service per demo identity, each passing its own file."""
     compose = yaml.safe_load((ROOT / "fleet/compose.yaml").read_text())
     names = [item.name for item in demo_identities()]
-    assert list(compose["services"]) == names
-    for name, service in compose["services"].items():
+    sensors = {k: v for k, v in compose["services"].items() if k != "sync"}
+    assert list(sensors) == names
+    for name, service in sensors.items():
         assert service["command"] == [
             "sensorfleet",
             "run",
@@ -230,6 +238,8 @@ def test_compose_file_runs_each_demo_identity_once() -> None:
             f"/app/identities/{name}.json",
         ]
         assert service["image"] == "sensor-simulator"
+        # The collector starts before the sensors and stops after them.
+        assert service["depends_on"] == ["sync"]
 
 
 def test_swarm_stack_maps_each_slot_to_one_demo_identity() -> None:
@@ -267,3 +277,199 @@ def test_every_option_is_documented(command: list[str]) -> None:
     options = set(re.findall(r"(--[a-z][a-z-]+)", result.stdout)) - {"--help"}
     text = (ROOT / "docs" / "containers.md").read_text()
     assert options and {o for o in options if o not in text} == set()
+
+
+def _mount(volumes: list[str], target: str) -> str:
+    """The source mounted at ``target`` in a Compose-style volume list."""
+    (source,) = [v.split(":")[0] for v in volumes if v.split(":")[1] == target]
+    return source
+
+
+def test_swarm_sync_runs_on_every_node_with_that_nodes_data() -> None:
+    """The stack's sync service is global, follows the sensors' volume and defaults to /central."""
+    stack = yaml.safe_load((ROOT / "fleet/swarm-stack.yaml").read_text())
+    sensor, sync = stack["services"]["sensor"], stack["services"]["sync"]
+    assert sync["deploy"]["mode"] == "global"
+    assert sync["command"][:3] == ["sensorfleet", "sync", "/app/data"]
+    assert _mount(sync["volumes"], "/app/data") == _mount(sensor["volumes"], "/app/data")
+    assert _mount(sync["volumes"], "/central") == "central"
+    assert {"sensor-data", "central"} <= set(stack["volumes"])
+    assert sync["environment"]["SYNC_SINK"] == "${SYNC_SINK:-sqlite:////central/fleet.db}"
+
+
+def test_compose_sync_is_the_swarm_sync_on_the_shared_data_folder() -> None:
+    """Compose runs the same collector command and sink default, on the sensors' data folder."""
+    compose = yaml.safe_load((ROOT / "fleet/compose.yaml").read_text())
+    stack = yaml.safe_load((ROOT / "fleet/swarm-stack.yaml").read_text())
+    sync = compose["services"]["sync"]
+    assert sync["command"] == stack["services"]["sync"]["command"]
+    assert sync["environment"] == stack["services"]["sync"]["environment"]
+    sensor = compose["services"]["factory_old_1"]
+    assert _mount(sync["volumes"], "/app/data") == _mount(sensor["volumes"], "/app/data")
+
+
+def test_k8s_sidecar_ships_the_pods_volume_and_the_node_keeps_only_unshipped_rows(
+    tmp_path: Path,
+) -> None:
+    """Each pod has a sync sidecar on its data volume with the sink from the Secret; the
+    node's mounted config turns on retention of shipped rows and loads as a valid config."""
+    docs = {
+        doc["kind"]: doc
+        for path in (ROOT / "fleet/k8s").glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc["kind"] in ("StatefulSet", "Secret")
+    }
+    spec = docs["StatefulSet"]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in spec["containers"]}
+    sensor, sync = containers["sensor"], containers["sync"]
+    data_mounts = {c: {m["name"]: m["mountPath"] for m in containers[c]["volumeMounts"]}
+                   for c in containers}  # fmt: skip
+    assert data_mounts["sync"]["data"] == data_mounts["sensor"]["data"] == "/app/data"
+    assert sync["args"][:3] == ["sensorfleet", "sync", "/app/data"]
+    (sink,) = [e for e in sync["env"] if e["name"] == "SYNC_SINK"]
+    secret = sink["valueFrom"]["secretKeyRef"]
+    assert secret["name"] == docs["Secret"]["metadata"]["name"]
+    assert secret["key"] in docs["Secret"]["stringData"]
+    (config_file,) = [e["value"] for e in sensor["env"] if e["name"] == "CONFIG_FILE"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "config"]
+    assert config_file == data_mounts["sensor"]["config"] + "/config.yaml"
+    configmap = yaml.safe_load((ROOT / "fleet/k8s/node-config.yaml").read_text())
+    assert configmap["metadata"]["name"] == volume["configMap"]["name"]
+    path = tmp_path / "config.yaml"
+    path.write_text(configmap["data"]["config.yaml"])
+    node = load_config(str(path))
+    assert node.database.path == "/app/data/sensor_data.db"
+    assert node.database.retention.synced_max_age_seconds is not None
+    assert node.database.retention.max_size_mb is not None
+
+
+def test_bacalhau_sync_job_runs_beside_each_sensor_on_its_data_folder() -> None:
+    """The sync daemon job targets the sensor job's nodes and data folder, sink from the env."""
+    sensor = yaml.safe_load((ROOT / "fleet/bacalhau/sensor-daemon.yaml").read_text())
+    sync = yaml.safe_load((ROOT / "fleet/bacalhau/sync-daemon.yaml").read_text())
+    assert sync["Type"] == sensor["Type"] == "daemon"
+    assert sync["Constraints"] == sensor["Constraints"]
+    (task,) = sync["Tasks"]
+    params = task["Engine"]["Params"]
+    assert params["Parameters"][:3] == ["sensorfleet", "sync", "/app/data"]
+    assert "SYNC_SINK={{.SYNC_SINK}}" in params["EnvironmentVariables"]
+    data = {s["Target"]: s["Source"]["Params"] for s in task["InputSources"]}
+    sensor_data = {s["Target"]: s["Source"]["Params"] for s in sensor["Tasks"][0]["InputSources"]}
+    assert data["/app/data"] == {**sensor_data["/app/data"], "ReadWrite": True}
+    assert task["Network"]["Type"] == "Full"
+
+
+def _docker_helper(name: str) -> Any:
+    """A module of docker/ (the image's helpers), imported from the checkout."""
+    spec = importlib.util.spec_from_file_location(f"docker_{name}", ROOT / "docker" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_healthcheck_finds_the_collectors_metrics_port_in_its_command_line() -> None:
+    """A `sensorfleet sync` command line is a collector; its --metrics-port is asked."""
+    health = _docker_helper("healthcheck")
+    argv = ["/opt/venv/bin/python3", "/opt/venv/bin/sensorfleet", "sync", "/app/data",
+            "--metrics-port", "9102", "--metrics-host=0.0.0.0"]  # fmt: skip
+    args = health.sync_arguments(argv)
+    assert args == argv[3:]
+    assert health.option(args, "--metrics-port") == "9102"
+    assert health.option(args, "--metrics-host") == "0.0.0.0"
+    assert (
+        health.sync_arguments(["/opt/venv/bin/python3", "/opt/venv/bin/sensorfleet", "run"]) is None
+    )
+
+
+def test_collector_health_follows_its_real_metrics() -> None:
+    """Healthy while nothing waits or the sink answered lately; unhealthy when rows wait
+    and the last acknowledged batch is older than the limit, or there never was one."""
+    from prometheus_client import generate_latest
+
+    from sensorfleet.sync.metrics import SyncMetrics
+
+    health = _docker_helper("healthcheck")
+    metrics = SyncMetrics()
+    text = lambda: generate_latest(metrics.registry).decode()  # noqa: E731
+    assert health.sync_problem(text(), now=1000.0, stale=120) is None
+    metrics.backlog.labels("/app/data/a.db").set(40)
+    metrics.backlog.labels("/app/data/b.db").set(2)
+    assert "42 rows wait" in health.sync_problem(text(), now=1000.0, stale=120)
+    assert "never" in health.sync_problem(text(), now=1000.0, stale=120)
+    metrics.last_success.set(950.0)
+    assert health.sync_problem(text(), now=1000.0, stale=120) is None
+    assert "150 s ago" in health.sync_problem(text(), now=1100.0, stale=120)
+    metrics.backlog.labels("/app/data/a.db").set(0)
+    metrics.backlog.labels("/app/data/b.db").set(0)
+    assert health.sync_problem(text(), now=1100.0, stale=120) is None
+
+
+def test_query_helper_joins_the_rows_of_every_database_in_a_folder(tmp_path: Path) -> None:
+    """`sensorfleet-query --db FOLDER` runs the statement on every *.db and joins the rows."""
+    for sensor, rows in (("A", 3), ("B", 5)):
+        with sqlite3.connect(tmp_path / f"sensor_{sensor}.db") as conn:
+            conn.execute("CREATE TABLE sensor_readings (sensor_id TEXT, synced INTEGER)")
+            conn.executemany(
+                "INSERT INTO sensor_readings VALUES (?, ?)",
+                [(sensor, int(i < 2)) for i in range(rows)],
+            )
+        conn.close()
+    (tmp_path / "notes.txt").write_text("not a database")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docker/query.py"), "--db", str(tmp_path), "--tsv",
+         "SELECT sensor_id, COUNT(*), SUM(synced = 0) FROM sensor_readings GROUP BY sensor_id"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["A\t3\t1", "B\t5\t3"]
+
+
+class _Healthz(http.server.BaseHTTPRequestHandler):
+    """A /healthz that answers with the status and body set on the server."""
+
+    def do_GET(self) -> None:
+        status, body = self.server.answer  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_status"), [(200, 0), (503, 1)], ids=["healthy", "unhealthy"]
+)
+def test_node_healthcheck_asks_healthz_with_bash_alone(status: int, exit_status: int) -> None:
+    """docker/healthcheck.sh (the image's HEALTHCHECK) exits 0 on a 200 from /healthz and 1
+    with the status and the reasons otherwise, without starting Python."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Healthz)
+    server.answer = (status, b'{"healthy": false, "reasons": ["write failing"]}')  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run(
+            ["bash", str(ROOT / "docker/healthcheck.sh")],
+            env={"PATH": "/usr/bin:/bin", "MONITORING_PORT": str(server.server_port)},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert result.returncode == exit_status, result.stderr
+    if exit_status:
+        assert "answered 503" in result.stderr
+        assert "write failing" in result.stderr
+
+
+def test_node_healthcheck_reports_a_node_that_does_not_listen() -> None:
+    """With nothing on MONITORING_PORT the check fails with one line naming the URL."""
+    port = free_port()
+    result = subprocess.run(
+        ["bash", str(ROOT / "docker/healthcheck.sh")],
+        env={"PATH": "/usr/bin:/bin", "MONITORING_PORT": str(port)},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"healthcheck: http://127.0.0.1:{port}/healthz unreachable"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +198,7 @@ BAD_BODIES: list[tuple[bytes, str]] = [
     (b'{"type": "spike", "durration_seconds": 3}', "unknown field 'durration_seconds'"),
     (b'{"type": "spike", "sensor_id": "NOPE"}', "sensor_id: no sensor 'NOPE' in this node"),
     (b'{"type": "spike", "sensor_id": 7}', "sensor_id: expected text"),
+    (b"[" * 20_000 + b"]" * 20_000, "body is nested too deeply"),
 ]
 
 
@@ -316,4 +319,72 @@ def test_ipv6_host_is_served(tmp_path: Path) -> None:
     with start_node(tmp_path, {"monitoring": {**MONITORING, "host": host}}) as node:
         port = node.wait_for("monitoring started")["port"]
         assert http("GET", f"http://[{host}]:{port}/healthz")[0] == 200
+        assert node.stop() == 0
+
+
+def test_control_needs_a_json_content_type(tmp_path: Path) -> None:
+    """POST and DELETE without Content-Type application/json get 415 (no cross-site form post)."""
+    with start_node(tmp_path, {"monitoring": MONITORING}) as node:
+        url = f"{monitoring_url(node)}/anomalies"
+        spike = b'{"type": "missing_data", "duration_seconds": 600000}'
+        for media in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+            status, _, body = http("POST", url, raw=spike, headers={"Content-Type": media})
+            assert status == 415 and b"application/json" in body, media
+        status, _, _ = http("DELETE", url, headers={"Content-Type": "text/plain"})
+        assert status == 415
+        charset = {"Content-Type": "application/json; charset=utf-8"}
+        assert http("POST", url, body={"type": "spike"}, headers=charset)[0] == 200
+        assert node.stop() == 0
+    assert len(node.named("anomaly forced")) == 1
+
+
+@pytest.mark.parametrize("where", ["config", "environment"])
+def test_token_guards_control_and_leaves_reads_open(tmp_path: Path, where: str) -> None:
+    """With monitoring.token, POST/DELETE need the bearer token (401 otherwise); GETs stay open."""
+    token = "0123456789"  # digits: from the environment still a text token
+    monitoring = dict(MONITORING, token=token) if where == "config" else MONITORING
+    env = {"MONITORING_TOKEN": token} if where == "environment" else None
+    with start_node(tmp_path, {"monitoring": monitoring}, env=env) as node:
+        url = monitoring_url(node)
+        control = f"{url}/anomalies"
+        status, headers, _ = http("POST", control, body={"type": "spike"})
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        wrong = {"Authorization": "Bearer 0123456788"}
+        assert http("POST", control, body={"type": "spike"}, headers=wrong)[0] == 401
+        assert http("DELETE", control, headers=wrong)[0] == 401
+        right = {"Authorization": f"Bearer {token}"}
+        assert http("POST", control, body={"type": "spike"}, headers=right)[0] == 200
+        assert http("DELETE", control, headers=right)[0] == 200
+        for path in ("/healthz", "/metrics", "/status"):
+            status, _, body = http("GET", f"{url}{path}")
+            assert status == 200 and token.encode() not in body, path
+        assert node.stop() == 0
+    assert token not in node.stderr
+
+
+def test_control_can_be_switched_off(tmp_path: Path) -> None:
+    """monitoring.control: false answers 403 to POST and DELETE; reads keep working."""
+    with start_node(tmp_path, {"monitoring": dict(MONITORING, control=False)}) as node:
+        url = monitoring_url(node)
+        assert http("POST", f"{url}/anomalies", body={"type": "spike"})[0] == 403
+        assert http("DELETE", f"{url}/anomalies")[0] == 403
+        assert http("GET", f"{url}/healthz")[0] == 200
+        assert node.stop() == 0
+    assert not node.named("anomaly forced")
+
+
+def test_head_healthz_and_a_burst_of_probes(tmp_path: Path) -> None:
+    """HEAD /healthz answers like GET without a body; 200 simultaneous probes all get 200."""
+    with start_node(tmp_path, {"monitoring": MONITORING}) as node:
+        url = monitoring_url(node)
+        status, headers, body = http("HEAD", f"{url}/healthz")
+        assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+        port = url.rsplit(":", 1)[1]
+        listing = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert int(listing[2]) >= 200, listing  # Send-Q of a listening socket: its backlog
+        with ThreadPoolExecutor(max_workers=200) as pool:
+            answers = list(pool.map(lambda _: http("GET", f"{url}/healthz")[0], range(200)))
+        assert answers == [200] * 200
         assert node.stop() == 0

@@ -301,6 +301,37 @@ def test_invalid_and_half_written_edits_are_rejected_then_a_valid_one_applies(
     check_identity_switch(tmp_path / "data.db", edited_at)
 
 
+def test_pipes_deep_nesting_and_zero_weights_are_rejected_edits(tmp_path: Path) -> None:
+    """A FIFO never blocks the watcher; deep nesting and all-zero weights are rejected edits."""
+    node = start_reloading_node(tmp_path)
+    config_path = tmp_path / "config.yaml"
+    good = yaml.safe_load(config_path.read_text())
+    with node:
+        pipe = tmp_path / "pipe"
+        os.mkfifo(pipe)
+        os.replace(pipe, config_path)
+        first = node.wait_for("config reload rejected")
+        assert first["problem"] == (
+            "config.yaml: (file): is a named pipe (FIFO), not a regular file; "
+            "expected the config file"
+        )
+        rename_over(config_path, "a: " + "[" * 5000 + "]" * 5000 + "\n")
+        second = node.wait_for("config reload rejected", count=2)
+        assert second["problem"].startswith("config.yaml: (top level): nested too deeply")
+        zero = {"temperature": 0, "vibration": 0, "voltage": 0}
+        bad = {**good, "profiles": {"firmware": {"quiet": {"parameter_weights": zero}}}}
+        rename_over(config_path, yaml.safe_dump(bad))
+        third = node.wait_for("config reload rejected", count=3)
+        assert (
+            "parameter_weights: at least one parameter needs a weight above 0" in (third["problem"])
+        )
+        good["simulation"]["readings_per_second"] = 60
+        rename_over(config_path, yaml.safe_dump(good))  # the watcher still works
+        node.wait_for("config reloaded")
+        assert node.stop() == 0
+    assert not node.named("config reload failed") and not node.named("command failed")
+
+
 def test_rapid_successive_edits_end_on_the_last_one(tmp_path: Path) -> None:
     """Ten quick saves apply in order (some may be skipped) and the last one wins."""
     node = start_reloading_node(tmp_path, identity={"firmware_version": "v0"})

@@ -532,3 +532,17 @@ def test_every_option_is_documented() -> None:
     options = set(re.findall(r"(--[a-z][a-z-]+)", result.stdout)) - {"--help"}
     text = (Path(__file__).resolve().parents[1] / "docs" / "report.md").read_text()
     assert options and {o for o in options if o not in text} == set()
+
+
+def test_markdown_escapes_text_from_the_data(tmp_path: Path) -> None:
+    """Ids and locations with Markdown characters are shown literally, not as formatting."""
+    config = write_report_config(tmp_path / "config.yaml")
+    member = {**FLEET[0], "id": "S_1*x", "location": "Plant | <b>[A](http://x)</b>"}
+    db = simulate(tmp_path / "m.db", config, write_fleet(tmp_path / "ids", [member]), "1h")
+    result = report(str(db), "--config", str(config), "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    assert "Plant \\| \\<b\\>\\[A\\](http://x)\\</b\\>" in result.stdout
+    assert "<b>" not in result.stdout and "[A](" not in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    widths = {line.replace("\\|", "").count("|") for line in rows}
+    assert len(rows) > 3 and all(w >= 3 for w in widths)

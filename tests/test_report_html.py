@@ -95,21 +95,34 @@ def test_html_needs_no_network(html_report: Path) -> None:
     assert "url(http" not in text and "@import" not in text
 
 
-def test_unknown_sensor_is_one_line_and_the_rest_is_written(tmp_path: Path) -> None:
-    """A --sensor with no readings is reported in one line (exit 2); the HTML is still written."""
+def test_unknown_sensor_and_unwritable_html_are_refused_before_reading(tmp_path: Path) -> None:
+    """A --sensor with no readings, or an --html that cannot be written, fails before the report."""
     config = write_report_config(tmp_path / "config.yaml")
     db = simulate(tmp_path / "one.db", config, write_fleet(tmp_path / "ids", FLEET[:1]), "1h")
     out = tmp_path / "r.html"
-    result = report(str(db), "--config", str(config), "--html", str(out), "--sensor", "NOPE")
+    wanted = ["--sensor", FLEET[0]["id"], "--sensor", "NOPE"]
+    result = report(str(db), "--config", str(config), "--html", str(out), *wanted)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: --sensor NOPE: no readings of this sensor in the sources"]
-    assert out.stat().st_size > 10_000
+    assert result.stdout == "" and not out.exists()  # refused before the long read
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root may write anywhere: nothing to refuse
+            unwritable = report(str(db), "--html", str(locked / "r.html"))
+            assert unwritable.returncode == 2 and unwritable.stdout == ""
+            assert f"error: --html {locked / 'r.html'}: cannot write (Permission denied)" in (
+                unwritable.stderr
+            )
+    finally:
+        locked.chmod(0o700)
     missing_folder = report(str(db), "--html", str(tmp_path / "no" / "such" / "r.html"))
     assert missing_folder.returncode == 2
     assert "does not exist" in missing_folder.stderr
     (tmp_path / "taken").mkdir()
     folder = report(str(db), "--html", str(tmp_path / "taken"))
-    assert folder.returncode == 2
+    assert folder.returncode == 2 and folder.stdout == ""
     assert f"error: --html {tmp_path / 'taken'}: cannot write (Is a directory)" in folder.stderr
     assert "Traceback" not in folder.stderr and not list(tmp_path.glob(".*.tmp"))

@@ -7,7 +7,15 @@ import threading
 from pathlib import Path
 
 from sensorfleet.config import Database
-from sensorfleet.store import INSERT_SQL, SCHEMA_VERSION, Store, connect, ensure_schema, insert_rows
+from sensorfleet.store import (
+    INSERT_SQL,
+    SCHEMA_VERSION,
+    ForeignTableError,
+    Store,
+    connect,
+    ensure_schema,
+    insert_rows,
+)
 
 COLUMNS = [
     "id",
@@ -154,3 +162,20 @@ def test_concurrent_writers_on_one_file_lose_nothing(tmp_path: Path) -> None:
 def test_insert_statement_names_every_written_column() -> None:
     """The insert binds all columns except id and synced."""
     assert INSERT_SQL.count("?") == len(COLUMNS) - 2
+
+
+def test_table_lacking_columns_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    """An existing sensor_readings table without the reading columns is never altered."""
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY, timestamp TEXT)")
+    before = path.read_bytes()
+    store = Store(path, Database())
+    try:
+        store.open()
+    except ForeignTableError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a foreign table was accepted")
+    assert "lacks columns sensor_id, temperature" in message and str(path) in message
+    assert path.read_bytes() == before

@@ -86,17 +86,56 @@ def test_central_file_inside_the_source_folder_is_not_a_source(data: Path, tmp_p
         (["--batch-size", "0"], "error: --batch-size: must be between 1 and 100000 (got 0)"),
         (["--interval", "soon"], "error: --interval: expected a duration"),
         (["missing.db"], "error: missing.db: no such file or folder"),
+        (["--sink", "postgresql://u:p@127.0.0.1:99999/db"], "Port out of range"),
+        (["--sink", "sqlite:///data/node-1.db"], "is the source file data/node-1.db itself"),
+        (["--watch-interval", "often"], "error: --watch-interval: expected a duration"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(
     data: Path, tmp_path: Path, args: list[str], words: str
 ) -> None:
     """Bad flags, sink URLs and sources end with status 2 and one error line, no traceback."""
-    sources = [] if args[0] == "missing.db" else ["data"]
+    sources = {"missing.db": [], "sqlite:///data/node-1.db": ["data/node-1.db"]}.get(
+        args[-1], ["data"]
+    )
     result = sync(*sources, *args, "--once", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_sink_dash_writes_json_lines_to_stdout(data: Path, tmp_path: Path) -> None:
+    """`--sink -` prints one JSON reading per line on stdout (logs on stderr) and marks them."""
+    from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS
+
+    result = sync("data", "--sink", "-", "--once", "--batch-size", "64", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["source_row_id"] for r in lines] == list(range(1, 601))
+    assert list(lines[0]) == list(CENTRAL_COLUMNS)
+    assert events(result.stderr, "sync finished")[0]["rows"] == 600
+    assert sqlite_rows(data / "node-1.db", "SELECT sum(synced) FROM sensor_readings") == [(600,)]
+
+
+def test_closed_stdout_pipe_ends_sync_marking_only_what_was_written(
+    data: Path, tmp_path: Path
+) -> None:
+    """`sync --sink - | head -n 50` exits 0 without a traceback, and exactly the rows whose
+    lines reached the pipe (a prefix by id, as many as it logged) are marked."""
+    command = f"{sys.executable} -m sensorfleet sync data --sink - --batch-size 40 " + (
+        "--log-format json 2>sync.log | head -n 50 > head.txt; echo ${PIPESTATUS[0]} > rc"
+    )
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, env=node_env(), timeout=60, check=True)
+    log = (tmp_path / "sync.log").read_text()
+    assert (tmp_path / "rc").read_text().strip() == "0", log
+    assert "Traceback" not in log
+    assert len((tmp_path / "head.txt").read_text().splitlines()) == 50
+    (closed,) = events(log, "sink closed")
+    shipped = events(log, "sync finished")[0]["rows"]
+    marked = sqlite_rows(data / "node-1.db", "SELECT id FROM sensor_readings WHERE synced = 1")
+    assert 50 <= shipped < 600
+    assert sorted(r[0] for r in marked) == list(range(1, shipped + 1))
+    assert closed["rows"] == shipped % 40
 
 
 def test_postgres_holds_each_row_once_when_rows_are_sent_again(

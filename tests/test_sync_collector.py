@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from sensorfleet.sync.collector import Collector, SyncOptions, SyncSummary
 from sensorfleet.sync.cursor import CursorStore
 from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import Batch
+from sensorfleet.sync.sinks.files import FilesSink
 from sensorfleet.sync.sinks.sqlite import SQLiteSink
 from sensorfleet.sync.source import Source
 
@@ -244,3 +246,33 @@ def test_an_idle_follower_waits_between_polls(nodes: list[Path], tmp_path: Path)
         cpu = time.process_time()
         time.sleep(1.5)
         assert time.process_time() - cpu < 0.3
+
+
+def test_a_follower_ships_a_new_commit_without_waiting_for_its_interval(
+    nodes: list[Path], tmp_path: Path
+) -> None:
+    """Following with a 60 s --interval, rows a node commits later are shipped within
+    seconds: the WAL watch starts a pass as soon as the file changes."""
+    collector = Collector([nodes[0]], SQLiteSink(tmp_path / "central.db"), SyncOptions(interval=60))
+    with Following(collector):
+        eventually(lambda: unsynced(nodes[0]) == 0)
+        make_node_db(nodes[0], seed=9, backfill="1m")  # the node commits 60 more rows
+        eventually(lambda: newest(nodes[0]) == 660 and unsynced(nodes[0]) == 0, timeout=15)
+
+
+def test_a_failed_read_after_a_shipped_batch_marks_it_and_names_the_cause(
+    nodes: list[Path], tmp_path: Path
+) -> None:
+    """When the next batch cannot be read while one is in flight, the acknowledged batch is
+    still marked and the error given is the read's own (here, bytes that are not UTF-8)."""
+    with sqlite3.connect(nodes[0]) as conn:
+        conn.execute("UPDATE sensor_readings SET location = CAST(x'ff' AS TEXT) WHERE id = 150")
+    options = SyncOptions(batch_size=100, once=True, max_failures=2)
+    out = tmp_path / "out"
+    summary = Collector([nodes[0]], FilesSink(out, "jsonl"), options).run()
+    (failure,) = summary.failed_sources
+    assert "Could not decode to UTF-8" in failure and "not open" not in failure
+    shipped = [json.loads(line) for path in out.glob("*.jsonl") for line in path.open()]
+    assert sorted(row["source_row_id"] for row in shipped) == list(range(1, 101))
+    assert summary.rows_shipped == 100
+    assert unsynced(nodes[0]) == 500

@@ -20,14 +20,18 @@ from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS, Batch, Sink, SinkError
 from sensorfleet.sync.sinks.files import FilesSink
 from sensorfleet.sync.source import Source
+from sensorfleet.sync.topics import safe
 
 # Real servers for this module (fixtures defined in tests/servers.py).
 postgres_server = servers.postgres_server
 postgres_url = servers.postgres_url
 mosquitto_port = servers.mosquitto_port
 http_receiver = servers.http_receiver
+kafka_broker = servers.kafka_broker
 
-SINKS = ["sqlite", "postgresql", "jsonl", "csv", "http", "mqtt"]
+SINKS = ["sqlite", "postgresql", "jsonl", "csv", "http", "mqtt", "mqtt-template", "kafka"]
+# Sinks whose reader waits for a number of rows to arrive.
+STREAMS = {"mqtt", "mqtt-template", "kafka"}
 STORAGE = {"sqlite", "postgresql"}
 
 
@@ -123,10 +127,26 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     elif kind == "http":
         receiver: Receiver = request.getfixturevalue("http_receiver")
         yield Case(kind, receiver.url, receiver.rows, f"http://127.0.0.1:{closed}/ingest")
+    elif kind == "kafka":
+        broker: servers.Kafka = request.getfixturevalue("kafka_broker")
+        topic = broker.create_topic(f"t-{tmp_path.name[-20:]}")
+
+        def read_kafka(count: int) -> list[dict[str, Any]]:
+            messages = broker.consume([topic], count, idle=0.3)
+            assert all(m["key"] == m["value"]["sensor_id"] for m in messages)
+            return [m["value"] for m in messages]
+
+        yield Case(
+            kind,
+            broker.url(topic),
+            read_kafka,  # type: ignore[arg-type]
+            f"kafka://127.0.0.1:{closed}/{topic}",
+        )
     else:
         port = request.getfixturevalue("mosquitto_port")
-        topic = f"sensorfleet/{tmp_path.name}"
-        subscriber = Subscriber(port, topic)
+        prefix = f"sensorfleet/{tmp_path.name}"
+        topic = prefix + ("/{location}/{sensor_id}" if kind == "mqtt-template" else "")
+        subscriber = Subscriber(port, f"{prefix}/#" if kind == "mqtt-template" else topic)
         try:
             yield Case(
                 kind,
@@ -134,6 +154,12 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
                 subscriber.wait_rows,  # type: ignore[arg-type]
                 f"mqtt://127.0.0.1:{closed}/{topic}",
             )
+            if kind == "mqtt-template" and subscriber.messages:  # one per reading, own topic
+                expected_topics = [
+                    f"{prefix}/{safe(m['location'])}/{safe(m['sensor_id'])}"
+                    for m in subscriber.messages
+                ]
+                assert subscriber.topics == expected_topics and "rows" not in subscriber.messages[0]
         finally:
             subscriber.close()
 
@@ -145,7 +171,7 @@ def open_sink(url: str) -> Sink:
 
 
 def wait_rows(case: Case, count: int) -> list[dict[str, Any]]:
-    if case.kind == "mqtt":
+    if case.kind in STREAMS:
         return case.read(count)  # type: ignore[call-arg]
     return case.read()
 

@@ -10,9 +10,12 @@ from sensorfleet.errors import InputError
 from sensorfleet.sync.sink_url import parse_sink_url, redact
 from sensorfleet.sync.sinks.files import FilesSink
 from sensorfleet.sync.sinks.http import HTTPSink
+from sensorfleet.sync.sinks.kafka import KafkaSink
 from sensorfleet.sync.sinks.mqtt import MQTTSink
 from sensorfleet.sync.sinks.postgres import PostgresSink
 from sensorfleet.sync.sinks.sqlite import SQLiteSink
+from sensorfleet.sync.sinks.stdout import StdoutSink
+from sensorfleet.sync.topics import safe
 
 
 def problem(url: str) -> str:
@@ -54,7 +57,7 @@ def test_network_sinks_are_built_from_their_urls() -> None:
     assert isinstance(http, HTTPSink) and http.url == "https://example.test/ingest?token=1"
     mqtt = parse_sink_url("mqtt://broker/plant/readings")
     assert isinstance(mqtt, MQTTSink)
-    assert (mqtt.host, mqtt.port, mqtt.topic) == ("broker", 1883, "plant/readings")
+    assert (mqtt.host, mqtt.port, mqtt.topic.text) == ("broker", 1883, "plant/readings")
 
 
 @pytest.mark.parametrize(
@@ -73,6 +76,17 @@ def test_network_sinks_are_built_from_their_urls() -> None:
         ("mqtt://broker", "no topic given"),
         ("mqtt://broker/plant/#", "wildcards"),
         ("postgresql://db/x?table=1bad", "expected a table name"),
+        ("postgresql://u:p@127.0.0.1:99999/db", "Port out of range"),
+        ("mqtt://broker/plant/{serial}", "unknown field {serial}"),
+        ("mqtt://broker/plant/{sensor_id", "expected '}' before end of string"),
+        ("kafka://broker/readings", "expected HOST:PORT"),
+        ("kafka://b1:9092,b2:0/readings", "broker 'b2:0'"),
+        ("kafka://b1:9092", "no topic given"),
+        ("kafka://b1:9092/plant/readings", "Kafka topics use only letters"),
+        ("kafka://b1:9092/r?enable.idempotence=false", "sync needs enable.idempotence=true"),
+        ("kafka://b1:9092/r?acks=1", "sync needs acks=all"),
+        ("kafka://b1:9092/r?no.such.setting=1", "No such configuration property"),
+        ("kafka://u:pw@b1:9092/r", "credentials go in query parameters"),
     ],
 )
 def test_bad_urls_say_what_is_expected(url: str, words: str) -> None:
@@ -86,3 +100,36 @@ def test_passwords_never_appear_in_messages() -> None:
     """Errors and sink names show *** instead of the password."""
     assert "hunter2" not in problem("mqtt://u:hunter2@broker")
     assert redact("postgresql://u:hunter2@db:5432/x") == "postgresql://u:***@db:5432/x"
+    secret = "kafka://b:9092/r?sasl.username=u&sasl.password=hunter2&no.such.setting=1"
+    assert "hunter2" not in problem(secret)
+    assert redact(secret) == "kafka://b:9092/r?sasl.username=u&sasl.password=***&no.such.setting=1"
+
+
+def test_kafka_urls_pass_librdkafka_settings_through() -> None:
+    """Several brokers, a topic and any librdkafka setting; sync's own guarantees stay on."""
+    url = "kafka://k1:9092,k2:9093/plant.readings?compression.type=zstd&acks=all&linger.ms=20"
+    sink = parse_sink_url(url)
+    assert isinstance(sink, KafkaSink)
+    assert sink.topic.text == "plant.readings" and not sink.topic.templated
+    assert sink.config["bootstrap.servers"] == "k1:9092,k2:9093"
+    assert sink.config["compression.type"] == "zstd" and sink.config["linger.ms"] == "20"
+    assert (sink.config["enable.idempotence"], sink.config["acks"]) == ("true", "all")
+
+
+def test_topic_templates_fill_safe_field_values() -> None:
+    """{field} placeholders take each reading's value, with anything but A-Z a-z 0-9 . _ -
+    turned into _ so a value can never add a topic level or a wildcard."""
+    sink = parse_sink_url("mqtt://broker/factory/{location}/{sensor_id}/readings")
+    assert isinstance(sink, MQTTSink) and sink.topic.templated
+    row = (7, "2026-01-01T00:00:00Z", "TEMP/01+#", 1.0, 2.0, 3.0, 0, 0, None, "1.4", "M", "X",
+           "Factory A - Line 3")  # fmt: skip
+    assert sink.topic.render(row) == "factory/Factory_A_-_Line_3/TEMP_01__/readings"
+    assert (safe(None), safe(""), safe("v1.2-rc_3")) == ("_", "_", "v1.2-rc_3")
+    kafka = parse_sink_url("kafka://b:9092/readings.{model}.{firmware_version}")
+    assert isinstance(kafka, KafkaSink)
+    assert kafka.topic.render(row) == "readings.M.1.4"
+
+
+def test_a_dash_is_standard_output() -> None:
+    """--sink - writes JSON lines to standard output."""
+    assert isinstance(parse_sink_url("-"), StdoutSink)

@@ -98,6 +98,17 @@ def test_full_buffer_drops_the_oldest_rows_and_says_so(tmp_path: Path) -> None:
     assert timestamps(path) == expected_stamps(settings(), 15, 25)
 
 
+def test_the_flush_interval_runs_from_the_newest_reading_written(tmp_path: Path) -> None:
+    """A late flush does not shift the next one: it is due one interval after the newest row."""
+    writer, generator = make_writer(tmp_path / "a.db", flush_interval_seconds=1.0)
+    block = generator.generate(1)
+    newest = int(block.times_us[-1]) / 1e6
+    writer.add(block)
+    assert writer.flush(newest + 0.3) is True
+    writer.add(generator.generate(1))
+    assert writer.next_deadline(newest + 0.5) == newest + 1.0
+
+
 def test_backoff_doubles_up_to_its_cap(tmp_path: Path) -> None:
     """Each failed flush waits twice as long as the last, up to the cap."""
     path = tmp_path / "a.db"

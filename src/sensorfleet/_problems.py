@@ -6,9 +6,11 @@ report mistakes the same way: ``file: key.path: what was expected (got value)``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
+import os
+import stat
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,6 +18,52 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import InputError
+
+MAX_DEPTH = 64  # levels of nesting a config or identity file may have
+MAX_VALUES = 1_000_000  # values after expanding YAML aliases
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def _flat_types(annotation: Any) -> set[Any]:
+    found = {annotation}
+    for arg in typing.get_args(annotation):
+        found |= _flat_types(arg)
+    return found
+
+
+def refuse_bool_as_number(model: type[BaseModel], field: str | None, value: Any) -> Any:
+    """Reject ``true``/``false`` where a number is expected (pydantic would take it as 1/0).
+
+    Used as a ``mode="before"`` validator on every field of the settings models.
+    """
+    if field is None:
+        return value
+    annotation = model.model_fields[field].annotation
+    types = _flat_types(annotation)
+    if bool in types or Any in types:
+        return value
+    numeric = bool(types & {int, float})
+    if isinstance(value, bool) and numeric:
+        return _bool_problem(value)
+    if isinstance(value, dict) and numeric:
+        for key, item in value.items():
+            if isinstance(item, bool):
+                return _bool_problem(item, f"{key}: ")
+    return value
+
+
+def _bool_problem(value: bool, where: str = "") -> Any:
+    raise ValueError(f"{where}expected a number, not true or false (got {str(value).lower()})")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    return "is not a regular file"
 
 
 def _show(value: Any) -> str:
@@ -60,6 +108,8 @@ def _message(model: type[BaseModel], error: Mapping[str, Any]) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     if kind == "extra_forbidden":
+        import difflib  # only a mistyped key needs it; a node starting cleanly never does
+
         hint = difflib.get_close_matches(str(loc[-1]), _allowed_keys(model, loc), n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
         return f"unknown key{suggestion}"
@@ -124,6 +174,10 @@ def parse_mapping(source: str, text: str, fmt: str) -> dict[str, Any]:
         raise InputError([f"{source}: (top level): file is empty; expected a {fmt} mapping"])
     try:
         data = yaml.safe_load(text) if fmt == "YAML" else json.loads(text)
+    except RecursionError:
+        raise InputError(
+            [f"{source}: (top level): nested too deeply (at most {MAX_DEPTH} levels)"]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -143,14 +197,74 @@ def parse_mapping(source: str, text: str, fmt: str) -> dict[str, Any]:
                 f"(got {type(data).__name__})"
             ]
         )
+    problem = _shape_problem(data)
+    if problem:
+        raise InputError([f"{source}: (top level): {problem}"])
     return data
 
 
+def _shape_problem(data: Any) -> str | None:
+    """Too deep, or too many values once YAML aliases are expanded (an "alias bomb").
+
+    PyYAML builds an alias as a shared reference, so parsing a bomb is cheap;
+    it explodes only when something walks it. Sizes are counted once per
+    shared object (memoised by identity), so this check itself stays cheap.
+    """
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    # Iterative post-order walk: no recursion limit to hit.
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, done = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        key = id(node)
+        children = list(node.values()) if isinstance(node, dict) else node
+        if done:
+            size, depth = 1, 1
+            for child in children:
+                if isinstance(child, dict | list):
+                    size += sizes[id(child)]
+                    depth = max(depth, depths[id(child)] + 1)
+                else:
+                    size += 1
+            sizes[key], depths[key] = size, depth
+            if depth > MAX_DEPTH:
+                return f"nested too deeply (at most {MAX_DEPTH} levels)"
+            if size > MAX_VALUES:
+                return (
+                    f"too many values once YAML aliases are expanded (more than {MAX_VALUES:,}; "
+                    "an alias bomb?)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if len(stack) > 10 * MAX_VALUES:
+            return f"too many values (more than {MAX_VALUES:,})"
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if isinstance(child, dict | list))
+    return None
+
+
 def read_text(path: str, what: str) -> str:
-    """Read a file as UTF-8 text, turning OS errors into one clear line."""
+    """Read a file as UTF-8 text, turning OS errors into one clear line.
+
+    Only a regular file is read: a FIFO would block start-up (or the reload
+    watcher) for good, and a device such as /dev/zero never ends. The file is
+    opened non-blocking and checked on the open descriptor, so a swap between
+    check and open cannot slip one through.
+    """
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(descriptor, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise InputError([f"{path}: (file): {_kind(mode)}; expected the {what} file"])
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise InputError(
+                [f"{path}: (file): over {MAX_FILE_BYTES // 2**20} MB; expected the {what} file"]
+            )
     except FileNotFoundError:
         raise InputError([f"{path}: (file): {what} file not found"]) from None
     except IsADirectoryError:

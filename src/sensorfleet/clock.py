@@ -6,6 +6,7 @@ simulated time; nothing in the core calls ``time.time()`` directly.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -76,7 +77,9 @@ def parse_duration(text: str, what: str = "duration") -> float:
             raise InputError(
                 [f"{what}: expected a duration such as 90s, 2h, 7d or 1h30m (got {text!r})"]
             ) from None
-    if value <= 0 or value != value:
+    if value != value or math.isinf(value):
+        raise InputError([f"{what}: must be a finite duration such as 90s or 7d (got {text!r})"])
+    if value <= 0:
         raise InputError([f"{what}: must be greater than 0 (got {text!r})"])
     return value
 
@@ -92,6 +95,26 @@ def parse_instant(text: str, what: str = "--start") -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+# The instants a timestamp column can hold as ISO-8601 text: years 1 to 9999.
+FIRST_INSTANT = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC).timestamp()
+
+
+def check_span(start: float, end: float, what: str) -> None:
+    """Raise ``InputError`` unless every reading from ``start`` to ``end`` falls in years 1-9999."""
+    if start < FIRST_INSTANT or end > LAST_INSTANT:
+        raise InputError(
+            [
+                f"{what}: readings would fall outside the years 1 to 9999 (from about year "
+                f"{_year(start)} to {_year(end)}); choose a shorter duration or another --start"
+            ]
+        )
+
+
+def _year(epoch: float) -> str:
+    return str(math.floor(1970 + epoch / 31_556_952))
 
 
 def format_instant(epoch: float) -> str:

@@ -23,11 +23,13 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
-from ._problems import parse_mapping, problems_from, read_text
+from ._problems import parse_mapping, problems_from, read_text, refuse_bool_as_number
 from .errors import InputError
 from .profiles import BUILTIN_PROFILES, Profiles, deep_merge
 
@@ -37,6 +39,11 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_bool_as_number(cls, info.field_name, value)
 
 
 class Simulation(_Section):
@@ -49,11 +56,15 @@ class Simulation(_Section):
         return not self.run_time_seconds
 
 
+# Readings stay finite however the profiles scale them (see profiles.MAX_FACTOR).
+Magnitude = Annotated[float, Field(ge=-1e6, le=1e6)]
+
+
 class ParameterRange(_Section):
-    mean: float
-    std_dev: NonNegative
-    min: float
-    max: float
+    mean: Magnitude
+    std_dev: Annotated[float, Field(ge=0, le=1e6)]
+    min: Magnitude
+    max: Magnitude
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -127,7 +138,7 @@ class Database(_Section):
     synchronous: Literal["off", "normal", "full", "extra"] = "normal"
     busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
-    flush_interval_seconds: Positive = 1.0
+    flush_interval_seconds: Positive = 0.2
     retry_attempts: Annotated[int, Field(ge=1)] = 5
     max_buffered_rows: Annotated[int, Field(ge=1)] = 100_000
     max_consecutive_failures: Annotated[int, Field(ge=0)] = 300
@@ -146,7 +157,7 @@ class Database(_Section):
     @classmethod
     def _non_empty(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must be a file path (got an empty string)")
+            raise ValueError(f"must be a file path (got {value!r})")
         return value
 
 
@@ -174,6 +185,28 @@ class Monitoring(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # POST/DELETE /anomalies need "Authorization: Bearer <token>" when set; GETs stay open.
+    token: SecretStr | None = None
+    # False: anomaly control answers 403 (health, metrics and status stay).
+    control: bool = True
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (leave it out for no token)")
+        return value
+
+    @field_serializer("token", when_used="json")
+    def _token_fingerprint(self, value: SecretStr | None) -> str | None:
+        return fingerprint(value)
+
+
+def fingerprint(value: SecretStr | None) -> str | None:
+    """A secret as status, logs and the config hash show it: that it changed, never it."""
+    if value is None:
+        return None
+    return "sha256:" + hashlib.sha256(value.get_secret_value().encode()).hexdigest()[:8]
 
 
 SecurityPolicy = Literal["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"]
@@ -191,14 +224,18 @@ class OpcUa(_Section):
     private_key: str | None = None
     # With both set, clients must log in with them (anonymous access is refused).
     username: str | None = None
-    password: SecretStr | None = None  # shown as '**********' in logs and status
+    password: SecretStr | None = None  # shown as '**********' or a fingerprint, never as is
 
     @field_validator("username", "password", mode="before")
     @classmethod
     def _text(cls, value: Any) -> Any:
-        # OPCUA_PASSWORD=1234 is read as a YAML number; a login is text either way.
+        # `password: 1234` in the file is a YAML number; a login is text either way.
         number = isinstance(value, int | float) and not isinstance(value, bool)
         return str(value) if number else value
+
+    @field_serializer("password", when_used="json")
+    def _password_fingerprint(self, value: SecretStr | None) -> str | None:
+        return fingerprint(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -235,6 +272,24 @@ class Config(_Section):
     modbus: Modbus = Modbus()
     profiles: Profiles = Profiles()
 
+    def warnings(self) -> list[str]:
+        """Settings that are valid but almost certainly not what was meant."""
+        found = []
+        anomalies = self.anomalies
+        if anomalies.enabled and anomalies.probability > 0:
+            types = anomalies.types
+            live = [
+                name
+                for name in type(types).model_fields
+                if getattr(types, name).enabled and getattr(types, name).weight > 0
+            ]
+            if not live:
+                found.append(
+                    "anomalies.types: every type is disabled or weighs 0 while anomalies.enabled "
+                    "is true: no anomaly can occur (set anomalies.enabled: false if intended)"
+                )
+        return found
+
     def digest(self) -> str:
         """A short stable hash of the effective settings (shown in status and logs)."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
@@ -258,6 +313,8 @@ ENVIRONMENT_KEYS: dict[str, str] = {
     "MONITORING_ENABLED": "monitoring.enabled",
     "MONITORING_HOST": "monitoring.host",
     "MONITORING_PORT": "monitoring.port",
+    "MONITORING_TOKEN": "monitoring.token",
+    "MONITORING_CONTROL": "monitoring.control",
     "OPCUA_ENABLED": "opcua.enabled",
     "OPCUA_HOST": "opcua.host",
     "OPCUA_PORT": "opcua.port",
@@ -267,6 +324,11 @@ ENVIRONMENT_KEYS: dict[str, str] = {
     "MODBUS_HOST": "modbus.host",
     "MODBUS_PORT": "modbus.port",
 }
+
+# Variables taken as text exactly as given (a token of digits is still text).
+_TEXT_VARIABLES = frozenset({"MONITORING_TOKEN", "OPCUA_USERNAME", "OPCUA_PASSWORD"})
+# Variables whose empty value means "none" rather than "not set".
+_EMPTY_MEANS_NONE = frozenset({"LOG_FILE"})
 
 _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
     "anomalies.types": AnomalyTypes().model_dump(),
@@ -291,8 +353,15 @@ def environment_overrides(environ: Mapping[str, str] | None = None) -> list[Over
     env = os.environ if environ is None else environ
     found = []
     for name, key in ENVIRONMENT_KEYS.items():
-        if name in env and env[name] != "":
-            found.append(Override(key, _scalar(env[name]), f"environment {name}"))
+        if name not in env:
+            continue
+        text = env[name]
+        if text == "":
+            if name in _EMPTY_MEANS_NONE:
+                found.append(Override(key, None, f"environment {name}"))
+            continue
+        value = text if name in _TEXT_VARIABLES else _scalar(text)
+        found.append(Override(key, value, f"environment {name}"))
     return found
 
 
@@ -341,7 +410,7 @@ def build_config(
     if base_dir is not None:
         for key in _PATH_KEYS:
             value = _get(data, key)
-            if isinstance(value, str) and value and not os.path.isabs(value):
+            if isinstance(value, str) and value.strip() and not os.path.isabs(value):
                 _set(data, key, str(base_dir / value))
     # Sections whose entries differ in their defaults are merged key by key, so
     # `noise: {enabled: false}` keeps noise's weight and duration.

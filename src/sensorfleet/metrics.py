@@ -102,6 +102,15 @@ class NodeCollector(Collector):
             errors.add_metric([error_class], count)
         yield errors
 
+        moved = CounterMetricFamily(
+            "sensorfleet_databases_moved_aside",
+            "Database files moved aside intact (corrupt, or foreign: not this node's file).",
+            labels=["reason"],
+        )
+        for reason in ("corrupt", "foreign"):
+            moved.add_metric([reason], summary.moved_aside.get(reason, 0))
+        yield moved
+
         writers = summary.writers
         yield CounterMetricFamily(
             "sensorfleet_write_retries",

@@ -9,12 +9,17 @@
 The server runs on its own threads and never opens or shares a SQLite
 connection: it reads the loop's counters (``NodeLoop.summary``) and sends
 control actions through ``NodeLoop.submit``, so they run between two readings.
+It sleeps until a client connects (no polling), and the Prometheus client is
+loaded on the first scrape, so a node nobody scrapes never carries it.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
+import os
+import selectors
 import socket
 import threading
 import time
@@ -22,17 +27,18 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .clock import format_instant
-from .metrics import build_registry
 from .node import NodeLoop, Sensor
 from .profiles import ANOMALY_TYPES
 from .reload import ReloadStats
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = structlog.get_logger("sensorfleet.monitor")
 
@@ -46,6 +52,15 @@ MAX_STATUS_SENSORS = 1000
 
 class BadRequest(Exception):
     """A control request the node cannot act on; the message is sent back as JSON."""
+
+
+class Refused(Exception):
+    """A control request turned away before it is read: wrong media type, no right to it."""
+
+    def __init__(self, code: HTTPStatus, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.headers = dict(headers or {})
 
 
 class Monitor:
@@ -62,9 +77,11 @@ class Monitor:
         self.reloads = reloads
         self.host = host
         self.port = port
-        self.registry = build_registry(loop, reloads)
+        self.registry: CollectorRegistry | None = None  # built on the first scrape
+        self._registry_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._wake_fds: tuple[int, int] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> int:
@@ -73,23 +90,46 @@ class Monitor:
         server = server_class((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = int(server.server_address[1])
+        self._wake_fds = os.pipe()
         self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.2},
+            target=self._serve,
+            args=(server, self._wake_fds[0]),
             name="sensorfleet-monitor",
             daemon=True,
         )
         self._thread.start()
         return self.port
 
+    def _serve(self, server: ThreadingHTTPServer, wake: int) -> None:
+        """Accept connections until ``stop`` writes to the wake pipe.
+
+        ``serve_forever`` would wake every poll interval to look for a stop
+        request; blocking on the listening socket and a pipe together keeps an
+        idle node asleep and still stops at once.
+        """
+        server.timeout = 0  # handle_request() below must never block
+        with selectors.DefaultSelector() as selector:
+            selector.register(server, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if wake in ready:
+                    return
+                server.handle_request()  # a connection is waiting: accept it
+
     def stop(self) -> None:
         """Stop serving and release the port."""
         server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        fds, self._wake_fds = self._wake_fds, None
+        if fds is not None:
+            os.write(fds[1], b"x")
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if server is not None:
+            server.server_close()
+        if fds is not None:
+            for fd in fds:
+                os.close(fd)
 
     # ---- reads ----------------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -158,9 +198,46 @@ class Monitor:
         return result
 
     def metrics(self) -> bytes:
+        """The Prometheus text exposition (the client library loads on the first call)."""
+        from prometheus_client import generate_latest
+
+        with self._registry_lock:
+            if self.registry is None:
+                from .metrics import build_registry
+
+                self.registry = build_registry(self.loop, self.reloads)
         return generate_latest(self.registry)
 
     # ---- control --------------------------------------------------------------------
+    def admit(self, authorization: str | None, content_type: str | None) -> None:
+        """Raise ``Refused`` unless a control request may go on (read at request time,
+        so a reload of ``monitoring.token`` or ``monitoring.control`` applies at once).
+
+        A cross-site form can post ``text/plain`` but not ``application/json``
+        without a CORS preflight (which this server never grants), so the media
+        type check alone stops web pages; the token stops everyone else.
+        """
+        settings = self.loop.config.monitoring
+        if settings.token is not None:
+            scheme, _, given = (authorization or "").partition(" ")
+            expected = settings.token.get_secret_value().encode()
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected
+            ):
+                raise Refused(
+                    HTTPStatus.UNAUTHORIZED,
+                    "anomaly control needs 'Authorization: Bearer <monitoring.token>'",
+                    {"WWW-Authenticate": 'Bearer realm="sensorfleet"'},
+                )
+        if not settings.control:
+            raise Refused(HTTPStatus.FORBIDDEN, "anomaly control is off (monitoring.control)")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            raise Refused(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Type must be application/json (got {content_type or 'none'!r})",
+            )
+
     def force_anomaly(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """Start an episode now on one sensor or all; 200 once applied, 202 if still queued."""
         unknown = sorted(set(body) - {"type", "duration_seconds", "sensor_id"})
@@ -276,6 +353,9 @@ def _sensor_status(sensor: Sensor, rows_by_sensor: Mapping[str, int]) -> dict[st
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The default of 5 makes a burst of connections (a load balancer's probes, a
+    # scrape storm) wait for SYN retransmits of 1 s, 3 s…; the kernel caps it at somaxconn.
+    request_queue_size = 1024
 
 
 class _IPv6Server(_Server):
@@ -288,13 +368,19 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         timeout = 30  # an idle keep-alive client must not hold a thread forever
 
+        def do_HEAD(self) -> None:
+            self.do_GET()  # same status and headers; ``_send`` leaves the body out
+
         def do_GET(self) -> None:
             path = urlsplit(self.path).path.rstrip("/") or "/"
             if path == "/healthz":
                 code, body = monitor.health()
                 self._json(code, body)
             elif path == "/metrics":
-                self._send(HTTPStatus.OK, monitor.metrics(), CONTENT_TYPE_LATEST)
+                exposition = monitor.metrics()
+                from prometheus_client import CONTENT_TYPE_LATEST  # loaded by metrics()
+
+                self._send(HTTPStatus.OK, exposition, CONTENT_TYPE_LATEST)
             elif path == "/status":
                 self._json(HTTPStatus.OK, monitor.status())
             elif path == "/anomalies":
@@ -303,7 +389,7 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
                 self._not_found()
 
         def do_POST(self) -> None:
-            if not self._is_anomalies():
+            if not self._is_anomalies() or not self._admitted():
                 return
             try:
                 body = self._body()
@@ -319,7 +405,7 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
             self._json(code, result)
 
         def do_DELETE(self) -> None:
-            if not self._is_anomalies():
+            if not self._is_anomalies() or not self._admitted():
                 return
             query = parse_qs(urlsplit(self.path).query)
             try:
@@ -346,6 +432,15 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
                 self._not_found()
             return False
 
+        def _admitted(self) -> bool:
+            try:
+                monitor.admit(self.headers.get("Authorization"), self.headers.get("Content-Type"))
+            except Refused as exc:
+                self._drain()
+                self._json(exc.code, {"error": str(exc)}, exc.headers)
+                return False
+            return True
+
         def _body(self, optional: bool = False) -> Any:
             length_text = self.headers.get("Content-Length")
             if length_text is None:
@@ -368,6 +463,8 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
                 return json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BadRequest(f"body is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise BadRequest("body is nested too deeply") from None
 
         def _drain(self) -> None:
             length = self.headers.get("Content-Length")
@@ -376,12 +473,22 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
             elif length:
                 self.close_connection = True
 
-        def _json(self, code: int, body: Mapping[str, Any]) -> None:
+        def _json(
+            self, code: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+        ) -> None:
             payload = (json.dumps(body, default=str) + "\n").encode()
-            self._send(code, payload, "application/json")
+            self._send(code, payload, "application/json", headers)
 
-        def _send(self, code: int, payload: bytes, content_type: str) -> None:
+        def _send(
+            self,
+            code: int,
+            payload: bytes,
+            content_type: str,
+            headers: Mapping[str, str] | None = None,
+        ) -> None:
             self.send_response(code)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.send_header("Cache-Control", "no-store")
@@ -396,13 +503,11 @@ def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
             )
 
         def _method_not_allowed(self, allowed: str) -> None:
-            self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
-            payload = (json.dumps({"error": f"method not allowed; use {allowed}"}) + "\n").encode()
-            self.send_header("Allow", allowed)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._json(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                {"error": f"method not allowed; use {allowed}"},
+                {"Allow": allowed},
+            )
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http request", client=self.client_address[0], request=format % args)

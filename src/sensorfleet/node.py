@@ -25,13 +25,18 @@ from .config import Config, Modbus, OpcUa, Override
 from .errors import InputError
 from .generator import SensorGenerator, Settings
 from .identity import Identity
+from .lease import FileLease
 from .readings import Block
 from .store import Store
 from .writer import BufferedWriter
 
 log = structlog.get_logger("sensorfleet.node")
 
-HOUSEKEEPING_SECONDS = 0.5  # wake at least this often to run commands and flushes
+# With no reading or flush due, still wake this often so the health check (30 s
+# stall limit) sees the loop alive at low rates. Commands, stop requests and
+# reloads wake the loop at once, so a long pause costs no responsiveness and a
+# node at 1 reading/s wakes once per reading.
+HOUSEKEEPING_SECONDS = 10.0
 EXIT_FLUSH_ATTEMPTS = 5
 
 # Settings read only at start: a reload keeps their old values (and says so).
@@ -111,6 +116,7 @@ class Summary:
     rows_unwritten: int
     anomalies: dict[str, int]
     errors: dict[str, int]
+    moved_aside: dict[str, int] = field(default_factory=dict)
     rows_by_sensor: dict[str, int] = field(default_factory=dict)
     writers: list[WriterStatus] = field(default_factory=list)
     last_reading_at: float | None = None
@@ -231,6 +237,7 @@ class NodeLoop:
                     break
                 self._emit(sensor, min(batch, remaining))
                 self._flush_until_written(sensor.writer)
+                self._heartbeat()
         log.info("backfill finished", readings=sum(s.readings_generated for s in self.sensors))
 
     def _flush_until_written(self, writer: BufferedWriter) -> None:
@@ -259,6 +266,7 @@ class NodeLoop:
             finished = self._emit_due(heap, now, end_epoch)
             for writer in self.writers:
                 writer.maybe_flush(now)
+            self._heartbeat()
             if finished:
                 return
             self._sleep(heap, now)
@@ -284,6 +292,11 @@ class NodeLoop:
             if stop is None or generator.next_index < stop:
                 heapq.heappush(heap, (generator.time_of(generator.next_index), position))
         return end is not None and not heap
+
+    def _heartbeat(self) -> None:
+        # Files with nothing to flush still show their leases' holder is alive.
+        for writer in self.writers:
+            writer.store.heartbeat()
 
     def _sleep(self, heap: list[tuple[float, int]], now: float) -> None:
         deadlines = [now + HOUSEKEEPING_SECONDS]
@@ -311,7 +324,7 @@ class NodeLoop:
                     path=str(writer.store.path),
                     error=writer.stats.last_error,
                 )
-            writer.store.close()
+            writer.store.finish()
         return self.summary()
 
     def summary(self) -> Summary:
@@ -322,12 +335,14 @@ class NodeLoop:
         """
         anomalies: Counter[str] = Counter()
         errors: Counter[str] = Counter()
+        moved: Counter[str] = Counter()
         by_sensor: Counter[str] = Counter()
         statuses = []
         for writer in self.writers:
             stats = writer.stats
             anomalies.update(dict(stats.anomalies_written))
             errors.update(dict(stats.errors))
+            moved.update(dict(writer.store.moved_aside))
             by_sensor.update(dict(stats.rows_by_sensor))
             statuses.append(
                 WriterStatus(
@@ -348,6 +363,7 @@ class NodeLoop:
             rows_unwritten=sum(w.pending_rows for w in self.writers),
             anomalies=dict(anomalies),
             errors=dict(errors),
+            moved_aside=dict(moved),
             rows_by_sensor=dict(by_sensor),
             writers=statuses,
             last_reading_at=max(times) if times else None,
@@ -410,14 +426,24 @@ def build_sensors(
     writers: dict[Path, BufferedWriter] = {}
     sensors = []
     identities = list(identities)
-    paths = {database_path(config.database.path, identity.id) for _, identity in identities}
-    ensure_file_budget(len(paths), config.database.journal_mode)
+    ids_by_path: dict[Path, list[str]] = {}
+    for _, identity in identities:
+        ids_by_path.setdefault(database_path(config.database.path, identity.id), []).append(
+            identity.id
+        )
+    ensure_file_budget(len(ids_by_path), config.database.journal_mode)
     for source, identity in identities:
         path = database_path(config.database.path, identity.id)
         writer = writers.get(path)
         if writer is None:
             store = Store(path, config.database)
-            store.open()
+            store.lease = FileLease(path, ids_by_path[path])
+            try:
+                store.open()
+            except BaseException:
+                for opened in writers.values():
+                    opened.store.finish()
+                raise
             writer = writers[path] = BufferedWriter(store, config.database)
         settings = Settings.resolve(config, identity)
         if settings.behaviour.unknown:
@@ -439,6 +465,7 @@ def run_summary_fields(summary: Summary) -> dict[str, object]:
         "rows_unwritten": summary.rows_unwritten,
         "anomalies": summary.anomalies,
         "errors": summary.errors,
+        "moved_aside": summary.moved_aside,
         "success_rate": round(summary.success_rate, 6),
         "rows_by_sensor": summary.rows_by_sensor if len(summary.rows_by_sensor) <= 50 else None,
     }

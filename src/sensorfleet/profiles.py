@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from ._problems import refuse_bool_as_number
 
 PARAMETERS: tuple[str, ...] = ("temperature", "vibration", "voltage")
 ANOMALY_TYPES: tuple[str, ...] = ("spike", "trend", "pattern", "missing_data", "noise")
@@ -19,12 +28,26 @@ ANOMALY_TYPES: tuple[str, ...] = ("spike", "trend", "pattern", "missing_data", "
 AnomalyTypeName = Literal["spike", "trend", "pattern", "missing_data", "noise"]
 ParameterName = Literal["temperature", "vibration", "voltage"]
 NonNegative = Annotated[float, Field(ge=0)]
+# Bounds that keep every reading finite: at most 1e6 (normal parameters) × 100 (spike
+# factor) × 100 (severity) stays far from float overflow.
+Multiplier = Annotated[float, Field(ge=0, le=100)]
+Weight = Annotated[float, Field(ge=0, le=1e6)]
+MAX_FACTOR = 100.0
 
 
 def _ordered_factor(value: tuple[float, float]) -> tuple[float, float]:
     low, high = value
-    if not 1.0 <= low <= high:
-        raise ValueError(f"must be [low, high] with 1 <= low <= high (got [{low}, {high}])")
+    if not 1.0 <= low <= high <= MAX_FACTOR:
+        raise ValueError(
+            f"must be [low, high] with 1 <= low <= high <= {MAX_FACTOR:.0f} (got [{low}, {high}])"
+        )
+    return value
+
+
+def _some_weight(value: dict[ParameterName, float]) -> dict[ParameterName, float]:
+    # Parameters left out weigh 1; all of them at 0 would leave a spike nowhere to go.
+    if len(value) == len(PARAMETERS) and not any(value.values()):
+        raise ValueError("at least one parameter needs a weight above 0 (all are 0)")
     return value
 
 
@@ -42,29 +65,36 @@ def _equal_weights() -> dict[ParameterName, float]:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_bool_as_number(cls, info.field_name, value)
+
 
 class FirmwareProfile(_Strict):
     """How a firmware version changes anomaly frequency and severity."""
 
-    probability_multiplier: NonNegative = 1.0
+    probability_multiplier: Multiplier = 1.0
     spike_factor: Annotated[tuple[float, float], AfterValidator(_ordered_factor)] = (1.5, 3.0)
-    noise_factor: NonNegative = 0.10
-    voltage_std_multiplier: NonNegative = 1.0
-    parameter_weights: dict[ParameterName, NonNegative] = Field(default_factory=_equal_weights)
+    noise_factor: Annotated[float, Field(ge=0, le=10)] = 0.10
+    voltage_std_multiplier: Multiplier = 1.0
+    parameter_weights: Annotated[dict[ParameterName, Weight], AfterValidator(_some_weight)] = Field(
+        default_factory=_equal_weights
+    )
 
 
 class ManufacturerProfile(_Strict):
     """How a manufacturer's build quality changes anomalies."""
 
-    probability_multiplier: NonNegative = 1.0
-    severity_multiplier: Annotated[float, Field(gt=0)] = 1.0
-    vibration_noise_multiplier: NonNegative = 1.0
+    probability_multiplier: Multiplier = 1.0
+    severity_multiplier: Annotated[float, Field(gt=0, le=MAX_FACTOR)] = 1.0
+    vibration_noise_multiplier: Multiplier = 1.0
 
 
 class ModelProfile(_Strict):
     """How a hardware model shifts the mix of anomaly types."""
 
-    type_weight_multipliers: dict[AnomalyTypeName, NonNegative] = Field(default_factory=dict)
+    type_weight_multipliers: dict[AnomalyTypeName, Weight] = Field(default_factory=dict)
 
 
 class LocationProfile(_Strict):
@@ -75,10 +105,10 @@ class LocationProfile(_Strict):
     """
 
     work_hours: Annotated[tuple[int, int], AfterValidator(_hours)] = (8, 18)
-    work_hours_temperature_offset_sd: float = 0.0
-    temperature_std_multiplier: NonNegative = 1.0
-    daily_amplitude_multiplier: NonNegative = 1.0
-    vibration_std_multiplier: NonNegative = 1.0
+    work_hours_temperature_offset_sd: Annotated[float, Field(ge=-MAX_FACTOR, le=MAX_FACTOR)] = 0.0
+    temperature_std_multiplier: Multiplier = 1.0
+    daily_amplitude_multiplier: Multiplier = 1.0
+    vibration_std_multiplier: Multiplier = 1.0
 
 
 class Profiles(_Strict):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import sys
 import threading
 import time
@@ -123,8 +124,14 @@ class Sources:
 
 
 def _digest(path: str) -> str | None:
+    """Content hash of a regular file; a FIFO or device is never read (it could block
+    the watcher for good) but gets a marker, so the edit is seen and rejected."""
     try:
-        with open(path, "rb") as handle:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(descriptor, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                return f"not a regular file: {stat.S_IFMT(mode):o}"
             return hashlib.sha256(handle.read()).hexdigest()
     except OSError:
         return None
@@ -390,6 +397,8 @@ class Reloader:
             config_hash=loop.config.digest(),
             delay_ms=round((time.monotonic() - started) * 1000, 1),
         )
+        for warning in config.warnings():
+            log.warning("config warning", problem=warning)
         for key in kept:
             log.warning(
                 "setting needs restart",

@@ -8,14 +8,15 @@ The store knows rows and columns, never how readings are generated.
 
 from __future__ import annotations
 
-import os
 import sqlite3
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import quote
 
 import structlog
@@ -28,12 +29,27 @@ from tenacity import (
 )
 
 from .config import Database
+from .dbfile import (
+    aside_name,
+    file_key,
+    file_missing_columns,
+    foreign_reason,
+    is_corrupt,
+    is_healthy,
+    missing_columns,
+    quarantine,
+    set_aside_stale_companions,
+)
+from .errors import InputError
 from .readings import COLUMNS, Row
 
 log = structlog.get_logger("sensorfleet.store")
 
 SCHEMA_VERSION = 1
 OPEN_ATTEMPTS = 12  # with a 5 s busy timeout and backoff: about a minute
+# A file with another database id made this long before ours was last seen is foreign;
+# a younger one is a fresh file a peer node sharing the path started after ours vanished.
+FOREIGN_GRACE_SECONDS = 60.0
 TABLE = "sensor_readings"
 META_TABLE = "sensorfleet_meta"
 
@@ -154,21 +170,28 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
+class ForeignTableError(InputError):
+    """An existing ``sensor_readings`` table lacks columns the node writes."""
+
+
+def _check_columns(conn: sqlite3.Connection) -> None:
     # Files written by older simulators lack the sync flag; add it rather than refuse them.
-    present = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
-    if "synced" not in present:
+    # Any other missing column means a table that is not ours: never alter it.
+    missing = missing_columns(conn, TABLE, ["id", *COLUMNS])
+    if missing:
+        raise ForeignTableError([f"{TABLE}: lacks columns {', '.join(missing)}"])
+    if missing_columns(conn, TABLE, ["synced"]):
         conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN synced INTEGER NOT NULL DEFAULT 0")
 
 
 def ensure_schema(conn: sqlite3.Connection) -> str:
-    """Create tables and indexes if needed; return the database id (made once)."""
+    """Create tables and indexes if needed; return the database id (made once).
+
+    Raises ``ForeignTableError`` (the file untouched) when an existing
+    ``sensor_readings`` table lacks reading columns.
+    """
     with transaction(conn):
-        existing = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-        ).fetchone()
-        if existing:
-            _add_missing_columns(conn)
+        _check_columns(conn)
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -191,52 +214,28 @@ def database_id(conn: sqlite3.Connection) -> str | None:
     return str(row[0]) if row else None
 
 
-# Files that belong to a database and must move with it: a hot journal or WAL
-# left beside a fresh file would be replayed into it.
-_COMPANIONS = ("", "-wal", "-shm", "-journal")
-
-
-def is_healthy(path: Path) -> bool:
-    """False when the file exists but is not a usable SQLite database.
-
-    Only regular files are judged: anything else at the path (a folder, say)
-    is an outage to wait out, not a corrupt database to move aside.
-    """
-    if not path.is_file() or path.stat().st_size == 0:
-        return True
-    try:
-        uri = f"file:{quote(str(path))}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
-            result = conn.execute("PRAGMA quick_check").fetchone()
-    except sqlite3.DatabaseError as exc:
-        # Someone else holding the file, or no access right now, says nothing about its
-        # contents; "not a database" and "malformed" do.
-        message = str(exc).lower()
-        return any(word in message for word in ("locked", "busy", "unable to open"))
-    return bool(result) and result[0] == "ok"
-
-
-def quarantine(path: Path) -> Path:
-    """Move a corrupt file and its -wal/-shm/-journal aside (never delete); return the new name."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    serial = 1
-    while any(Path(f"{target}{suffix}").exists() for suffix in _COMPANIONS):
-        serial += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{serial}")
-    for suffix in _COMPANIONS:
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            os.replace(source, Path(f"{target}{suffix}"))
-    return target
-
-
-def insert_rows(conn: sqlite3.Connection, rows: Iterable[Row]) -> int:
-    """Insert rows in one transaction; return how many were written."""
+def insert_rows(
+    conn: sqlite3.Connection,
+    rows: Iterable[Row],
+    also: Callable[[sqlite3.Connection], None] | None = None,
+) -> int:
+    """Insert rows in one transaction (with ``also`` in it); return how many were written."""
     with transaction(conn):
         before = conn.total_changes
         conn.executemany(INSERT_SQL, rows)
-        return conn.total_changes - before
+        written = conn.total_changes - before
+        if also is not None:
+            also(conn)
+        return written
+
+
+class Lease(Protocol):
+    """Who may write which sensor ids into a file (see ``lease.FileLease``)."""
+
+    def acquire(self, conn: sqlite3.Connection, patient: bool = True) -> None: ...
+    def due(self) -> bool: ...
+    def beat(self, conn: sqlite3.Connection) -> None: ...
+    def release(self, conn: sqlite3.Connection) -> None: ...
 
 
 class Store:
@@ -244,7 +243,10 @@ class Store:
 
     The file is checked at open (a corrupt file is moved aside, never
     deleted) and before each write: if it was removed or replaced, the store
-    reopens it rather than writing into a deleted inode that nobody will read.
+    reopens it rather than writing into a deleted inode that nobody will read,
+    moves the old file's ``-wal``/``-shm`` out of the way so SQLite never
+    replays them into the new file, and moves a foreign file aside. A write
+    that finds the file corrupt moves it aside and goes on in a fresh file.
     After a transient failure on the same file it only reconnects, so an
     outage does not cost a full ``quick_check`` per retry.
     """
@@ -253,31 +255,57 @@ class Store:
         self.path = path
         self.settings = settings
         self.retries = 0
+        self.moved_aside: Counter[str] = Counter()  # files moved aside, by reason
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
+        self._companions: dict[str, tuple[int, int] | None] = {}
         self._pragmas: tuple[int, str] | None = None
+        self._known_good_at = 0.0  # wall time the file was last seen to be ours
         self.database_id: str | None = None
+        # Taken at every (re)open, refreshed in flush transactions, given back at finish.
+        self.lease: Lease | None = None
 
     def open(self, patient: bool = True) -> None:
         """Create the folder, file and schema as needed.
 
         ``patient`` retries a busy file for about a minute (start-up); a reopen
         during a flush tries once and leaves waiting to the writer's backoff.
+        Raises ``ForeignTableError`` at start for a table that is not ours.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not is_healthy(self.path):
-            moved = quarantine(self.path)
-            log.error(
-                "corrupt database moved aside",
-                path=str(self.path),
-                moved_to=str(moved),
-                action="starting a fresh file",
-            )
+            self._move_aside("corrupt", "quick_check failed or not a database")
+        # Checked read-only first: opening for writing would already change the header.
+        missing = file_missing_columns(self.path, TABLE, ["id", *COLUMNS])
+        if missing:
+            raise self._foreign_table([f"{TABLE}: lacks columns {', '.join(missing)}"])
         self._connect(patient)
+
+    def _foreign_table(self, problems: list[str]) -> ForeignTableError:
+        return ForeignTableError(
+            [
+                f"{self.path}: {problem}; this is not a sensorfleet table and is left "
+                "unchanged: choose another database.path or move the file away"
+                for problem in problems
+            ]
+        )
+
+    def _move_aside(self, reason: str, why: str) -> None:
+        self.close()
+        self._inode = None
+        moved = quarantine(self.path, reason)
+        self.moved_aside[reason] += 1
+        log.error(
+            f"{reason} database moved aside",
+            path=str(self.path),
+            moved_to=str(moved),
+            reason=why,
+            action="starting a fresh file",
+        )
 
     def _connect(self, patient: bool) -> None:
         if not patient:
-            self._connect_once()
+            self._connect_once(patient)
             return
         # Joining a file that many writers share, the schema step's BEGIN IMMEDIATE can
         # lose the race for the lock past one busy timeout (SQLite's busy handler is
@@ -286,7 +314,7 @@ class Store:
         policy.before_sleep = self._log_open_retry
         for attempt in policy:
             with attempt:
-                self._connect_once()
+                self._connect_once(patient)
 
     def _log_open_retry(self, state: RetryCallState) -> None:
         log.warning(
@@ -296,16 +324,25 @@ class Store:
             error=str(state.outcome.exception()) if state.outcome else None,
         )
 
-    def _connect_once(self) -> None:
+    def _connect_once(self, patient: bool) -> None:
         conn = connect(self.path, self.settings)
         try:
-            self.database_id = ensure_schema(conn)
-            stat = os.stat(self.path)
+            try:
+                self.database_id = ensure_schema(conn)
+            except ForeignTableError as exc:
+                raise self._foreign_table(exc.problems) from None
+            if self.lease is not None:
+                self.lease.acquire(conn, patient)
+            inode = file_key(self.path)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
-        self._inode = (stat.st_dev, stat.st_ino)
+        self._inode = inode
+        # The WAL and shared-memory files this connection uses: if the database is
+        # replaced under us, these (and only these) must not meet the new file.
+        self._companions = {s: file_key(f"{self.path}{s}") for s in ("-wal", "-shm")}
+        self._known_good_at = time.time()
         self._pragmas = (self.settings.busy_timeout_ms, self.settings.synchronous)
 
     def close(self) -> None:
@@ -315,16 +352,49 @@ class Store:
             finally:
                 self._conn = None
 
+    def _release_replaced(self) -> None:
+        """The file at our path is no longer the one we had open: let go of ours safely."""
+        target = aside_name(self.path, "replaced")
+        conn = self._conn
+        preserved = None
+        if conn is not None and self.path.is_file():
+            # Our old file is unlinked; keep what it held (rows not yet synced) as a copy.
+            try:
+                conn.execute("VACUUM INTO ?", (str(target),))
+                preserved = str(target)
+            except sqlite3.Error as exc:
+                log.warning("replaced database not preserved", error=str(exc), path=str(target))
+        # SQLite does not checkpoint a database whose file was unlinked, so its WAL stays
+        # at our path: moved aside, it is never replayed into the file now there.
+        stale = set_aside_stale_companions(self.path, target, self._companions)
+        self.close()
+        self._inode = None
+        log.warning(
+            "database file replaced, reopening",
+            path=str(self.path),
+            previous_preserved_as=preserved,
+            stale_files_moved=[str(p) for p in stale],
+        )
+
+    def _check_owner(self) -> None:
+        """Move a foreign file now at our path aside before anything is written into it."""
+        why = foreign_reason(
+            self.path,
+            META_TABLE,
+            TABLE,
+            ["id", *COLUMNS],
+            self.database_id,
+            not_before=self._known_good_at - FOREIGN_GRACE_SECONDS,
+        )
+        if why is not None:
+            self._move_aside("foreign", why)
+
     def _current(self) -> sqlite3.Connection:
-        try:
-            stat = os.stat(self.path)
-            same_file = (stat.st_dev, stat.st_ino) == self._inode
-        except OSError:
-            same_file = False
+        same_file = self._inode is not None and file_key(self.path) == self._inode
         if not same_file:
             if self._inode is not None:
-                log.warning("database file replaced, reopening", path=str(self.path))
-                self._inode = None
+                self._release_replaced()
+                self._check_owner()
             self.close()
             self.open(patient=False)
         elif self._conn is None:
@@ -351,15 +421,52 @@ class Store:
         (a lazy iterator cannot be replayed by a retry, so it is not accepted).
         ``attempts`` overrides ``retry_attempts`` (the writer uses one attempt
         while it is already backing off, so the node loop never blocks long).
+        A file found corrupt is moved aside and the rows go to a fresh file.
         """
+        try:
+            return self._write(rows, attempts)
+        except sqlite3.DatabaseError as exc:
+            if not is_corrupt(exc) or not self.path.is_file():
+                raise
+            self._move_aside("corrupt", str(exc))
+        self.open(patient=False)
+        return self._write(rows, attempts)
+
+    def _write(
+        self, rows: Sequence[Row] | Callable[[], Iterable[Row]], attempts: int | None
+    ) -> int:
         policy = retrying(attempts or self.settings.retry_attempts)
         policy.before_sleep = self._count_retry
         for attempt in policy:
             with attempt:
                 try:
                     conn = self._current()
-                    return insert_rows(conn, rows() if callable(rows) else rows)
+                    lease = self.lease
+                    beat = lease.beat if lease is not None and lease.due() else None
+                    written = insert_rows(conn, rows() if callable(rows) else rows, beat)
                 except BaseException:
                     self.close()  # reconnect (re-checking the file) on the next attempt
                     raise
+                self._known_good_at = time.time()
+                return written
         raise AssertionError("unreachable: tenacity reraises")
+
+    def heartbeat(self) -> None:
+        """Refresh the lease when due and no flush did (a small transaction of its own)."""
+        lease = self.lease
+        if lease is None or not lease.due() or self._conn is None:
+            return
+        try:
+            with transaction(self._conn):
+                lease.beat(self._conn)
+        except sqlite3.Error as exc:  # the next flush or heartbeat tries again
+            log.debug("lease heartbeat failed", error=str(exc), path=str(self.path))
+
+    def finish(self) -> None:
+        """Give the lease back and close (a clean exit)."""
+        if self.lease is not None and self._conn is not None:
+            try:
+                self.lease.release(self._conn)
+            except sqlite3.Error as exc:  # it times out on its own
+                log.warning("lease not released", error=str(exc), path=str(self.path))
+        self.close()

@@ -146,6 +146,13 @@ class BufferedWriter:
         return True
 
     def _record_success(self, now: float, blocks: list[Block], written: int) -> None:
+        # The next interval runs from the newest written reading's scheduled time,
+        # not from this flush: a flush that ran late (a wake-up of its own, a
+        # retry) then falls back in step with the readings, and a node at 1
+        # reading/s with a 1 s interval flushes on its reading's wake-up
+        # instead of waking again a moment later.
+        newest = max(int(b.times_us[-1]) for b in blocks) / 1e6
+        self._last_flush = min(now, newest)
         for _ in blocks:
             self._pending.popleft()
         stats = self.stats

@@ -28,7 +28,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``sensorfleet`` parser; with ``argv`` naming a command, only that one is loaded.
+
+    Each subcommand module imports what its command needs (the report's
+    statistics, the sync sinks...), so a node started with ``run`` does not
+    carry the others' code in memory.
+    """
     parser = _Parser(
         prog="sensorfleet",
         description="Industrial edge-node sensor simulator fleet.",
@@ -36,14 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sensorfleet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for name in COMMANDS:
+    for name in _commands_for(argv):
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 
+def _commands_for(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The subcommand ``argv`` starts with, or all of them (for help, or a mistake to report)."""
+    args = sys.argv[1:] if argv is None else argv
+    return (args[0],) if args and args[0] in COMMANDS else COMMANDS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensorfleet`` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         status: int = args.handler(args)
     except SensorfleetError as exc:

@@ -19,7 +19,7 @@ from ..report.expected import Expectations
 from ..report.model import Report
 from ..report.render_data import render_csv, render_json
 from ..report.render_text import render_markdown, render_text
-from ..report.series import choose_sensors, read_series
+from ..report.series import choose_sensors, missing_sensors, read_series
 from ..report.sources import Source, database_errors, find_sources
 
 DEFAULT_CONFIG = "config.yaml"
@@ -134,7 +134,20 @@ def _html_renderer(path: str | None) -> ModuleType | None:
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise InputError([f"--html {path}: folder {parent} does not exist"])
+    _check_writable(Path(path))
     return render_html
+
+
+def _check_writable(target: Path) -> None:
+    """Fail now, not after minutes of reading, when the HTML file cannot be written."""
+    if target.is_dir():
+        raise InputError([f"--html {target}: cannot write (Is a directory)"])
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        temporary.write_bytes(b"")
+        temporary.unlink()
+    except OSError as exc:
+        raise InputError([f"--html {target}: cannot write ({exc.strerror or exc})"]) from None
 
 
 def _config_path(flag: str | None) -> str | None:
@@ -152,6 +165,13 @@ def build(args: argparse.Namespace, progress: Progress | None) -> tuple[Report, 
     config_path = _config_path(args.config)
     config = load_config(config_path)
     sources, problems = find_sources(args.sources)
+    if args.html and args.sensor:
+        # Before the long read: a misspelt --sensor is reported in seconds.
+        unknown = missing_sensors(sources, args.sensor)
+        if unknown:
+            raise InputError(
+                [f"--sensor {name}: no readings of this sensor in the sources" for name in unknown]
+            )
     callback = progress.update if progress is not None else None
     if progress is not None:
         progress.total = len(sources)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .. import logs
-from ..clock import SystemClock, format_instant, parse_duration, parse_instant
+from ..clock import SystemClock, check_span, format_instant, parse_duration, parse_instant
 from ..config import Config, Override, environment_overrides, load_config
 from ..errors import InputError, SensorfleetError
 from ..faces import face_problems, start_faces
@@ -174,26 +175,63 @@ def load_inputs(
         problems.append("--start: only meaningful with --backfill")
     if args.follow and not args.backfill:
         problems.append("--follow: only meaningful with --backfill")
+    if args.backfill and args.run_time is not None and not args.follow:
+        problems.append(
+            "--run-time: conflicts with --backfill, which ends once its history is written; "
+            "add --follow to run live for --run-time afterwards"
+        )
+    if config is not None and "{sensor_id}" in config.database.path:
+        problems.extend(unsafe_file_name_ids(config.database.path, identities))
     if problems or config is None:
         raise InputError(problems)
     return config_path, config, identities
 
 
-def handle(args: argparse.Namespace) -> int:
-    config_path, config, identities = load_inputs(args)
+# A sensor id put into a file name: letters, digits, '.', '_' and '-', starting with a
+# letter or digit, so it can never name a folder above ('..') or another folder ('/').
+SAFE_FILE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def unsafe_file_name_ids(template: str, identities: list[tuple[str | None, Identity]]) -> list[str]:
+    """One problem per identity whose id is not safe in a ``{sensor_id}`` path."""
+    return [
+        f"{source or 'identity'}: id: {identity.id!r} is not safe as a file name in "
+        f"database.path {template!r}; use letters, digits, '.', '_' and '-', starting with a "
+        "letter or digit (at most 128)"
+        for source, identity in identities
+        if not SAFE_FILE_ID.fullmatch(identity.id)
+    ]
+
+
+def _timeline(args: argparse.Namespace, config: Config, now: float) -> tuple[float, float | None]:
+    """When the first reading falls and how long history lasts; refuses spans past year 9999."""
     backfill = parse_duration(args.backfill, "--backfill") if args.backfill else None
     start = parse_instant(args.start) if args.start else None
+    first = (start if start is not None else now - backfill) if backfill else now
+    end = first + (backfill or 0.0)
+    run_time = config.simulation.run_time_seconds
+    if run_time and (not backfill or args.follow):
+        end += run_time
+    what = "--start/--backfill" if start is not None else ("--backfill" if backfill else "run time")
+    check_span(first, end, what)
+    return first, backfill
+
+
+def handle(args: argparse.Namespace) -> int:
+    config_path, config, identities = load_inputs(args)
+    clock = SystemClock()
+    now = clock.now()
+    first, backfill = _timeline(args, config, now)
     settings = config.logging
     for problem in logs.configure(
         settings.level, settings.file, settings.console_output, settings.format
     ):
         log.warning("logging degraded", problem=problem)
+    for warning in config.warnings():
+        log.warning("config warning", problem=warning, config=config_path or "defaults")
     seed = config.simulation.seed
     if seed is None:
         seed = secrets.randbits(63)
-    clock = SystemClock()
-    now = clock.now()
-    first = (start if start is not None else now - backfill) if backfill else now
     try:
         sensors = build_sensors(config, identities, seed, first)
     except (sqlite3.Error, OSError) as exc:

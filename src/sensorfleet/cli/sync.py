@@ -46,11 +46,24 @@ def register(subparsers: Any) -> None:
         "--sink",
         metavar="URL",
         help="sqlite:///PATH, postgresql://…, jsonl:///DIR, csv:///DIR, http(s)://…, "
-        f"mqtt://HOST:PORT/TOPIC (default: $SYNC_SINK or {DEFAULT_SINK})",
+        "mqtt://HOST:PORT/TOPIC, kafka://HOST:PORT/TOPIC, or - for JSON lines on stdout; "
+        "topics may hold {sensor_id}, {location}, … "
+        f"(default: $SYNC_SINK or {DEFAULT_SINK})",
     )
     parser.add_argument("--once", action="store_true", help="drain what is there now, then exit")
     parser.add_argument(
-        "--interval", metavar="DURATION", default="5s", help="pause between idle polls (5s)"
+        "--interval",
+        metavar="DURATION",
+        default="5s",
+        help="longest pause between polls; following also wakes when a node file's WAL "
+        "changes (5s)",
+    )
+    parser.add_argument(
+        "--watch-interval",
+        metavar="DURATION",
+        default="50ms",
+        help="following: how often to stat each node file's WAL for new commits; "
+        "0 = poll only every --interval (50ms)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=5000, metavar="N", help="rows per batch (5000)"
@@ -107,7 +120,12 @@ def _options(args: argparse.Namespace) -> SyncOptions:
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         problems.append(f"--metrics-port: must be between 0 and 65535 (got {args.metrics_port})")
     durations: dict[str, float] = {}
-    for flag in ("interval", "log_interval", "sink_timeout"):
+    if args.watch_interval.strip() in ("0", "0s", "0ms"):
+        args.watch_interval = None
+    for flag in ("interval", "log_interval", "sink_timeout", "watch_interval"):
+        if getattr(args, flag) is None:
+            durations[flag] = 0.0
+            continue
         try:
             durations[flag] = parse_duration(getattr(args, flag), "--" + flag.replace("_", "-"))
         except InputError as exc:
@@ -123,8 +141,25 @@ def _options(args: argparse.Namespace) -> SyncOptions:
         interval=durations["interval"],
         once=args.once,
         log_interval=durations["log_interval"],
+        watch_interval=durations["watch_interval"],
         database=Database(busy_timeout_ms=max(args.busy_timeout_ms, 0)),
     )
+
+
+def _refuse_source_as_sink(central: Path, sources: list[str], name: str) -> None:
+    """A central file that is also a named source would be skipped as one: refuse it."""
+    for source in sources:
+        path = Path(source)
+        same = os.path.realpath(path) == os.path.realpath(central)
+        if not same and path.exists() and central.exists():
+            same = os.path.samefile(path, central)
+        if same:
+            raise InputError(
+                [
+                    f"--sink {name}: is the source file {source} itself; "
+                    "expected a separate central file"
+                ]
+            )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -136,6 +171,7 @@ def handle(args: argparse.Namespace) -> int:
         log.warning("logging degraded", problem=problem)
     exclude = [Path(args.cursor)] if args.cursor else []
     if isinstance(sink, SQLiteSink):
+        _refuse_source_as_sink(sink.path, args.sources, sink.name)
         exclude.append(sink.path)  # a central file inside a source folder is not a source
     metrics = SyncMetrics()
     collector = Collector(

@@ -6,6 +6,7 @@ queries in the documentation, so the two can be compared by eye.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .model import ABOVE, BELOW, DIMENSION_TITLES, OK, RateRow, Report, ShareRow, SyncRow
@@ -194,21 +195,33 @@ def render_text(report: Report, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Characters that Markdown would read as formatting inside a line of text or a cell.
+_MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]<>|~#!])")
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+>=]|\d+[.)])")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown literally in Markdown: ids, locations and paths come from the data."""
+    flat = " ".join(text.splitlines())
+    escaped = _MARKDOWN_INLINE.sub(r"\\\1", flat)
+    return _MARKDOWN_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", escaped)
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return escape_markdown(text)
 
 
 def render_markdown(report: Report) -> str:
     """The report as Markdown (GitHub tables)."""
     lines = ["# sensorfleet report", ""]
-    lines.extend(f"{line}  " for line in headline(report))
+    lines.extend(f"{escape_markdown(line)}  " for line in headline(report))
     for section in sections(report):
-        lines += ["", f"## {section.title}", ""]
-        lines.append("| " + " | ".join(section.headers) + " |")
+        lines += ["", f"## {escape_markdown(section.title)}", ""]
+        lines.append("| " + " | ".join(_cell(h) for h in section.headers) + " |")
         lines.append("|" + "|".join("---:" if r else "---" for r in section.right) + "|")
         lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in section.rows)
     lines += ["", "## Verdict", ""]
-    lines.extend(verdict(report))
+    lines.extend(escape_markdown(line) for line in verdict(report))
     if report.notes:
-        lines += [""] + [f"- note: {note}" for note in report.notes]
+        lines += [""] + [f"- note: {escape_markdown(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"

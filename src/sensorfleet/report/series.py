@@ -9,15 +9,17 @@ extreme), and anomaly episodes come back as (start, end, type) runs.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
 from .aggregate import SourceSummary
 from .dialect import SQLITE
 from .model import Episode, SensorSeries
-from .sources import connect
+from .sources import Source, connect, database_errors
 
 DEFAULT_SENSORS = 4
 BUCKETS = 1200
@@ -33,6 +35,28 @@ class Pick:
     origin: str
     identity: str
     last: str
+
+
+def missing_sensors(sources: Sequence[Source], wanted: Sequence[str]) -> list[str]:
+    """The names in ``wanted`` that no source has a reading of (one indexed probe each)."""
+    remaining = list(dict.fromkeys(wanted))
+    for source in sources:
+        if not remaining:
+            break
+        try:
+            with connect(source) as conn:
+                sql = source.dialect.sql(
+                    f"SELECT 1 FROM {source.table} WHERE sensor_id = ? LIMIT 1"
+                )
+                remaining = [name for name in remaining if not _fetch_one(conn, sql, (name,))]
+        except database_errors(source):
+            continue  # reported by the full read
+    return remaining
+
+
+def _fetch_one(conn: Any, sql: str, params: tuple[object, ...]) -> object:
+    cursor = conn.execute(sql, params)
+    return cursor.fetchone()
 
 
 def choose_sensors(

@@ -25,7 +25,7 @@ from ..config import Database
 from ..errors import SensorfleetError
 from .cursor import CursorStore
 from .metrics import SyncMetrics
-from .sinks.base import Batch, Sink, SinkError
+from .sinks.base import Batch, Sink, SinkClosedError, SinkError
 from .source import NotNodeDatabaseError, Source, SourceError
 
 log = structlog.get_logger("sensorfleet.sync")
@@ -47,6 +47,8 @@ class SyncOptions:
     max_failures: int = 5
     # How long one source may keep the loop before the others get a turn.
     slice_seconds: float = 1.0
+    # Following: how often to look at each file's WAL for new commits (0 = poll only).
+    watch_interval: float = 0.05
     database: Database = field(default_factory=Database)
 
 
@@ -77,6 +79,10 @@ class SyncSummary:
     source_errors: int = 0
     failed_sources: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+# A batch the sink acknowledged but not marked yet: (batch, rows stored, clock at submit).
+_Acked = tuple[Batch, int | None, float]
 
 
 class _SinkDownError(Exception):
@@ -112,6 +118,11 @@ class Collector:
         self._sink_failures = 0
         self._sink_retry_at = 0.0
         self._last_log = clock()
+        self.closed_by_sink = False
+        # A sink that copies rows from the node file itself (SQLite) needs only their ids.
+        self._ids_only = bool(getattr(sink, "copies_rows", False))
+        # Each source's file fingerprint when its last pass found nothing more to read.
+        self._seen: dict[str, tuple[int, ...]] = {}
         # Sink writes run here so the next batch is read while the sink stores this one.
         self._sink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink")
         self.summary = SyncSummary()
@@ -160,18 +171,29 @@ class Collector:
     def _read(self, state: _State, database_id: str, after: int) -> Batch | None:
         """The next batch of a source above ``after`` (rows of a batch still in flight)."""
         source, size = state.source, self.options.batch_size
+        ids_only = self._ids_only
         if self.cursor is not None:
             after = max(after, self.cursor.get(database_id))
-            rows = source.read_after(after, size, state.until)
+            rows = source.read_after(after, size, state.until, ids_only)
         else:
-            rows = source.read_unsynced(size, after, state.until)
+            rows = source.read_unsynced(size, after, state.until, ids_only)
         if not rows:
             return None
         return Batch(database_id, str(source.path), rows, format_instant(time.time()))
 
-    def _wait_for_ack(self, future: Future[int | None]) -> int | None:
+    def _wait_for_ack(
+        self, future: Future[int | None], state: _State, batch: Batch, since: float
+    ) -> int | None:
         try:
             return future.result()
+        except SinkClosedError as exc:
+            # The reader went away for good: keep what it did take, then stop cleanly.
+            log.info("sink closed", sink=self.sink.name, reason=str(exc), rows=exc.written)
+            self.closed_by_sink = True
+            self._stop.set()
+            if exc.written:
+                self._acknowledged(state, batch.head(exc.written), None, since)
+            raise _SinkDownError from None
         except SinkError as exc:
             self._sink_failed(exc)
             raise _SinkDownError from None
@@ -184,7 +206,7 @@ class Collector:
             except OSError as exc:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
-            state.source.mark(batch.ids)
+            state.source.mark(batch.ids, batch.database_id)
         self._sink_recovered()
         self._count(state, len(batch), stored, self._clock() - since)
 
@@ -209,9 +231,11 @@ class Collector:
     def _drain(self, state: _State) -> bool:
         """Ship batches from one source for up to a time slice; True if more are waiting.
 
-        While the sink stores batch N on its own thread, this thread reads batch
-        N+1 (ids above N's last id, since N is not marked yet); N is marked only
-        once its write returned. At most one batch is ever in flight.
+        While the sink stores batch N on its own thread, this thread marks batch
+        N-1 (acknowledged just before) and reads batch N+1 (ids above N's last
+        id, since N is not marked yet). N is marked only once its write
+        returned. At most one batch is ever in flight, and every way out of this
+        method first marks the batch acknowledged last.
         """
         try:
             database_id = state.source.open()
@@ -224,38 +248,55 @@ class Collector:
         except SourceError as exc:
             self._source_failed(state, exc)
             return False
+        # Taken before reading: a commit after this point wakes the next pass.
+        self._seen[_key(state.source.path)] = state.source.signature()
         deadline = self._clock() + self.options.slice_seconds
         size = self.options.batch_size
         try:
             if self.options.once and state.until_database != database_id:
                 state.until, state.until_database = state.source.newest_id(), database_id
             batch = self._read(state, database_id, 0)
+            acked: _Acked | None = None
             while batch is not None:
                 since = self._clock()
                 future = self._sink_thread.submit(self.sink.write, batch)
                 full = len(batch) == size
                 in_time = not self._stop.is_set() and self._clock() < deadline
                 following: Batch | None = None
-                read_error: SourceError | None = None
-                if full and in_time:
-                    try:
+                problem: SourceError | None = None
+                try:
+                    self._settle(state, acked, None)
+                    if full and in_time:
                         following = self._read(state, database_id, batch.last_id)
-                    except SourceError as exc:
-                        read_error = exc  # the batch in flight is still acknowledged first
-                stored = self._wait_for_ack(future)
-                self._acknowledged(state, batch, stored, since)
-                if read_error is not None:
-                    raise read_error
-                if full and not in_time:
+                except SourceError as exc:
+                    problem = exc  # the batch in flight is still acknowledged and marked first
+                acked = None
+                stored = self._wait_for_ack(future, state, batch, since)
+                acked = (batch, stored, since)
+                if problem is not None or (full and not in_time):
+                    self._settle(state, acked, problem)
                     self._source_recovered(state)
                     return True
                 batch = following
+            self._settle(state, acked, None)
         except SourceError as exc:
             self._source_failed(state, exc)
             return False
         state.done = self.options.once
         self._source_recovered(state)
         return False
+
+    def _settle(self, state: _State, acked: _Acked | None, error: SourceError | None) -> None:
+        """Mark the acknowledged batch, then raise ``error`` (the first cause) if given."""
+        if acked is not None:
+            try:
+                self._acknowledged(state, *acked)
+            except SourceError as exc:
+                if error is None:
+                    raise
+                raise SourceError(f"{error}; marking the shipped batch: {exc}") from None
+        if error is not None:
+            raise error
 
     def _skip(self, state: _State, exc: Exception) -> None:
         if not state.skipped:
@@ -342,6 +383,35 @@ class Collector:
             return max(min(due, default=now), self._sink_retry_at, now)
         return max(now + self.options.interval, self._sink_retry_at)
 
+    def _changed(self) -> bool:
+        """True if a due source's file changed since its last pass (a stat per file)."""
+        now = self._clock()
+        for key, state in list(self._states.items()):
+            if state.done or state.gave_up or now < state.retry_at:
+                continue
+            if self._seen.get(key) != state.source.signature():
+                return True
+        return False
+
+    def _idle(self, wake: float) -> None:
+        """Wait until ``wake``; when following, return as soon as a node commits rows.
+
+        Following watches each file's WAL instead of polling its table: a few stats
+        every ``watch_interval`` cost far less than a query, and a reading reaches the
+        sink within that interval of its commit instead of within ``interval``.
+        """
+        while not self._stop.is_set():
+            now = self._clock()
+            if now >= wake:
+                return
+            watching = not self.options.once and now >= self._sink_retry_at
+            if watching and self.options.watch_interval > 0 and self._changed():
+                return
+            pause = wake - now
+            if watching and self.options.watch_interval > 0:
+                pause = min(pause, self.options.watch_interval)
+            self._stop.wait(pause)
+
     def run(self) -> SyncSummary:
         """Open the sink (``SinkError`` if unreachable), then follow or drain the sources."""
         started = self._clock()
@@ -367,7 +437,9 @@ class Collector:
                 if self.options.once and all(s.done or s.gave_up for s in self._states.values()):
                     break
                 if not more:
-                    self._stop.wait(max(0.0, self._next_wake() - self._clock()))
+                    wake = self._next_wake()
+                    # Following: new files in a folder are found within a second too.
+                    self._idle(wake if self.options.once else min(wake, next_scan))
         finally:
             self.summary.seconds = self._clock() - started
             self.log_progress()

@@ -8,7 +8,9 @@ relative path, four slashes and an absolute one):
     jsonl:///out/dir[?max_bytes=N&max_seconds=S]
     csv:///out/dir[?max_bytes=N&max_seconds=S]
     http://host:port/path   https://host/path
-    mqtt://[user:password@]host[:1883]/topic
+    mqtt://[user:password@]host[:1883]/topic      (topic may hold {sensor_id}… placeholders)
+    kafka://host:9092[,host:9092…]/topic[?librdkafka.setting=value…]
+    -                                             (JSON lines on standard output)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import InputError
 from .sinks.base import Sink
+from .topics import TemplateError, TopicTemplate
 
 FORMS = (
     "sqlite:///PATH",
@@ -28,21 +31,35 @@ FORMS = (
     "csv:///DIR",
     "http(s)://HOST[:PORT]/PATH",
     "mqtt://HOST[:PORT]/TOPIC",
+    "kafka://HOST:PORT[,HOST:PORT]/TOPIC",
+    "- (standard output)",
 )
+# Query parameters whose values never appear in logs or errors.
+_SECRET = re.compile(r"password|secret|\.pem$|\.key$|token", re.IGNORECASE)
+_KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with any password (user info or secret query parameter) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", url.split("?", 1)[0])
+    netloc, query = parts.netloc, parts.query
+    if "@" in netloc:
+        user, _, hosts = netloc.rpartition("@")
+        if ":" in user:
+            netloc = f"{user.split(':', 1)[0]}:***@{hosts}"
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET.search(key) for key, _ in pairs):
+            query = "&".join(
+                f"{key}={'***' if _SECRET.search(key) else value}" for key, value in pairs
+            )
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class _Problem(Exception):
@@ -102,6 +119,10 @@ def parse_sink_url(url: str, timeout: float = 10.0) -> Sink:
 
 
 def _build(url: str, timeout: float) -> Sink:
+    if url == "-":
+        from .sinks.stdout import StdoutSink
+
+        return StdoutSink()
     if "://" not in url:
         raise _Problem("expected a URL such as " + ", ".join(FORMS))
     parts = urlsplit(url)
@@ -128,6 +149,7 @@ def _build(url: str, timeout: float) -> Sink:
         from .sinks.postgres import DEFAULT_TABLE as PG_TABLE
         from .sinks.postgres import PostgresSink
 
+        _ = parts.port  # raises ValueError for a bad port
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         table = _table(dict(pairs), PG_TABLE)
         rest = urlencode([(k, v) for k, v in pairs if k != "table"])
@@ -161,10 +183,56 @@ def _build(url: str, timeout: float) -> Sink:
         return MQTTSink(
             parts.hostname,
             parts.port or 1883,
-            topic,
+            _template(topic),
             redact(url),
             timeout,
             username=unquote(parts.username) if parts.username is not None else None,
             password=unquote(parts.password) if parts.password is not None else None,
         )
+    if scheme == "kafka":
+        return _kafka(url, parts.netloc, parts.path, parts.query, timeout)
     raise _Problem(f"unknown sink type {parts.scheme!r}; expected one of " + ", ".join(FORMS))
+
+
+def _template(topic: str) -> TopicTemplate:
+    try:
+        return TopicTemplate(topic)
+    except TemplateError as exc:
+        raise _Problem(str(exc)) from None
+
+
+def _kafka(url: str, netloc: str, path: str, query: str, timeout: float) -> Sink:
+    _needs("confluent_kafka", "confluent-kafka")
+    from confluent_kafka import KafkaException, Producer
+
+    from .sinks.kafka import REQUIRED, KafkaSink, one_line
+
+    form = "kafka://HOST:PORT[,HOST:PORT…]/TOPIC"
+    if "@" in netloc:
+        raise _Problem("credentials go in query parameters (?sasl.username=…&sasl.password=…)")
+    brokers = [b for b in netloc.split(",") if b]
+    if not brokers:
+        raise _Problem(f"expected {form} (no broker given)")
+    for broker in brokers:
+        host, _, port = broker.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _Problem(f"broker {broker!r}: expected HOST:PORT with a port from 1 to 65535")
+    topic = unquote(path[1:]) if path.startswith("/") else ""
+    if not topic:
+        raise _Problem(f"expected {form} (no topic given)")
+    template = _template(topic)
+    if not _KAFKA_TOPIC.fullmatch(template.literal()) or len(topic) > 249:
+        raise _Problem(
+            f"topic {topic!r}: Kafka topics use only letters, digits, '.', '_' and '-' "
+            "(at most 249 characters)"
+        )
+    config = dict(parse_qsl(query, keep_blank_values=True))
+    for key, value in REQUIRED.items():
+        if key in config and config[key].lower() != value:
+            raise _Problem(f"option {key}: sync needs {key}={value} (got {config[key]!r})")
+    config["bootstrap.servers"] = ",".join(brokers)
+    try:  # librdkafka checks every setting here, before anything connects
+        Producer({**config, **REQUIRED, "client.id": "sensorfleet-check"})
+    except KafkaException as exc:
+        raise _Problem(one_line(exc)) from None
+    return KafkaSink(config, template, redact(url), timeout)

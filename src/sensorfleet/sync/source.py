@@ -21,6 +21,7 @@ grow, so no row can later appear below an id already seen.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -42,6 +43,10 @@ READ_UNSYNCED_UNTIL = (
 )
 MARK_SYNCED = f"UPDATE {_TABLE} SET synced = 1 WHERE id IN ({{marks}})"
 READ_AFTER = f"SELECT {_SELECTED} FROM {_TABLE} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
+# The same reads, ids only: for a sink that copies the rows inside SQLite itself.
+READ_UNSYNCED_IDS = READ_UNSYNCED.replace(_SELECTED, "id")
+READ_UNSYNCED_UNTIL_IDS = READ_UNSYNCED_UNTIL.replace(_SELECTED, "id")
+READ_AFTER_IDS = READ_AFTER.replace(_SELECTED, "id")
 COUNT_UNSYNCED = f"SELECT count(*) FROM {_TABLE} WHERE synced = 0"
 COUNT_AFTER = f"SELECT count(*) FROM {_TABLE} WHERE id > ?"
 NEWEST_ID = f"SELECT coalesce(max(id), 0) FROM {_TABLE}"
@@ -70,9 +75,33 @@ class Source:
         self.database_id: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
+        self._wal = path.with_name(path.name + "-wal")
 
     def __repr__(self) -> str:
         return f"Source({str(self.path)!r})"
+
+    def signature(self) -> tuple[int, ...]:
+        """A cheap fingerprint of the file's latest commit; a new value means rows may wait.
+
+        ``PRAGMA data_version`` on the open connection changes with every commit
+        by another connection (it reads the WAL index in shared memory, no table),
+        and never with this connection's own marks. The ``stat`` of the file and
+        its ``-wal`` covers a file not open yet, or replaced under its name.
+        """
+        found: list[int] = []
+        for path in (self.path, self._wal):
+            try:
+                st = os.stat(path)
+            except OSError:
+                found.extend((0, 0, 0))
+            else:
+                found.extend((st.st_ino, st.st_size, st.st_mtime_ns))
+        version = -1
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        found.append(version)
+        return tuple(found)
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:
@@ -127,17 +156,21 @@ class Source:
         return int(self._query(NEWEST_ID, ())[0][0])
 
     def read_unsynced(
-        self, limit: int, after: int = 0, until: int | None = None
+        self, limit: int, after: int = 0, until: int | None = None, ids_only: bool = False
     ) -> list[tuple[Any, ...]]:
         """The oldest ``limit`` rows with ``synced = 0`` and ids above ``after``
-        (and ``<= until`` if given)."""
+        (and ``<= until`` if given); ``(id,)`` tuples with ``ids_only``."""
         if until is None:
-            return self._query(READ_UNSYNCED, (after, limit))
-        return self._query(READ_UNSYNCED_UNTIL, (after, until, limit))
+            return self._query(READ_UNSYNCED_IDS if ids_only else READ_UNSYNCED, (after, limit))
+        sql = READ_UNSYNCED_UNTIL_IDS if ids_only else READ_UNSYNCED_UNTIL
+        return self._query(sql, (after, until, limit))
 
-    def read_after(self, after: int, limit: int, until: int | None = None) -> list[tuple[Any, ...]]:
+    def read_after(
+        self, after: int, limit: int, until: int | None = None, ids_only: bool = False
+    ) -> list[tuple[Any, ...]]:
         """The next ``limit`` rows with ids above ``after`` (read-only mode)."""
-        return self._query(READ_AFTER, (after, _NO_LIMIT if until is None else until, limit))
+        bound = _NO_LIMIT if until is None else until
+        return self._query(READ_AFTER_IDS if ids_only else READ_AFTER, (after, bound, limit))
 
     def backlog(self, after: int | None = None) -> int:
         """Rows still to ship: unsynced rows, or rows above the cursor in read-only mode."""
@@ -145,13 +178,19 @@ class Source:
             return int(self._query(COUNT_UNSYNCED, ())[0][0])
         return int(self._query(COUNT_AFTER, (after,))[0][0])
 
-    def mark(self, ids: Sequence[int]) -> int:
-        """Set ``synced = 1`` on exactly these ids in one short retried transaction."""
+    def mark(self, ids: Sequence[int], database_id: str | None = None) -> int:
+        """Set ``synced = 1`` on exactly these ids in one short retried transaction.
+
+        Given the ``database_id`` the ids were read from, a connection closed by a
+        failed read is reopened first (unless the file was replaced meanwhile)."""
         if self.read_only:
             raise SourceError("read-only source cannot be marked")
-        conn = self._conn
-        if conn is None:
+        if self._conn is None and database_id is not None and self.open() != database_id:
+            raise SourceError("file replaced before its shipped rows were marked")
+        if self._conn is None:
             raise SourceError("not open")
+        conn = self._conn
+        assert conn is not None
         try:
             for attempt in store.retrying(self.settings.retry_attempts):
                 with attempt, store.transaction(conn):

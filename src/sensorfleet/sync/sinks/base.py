@@ -9,6 +9,7 @@ storage upsert on the key ``(database_id, source_row_id)`` so it is stored once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,11 +29,25 @@ class SinkError(Exception):
     """
 
 
+class SinkClosedError(SinkError):
+    """The destination went away for good (a reader closed the pipe): stop shipping.
+
+    ``written`` leading rows of the batch did arrive; the collector marks
+    exactly those and ends cleanly.
+    """
+
+    def __init__(self, message: str, written: int) -> None:
+        super().__init__(message)
+        self.written = written
+
+
 @dataclass(frozen=True)
 class Batch:
     """Rows read from one node database in one pass, in id order.
 
-    ``rows`` are tuples ``(id, *COLUMNS)`` exactly as the node stored them.
+    ``rows`` are tuples ``(id, *COLUMNS)`` exactly as the node stored them, or
+    ``(id,)`` alone for a sink whose ``copies_rows`` is true (it reads the rows
+    from the node file at ``source`` itself).
     """
 
     database_id: str
@@ -61,9 +76,18 @@ class Batch:
         for row in self.rows:
             yield (database_id, *row, received_at)
 
+    def head(self, count: int) -> Batch:
+        """The first ``count`` rows of this batch (what a closed destination did receive)."""
+        return Batch(self.database_id, self.source, self.rows[:count], self.received_at)
+
     def records(self) -> list[dict[str, Any]]:
         """Rows as mappings keyed by ``CENTRAL_COLUMNS`` (for JSON sinks)."""
         return [dict(zip(CENTRAL_COLUMNS, row, strict=True)) for row in self.central_rows()]
+
+    def json_lines(self) -> list[str]:
+        """Each row as one compact JSON object (no newline): the JSONL, stdout, Kafka and
+        per-reading MQTT message format."""
+        return [json_record(record) for record in self.records()]
 
     def payload(self) -> dict[str, Any]:
         """The JSON document the HTTP and MQTT sinks send for this batch."""
@@ -75,6 +99,11 @@ class Batch:
             "count": len(self.rows),
             "rows": self.records(),
         }
+
+
+def json_record(record: dict[str, Any]) -> str:
+    """One central row as compact JSON, the same bytes in every sink that sends JSON."""
+    return json.dumps(record, separators=(",", ":"))
 
 
 class Sink(Protocol):

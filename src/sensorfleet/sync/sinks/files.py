@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 import secrets
 import time
@@ -23,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .base import CENTRAL_COLUMNS, Batch, SinkError
+from .base import CENTRAL_COLUMNS, Batch, SinkError, json_record
 
 PARTIAL = ".partial"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -31,7 +30,7 @@ DEFAULT_MAX_SECONDS = 3600.0
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+    return "".join(json_record(row) + "\n" for row in rows)
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

@@ -1,7 +1,10 @@
-"""``mqtt://[user:password@]host:port/topic``: publish each batch at QoS 1 (paho-mqtt).
+"""``mqtt://[user:password@]host:port/topic``: publish at QoS 1 (paho-mqtt).
 
-The broker's PUBACK is the acknowledgement. A batch is one JSON message, the
-same document the HTTP sink posts. After any failure the client is dropped
+The broker's PUBACK is the acknowledgement. With a plain topic a batch is one
+JSON message, the same document the HTTP sink posts. With a topic template
+(``factory/{location}/{sensor_id}/readings``, see ``..topics``) every reading
+is its own message on its own topic, the JSONL line of that reading, and the
+batch counts once every message has its PUBACK. After any failure the client is dropped
 and a fresh one connects for the next attempt, so no stale queued message is
 replayed behind the collector's back. QoS 1 is at-least-once: subscribers
 drop repeats by ``(database_id, source_row_id)``.
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
+from ..topics import TopicTemplate
 from .base import Batch, SinkError
 
 
@@ -23,7 +28,7 @@ class MQTTSink:
         self,
         host: str,
         port: int,
-        topic: str,
+        topic: TopicTemplate,
         display: str,
         timeout: float = 10.0,
         username: str | None = None,
@@ -55,6 +60,7 @@ class MQTTSink:
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, clean_session=True)
         client.on_connect = on_connect
+        client.max_inflight_messages_set(1000)  # one message per reading with a template
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         client.connect_timeout = self.timeout
@@ -73,17 +79,25 @@ class MQTTSink:
     def write(self, batch: Batch) -> None:
         if self._client is None:
             self.open()
-        body = json.dumps(batch.payload(), separators=(",", ":"))
+        if self.topic.templated:
+            messages = list(zip(self.topic.topics(batch.rows), batch.json_lines(), strict=True))
+        else:
+            messages = [(self.topic.text, json.dumps(batch.payload(), separators=(",", ":")))]
+        deadline = time.monotonic() + self.timeout
         try:
-            info = self._client.publish(self.topic, body, qos=1)
-            info.wait_for_publish(self.timeout)
-            published = info.is_published()
+            infos = [self._client.publish(topic, body, qos=1) for topic, body in messages]
+            for info in infos:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            missing = sum(not info.is_published() for info in infos)
         except (RuntimeError, ValueError, OSError) as exc:
             self.close()
             raise SinkError(f"{self.name}: publish: {exc}") from None
-        if not published:
+        if missing:
             self.close()
-            raise SinkError(f"{self.name}: publish: no PUBACK within {self.timeout:g}s")
+            raise SinkError(
+                f"{self.name}: publish: {missing} of {len(infos)} messages without a PUBACK "
+                f"within {self.timeout:g}s"
+            )
 
     def close(self) -> None:
         if self._client is not None:

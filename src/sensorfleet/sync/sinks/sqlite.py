@@ -3,15 +3,26 @@
 Each batch is one ``BEGIN IMMEDIATE`` transaction of ``INSERT … ON CONFLICT
 DO NOTHING`` on the primary key ``(database_id, source_row_id)``; the commit
 (WAL, ``synchronous = FULL``) is the acknowledgement.
+
+The rows never pass through Python: the sink attaches the batch's node file
+read-only and copies the batch's ids with one ``INSERT … SELECT`` (the
+collector reads only ids for it, ``copies_rows``). The node file's
+``database_id`` is checked in the same transaction, so a file replaced since
+the read is refused, not copied. The read holds the node file's snapshot only
+for that statement; in WAL mode it never blocks the node's writer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from ... import store
 from ...config import Database
+from ...readings import COLUMNS
 from .base import CENTRAL_COLUMNS, Batch, SinkError
 
 DEFAULT_TABLE = "sensor_readings"
@@ -31,8 +42,23 @@ CREATE INDEX IF NOT EXISTS idx_{{table}}_sensor_time ON {{table}}(sensor_id, tim
 """
 
 
+_NODE = "sensorfleet_node"  # schema name of the attached node file
+
+
+def _uri_filenames() -> bool:
+    """Whether this SQLite library reads ``file:…?mode=ro`` in ATTACH (built with USE_URI)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        return any("USE_URI" in o for (o,) in conn.execute("PRAGMA compile_options"))
+
+
 class SQLiteSink:
-    """Rows upserted into one table of a local SQLite file."""
+    """Rows upserted into one table of a local SQLite file.
+
+    ``write`` takes full rows (inserted from Python) or, with ``copies_rows``,
+    ids alone (copied from the attached node file).
+    """
+
+    copies_rows = _uri_filenames()
 
     def __init__(self, path: Path, table: str = DEFAULT_TABLE, busy_timeout_ms: int = 5000) -> None:
         self.path = path
@@ -42,10 +68,18 @@ class SQLiteSink:
             path=str(path), synchronous="full", busy_timeout_ms=busy_timeout_ms
         )
         self._conn: sqlite3.Connection | None = None
+        self._attached: str | None = None
         columns = ", ".join(CENTRAL_COLUMNS)
         marks = ", ".join("?" * len(CENTRAL_COLUMNS))
         self._insert = (
             f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+            "ON CONFLICT (database_id, source_row_id) DO NOTHING"
+        )
+        self._copy = (
+            f"INSERT INTO {table} ({columns}) SELECT ?, r.id, "
+            + ", ".join(f"r.{c}" for c in COLUMNS)
+            + f", ? FROM {_NODE}.sensor_readings AS r "
+            "WHERE r.id IN (SELECT value FROM json_each(?)) "
             "ON CONFLICT (database_id, source_row_id) DO NOTHING"
         )
 
@@ -69,18 +103,46 @@ class SQLiteSink:
             self.open()
         conn = self._conn
         assert conn is not None
+        copy = len(batch.rows[0]) == 1
+        ids = json.dumps(batch.ids) if copy else ""
         try:
             for attempt in store.retrying(self.settings.retry_attempts):
-                with attempt, store.transaction(conn):
-                    before = conn.total_changes
-                    conn.executemany(self._insert, batch.central_rows())
-                    return conn.total_changes - before
+                with attempt:
+                    if copy:
+                        self._attach(conn, batch.source)
+                    with store.transaction(conn):
+                        before = conn.total_changes
+                        if copy:
+                            self._check_source(conn, batch)
+                            conn.execute(self._copy, (batch.database_id, batch.received_at, ids))
+                        else:
+                            conn.executemany(self._insert, batch.central_rows())
+                        return conn.total_changes - before
         except (sqlite3.Error, OSError) as exc:
             self.close()  # reopen next time, in case the file was replaced
             raise SinkError(f"{self.name}: write batch: {exc}") from None
         raise AssertionError("unreachable: tenacity reraises")
 
+    def _check_source(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        found = conn.execute(f"SELECT database_id FROM {_NODE}.sensorfleet_meta").fetchone()
+        if found != (batch.database_id,):
+            raise SinkError(
+                f"{self.name}: {batch.source} is no longer the database "
+                f"{batch.database_id} its rows were read from"
+            )
+
+    def _attach(self, conn: sqlite3.Connection, source: str) -> None:
+        """Attach the node file ``source`` read-only (kept until another file's batch)."""
+        if self._attached == source:
+            return
+        if self._attached is not None:
+            conn.execute(f"DETACH DATABASE {_NODE}")
+            self._attached = None
+        conn.execute(f"ATTACH DATABASE ? AS {_NODE}", (f"file:{quote(source)}?mode=ro",))
+        self._attached = source
+
     def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            self._attached = None
             conn.close()

@@ -1,0 +1,251 @@
+"""One live writer per sensor id and database file: leases with a heartbeat.
+
+Two nodes started with the same sensor id on one file would silently write
+every reading twice. Each process registers itself as a *holder* in the file
+(host, pid, heartbeat) and takes a *lease* per sensor id it writes. A second
+process finding a lease whose holder keeps heartbeating refuses to start; a
+holder that stopped heartbeating (SIGKILL, ``docker rm -f``) is taken over
+once its heartbeat is ``LEASE_TIMEOUT_SECONDS`` old, or at once when it was a
+process on this host that no longer exists.
+
+The heartbeat is one ``UPDATE`` of the holder's row, whatever the number of
+sensors: it rides along in a flush transaction when one is due, and the node
+loop sends a small one for a file that had nothing to flush.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from .errors import InputError
+from .store import transaction
+
+log = structlog.get_logger("sensorfleet.lease")
+
+LEASE_TIMEOUT_SECONDS = 15.0
+HEARTBEAT_SECONDS = 5.0
+POLL_SECONDS = 0.5
+
+HOLDERS = "sensorfleet_holders"
+LEASES = "sensorfleet_leases"
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {HOLDERS} (
+    holder TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_namespace INTEGER,
+    heartbeat REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {LEASES} (
+    sensor_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL
+);
+"""
+
+
+class LeaseConflictError(InputError):
+    """Another live node writes the same sensor id into the same file."""
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child not yet reaped is a zombie: gone for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass(frozen=True)
+class Holder:
+    """This process, as written into every database file it holds leases in."""
+
+    holder: str
+    host: str
+    pid: int
+    pid_namespace: int | None
+
+    @classmethod
+    def this_process(cls) -> Holder:
+        return cls(uuid.uuid4().hex, socket.gethostname(), os.getpid(), _pid_namespace())
+
+    def sees_gone(self, host: str, pid: int, pid_namespace: int | None) -> bool:
+        """True when ``pid`` is a process of this host's pid namespace that no longer runs."""
+        same_space = pid_namespace is not None and pid_namespace == self.pid_namespace
+        return host == self.host and same_space and _process_gone(pid)
+
+
+_PROCESS_HOLDER: Holder | None = None
+
+
+def process_holder() -> Holder:
+    """The one holder identity of this process."""
+    global _PROCESS_HOLDER
+    if _PROCESS_HOLDER is None or _PROCESS_HOLDER.pid != os.getpid():
+        _PROCESS_HOLDER = Holder.this_process()
+    return _PROCESS_HOLDER
+
+
+class FileLease:
+    """The leases of one process on one database file."""
+
+    def __init__(
+        self,
+        path: Path,
+        sensor_ids: Iterable[str],
+        holder: Holder | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.sensor_ids = sorted(set(sensor_ids))
+        self.holder = holder or process_holder()
+        self.clock = clock
+        self.last_heartbeat = 0.0
+
+    # ---- taking the leases ----------------------------------------------------------
+    def acquire(self, conn: sqlite3.Connection, patient: bool = True) -> None:
+        """Take every lease, waiting out a holder that stopped heartbeating.
+
+        Raises ``LeaseConflictError`` when a holder keeps heartbeating (only when
+        ``patient``; a reopen mid-run takes what is free and logs the rest).
+        """
+        seen: dict[str, float] = {}
+        while True:
+            blocking = self._try_acquire(conn, take_all=not patient)
+            if not blocking:
+                return
+            for sensor_id, holder, host, pid, heartbeat in blocking:
+                if holder in seen and heartbeat != seen[holder]:
+                    raise LeaseConflictError(
+                        [
+                            f"{self.path}: sensor id {sensor_id!r} is already being written by "
+                            f"a live node (host {host}, pid {pid}); give each node its own id "
+                            "(SENSOR_ID or the identity file) or its own database.path"
+                        ]
+                    )
+                if holder not in seen:
+                    seen[holder] = heartbeat
+                    log.info(
+                        "sensor lease held, waiting",
+                        path=str(self.path),
+                        sensor_id=sensor_id,
+                        holder_host=host,
+                        holder_pid=pid,
+                        timeout_s=LEASE_TIMEOUT_SECONDS,
+                    )
+            time.sleep(POLL_SECONDS)
+
+    def _try_acquire(
+        self, conn: sqlite3.Connection, take_all: bool
+    ) -> list[tuple[str, str, str, int, float]]:
+        now = self.clock()
+        me = self.holder
+        wanted = set(self.sensor_ids)
+        with transaction(conn):
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            holders = {
+                row[0]: row
+                for row in conn.execute(
+                    f"SELECT holder, host, pid, pid_namespace, heartbeat FROM {HOLDERS}"
+                )
+            }
+            stale = {
+                holder
+                for holder, (_, host, pid, space, heartbeat) in holders.items()
+                if holder != me.holder
+                and (now - heartbeat > LEASE_TIMEOUT_SECONDS or me.sees_gone(host, pid, space))
+            }
+            blocking = []
+            for sensor_id, holder in conn.execute(f"SELECT sensor_id, holder FROM {LEASES}"):
+                if sensor_id not in wanted or holder == me.holder:
+                    continue
+                if holder in holders and holder not in stale:
+                    _, host, pid, _, heartbeat = holders[holder]
+                    blocking.append((sensor_id, holder, host, pid, heartbeat))
+            if blocking and not take_all:
+                return blocking
+            for holder in stale:
+                conn.execute(f"DELETE FROM {HOLDERS} WHERE holder = ?", (holder,))
+                conn.execute(f"DELETE FROM {LEASES} WHERE holder = ?", (holder,))
+                log.warning(
+                    "stale sensor lease taken over",
+                    path=str(self.path),
+                    holder_host=holders[holder][1],
+                    holder_pid=holders[holder][2],
+                    heartbeat_age_s=round(now - holders[holder][4], 1),
+                )
+            conn.execute(
+                f"INSERT OR REPLACE INTO {HOLDERS} (holder, host, pid, pid_namespace, heartbeat) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (me.holder, me.host, me.pid, me.pid_namespace, now),
+            )
+            taken = {b[0] for b in blocking}
+            conn.executemany(
+                f"INSERT OR REPLACE INTO {LEASES} (sensor_id, holder) VALUES (?, ?)",
+                [(s, me.holder) for s in self.sensor_ids if s not in taken],
+            )
+        self.last_heartbeat = now
+        for sensor_id, _, host, pid, _ in blocking:
+            log.error(
+                "sensor lease held by another node",
+                path=str(self.path),
+                sensor_id=sensor_id,
+                holder_host=host,
+                holder_pid=pid,
+            )
+        return []
+
+    # ---- keeping them ---------------------------------------------------------------
+    def due(self) -> bool:
+        return self.clock() - self.last_heartbeat >= HEARTBEAT_SECONDS
+
+    def beat(self, conn: sqlite3.Connection) -> None:
+        """Refresh the heartbeat; call inside a write transaction (cheap: one row)."""
+        now = self.clock()
+        updated = conn.execute(
+            f"UPDATE {HOLDERS} SET heartbeat = ? WHERE holder = ?", (now, self.holder.holder)
+        ).rowcount
+        if not updated:
+            # Another node judged us dead (a stall past the timeout) and removed our
+            # row: register again and keep the leases nobody took meanwhile.
+            me = self.holder
+            conn.execute(
+                f"INSERT INTO {HOLDERS} (holder, host, pid, pid_namespace, heartbeat) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (me.holder, me.host, me.pid, me.pid_namespace, now),
+            )
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {LEASES} (sensor_id, holder) VALUES (?, ?)",
+                [(s, me.holder) for s in self.sensor_ids],
+            )
+            log.error("sensor lease was taken over after a stall", path=str(self.path))
+        self.last_heartbeat = now
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        """Give the leases back (clean exit), so a restart takes them at once."""
+        with transaction(conn):
+            conn.execute(f"DELETE FROM {LEASES} WHERE holder = ?", (self.holder.holder,))
+            conn.execute(f"DELETE FROM {HOLDERS} WHERE holder = ?", (self.holder.holder,))

@@ -1,0 +1,74 @@
+"""What a running node keeps in memory: only the code it needs, loaded when it needs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import MAIN, ROOT, clean_env
+from servers import free_port
+
+# Runs main.py as __main__ and writes sys.modules as JSON when the process exits.
+MODULES_AT_EXIT = """
+import atexit, json, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+# Code of other commands, or loaded on first use only (Prometheus: on the first scrape).
+NOT_LOADED = (
+    "prometheus_client",
+    "sensorfleet.metrics",
+    "sensorfleet.report",
+    "sensorfleet.sync",
+    "sensorfleet.fleet",
+    "sensorfleet.cli.report",
+    "sensorfleet.cli.sync",
+    "sensorfleet.cli.identities",
+    "difflib",
+)
+
+
+def _healthz(port: int, deadline: float) -> int:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                return int(answer.status)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_running_node_loads_only_what_it_needs(tmp_path: Path) -> None:
+    """A node on the shipped config, serving /healthz, never loads other commands or Prometheus."""
+    for name in ("config.yaml", "node_identity.json"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    port = free_port()
+    modules_file = tmp_path / "modules.json"
+    env = clean_env({"MONITORING_PORT": str(port), "RUN_TIME_SECONDS": "4"})
+    with subprocess.Popen(
+        [sys.executable, "-c", MODULES_AT_EXIT, str(modules_file), str(MAIN)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as node:
+        assert _healthz(port, time.monotonic() + 30) == 200
+        _, stderr = node.communicate(timeout=60)
+    assert node.returncode == 0, stderr[-2000:]
+    modules = set(json.loads(modules_file.read_text()))
+    # The edges really ran: monitoring and file watching are on in the shipped config.
+    assert {"sensorfleet.monitor", "sensorfleet.reload", "watchdog.observers"} <= modules
+    unexpected = [
+        m for m in sorted(modules) if any(m == n or m.startswith(f"{n}.") for n in NOT_LOADED)
+    ]
+    assert unexpected == []
