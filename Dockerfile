@@ -22,8 +22,9 @@ COPY ${WHEELHOUSE}/ /wheels/
 COPY pyproject.toml docker/requirements.py ./
 
 # Extras installed beside the dependencies: `sync` holds the PostgreSQL, Kafka and MQTT
-# clients, so every image can run `sensorfleet sync` to any sink.
-ARG EXTRAS=sync
+# clients, so every image can run `sensorfleet sync` to any sink; `faces` the OPC UA and
+# Modbus TCP servers (off unless OPCUA_ENABLED / MODBUS_ENABLED).
+ARG EXTRAS=sync,faces
 # Dependencies first, in their own layer, so that a code change does not reinstall them.
 RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
@@ -62,7 +63,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     LOG_FORMAT=json \
     MONITORING_HOST=0.0.0.0 \
-    MONITORING_PORT=8080
+    MONITORING_PORT=8080 \
+    OPCUA_HOST=0.0.0.0 \
+    OPCUA_PORT=4840 \
+    MODBUS_HOST=0.0.0.0 \
+    MODBUS_PORT=5020
 
 WORKDIR /app
 COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
@@ -74,7 +79,8 @@ COPY config.yaml node_identity.json main.py /app/
 RUN mkdir -p /app/data /central && chown sensor:sensor /app/data /central
 
 VOLUME ["/app/data"]
-EXPOSE 8080
+# HTTP monitoring; OPC UA and Modbus TCP when OPCUA_ENABLED / MODBUS_ENABLED=true.
+EXPOSE 8080 4840 5020
 
 # The node flushes every buffered row and exits 0 on SIGTERM; `docker stop` sends it.
 STOPSIGNAL SIGTERM

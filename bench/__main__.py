@@ -31,6 +31,7 @@ BENCHMARKS: tuple[str, ...] = (
     "latency",
     "containers",
     "probes",
+    "faces",
 )
 
 
@@ -143,6 +144,18 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"| backlog {r['baseline_backlog']} (standard library default): "
             f"{r['baseline_slowest_answer_s']} s, {r['baseline_unanswered']} unanswered within "
             f"{r['give_up_s']:.0f} s | target < {r['target_s']:.0f} s |"
+        ]
+    if name == "faces":
+        served, base, ua = r["opcua"], r["baseline"], r["opcua"]["opcua"]
+        return [
+            f"| OPC UA face, one process | {r['sensors']:,} sensors × 1/s for {r['seconds']} s: "
+            f"{ua.get('rows_received')}/{ua.get('rows_in_window')} sampled rows received "
+            f"(p95 {ua.get('latency_p95_s')} s after their timestamp), newest-row lag p95 "
+            f"{served['newest_row_lag_p95_s']} s, {served['cpu_cores_used']} cores | same node "
+            f"without faces: lag p95 {base['newest_row_lag_p95_s']} s, "
+            f"{base['cpu_cores_used']} cores | "
+            f"{'all' if served['all_sensors_within_1pct'] else 'NOT all'} sensors on schedule, "
+            f"server built in {ua.get('build_s')} s |"
         ]
     figures = ", ".join(
         f"{k}={v}"

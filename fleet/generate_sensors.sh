@@ -28,6 +28,10 @@ Fleet:
   --backfill DURATION   each node first writes this much history (2h, 1d, ...),
                         then continues live
   --run-time SECONDS    how long each node runs (RUN_TIME_SECONDS; 0 = until stopped)
+  --publish-faces       turn on each node's OPC UA and Modbus TCP servers and publish
+                        them on the host: the Nth sensor (from 0) at OPC UA port
+                        OPCUA_BASE+N and Modbus port MODBUS_BASE+N
+  --faces-ports O,M     the base host ports for --publish-faces (default: 48400,50200)
   -e, --env KEY=VALUE   extra environment for every node (repeatable)
   --network MODE        network of every node (default: Docker's bridge); 'none'
                         suits nodes that need no network (--db-per-node, nobody
@@ -74,6 +78,8 @@ firmware_mix=
 db_per_node=false
 backfill=
 run_time=
+publish_faces=false
+faces_ports=48400,50200
 extra_env=()
 network=
 parallel=8
@@ -88,6 +94,8 @@ while [[ $# -gt 0 ]]; do
         --db-per-node) db_per_node=true ;;
         --backfill) backfill=${2:?--backfill needs a duration}; shift ;;
         --run-time) run_time=${2:?--run-time needs seconds}; shift ;;
+        --publish-faces) publish_faces=true ;;
+        --faces-ports) faces_ports=${2:?--faces-ports needs OPCUA_BASE,MODBUS_BASE}; shift ;;
         -e | --env) extra_env+=(--env "${2:?--env needs KEY=VALUE}"); shift ;;
         --network) network=${2:?--network needs a mode}; shift ;;
         --parallel) parallel=${2:?--parallel needs a number}; shift ;;
@@ -105,6 +113,11 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
+
+[[ $faces_ports =~ ^([0-9]+),([0-9]+)$ ]] \
+    || die "--faces-ports: expected two base ports OPCUA_BASE,MODBUS_BASE (got '$faces_ports')"
+opcua_base=${BASH_REMATCH[1]}
+modbus_base=${BASH_REMATCH[2]}
 
 command -v docker >/dev/null || die "docker is not installed or not on PATH"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (is it running, may this user use it?)"
@@ -245,7 +258,7 @@ generate_identities() {
 }
 
 start_node() {
-    local identity=$1 sensor_id name db
+    local identity=$1 position=$2 sensor_id name db
     sensor_id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$identity" | head -n 1)
     [[ -n $sensor_id ]] || die "$identity has no \"id\""
     name=$prefix$sensor_id
@@ -274,6 +287,11 @@ start_node() {
         restart=()
     fi
     [[ -z $run_time ]] || env+=(--env "RUN_TIME_SECONDS=$run_time")
+    local ports=()
+    if $publish_faces; then
+        env+=(--env OPCUA_ENABLED=true --env MODBUS_ENABLED=true)
+        ports+=(--publish "$((opcua_base + position)):4840" --publish "$((modbus_base + position)):5020")
+    fi
     db=sensor_data.db
     if $db_per_node; then
         db=sensor_$sensor_id.db
@@ -285,12 +303,13 @@ start_node() {
         --label "$fleet_label" \
         --label "sensorfleet.sensor_id=$sensor_id" \
         --label "sensorfleet.database=$db" \
-        "${restart[@]}" "${net[@]}" \
+        "${restart[@]}" "${net[@]}" "${ports[@]}" \
         -v "$config_path:/app/config.yaml:ro" \
         -v "$identity:/app/node_identity.json:ro" \
         -v "$data_path:/app/data" \
         "${env[@]}" "$image" >/dev/null
     [[ -n $backfill_now ]] || echo "  $name started"
+    ! $publish_faces || echo "    OPC UA opc.tcp://localhost:$((opcua_base + position))/, Modbus TCP localhost:$((modbus_base + position)) unit 1"
     [[ -z $backfill_now ]] || echo "  $name started (writing $backfill_now of history first)"
 }
 
@@ -358,12 +377,12 @@ echo "Starting one container per sensor, $parallel at a time..."
 started_at=$SECONDS
 failures=0
 running=0
-for identity in "${identities[@]}"; do
+for position in "${!identities[@]}"; do
     if ((running >= parallel)); then
         wait -n || failures=$((failures + 1))
         running=$((running - 1))
     fi
-    start_node "$identity" &
+    start_node "${identities[$position]}" "$position" &
     running=$((running + 1))
 done
 while ((running > 0)); do

@@ -199,10 +199,63 @@ class Monitoring(_Section):
 
     @field_serializer("token", when_used="json")
     def _token_fingerprint(self, value: SecretStr | None) -> str | None:
-        # Status, logs and the config hash show that the token changed, never the token.
-        if value is None:
-            return None
-        return "sha256:" + hashlib.sha256(value.get_secret_value().encode()).hexdigest()[:8]
+        return fingerprint(value)
+
+
+def fingerprint(value: SecretStr | None) -> str | None:
+    """A secret as status, logs and the config hash show it: that it changed, never it."""
+    if value is None:
+        return None
+    return "sha256:" + hashlib.sha256(value.get_secret_value().encode()).hexdigest()[:8]
+
+
+SecurityPolicy = Literal["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"]
+
+
+class OpcUa(_Section):
+    """The OPC UA face (``sensorfleet.faces.opcua``); off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 4840
+    # Endpoints offered; anything but "None" needs a server certificate and key.
+    security_policies: Annotated[list[SecurityPolicy], Field(min_length=1)] = ["None"]
+    certificate: str | None = None
+    private_key: str | None = None
+    # With both set, clients must log in with them (anonymous access is refused).
+    username: str | None = None
+    password: SecretStr | None = None  # shown as '**********' or a fingerprint, never as is
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        # `password: 1234` in the file is a YAML number; a login is text either way.
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return str(value) if number else value
+
+    @field_serializer("password", when_used="json")
+    def _password_fingerprint(self, value: SecretStr | None) -> str | None:
+        return fingerprint(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        secured = [p for p in self.security_policies if p != "None"]
+        if secured and not (self.certificate and self.private_key):
+            raise ValueError(
+                f"security_policies {secured} need certificate and private_key "
+                "(paths to the server's certificate and key, PEM or DER)"
+            )
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be set together")
+        return self
+
+
+class Modbus(_Section):
+    """The Modbus TCP face (``sensorfleet.faces.modbus``); off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 5020
 
 
 class Config(_Section):
@@ -215,6 +268,8 @@ class Config(_Section):
     logging: Logging = Logging()
     config_reload: ConfigReload = ConfigReload()
     monitoring: Monitoring = Monitoring()
+    opcua: OpcUa = OpcUa()
+    modbus: Modbus = Modbus()
     profiles: Profiles = Profiles()
 
     def warnings(self) -> list[str]:
@@ -260,10 +315,18 @@ ENVIRONMENT_KEYS: dict[str, str] = {
     "MONITORING_PORT": "monitoring.port",
     "MONITORING_TOKEN": "monitoring.token",
     "MONITORING_CONTROL": "monitoring.control",
+    "OPCUA_ENABLED": "opcua.enabled",
+    "OPCUA_HOST": "opcua.host",
+    "OPCUA_PORT": "opcua.port",
+    "OPCUA_USERNAME": "opcua.username",
+    "OPCUA_PASSWORD": "opcua.password",
+    "MODBUS_ENABLED": "modbus.enabled",
+    "MODBUS_HOST": "modbus.host",
+    "MODBUS_PORT": "modbus.port",
 }
 
 # Variables taken as text exactly as given (a token of digits is still text).
-_TEXT_VARIABLES = frozenset({"MONITORING_TOKEN"})
+_TEXT_VARIABLES = frozenset({"MONITORING_TOKEN", "OPCUA_USERNAME", "OPCUA_PASSWORD"})
 # Variables whose empty value means "none" rather than "not set".
 _EMPTY_MEANS_NONE = frozenset({"LOG_FILE"})
 
@@ -273,7 +336,7 @@ _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Keys whose relative paths are read against the config file's folder.
-_PATH_KEYS = ("database.path", "logging.file")
+_PATH_KEYS = ("database.path", "logging.file", "opcua.certificate", "opcua.private_key")
 
 
 @dataclass(frozen=True)

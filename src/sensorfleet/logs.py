@@ -87,3 +87,17 @@ def configure(
 def set_level(level: str) -> None:
     """Change the level at run time (used by hot reload)."""
     logging.getLogger(ROOT).setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def adopt_library_logs(*names: str, level: int = logging.WARNING) -> None:
+    """Send a library's own log records (asyncua, pymodbus) through our handlers.
+
+    They come out in the node's format (JSON lines in containers) instead of
+    as bare text on stderr; below ``level`` they are dropped, as they are chatty.
+    """
+    handlers = logging.getLogger(ROOT).handlers
+    for name in names:
+        library = logging.getLogger(name)
+        library.handlers = list(handlers)
+        library.setLevel(level)
+        library.propagate = False

@@ -14,18 +14,20 @@ import resource
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from .clock import Clock
-from .config import Config, Override
+from .config import Config, Modbus, OpcUa, Override
 from .errors import InputError
 from .generator import SensorGenerator, Settings
 from .identity import Identity
 from .lease import FileLease
+from .readings import Block
 from .store import Store
 from .writer import BufferedWriter
 
@@ -50,9 +52,25 @@ RESTART_KEYS: tuple[str, ...] = (
     "monitoring.enabled",
     "monitoring.host",
     "monitoring.port",
+    *(f"opcua.{key}" for key in OpcUa.model_fields),
+    *(f"modbus.{key}" for key in Modbus.model_fields),
 )
 
 Command = Callable[["NodeLoop"], None]
+
+
+class ReadingListener(Protocol):
+    """Something outside the core that serves the node's readings (an OPC UA server…).
+
+    Both methods are called in the loop thread and must return at once: a
+    listener hands the work to its own thread.
+    """
+
+    def publish(self, position: int, block: Block) -> None:
+        """Readings of the sensor at ``position`` (identity order), as they are written."""
+
+    def reconfigured(self, config: Config, identities: Sequence[Identity]) -> None:
+        """New settings in force, with every sensor's identity in identity order."""
 
 
 def database_path(template: str, sensor_id: str) -> Path:
@@ -124,6 +142,12 @@ class NodeLoop:
         self._wake = threading.Event()
         self._stopping = False
         self._schedule_dirty = True
+        self._listeners: list[ReadingListener] = []
+        self._positions = {id(sensor): i for i, sensor in enumerate(sensors)}
+
+    def add_listener(self, listener: ReadingListener) -> None:
+        """Hand every reading emitted from now on (and every reconfiguration) to ``listener``."""
+        self._listeners.append(listener)
 
     # ---- control from other threads -------------------------------------------------
     def submit(self, command: Command) -> None:
@@ -187,6 +211,9 @@ class NodeLoop:
             writer.store.settings = config.database
         self.config = config
         self._schedule_dirty = True
+        identities_now = [sensor.identity for sensor in self.sensors]
+        for listener in self._listeners:
+            listener.reconfigured(config, identities_now)
         return kept
 
     # ---- producing readings ---------------------------------------------------------
@@ -195,6 +222,8 @@ class NodeLoop:
         sensor.readings_generated += count
         sensor.last_reading_at = float(block.times_us[-1]) / 1e6
         sensor.writer.add(block)
+        for listener in self._listeners:
+            listener.publish(self._positions[id(sensor)], block)
 
     def backfill(self, end_epoch: float) -> None:
         """Generate every reading scheduled before ``end_epoch`` as fast as possible."""

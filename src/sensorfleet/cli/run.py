@@ -9,7 +9,7 @@ import secrets
 import signal
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -17,11 +17,15 @@ from .. import logs
 from ..clock import SystemClock, check_span, format_instant, parse_duration, parse_instant
 from ..config import Config, Override, environment_overrides, load_config
 from ..errors import InputError, SensorfleetError
+from ..faces import face_problems, start_faces
 from ..identity import Identity, environment_identity, load_identities, load_identity
 from ..monitor import start_monitor
 from ..node import NodeLoop, build_sensors, run_summary_fields
 from ..reload import Sources, start_reloader
 from ..retention import RetentionWorker
+
+if TYPE_CHECKING:
+    from ..faces.base import Face
 
 log = structlog.get_logger("sensorfleet.run")
 
@@ -166,6 +170,8 @@ def load_inputs(
             identities = list(zip(paths, load_identities(paths, env), strict=True))
     except InputError as exc:
         problems.extend(exc.problems)
+    if config is not None:
+        problems.extend(face_problems(config, len(identities)))
     if args.start and not args.backfill:
         problems.append("--start: only meaningful with --backfill")
     if args.follow and not args.backfill:
@@ -267,10 +273,15 @@ def handle(args: argparse.Namespace) -> int:
         retention = RetentionWorker([s.writer.store.path for s in sensors], config.database)
         retention.start()
     status = 0
+    faces: list[Face] = []
     try:
         if backfill:
             loop.backfill(first + backfill)
         if not backfill or args.follow:
+            # OPC UA / Modbus serve live readings only; each binds on its own thread.
+            faces = start_faces(config, [identity for _, identity in identities])
+            for face in faces:
+                loop.add_listener(face)
             run_time = config.simulation.run_time_seconds
             live_start = first + backfill if backfill else first
             loop.live(live_start + run_time if run_time else None)
@@ -278,7 +289,7 @@ def handle(args: argparse.Namespace) -> int:
         log.error("node giving up", error=str(exc))
         status = 1
     finally:
-        for edge in (reloader, monitor, retention):
+        for edge in (reloader, monitor, retention, *faces):
             if edge is not None:
                 edge.stop()
         summary = loop.close()
