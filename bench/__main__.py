@@ -165,21 +165,53 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
     return [f"| {name} | {figures} | see `bench/{name}.py` | |"]
 
 
-def summary(results: dict[str, dict[str, Any]], smoke: bool) -> str:
+def summary(out_dir: Path, smoke: bool) -> str:
+    """The table of the newest result of every benchmark in ``out_dir``, each with its date.
+
+    Running some benchmarks (``--only``) refreshes their rows and keeps the others, so the
+    table always covers every benchmark that has been run.
+    """
     facts = machine()
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (smoke run)' if smoke else ''} on "
+        f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (smoke run)' if smoke else ''} on "
         f"{facts['cpus']} CPUs, Python {facts['python']}, {facts['platform']}.",
-        "Each figure stands beside the limit it was measured against in the same run.",
+        "Each figure stands beside the limit it was measured against in the same run; the "
+        "last column says when that run was.",
         "",
-        "| benchmark | figure | measured against | result |",
-        "| --- | --- | --- | --- |",
+        *figures_table(out_dir),
     ]
-    for name, result in results.items():
-        lines.extend(_line(name, result))
     return "\n".join(lines) + "\n"
+
+
+def figures_table(out_dir: Path) -> list[str]:
+    """Markdown table rows of every benchmark result in ``out_dir``, in run order."""
+    rows = [
+        "| benchmark | figure | measured against | result | measured |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name in BENCHMARKS:
+        path = out_dir / f"{name}.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        day = str(result.get("measured_at", ""))[:10]
+        rows.extend(f"{line} {day} |" for line in _line(name, result))
+    return rows
+
+
+# The README shows the same table between these markers; ``python -m bench`` keeps it current.
+README = RESULTS.parents[1] / "README.md"
+BEGIN = "<!-- figures: written by python -m bench from bench/results -->"
+END = "<!-- /figures -->"
+
+
+def update_readme(table: list[str], readme: Path = README) -> None:
+    text = readme.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + BEGIN + "\n" + "\n".join(table) + "\n" + END + tail)
 
 
 def main() -> None:
@@ -187,21 +219,25 @@ def main() -> None:
     args.add_argument("--smoke", action="store_true", help="run each benchmark briefly")
     args.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run just these")
     args.add_argument("--out-dir", type=Path, default=RESULTS, help="where results go")
+    args.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="run nothing: write SUMMARY.md (and the README's table) from the results present",
+    )
     options = args.parse_args()
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, Any]] = {}
     failed = []
-    for name in options.only or BENCHMARKS:
+    for name in () if options.summary_only else options.only or BENCHMARKS:
         if not _available(name):
             print(f"== bench.{name}: not present, skipped")
             continue
-        out = options.out_dir / f"{name}.json"
-        if _run(name, options.smoke, out):
-            results[name] = json.loads(out.read_text())
-        else:
+        if not _run(name, options.smoke, options.out_dir / f"{name}.json"):
             failed.append(name)
-    (options.out_dir / "SUMMARY.md").write_text(summary(results, options.smoke))
+    (options.out_dir / "SUMMARY.md").write_text(summary(options.out_dir, options.smoke))
     print(f"summary → {options.out_dir / 'SUMMARY.md'}")
+    if options.out_dir.resolve() == RESULTS.resolve() and not options.smoke:
+        update_readme(figures_table(options.out_dir))
+        print(f"figures → {README}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         sys.exit(1)
