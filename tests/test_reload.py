@@ -383,7 +383,9 @@ def test_restart_only_settings_are_kept_and_logged_level_applies(tmp_path: Path)
         rename_over(config_path, yaml.safe_dump(config))
         node.wait_for("config reloaded")
         node.wait_for("batch written", count=3)  # DEBUG events appear at once
-        time.sleep(0.3)
+        # Had the 5 s run time applied, the node would stop once 5 s of readings are out;
+        # rows on its 50/s schedule say when 6 s have passed since it started.
+        wait_until(lambda: count_rows(tmp_path / "data.db") >= 6 * 50, what="6 s of readings")
         assert node.proc.poll() is None, "run time must not change while running"
         assert node.stop() == 0
     restart = {e["key"]: e for e in node.named("setting needs restart")}
