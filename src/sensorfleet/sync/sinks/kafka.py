@@ -19,17 +19,24 @@ it (checked from the cluster's metadata, which asks for no auto-creation).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..topics import TopicTemplate
 from .base import Batch, SinkError
 
+# librdkafka's own log lines (connection failures, …) go through the standard logging
+# module, which the CLI renders like every other log line on standard error.
+LIBRDKAFKA_LOG = logging.getLogger("sensorfleet.sync.librdkafka")
+
 # Settings sync needs; a URL query parameter may not weaken them.
 REQUIRED = {"enable.idempotence": "true", "acks": "all"}
-DEFAULTS = {
+# Settings the Python client reads itself, as booleans (URL values are converted).
+BOOLEAN_SETTINGS = frozenset({"delivery.report.only.error"})
+DEFAULTS: dict[str, Any] = {
     # Only failures call back into Python; a message that leaves the queue without one
     # (flush returns 0) was delivered. Saves a Python call per reading.
-    "delivery.report.only.error": "true",
+    "delivery.report.only.error": True,
     "linger.ms": "5",
     "partitioner": "murmur2_random",
     "compression.type": "lz4",
@@ -42,7 +49,7 @@ class KafkaSink:
 
     def __init__(
         self,
-        config: dict[str, str],
+        config: dict[str, Any],
         topic: TopicTemplate,
         display: str,
         timeout: float = 10.0,
@@ -70,9 +77,14 @@ class KafkaSink:
 
         try:
             producer = Producer(
-                {**self.config, "error_cb": self._on_error, "on_delivery": self._on_delivery}
+                {
+                    **self.config,
+                    "error_cb": self._on_error,
+                    "on_delivery": self._on_delivery,
+                    "logger": LIBRDKAFKA_LOG,
+                }
             )
-        except KafkaException as exc:
+        except (KafkaException, TypeError, ValueError) as exc:
             raise SinkError(f"{self.name}: {one_line(exc)}") from None
         self._producer = producer
         self._known.clear()
