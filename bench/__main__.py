@@ -113,7 +113,8 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         ]
     if name == "latency":
         return [
-            f"| live latency, reading timestamp → Kafka consumer, {r['nodes']} nodes × "
+            f"| live latency, reading timestamp → {r.get('sink', 'kafka')} reader, {r['nodes']} "
+            "nodes × "
             f"{r['readings_per_second_per_node']:g}/s | p50 {r['p50_ms']} ms, p95 "
             f"{r['p95_ms']} ms, max {r['max_ms']} ms | target p95 < {r['target_p95_ms']} ms "
             f"(stretch {r['stretch_p95_ms']}); polling every 5 s: p95 {r['polling_p95_ms']} ms "

@@ -65,6 +65,9 @@ class _State:
     gave_up: bool = False
     skipped: bool = False
     shipped: int = 0
+    # Following: when this source was last read, and whether it had more rows then.
+    polled_at: float = float("-inf")
+    pending: bool = False
     since_log: int = 0
 
 
@@ -362,17 +365,33 @@ class Collector:
     def _pass(self) -> bool:
         """One turn over every due source; True if some source has more rows waiting."""
         more = False
-        for state in list(self._states.values()):
+        for key, state in list(self._states.items()):
             now = self._clock()
             if self._stop.is_set() or now < self._sink_retry_at:
                 break
             if state.done or state.gave_up or now < state.retry_at:
                 continue
+            if not self._due(key, state, now):
+                continue
+            state.polled_at = now
             try:
-                more = self._drain(state) or more
+                waiting = self._drain(state)
             except _SinkDownError:
+                state.pending = True  # read it again once the sink's backoff is over
                 return False
+            # A failed source is read again as soon as its backoff is over.
+            state.pending = waiting or state.failures > 0
+            more = waiting or more
         return more
+
+    def _due(self, key: str, state: _State, now: float) -> bool:
+        """Whether to read a source now: always with ``once``; when following, if it had
+        more rows, is new, was last read ``interval`` ago, or (watching) its file changed."""
+        if self.options.once or state.pending or key not in self._seen:
+            return True
+        if now - state.polled_at >= self.options.interval:
+            return True
+        return self.options.watch_interval > 0 and self._seen[key] != state.source.signature()
 
     def _next_wake(self) -> float:
         """When to poll again after a pass in which no source had more rows waiting."""
@@ -384,12 +403,12 @@ class Collector:
         return max(now + self.options.interval, self._sink_retry_at)
 
     def _changed(self) -> bool:
-        """True if a due source's file changed since its last pass (a stat per file)."""
+        """True if some source not backing off is due (most often: its file changed)."""
         now = self._clock()
         for key, state in list(self._states.items()):
             if state.done or state.gave_up or now < state.retry_at:
                 continue
-            if self._seen.get(key) != state.source.signature():
+            if self._due(key, state, now):
                 return True
         return False
 

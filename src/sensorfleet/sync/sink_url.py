@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import InputError
@@ -205,7 +206,7 @@ def _kafka(url: str, netloc: str, path: str, query: str, timeout: float) -> Sink
     _needs("confluent_kafka", "confluent-kafka")
     from confluent_kafka import KafkaException, Producer
 
-    from .sinks.kafka import REQUIRED, KafkaSink, one_line
+    from .sinks.kafka import BOOLEAN_SETTINGS, DEFAULTS, REQUIRED, KafkaSink, one_line
 
     form = "kafka://HOST:PORT[,HOST:PORT…]/TOPIC"
     if "@" in netloc:
@@ -226,13 +227,18 @@ def _kafka(url: str, netloc: str, path: str, query: str, timeout: float) -> Sink
             f"topic {topic!r}: Kafka topics use only letters, digits, '.', '_' and '-' "
             "(at most 249 characters)"
         )
-    config = dict(parse_qsl(query, keep_blank_values=True))
+    config: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
     for key, value in REQUIRED.items():
         if key in config and config[key].lower() != value:
             raise _Problem(f"option {key}: sync needs {key}={value} (got {config[key]!r})")
-    config["bootstrap.servers"] = ",".join(brokers)
-    try:  # librdkafka checks every setting here, before anything connects
-        Producer({**config, **REQUIRED, "client.id": "sensorfleet-check"})
-    except KafkaException as exc:
+    for key in BOOLEAN_SETTINGS.intersection(config):  # the Python client wants a bool
+        if config[key].lower() not in ("true", "false"):
+            raise _Problem(f"option {key}: expected true or false (got {config[key]!r})")
+        config[key] = config[key].lower() == "true"
+    check = {**DEFAULTS, **config, **REQUIRED, "log_level": 0}
+    try:  # librdkafka checks every setting here; with no broker named it connects nowhere
+        Producer(check)
+    except (KafkaException, TypeError, ValueError) as exc:
         raise _Problem(one_line(exc)) from None
+    config["bootstrap.servers"] = ",".join(brokers)
     return KafkaSink(config, template, redact(url), timeout)

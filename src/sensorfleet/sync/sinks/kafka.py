@@ -7,8 +7,11 @@ sensor id (a sensor's readings stay in order within a partition, and the
 ``murmur2_random`` partitioner sends a key to the same partition a Java client
 would), value = the reading as the JSONL sink writes it, with ``database_id`` and
 ``source_row_id``. A batch counts as acknowledged only when every message in it
-has a positive delivery report; after any failure the producer is dropped with
-its queue purged, so nothing is sent again behind the collector's back.
+was acknowledged by the broker: ``flush`` returned with no message left in the
+queue and no failed delivery report (librdkafka reports only failures to
+Python, ``delivery.report.only.error``, so a message that left the queue without
+one was delivered). After any failure the producer is dropped with its queue
+purged, so nothing is sent again behind the collector's back.
 
 Topics are never created by sync: a topic that does not exist is an error naming
 it (checked from the cluster's metadata, which asks for no auto-creation).
@@ -16,14 +19,24 @@ it (checked from the cluster's metadata, which asks for no auto-creation).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..topics import TopicTemplate
 from .base import Batch, SinkError
 
+# librdkafka's own log lines (connection failures, …) go through the standard logging
+# module, which the CLI renders like every other log line on standard error.
+LIBRDKAFKA_LOG = logging.getLogger("sensorfleet.sync.librdkafka")
+
 # Settings sync needs; a URL query parameter may not weaken them.
 REQUIRED = {"enable.idempotence": "true", "acks": "all"}
-DEFAULTS = {
+# Settings the Python client reads itself, as booleans (URL values are converted).
+BOOLEAN_SETTINGS = frozenset({"delivery.report.only.error"})
+DEFAULTS: dict[str, Any] = {
+    # Only failures call back into Python; a message that leaves the queue without one
+    # (flush returns 0) was delivered. Saves a Python call per reading.
+    "delivery.report.only.error": True,
     "linger.ms": "5",
     "partitioner": "murmur2_random",
     "compression.type": "lz4",
@@ -36,7 +49,7 @@ class KafkaSink:
 
     def __init__(
         self,
-        config: dict[str, str],
+        config: dict[str, Any],
         topic: TopicTemplate,
         display: str,
         timeout: float = 10.0,
@@ -53,6 +66,7 @@ class KafkaSink:
         self._producer: Any = None
         self._known: set[str] = set()
         self._failures: list[str] = []
+        self._undelivered: list[str] = []
 
     @property
     def name(self) -> str:
@@ -62,8 +76,15 @@ class KafkaSink:
         from confluent_kafka import KafkaException, Producer
 
         try:
-            producer = Producer({**self.config, "error_cb": self._on_error})
-        except KafkaException as exc:
+            producer = Producer(
+                {
+                    **self.config,
+                    "error_cb": self._on_error,
+                    "on_delivery": self._on_delivery,
+                    "logger": LIBRDKAFKA_LOG,
+                }
+            )
+        except (KafkaException, TypeError, ValueError) as exc:
             raise SinkError(f"{self.name}: {one_line(exc)}") from None
         self._producer = producer
         self._known.clear()
@@ -79,6 +100,10 @@ class KafkaSink:
         # Client-level errors (all brokers down, authentication); deliveries still time out.
         if error.fatal():
             self._failures.append(str(error))
+
+    def _on_delivery(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self._undelivered.append(str(error))
 
     def _refresh_topics(self) -> None:
         from confluent_kafka import KafkaException
@@ -111,18 +136,13 @@ class KafkaSink:
         topics = self.topic.topics(batch.rows)
         for topic in set(topics):
             self._require(topic)
-        failed: list[str] = []
-
-        def delivered(error: Any, _message: Any) -> None:
-            if error is not None:
-                failed.append(str(error))
-
+        failed = self._undelivered = []
         key_at = 2  # (id, timestamp, sensor_id, …)
         try:
             for row, topic, value in zip(batch.rows, topics, batch.json_lines(), strict=True):
                 while True:
                     try:
-                        producer.produce(topic, value, row[key_at], on_delivery=delivered)
+                        producer.produce(topic, value, row[key_at])
                         break
                     except BufferError:  # local queue full: let deliveries drain it
                         producer.poll(0.05)
