@@ -241,10 +241,10 @@ for name in "${containers[@]}"; do
         -e 'Traceback' >&2; then
         fail "$name logged lost rows or a crash (above)"
     fi
-    # A failed write is retried (and its rows counted below); a lock anywhere else, such
-    # as opening the database or giving up, is not handled.
+    # A failed write and a busy open are retried (and the rows counted below); a lock
+    # anywhere else, such as giving up, is not handled.
     if docker logs "$name" 2>&1 | grep -F 'database is locked' \
-        | grep -v -F '"event": "write failed"' >&2; then
+        | grep -v -F -e '"event": "write failed"' -e '"event": "database busy at open, retrying"' >&2; then
         fail "$name logged an unhandled 'database is locked' (above)"
     fi
     retried=$(docker logs "$name" 2>&1 | grep -c -F '"event": "write failed"' || true)
