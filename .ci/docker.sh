@@ -54,10 +54,12 @@ cleanup() {
         wait_gone "label=com.docker.stack.namespace=$stack" 60
     fi
     docker volume rm "${stack}_sensor-data" "${stack}_central" >/dev/null 2>&1
-    ids=$(docker ps -aq --filter "label=sensorfleet.sync=$fleet_prefix" \
-        --filter "label=com.docker.compose.project=$compose_project")
+    # (two --filter label= options must both match, so one query each)
+    ids="$(docker ps -aq --filter "label=sensorfleet.sync=$fleet_prefix") $(docker ps -aq \
+        --filter "label=com.docker.compose.project=$compose_project")"
     # shellcheck disable=SC2086  # one id per word
     [[ -z $ids ]] || docker rm -f $ids >/dev/null 2>&1
+    docker network rm "${compose_project}_default" >/dev/null 2>&1
     if $swarm_joined; then
         docker swarm leave --force >/dev/null 2>&1
         $gwbridge_existed || docker network rm docker_gwbridge >/dev/null 2>&1
