@@ -22,18 +22,19 @@ if ! { exec 3<>"/dev/tcp/127.0.0.1/${MONITORING_PORT:-8080}"; } 2>/dev/null; the
     exit 1
 fi
 printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-status=
-IFS=$'\r' read -r -t 4 status <&3
+# Read the whole answer (the server closes the connection after it): closing with unread
+# bytes would reset the connection while the node is still writing them.
+answer=
+IFS= read -r -d '' -t 4 answer <&3
+status=${answer%%$'\r\n'*}
 if [[ $status =~ ^HTTP/1\.[01]\ 200 ]]; then
     exit 0
 fi
-if [[ -z $status ]]; then
+if [[ -z $answer ]]; then
     echo "healthcheck: $url did not answer within 4 s" >&2
     exit 1
 fi
-# The reasons are the JSON body after the headers (the server closes the connection).
-body=
-IFS= read -r -d '' -t 4 body <&3
-body=${body#*$'\r\n\r\n'}
+# The reasons are the JSON body after the headers.
+body=${answer#*$'\r\n\r\n'}
 echo "healthcheck: $url answered ${status#HTTP/1.? }: ${body:0:300}" >&2
 exit 1
