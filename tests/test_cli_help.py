@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
+from conftest import ROOT, clean_env
 
 from sensorfleet.cli import COMMANDS, build_parser
 
@@ -73,3 +73,11 @@ def test_log_level_accepts_every_documented_level(command: str, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     # At CRITICAL nothing routine is logged.
     assert result.stderr == ""
+
+
+def test_every_run_option_is_in_the_node_reference() -> None:
+    """docs/node.md documents every option of `sensorfleet run --help`."""
+    sub = _subparsers(build_parser(["run"]))["run"]
+    options = {a.option_strings[-1] for a in sub._actions if a.option_strings} - {"--help"}
+    text = (ROOT / "docs" / "node.md").read_text()
+    assert sorted(o for o in options if f"`{o}" not in text) == []
