@@ -27,7 +27,7 @@ Options:
                       offline otherwise)
   --tag NAME          image name to build (default: sensor-simulator)
   --extras LIST       extras of the package to install, comma-separated, or ""
-                      for none (default: sync, the clients of every sync sink)
+                      for none (default: sync,faces: every sync sink's client and the OPC UA and Modbus servers)
   --cache-dir DIR     where the root filesystem and wheelhouse are cached
                       (default: build-cache/ in the repository)
   --mirror URL        Debian mirror for debootstrap (default: the host's apt
@@ -52,7 +52,7 @@ tag=sensor-simulator
 cache_dir="$repo_root/build-cache"
 mirror=${DEBIAN_MIRROR:-}
 rebuild_base=false
-extras=sync
+extras=sync,faces
 online_base=python:3.11-slim-bookworm
 suite=bookworm
 extra_args=()
