@@ -27,7 +27,8 @@ Options:
                       offline otherwise)
   --tag NAME          image name to build (default: sensor-simulator)
   --extras LIST       extras of the package to install, comma-separated, or ""
-                      for none (default: sync,faces: every sync sink's client and the OPC UA and Modbus servers)
+                      for none (default: sync,faces: every sync sink's client
+                      and the OPC UA and Modbus servers)
   --cache-dir DIR     where the root filesystem and wheelhouse are cached
                       (default: build-cache/ in the repository)
   --mirror URL        Debian mirror for debootstrap (default: the host's apt
