@@ -20,7 +20,8 @@ from ..report.model import Report
 from ..report.render_data import render_csv, render_json
 from ..report.render_text import render_markdown, render_text
 from ..report.series import choose_sensors, missing_sensors, read_series
-from ..report.sources import Source, database_errors, find_sources
+from ..report.sources import database_errors, find_sources
+from ..report.table import Source
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_WINDOW = "6h"

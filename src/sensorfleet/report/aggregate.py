@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sources import Source, connect, database_errors
+from .sources import connect, database_errors
+from .table import Source
 
 CHUNK_ROWS = 25_000
 CHUNK_ROWS_POSTGRES = 250_000  # a server aggregates by hashing: no sort to keep small

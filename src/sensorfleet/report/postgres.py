@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .sources import NODE_COLUMNS, Source
+from .table import NODE_COLUMNS, Source
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_TABLE = "sensor_readings"
@@ -19,15 +19,6 @@ INSTALL_HINT = "pip install 'sensorfleet[sync]'"
 def is_url(argument: str) -> bool:
     """True for ``scheme://…`` arguments (a file name never contains ``://``)."""
     return "://" in argument
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, for labels and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
 
 
 def split_url(url: str) -> tuple[str, str]:

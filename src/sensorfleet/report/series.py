@@ -19,7 +19,8 @@ import numpy as np
 from .aggregate import SourceSummary
 from .dialect import SQLITE
 from .model import Episode, SensorSeries
-from .sources import Source, connect, database_errors
+from .sources import connect, database_errors
+from .table import Source
 
 DEFAULT_SENSORS = 4
 BUCKETS = 1200

@@ -17,55 +17,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import store
 from ..config import Database
-from .dialect import POSTGRES, SQLITE, Dialect
+from . import postgres
+from .table import NODE_COLUMNS, Source, redact
 
-# The columns a table must have for the report to read it.
-NODE_COLUMNS: tuple[str, ...] = (
-    "timestamp",
-    "sensor_id",
-    "anomaly_flag",
-    "anomaly_type",
-    "firmware_version",
-    "model",
-    "manufacturer",
-    "location",
-)
 DATABASE_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _READ_SETTINGS = Database(busy_timeout_ms=10_000)
-
-
-@dataclass(frozen=True)
-class Source:
-    """One readable table of readings."""
-
-    path: Path | None  # an SQLite file, or None for a URL
-    table: str
-    kind: str  # "node" or "central"
-    has_synced: bool
-    database_id: str | None  # a node file's own id; None for a central store
-    # How to read the table in slices: "rowid" ranges, per-origin "key" ranges
-    # (a central store's (database_id, source_row_id), WITHOUT ROWID), or "none".
-    slicing: str = "rowid"
-    url: str | None = None  # a PostgreSQL central store
-
-    @property
-    def label(self) -> str:
-        if self.url is not None:
-            from .postgres import redact
-
-            return redact(self.url)
-        return str(self.path)
-
-    @property
-    def dialect(self) -> Dialect:
-        return POSTGRES if self.url is not None else SQLITE
 
 
 # Page cache per read connection. With the aggregation's 25,000-row chunks
@@ -94,8 +56,6 @@ def database_errors(source: Source) -> tuple[type[Exception], ...]:
 def connect(source: Source) -> Iterator[Any]:
     """A read-only connection to the source's database, closed on exit."""
     if source.url is not None:
-        from . import postgres
-
         conn = postgres.connect(source.url)
         try:
             yield conn
@@ -177,8 +137,6 @@ def inspect(path: Path) -> Source:
 
 def find_sources(arguments: Sequence[str]) -> tuple[list[Source], list[str]]:
     """Readable sources among ``arguments``, and one problem line per unusable one."""
-    from . import postgres
-
     sources: list[Source] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -190,7 +148,7 @@ def find_sources(arguments: Sequence[str]) -> tuple[list[Source], list[str]]:
             try:
                 sources.append(postgres.inspect_url(argument))
             except ValueError as exc:
-                problems.append(f"{postgres.redact(argument)}: {exc}")
+                problems.append(f"{redact(argument)}: {exc}")
             continue
         paths, problem = expand_path(argument)
         if problem:
