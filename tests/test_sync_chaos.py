@@ -27,7 +27,7 @@ NODES = 3
 KILLS = 60
 # Kills that must land after start-up, while the collector ships and marks.
 KILLS_WHILE_SHIPPING = 40
-KAFKA_KILLS = 24
+KAFKA_KILLS = 30
 KAFKA_KILLS_WHILE_SHIPPING = 20
 
 kafka_broker = servers.kafka_broker
