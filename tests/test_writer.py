@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from sensorfleet.config import Database, build_config
@@ -80,6 +81,29 @@ def test_locked_database_buffers_then_flushes_everything_in_order(tmp_path: Path
     assert timestamps(path) == expected_stamps(settings(), 0, 40)
     recovered = [e for e in logs if e["event"] == "write recovered"]
     assert recovered and recovered[0]["after_failures"] == 3 and recovered[0]["rows"] == 40
+
+
+def test_write_recovered_is_said_once_the_writer_is_healthy(tmp_path: Path) -> None:
+    """Whoever reads "write recovered" and then asks the writer's state finds it healthy."""
+    path = tmp_path / "a.db"
+    writer, generator = make_writer(path)
+    with exclusive_lock(path):
+        writer.add(generator.generate(10))
+        assert writer.flush(START) is False
+    seen: list[tuple[int, float | None]] = []
+
+    def note_state(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event["event"] == "write recovered":
+            seen.append((writer.stats.consecutive_failures, writer.stats.last_success))
+        return event
+
+    before = structlog.get_config()
+    structlog.configure(processors=[note_state, *before["processors"]])
+    try:
+        assert writer.flush(START + 10) is True
+    finally:
+        structlog.configure(**before)
+    assert seen == [(0, START + 10)]
 
 
 def test_full_buffer_drops_the_oldest_rows_and_says_so(tmp_path: Path) -> None:

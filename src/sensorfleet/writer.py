@@ -162,20 +162,23 @@ class BufferedWriter:
         for block in blocks:
             stats.anomalies_written.update(block.anomaly_counts())
             stats.rows_by_sensor[block.labels.sensor_id] += block.row_count
-        if stats.consecutive_failures:
+        failures, failing_since = stats.consecutive_failures, stats.failing_since
+        # The state first, the log line after: whoever reads "write recovered" (a person, a
+        # test, a log shipper) and then asks /healthz must find the node healthy.
+        stats.consecutive_failures = 0
+        stats.failing_since = None
+        stats.last_success = now
+        if failures:
             log.info(
                 "write recovered",
-                after_failures=stats.consecutive_failures,
-                outage_s=round(now - (stats.failing_since or now), 3),
+                after_failures=failures,
+                outage_s=round(now - (failing_since or now), 3),
                 rows=written,
                 rows_dropped=stats.rows_dropped,
                 path=str(self.store.path),
             )
         # The committed total, so a crash can be checked against it (DEBUG only).
         log.debug("batch written", rows=written, rows_written=stats.rows_written)
-        stats.consecutive_failures = 0
-        stats.failing_since = None
-        stats.last_success = now
 
     def _record_failure(self, now: float, exc: BaseException) -> None:
         stats = self.stats
