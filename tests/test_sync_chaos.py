@@ -51,18 +51,21 @@ def wait_for_event(log: Path, event: str, proc: subprocess.Popen[bytes]) -> None
 
 
 def kill_repeatedly(
-    tmp_path: Path, data: Path, kills: int, sink: str, seed: int
+    tmp_path: Path, data: Path, kills: int, shipping: int, sink: str, seed: int
 ) -> tuple[list[Path], int]:
-    """Nodes write while the collector is started and SIGKILLed ``kills`` times; then a
-    final ``--once`` run drains. Returns the node files and the kills that hit a shipping
-    collector."""
+    """Nodes write while the collector is started and SIGKILLed at least ``kills`` times, and
+    until ``shipping`` of the kills hit a shipping collector (a loaded machine makes more of
+    the early kills land during start-up); then a final ``--once`` run drains. Returns the
+    node files and the kills that hit a shipping collector."""
     rng = random.Random(seed)
     data.mkdir()
     dbs = [make_node_db(data / f"node-{i}.db", seed=i, backfill="5m") for i in range(NODES)]
     nodes = [start_node(db, seed=100 + i, rate=150) for i, db in enumerate(dbs)]
     shipping_kills = 0
     try:
-        for kill in range(kills):
+        for kill in range(3 * kills):
+            if kill >= kills and shipping_kills >= shipping:
+                break
             log = tmp_path / f"collector-{kill}.log"
             with open(log, "w") as handle:
                 proc = subprocess.Popen(
@@ -106,7 +109,7 @@ def test_sigkilled_collector_ships_every_row_exactly_once(tmp_path: Path) -> Non
     """After 50+ SIGKILLs at random moments while 3 nodes write, the central table holds every
     node row exactly once with identical values, and every node row is synced = 1."""
     dbs, shipping_kills = kill_repeatedly(
-        tmp_path, tmp_path / "data", KILLS, "sqlite:///central.db", 20240605
+        tmp_path, tmp_path / "data", KILLS, KILLS_WHILE_SHIPPING, "sqlite:///central.db", 20240605
     )
     assert shipping_kills >= KILLS_WHILE_SHIPPING, shipping_kills
     expected = sorted(row for db in dbs for row in node_rows(db))
@@ -126,7 +129,9 @@ def test_sigkilled_collector_loses_nothing_in_kafka(
     """After 20+ SIGKILLs while 3 nodes write into Kafka, a consumer sees every node row, and
     dropping repeats by (database_id, source_row_id) leaves exactly the node rows."""
     sink = kafka_broker.url(kafka_topic)
-    dbs, shipping_kills = kill_repeatedly(tmp_path, tmp_path / "data", KAFKA_KILLS, sink, 7)
+    dbs, shipping_kills = kill_repeatedly(
+        tmp_path, tmp_path / "data", KAFKA_KILLS, KAFKA_KILLS_WHILE_SHIPPING, sink, 7
+    )
     assert shipping_kills >= KAFKA_KILLS_WHILE_SHIPPING, shipping_kills
     expected = sorted(row for db in dbs for row in node_rows(db))
     messages = kafka_broker.consume([kafka_topic], len(expected), timeout=60, idle=1.0)
