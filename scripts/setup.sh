@@ -47,13 +47,17 @@ if (( want_test )); then
   if [[ -z "$tansu_bin" ]]; then
     cargo_bin=$(command -v cargo || true)
     [[ -z "$cargo_bin" && -x "$HOME/.cargo/bin/cargo" ]] && cargo_bin="$HOME/.cargo/bin/cargo"
+    # Without the broker the Kafka tests skip themselves (and fail under CI=true), so a
+    # machine with no Rust toolchain can still set up and run everything else.
     if [[ -z "$cargo_bin" ]]; then
-      echo "setup: the Kafka tests need the tansu broker, which is built with cargo: install a" \
-        "current Rust toolchain (https://rustup.rs), then run scripts/setup.sh --test again" >&2
-      exit 2
+      echo "setup: warning: no cargo, so no tansu Kafka broker and the Kafka tests will be" \
+        "skipped; install a current Rust toolchain and run scripts/setup.sh --test again" >&2
+    else
+      echo "setup: building the tansu Kafka broker $tansu_version (cargo install; about 10 minutes on 2 cores)"
+      "$cargo_bin" install --locked tansu --version "$tansu_version" --features dynostore ||
+        echo "setup: warning: building tansu failed (see above), so the Kafka tests will be" \
+          "skipped; a current Rust toolchain builds it" >&2
     fi
-    echo "setup: building the tansu Kafka broker $tansu_version (cargo install; about 10 minutes on 2 cores)"
-    "$cargo_bin" install --locked tansu --version "$tansu_version" --features dynostore
   fi
 fi
 echo "setup: ready (.venv)"
