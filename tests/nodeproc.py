@@ -169,6 +169,15 @@ class NodeProcess:
             self.kill()
 
 
+def start_node_of_sensors(folder: Path, sensor_ids: Sequence[str], **sections: Any) -> NodeProcess:
+    """A node running one identity per id (files in ``folder/ids``) with ``sections`` as config."""
+    write_config(folder / "config.yaml", **sections)
+    (folder / "ids").mkdir()
+    for sensor_id in sensor_ids:
+        write_identity(folder / "ids" / f"{sensor_id.lower()}.json", id=sensor_id)
+    return NodeProcess(["--config", "config.yaml", "--identity", "ids"], folder)
+
+
 def start_node(
     folder: Path,
     config: dict[str, Any] | None = None,
@@ -308,6 +317,7 @@ __all__ = [
     "monitoring_url",
     "rows",
     "start_node",
+    "start_node_of_sensors",
     "wait_until",
     "write_config",
     "write_identity",

@@ -24,6 +24,7 @@ from nodeproc import (
     monitoring_url,
     rows,
     start_node,
+    start_node_of_sensors,
     wait_until,
 )
 from servers import missing
@@ -146,19 +147,16 @@ def test_opcua_subscription_sees_every_row_with_its_values_and_timestamp(tmp_pat
 
 def test_modbus_registers_equal_the_newest_row_of_each_unit(tmp_path: Path) -> None:
     """Units 1 and 2 (identity order) hold their sensor's newest row; input = holding registers."""
-    write_config(
-        tmp_path / "config.yaml",
+    db = tmp_path / "data.db"
+    with start_node_of_sensors(
+        tmp_path,
+        ["A", "B"],
         simulation={"readings_per_second": 1, "seed": 4},
         anomalies={"enabled": False},
         database={"path": "data.db", "flush_interval_seconds": 0.05},
         modbus=MODBUS,
         monitoring=MONITORING,
-    )
-    (tmp_path / "ids").mkdir()
-    write_identity(tmp_path / "ids" / "a.json", id="A")
-    write_identity(tmp_path / "ids" / "b.json", id="B")
-    db = tmp_path / "data.db"
-    with NodeProcess(["--config", "config.yaml", "--identity", "ids"], tmp_path) as node:
+    ) as node:
         port = modbus_port(node)
         control = monitoring_url(node)
         wait_until(lambda: count_rows(db) >= 4, what="rows of both sensors")

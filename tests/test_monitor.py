@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from nodeproc import (
     QUICK_FAILURES,
-    NodeProcess,
     count_rows,
     http,
     http_json,
@@ -21,8 +20,8 @@ from nodeproc import (
     monitoring_url,
     rows,
     start_node,
+    start_node_of_sensors,
     wait_until,
-    write_config,
     write_identity,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -124,18 +123,15 @@ def test_health_metrics_and_status_describe_the_running_node(tmp_path: Path) -> 
 
 def test_forced_episodes_start_now_and_end_on_request(tmp_path: Path) -> None:
     """POST /anomalies forces an episode of the asked length; DELETE ends it; sensor_id targets."""
-    write_config(
-        tmp_path / "config.yaml",
+    db = tmp_path / "data.db"
+    with start_node_of_sensors(
+        tmp_path,
+        ["A", "B"],
         simulation={"readings_per_second": 50, "seed": 2},
         anomalies={"enabled": False},
         database={"path": "data.db", "flush_interval_seconds": 0.05},
         monitoring=MONITORING,
-    )
-    (tmp_path / "ids").mkdir()
-    write_identity(tmp_path / "ids" / "a.json", id="A")
-    write_identity(tmp_path / "ids" / "b.json", id="B")
-    db = tmp_path / "data.db"
-    with NodeProcess(["--config", "config.yaml", "--identity", "ids"], tmp_path) as node:
+    ) as node:
         url = monitoring_url(node)
         wait_until(lambda: count_rows(db) > 10, what="rows")
 
