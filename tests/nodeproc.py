@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import MAIN, clean_env, write_config, write_identity
+from polling import wait_until
 
 Event = dict[str, Any]
 
@@ -213,17 +214,6 @@ def start_node(
         node.wait_for("node starting")
         wait_until(lambda: count_rows(folder / "data.db") > 0, what="first rows")
     return node
-
-
-def wait_until(
-    condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"
-) -> None:
-    """Poll ``condition`` every 20 ms until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def count_rows(db: Path) -> int:

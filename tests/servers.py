@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,12 +51,15 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    wait_until(lambda: _listening(port), timeout, f"a listener on 127.0.0.1:{port}", 0.05)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+    except OSError:
+        return False
+    return True
 
 
 # -- node databases ------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from polling import wait_until
 
 IMAGE = os.environ.get("SENSORFLEET_IMAGE", "sensor-simulator")
 REQUIRED = os.environ.get("SENSORFLEET_REQUIRE_IMAGE") == "1"
@@ -104,14 +105,6 @@ def exit_code(name: str) -> int:
     return int(docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.5)
-
-
 def wait_healthy(name: str) -> None:
     """Wait for the HEALTHCHECK of ``name`` to report healthy; fail at once on unhealthy."""
 
@@ -123,7 +116,7 @@ def wait_healthy(name: str) -> None:
             raise AssertionError(f"{name} is {status}: {state}\n{output.stderr}"[-3000:])
         return status == "healthy"
 
-    wait_until(healthy, 60, f"{name} to be healthy")
+    wait_until(healthy, 60, f"{name} to be healthy", interval=0.5)
 
 
 def wait_for_database(name: str, data: Path) -> None:
@@ -136,7 +129,7 @@ def wait_for_database(name: str, data: Path) -> None:
             raise AssertionError(f"{name} stopped:\n{output.stdout}{output.stderr}"[-3000:])
         return (data / "sensor_data.db").exists()
 
-    wait_until(created, 30, "the database")
+    wait_until(created, 30, "the database", interval=0.5)
 
 
 def test_documented_run_writes_rows_as_a_non_root_user(
