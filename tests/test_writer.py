@@ -16,8 +16,8 @@ from sensorfleet.config import Database, build_config
 from sensorfleet.errors import StoreUnavailableError
 from sensorfleet.generator import SensorGenerator, Settings
 from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.store import Store, quarantine
-from sensorfleet.writer import MAX_BACKOFF_SECONDS, BufferedWriter
+from sensorfleet.store import MAX_BACKOFF_SECONDS, Store, quarantine
+from sensorfleet.writer import BufferedWriter
 
 START = 1_700_000_000.0
 

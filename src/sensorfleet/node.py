@@ -28,7 +28,7 @@ from .generator import SensorGenerator, Settings
 from .identity import Identity
 from .lease import FileLease
 from .readings import Block
-from .store import Store
+from .store import Store, backoff_after
 from .writer import BufferedWriter
 
 log = structlog.get_logger("sensorfleet.node")
@@ -325,7 +325,7 @@ class NodeLoop:
                 if writer.flush(self.clock.now()):
                     break
                 if attempt + 1 < EXIT_FLUSH_ATTEMPTS:
-                    threading.Event().wait(min(2.0, 0.2 * 2**attempt))
+                    threading.Event().wait(backoff_after(attempt + 1, first=0.2, cap=2.0))
             if writer.pending_rows:
                 log.error(
                     "rows not written at exit",

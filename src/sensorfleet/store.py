@@ -120,6 +120,18 @@ def retrying(attempts: int, max_wait: float = 2.0) -> Retrying:
     )
 
 
+# How long the writer and the collector wait after consecutive failures before trying again:
+# tenacity's exponential policy, the same as inside a transaction's retries, stretched out.
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def backoff_after(failures: int, first: float = 0.5, cap: float = MAX_BACKOFF_SECONDS) -> float:
+    """Seconds to wait after ``failures`` failures in a row: ``first``, doubling, up to ``cap``."""
+    state = RetryCallState(Retrying(), None, (), {})
+    state.attempt_number = max(1, failures)
+    return float(wait_exponential(multiplier=first, max=cap)(state))
+
+
 def connect(
     path: str | Path, settings: Database, access: Literal["create", "write", "read"] = "create"
 ) -> sqlite3.Connection:

@@ -20,11 +20,9 @@ import structlog
 from .config import Database
 from .errors import StoreUnavailableError
 from .readings import Block, Row
-from .store import Store
+from .store import Store, backoff_after
 
 log = structlog.get_logger("sensorfleet.writer")
-
-MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -188,7 +186,7 @@ class BufferedWriter:
         if stats.failing_since is None:
             stats.failing_since = now
         stats.last_error = f"{kind}: {exc}"
-        backoff = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(stats.consecutive_failures - 1, 10))
+        backoff = backoff_after(stats.consecutive_failures)
         self._retry_at = now + backoff
         log.error(
             "write failed",

@@ -23,6 +23,7 @@ import structlog
 from ..clock import format_instant
 from ..config import Database
 from ..errors import SensorfleetError
+from ..store import backoff_after
 from .cursor import CursorStore
 from .metrics import SyncMetrics
 from .sinks.base import Batch, Sink, SinkClosedError, SinkError
@@ -32,7 +33,6 @@ log = structlog.get_logger("sensorfleet.sync")
 
 # Files in a source folder that are taken for node databases.
 DATABASE_PATTERNS = ("*.db", "*.sqlite", "*.sqlite3")
-_MAX_BACKOFF = 30.0
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,7 @@ class Collector:
         state.failures += 1
         self.summary.source_errors += 1
         self.metrics.source_errors.labels(str(state.source.path)).inc()
-        delay = min(0.5 * 2 ** (state.failures - 1), _MAX_BACKOFF)
+        delay = backoff_after(state.failures)
         state.retry_at = self._clock() + delay
         message = str(exc)
         if message != state.last_error:
@@ -340,7 +340,7 @@ class Collector:
         self.summary.sink_errors += 1
         self.metrics.sink_errors.inc()
         self.sink.close()
-        delay = min(0.5 * 2 ** (self._sink_failures - 1), _MAX_BACKOFF)
+        delay = backoff_after(self._sink_failures)
         self._sink_retry_at = self._clock() + delay
         log.warning(
             "sink write failed",
