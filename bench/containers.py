@@ -112,6 +112,19 @@ def running_count() -> int:
     return len(found.stdout.split())
 
 
+def fail_if_one_exited() -> None:
+    """A node that exited while the fleet starts will not come back: stop with its reason."""
+    found = _docker(
+        "ps", "-aq", "--filter", f"label=sensorfleet.fleet={PREFIX}", "--filter", "status=exited"
+    ).stdout.split()
+    if found:
+        logs = _docker("logs", "--tail", "5", found[0], timeout=60)
+        raise SystemExit(
+            f"containers: {len(found)} exited while starting (is the image built from these "
+            f"sources? docker/build-image.sh):\n{(logs.stdout + logs.stderr)[-2000:]}"
+        )
+
+
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -161,12 +174,14 @@ def run_fleet(n: int, window: int, image: str, network: str, parallel: int) -> d
         if up.returncode != 0:
             raise SystemExit(f"containers: starting {n} failed:\n{up.stderr[-3000:]}")
         while running_count() < n and time.monotonic() - started < 900:
+            fail_if_one_exited()
             time.sleep(1)
         all_running_s = time.monotonic() - started
         while time.monotonic() - started < 900:
             dbs = databases(data)
             if len(dbs) >= n and all(rows_between(db, 0, time.time())[0] > 0 for db in dbs):
                 break
+            fail_if_one_exited()
             time.sleep(2)
         all_writing_s = time.monotonic() - started
 
