@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
-from sensorfleet.clock import ManualClock
+from sensorfleet.clock import ManualClock, Wake
 from sensorfleet.config import build_config
 from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
 from sensorfleet.node import NodeLoop, build_sensors
@@ -27,7 +28,7 @@ class StallingClock(ManualClock):
             self.current += 30
         return self.current
 
-    def wait_until(self, instant: float, stop: threading.Event) -> bool:
+    def wait_until(self, instant: float, stop: Wake) -> bool:
         return super().wait_until(instant, stop)
 
 
@@ -52,3 +53,42 @@ def test_catching_up_after_a_stall_drops_nothing(tmp_path: Path) -> None:
     assert summary.rows_written == 4000
     with sqlite3.connect(tmp_path / "n.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM sensor_readings").fetchone()[0] == 4000
+
+
+# Signals land at random moments while the loop clears and waits on its wake-up; the handler
+# stops the loop as the node's SIGTERM handler does. A lock-based wake-up (threading.Event)
+# deadlocks here within a few thousand signals: the handler waits for a lock its own thread
+# holds, and the node never finishes its SIGTERM.
+_SIGNALS_DURING_WAITS = """
+import random, signal, sys
+from sensorfleet.clock import SystemClock
+from sensorfleet.config import build_config
+from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.node import NodeLoop, build_sensors
+
+config = build_config({"database": {"path": sys.argv[1]}}, "test")
+sensors = build_sensors(config, [(None, build_identity(DEFAULT_IDENTITY, "t", {}))], 1, 0.0)
+loop = NodeLoop(config, sensors, SystemClock())
+stops = []
+signal.signal(signal.SIGALRM, lambda *_: (stops.append(1), loop.stop("SIGALRM")))
+for _ in range(20_000):
+    count = len(stops)
+    signal.setitimer(signal.ITIMER_REAL, random.uniform(0.00005, 0.0005))
+    while len(stops) == count:
+        loop._wake.clear()
+        loop.clock.wait_until(loop.clock.now() + 0.0001, loop._wake)
+print(len(stops), loop.stop_signal)
+"""
+
+
+def test_a_stop_signal_never_deadlocks_the_loop_wake_up(tmp_path: Path) -> None:
+    """20,000 stop signals at random moments of the loop's clear-and-wait all get through."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGNALS_DURING_WAITS, str(tmp_path / "n.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["20000", "SIGALRM"]

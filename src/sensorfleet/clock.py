@@ -7,13 +7,48 @@ simulated time; nothing in the core calls ``time.time()`` directly.
 from __future__ import annotations
 
 import math
+import queue
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Protocol
 
 from .errors import InputError
+
+
+class Wake:
+    """A wake-up call for a sleeping loop that a signal handler may raise at any moment.
+
+    ``threading.Event`` is not safe for that: its lock is not reentrant, so a signal that
+    arrives while the loop's own thread is inside ``clear()`` or ``wait()`` deadlocks the
+    handler's ``set()`` (a node then never finished its SIGTERM). ``SimpleQueue.put`` is
+    reentrant by design, so the wake-up is a token in a queue.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def set(self) -> None:
+        self._tokens.put(None)
+
+    def clear(self) -> None:
+        while not self._tokens.empty():
+            try:
+                self._tokens.get_nowait()
+            except queue.Empty:
+                return
+
+    def is_set(self) -> bool:
+        return not self._tokens.empty()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if woken (the token stays for ``is_set``)."""
+        try:
+            self._tokens.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self._tokens.put(None)
+        return True
 
 
 class Clock(Protocol):
@@ -23,7 +58,7 @@ class Clock(Protocol):
         """Seconds since the Unix epoch."""
         ...
 
-    def wait_until(self, instant: float, stop: threading.Event) -> bool:
+    def wait_until(self, instant: float, stop: Wake) -> bool:
         """Sleep until ``instant``; return False early if ``stop`` is set."""
         ...
 
@@ -34,7 +69,7 @@ class SystemClock:
     def now(self) -> float:
         return time.time()
 
-    def wait_until(self, instant: float, stop: threading.Event) -> bool:
+    def wait_until(self, instant: float, stop: Wake) -> bool:
         remaining = instant - time.time()
         if remaining > 0:
             return not stop.wait(remaining)
@@ -50,7 +85,7 @@ class ManualClock:
     def now(self) -> float:
         return self.current
 
-    def wait_until(self, instant: float, stop: threading.Event) -> bool:
+    def wait_until(self, instant: float, stop: Wake) -> bool:
         if stop.is_set():
             return False
         self.current = max(self.current, instant)

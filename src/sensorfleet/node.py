@@ -21,7 +21,7 @@ from typing import Protocol
 
 import structlog
 
-from .clock import Clock
+from .clock import Clock, Wake
 from .config import Config, Modbus, OpcUa, Override
 from .errors import InputError
 from .generator import SensorGenerator, Settings
@@ -139,8 +139,9 @@ class NodeLoop:
         self.started_at = clock.now()
         self.last_loop_at = self.started_at
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
-        self._wake = threading.Event()
+        self._wake = Wake()  # set from signal handlers too: see Wake
         self._stopping = False
+        self.stop_signal: str | None = None  # the signal that asked the loop to stop
         self._schedule_dirty = True
         self._listeners: list[ReadingListener] = []
         self._positions = {id(sensor): i for i, sensor in enumerate(sensors)}
@@ -155,8 +156,10 @@ class NodeLoop:
         self._commands.put(command)
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, signal_name: str | None = None) -> None:
         """Ask the loop to finish: it flushes and returns (safe from signal handlers)."""
+        if signal_name is not None:
+            self.stop_signal = signal_name
         self._stopping = True
         self._wake.set()
 

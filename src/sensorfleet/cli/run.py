@@ -289,6 +289,8 @@ def handle(args: argparse.Namespace) -> int:
         log.error("node giving up", error=str(exc))
         status = 1
     finally:
+        if loop.stop_signal is not None:
+            log.info("stop requested", signal=loop.stop_signal)
         for edge in (reloader, monitor, retention, *faces):
             if edge is not None:
                 edge.stop()
@@ -301,9 +303,9 @@ def handle(args: argparse.Namespace) -> int:
 
 def _install_signal_handlers(loop: NodeLoop) -> None:
     def request_stop(signum: int, _frame: object) -> None:
-        # Only set a flag: the loop flushes and closes in its own time.
-        log.info("stop requested", signal=signal.Signals(signum).name)
-        loop.stop()
+        # Only a flag and a wake-up, no lock and no logging: the code the signal interrupted
+        # may hold them. The loop flushes and closes in its own time and says why.
+        loop.stop(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -193,9 +193,12 @@ def handle(args: argparse.Namespace) -> int:
             ) from None
         log.info("metrics serving", host=args.metrics_host, port=server.server_port)
 
+    stop_signals: list[str] = []
+
     def request_stop(signum: int, _frame: object) -> None:
-        # Only set a flag: the batch in flight finishes and is marked first.
-        log.info("stop requested", signal=signal.Signals(signum).name)
+        # Only a flag and a wake-up, no lock and no logging (the interrupted code may hold
+        # them): the batch in flight finishes and is marked first.
+        stop_signals.append(signal.Signals(signum).name)
         collector.stop()
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -204,6 +207,9 @@ def handle(args: argparse.Namespace) -> int:
         summary = collector.run()
     except SinkError as exc:
         raise SensorfleetError(f"cannot use sink: {exc}") from None
+    finally:
+        if stop_signals:
+            log.info("stop requested", signal=stop_signals[0])
     log.info(
         "sync finished",
         rows=summary.rows_shipped,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from ..clock import format_instant
+from ..clock import Wake, format_instant
 from ..config import Database
 from ..errors import SensorfleetError
 from ..store import backoff_after
@@ -116,7 +115,7 @@ class Collector:
         self.metrics = metrics or SyncMetrics()
         self._exclude = {_key(p) for p in exclude}
         self._clock = clock
-        self._stop = threading.Event()
+        self._stop = Wake()  # set from signal handlers too: see Wake
         self._states: dict[str, _State] = {}
         self._sink_failures = 0
         self._sink_retry_at = 0.0
