@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from sensorfleet import logs
-from sensorfleet.clock import ManualClock
-from sensorfleet.config import build_config
-from sensorfleet.generator import SensorGenerator, Settings
-from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.node import NodeLoop, build_sensors
-from sensorfleet.store import Store
+from sensorfleet.node.clock import ManualClock
+from sensorfleet.node.config import build_config
+from sensorfleet.node.generator import SensorGenerator, Settings
+from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.node.loop import NodeLoop, build_sensors
+from sensorfleet.node.store import Store
 
 from ._common import median, parser, save, timed
 

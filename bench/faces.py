@@ -75,7 +75,7 @@ class Subscriber:
     async def _subscribe(self) -> None:
         from asyncua import Client, ua
 
-        from sensorfleet.faces.opcua import every_reading
+        from sensorfleet.edges.faces.opcua import every_reading
 
         url = f"opc.tcp://127.0.0.1:{self.port}/"
         while True:  # the server binds only once its address space is built

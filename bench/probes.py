@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from sensorfleet import logs
-from sensorfleet.clock import ManualClock
-from sensorfleet.config import build_config
-from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.monitor import LISTEN_BACKLOG, Monitor
-from sensorfleet.node import NodeLoop, build_sensors
+from sensorfleet.edges.monitor import LISTEN_BACKLOG, Monitor
+from sensorfleet.node.clock import ManualClock
+from sensorfleet.node.config import build_config
+from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.node.loop import NodeLoop, build_sensors
 
 from ._common import parser, save
 

@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sensorfleet import logs, store
-from sensorfleet.config import Database
-from sensorfleet.readings import COLUMNS
+from sensorfleet import logs
+from sensorfleet.node import store
+from sensorfleet.node.config import Database
+from sensorfleet.node.readings import COLUMNS
 from sensorfleet.sync.collector import Collector, SyncOptions
 from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS

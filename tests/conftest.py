@@ -47,8 +47,8 @@ def write_identity(path: Path, **fields: Any) -> Path:
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The test process environment without any sensorfleet overrides."""
-    from sensorfleet.config import ENVIRONMENT_KEYS
-    from sensorfleet.identity import ENVIRONMENT_FIELDS
+    from sensorfleet.node.config import ENVIRONMENT_KEYS
+    from sensorfleet.node.identity import ENVIRONMENT_FIELDS
 
     env = {
         k: v

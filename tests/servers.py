@@ -67,8 +67,8 @@ def _listening(port: int) -> bool:
 
 def node_env() -> dict[str, str]:
     """The environment for node subprocesses: no overrides, quiet logs."""
-    from sensorfleet.config import ENVIRONMENT_KEYS
-    from sensorfleet.identity import ENVIRONMENT_FIELDS
+    from sensorfleet.node.config import ENVIRONMENT_KEYS
+    from sensorfleet.node.identity import ENVIRONMENT_FIELDS
 
     env = {
         k: v
@@ -134,7 +134,7 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> str:
 
 def node_rows(db: Path) -> list[tuple[Any, ...]]:
     """Every reading of a node file, with its database id, as the central side keys it."""
-    from sensorfleet.readings import COLUMNS
+    from sensorfleet.node.readings import COLUMNS
 
     with contextlib.closing(sqlite3.connect(db)) as conn:
         (database_id,) = conn.execute("SELECT database_id FROM sensorfleet_meta").fetchone()

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import write_config
 
-from sensorfleet.config import Override, build_config, environment_overrides, load_config
 from sensorfleet.errors import InputError
-from sensorfleet.identity import DEFAULT_IDENTITY, build_identity, load_identity
+from sensorfleet.node.config import Override, build_config, environment_overrides, load_config
+from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity, load_identity
 
 
 def problems(raw: dict[str, object]) -> list[str]:

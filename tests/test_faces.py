@@ -29,13 +29,13 @@ from nodeproc import (
 )
 from servers import missing
 
-from sensorfleet.config import build_config, environment_overrides
 from sensorfleet.errors import InputError
+from sensorfleet.node.config import build_config, environment_overrides
 
 asyncua = pytest.importorskip("asyncua")
 pymodbus_client = pytest.importorskip("pymodbus.client")
 ua = asyncua.ua
-every_reading = pytest.importorskip("sensorfleet.faces.opcua").every_reading
+every_reading = pytest.importorskip("sensorfleet.edges.faces.opcua").every_reading
 
 OPCUA = {"enabled": True, "host": "127.0.0.1", "port": 0}
 MODBUS = {"enabled": True, "host": "127.0.0.1", "port": 0}
@@ -416,7 +416,7 @@ def test_a_node_without_faces_imports_none_of_their_libraries() -> None:
     code = (
         "import sys, sensorfleet.cli.run; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncua', 'pymodbus') "
-        "or m.startswith('sensorfleet.faces.')))"
+        "or m.startswith('sensorfleet.edges.faces.')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60

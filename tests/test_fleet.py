@@ -20,7 +20,6 @@ import yaml
 from conftest import ROOT, clean_env
 from servers import free_port
 
-from sensorfleet.config import load_config
 from sensorfleet.errors import InputError
 from sensorfleet.fleet import (
     demo_identities,
@@ -32,7 +31,8 @@ from sensorfleet.fleet import (
     render_identity,
     write_identities,
 )
-from sensorfleet.identity import load_identity
+from sensorfleet.node.config import load_config
+from sensorfleet.node.identity import load_identity
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 # Code of other commands, or loaded on first use only (Prometheus: on the first scrape).
 NOT_LOADED = (
     "prometheus_client",
-    "sensorfleet.metrics",
+    "sensorfleet.edges.metrics",
     "sensorfleet.report",
     "sensorfleet.sync",
     "sensorfleet.fleet",
@@ -67,7 +67,11 @@ def test_a_running_node_loads_only_what_it_needs(tmp_path: Path) -> None:
     assert node.returncode == 0, stderr[-2000:]
     modules = set(json.loads(modules_file.read_text()))
     # The edges really ran: monitoring and file watching are on in the shipped config.
-    assert {"sensorfleet.monitor", "sensorfleet.reload", "watchdog.observers"} <= modules
+    assert {
+        "sensorfleet.edges.monitor",
+        "sensorfleet.edges.watcher",
+        "watchdog.observers",
+    } <= modules
     unexpected = [
         m for m in sorted(modules) if any(m == n or m.startswith(f"{n}.") for n in NOT_LOADED)
     ]

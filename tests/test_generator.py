@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sensorfleet.anomalies import calibrate
-from sensorfleet.config import Config, build_config
-from sensorfleet.generator import SensorGenerator, Settings
-from sensorfleet.identity import DEFAULT_IDENTITY, Identity, build_identity
-from sensorfleet.readings import KIND_CODES, KIND_NAMES
+from sensorfleet.node.anomalies import calibrate
+from sensorfleet.node.config import Config, build_config
+from sensorfleet.node.generator import SensorGenerator, Settings
+from sensorfleet.node.identity import DEFAULT_IDENTITY, Identity, build_identity
+from sensorfleet.node.readings import KIND_CODES, KIND_NAMES
 
 START = 1_700_000_000.0  # a Tuesday, 22:13:20 UTC
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import log_events, query, run_main
 from nodeproc import count_rows, start_node, wait_until
 
-from sensorfleet.config import Database
-from sensorfleet.lease import (
+from sensorfleet.node.config import Database
+from sensorfleet.node.lease import (
     HOLDERS,
     LEASE_TIMEOUT_SECONDS,
     LEASES,
@@ -20,7 +20,7 @@ from sensorfleet.lease import (
     Holder,
     LeaseConflictError,
 )
-from sensorfleet.store import Store
+from sensorfleet.node.store import Store
 
 
 def test_second_live_node_with_the_same_id_exits_2(tmp_path: Path) -> None:

@@ -26,11 +26,11 @@ from nodeproc import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from sensorfleet.clock import ManualClock
-from sensorfleet.config import build_config
-from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.monitor import STALL_SECONDS, Monitor
-from sensorfleet.node import NodeLoop, build_sensors
+from sensorfleet.edges.monitor import STALL_SECONDS, Monitor
+from sensorfleet.node.clock import ManualClock
+from sensorfleet.node.config import build_config
+from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.node.loop import NodeLoop, build_sensors
 
 MONITORING = {"enabled": True, "host": "127.0.0.1", "port": 0}
 

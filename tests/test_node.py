@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sensorfleet.clock import ManualClock, Wake
-from sensorfleet.config import build_config
-from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.node import NodeLoop, build_sensors
+from sensorfleet.node.clock import ManualClock, Wake
+from sensorfleet.node.config import build_config
+from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.node.loop import NodeLoop, build_sensors
 
 START = 1_800_000_000.0
 
@@ -61,10 +61,10 @@ def test_catching_up_after_a_stall_drops_nothing(tmp_path: Path) -> None:
 # holds, and the node never finishes its SIGTERM.
 _SIGNALS_DURING_WAITS = """
 import random, signal, sys
-from sensorfleet.clock import SystemClock
-from sensorfleet.config import build_config
-from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.node import NodeLoop, build_sensors
+from sensorfleet.node.clock import SystemClock
+from sensorfleet.node.config import build_config
+from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.node.loop import NodeLoop, build_sensors
 
 config = build_config({"database": {"path": sys.argv[1]}}, "test")
 sensors = build_sensors(config, [(None, build_identity(DEFAULT_IDENTITY, "t", {}))], 1, 0.0)

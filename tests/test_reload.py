@@ -25,9 +25,9 @@ from nodeproc import (
     write_identity,
 )
 
-from sensorfleet.clock import ManualClock
-from sensorfleet.config import build_config
-from sensorfleet.node import NodeLoop
+from sensorfleet.node.clock import ManualClock
+from sensorfleet.node.config import build_config
+from sensorfleet.node.loop import NodeLoop
 
 RELOAD = {"enabled": True, "check_interval_seconds": 60}
 # Two firmware versions that make behaviour visible in every row: "quiet"

@@ -28,7 +28,7 @@ import servers
 import yaml
 from conftest import clean_env, query
 
-from sensorfleet.store import SCHEMA
+from sensorfleet.node.store import SCHEMA
 
 # The three queries of the original documentation's "Analyzing the Data", verbatim,
 # as shipped for users in queries/.

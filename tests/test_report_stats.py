@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sensorfleet.anomalies import calibrate
-from sensorfleet.config import build_config
-from sensorfleet.generator import SensorGenerator, Settings
-from sensorfleet.identity import Identity as NodeIdentity
-from sensorfleet.profiles import ANOMALY_TYPES, deep_merge, resolve
-from sensorfleet.readings import KIND_CODES
+from sensorfleet.node.anomalies import calibrate
+from sensorfleet.node.config import build_config
+from sensorfleet.node.generator import SensorGenerator, Settings
+from sensorfleet.node.identity import Identity as NodeIdentity
+from sensorfleet.node.profiles import ANOMALY_TYPES, deep_merge, resolve
+from sensorfleet.node.readings import KIND_CODES
 from sensorfleet.report.aggregate import Identity
 from sensorfleet.report.expected import Expectations, expect_identity
 from sensorfleet.report.stats import (

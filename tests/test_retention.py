@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from servers import make_node_db, node_env, sqlite_rows
 
-from sensorfleet import store
-from sensorfleet.clock import format_instant
-from sensorfleet.config import Database, Retention
-from sensorfleet.retention import RetentionResult, RetentionWorker, apply_retention, used_bytes
+from sensorfleet.node import store
+from sensorfleet.node.clock import format_instant
+from sensorfleet.node.config import Database, Retention
+from sensorfleet.node.retention import RetentionResult, RetentionWorker, apply_retention, used_bytes
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from sensorfleet.config import Database
-from sensorfleet.store import (
+from sensorfleet.node.config import Database
+from sensorfleet.node.store import (
     INSERT_SQL,
     SCHEMA_VERSION,
     ForeignTableError,

@@ -21,7 +21,7 @@ from servers import (
     stop_process,
 )
 
-from sensorfleet.readings import COLUMNS
+from sensorfleet.node.readings import COLUMNS
 
 NODES = 3
 KILLS = 60

@@ -15,7 +15,7 @@ import servers
 from servers import Receiver, make_node_db, node_rows, sqlite_rows, start_node, stop_process
 
 from sensorfleet.errors import SensorfleetError
-from sensorfleet.readings import COLUMNS
+from sensorfleet.node.readings import COLUMNS
 from sensorfleet.sync.collector import Collector, SyncOptions, SyncSummary
 from sensorfleet.sync.cursor import CursorStore
 from sensorfleet.sync.sink_url import parse_sink_url

@@ -12,7 +12,7 @@ import pytest
 import servers
 from servers import Kafka, make_node_db, node_env, node_rows, sqlite_rows
 
-from sensorfleet.readings import COLUMNS
+from sensorfleet.node.readings import COLUMNS
 from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS
 
 kafka_broker = servers.kafka_broker

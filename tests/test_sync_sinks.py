@@ -15,7 +15,7 @@ import pytest
 import servers
 from servers import Receiver, Subscriber, free_port, make_node_db, sqlite_rows
 
-from sensorfleet.config import Database
+from sensorfleet.node.config import Database
 from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS, Batch, Sink, SinkError
 from sensorfleet.sync.sinks.files import FilesSink

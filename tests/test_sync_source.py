@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from servers import make_node_db, sqlite_rows
 
-from sensorfleet.config import Database
+from sensorfleet.node.config import Database
 from sensorfleet.sync import source as protocol
 from sensorfleet.sync.source import NotNodeDatabaseError, Source, SourceError
 

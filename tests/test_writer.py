@@ -12,12 +12,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from sensorfleet.config import Database, build_config
 from sensorfleet.errors import StoreUnavailableError
-from sensorfleet.generator import SensorGenerator, Settings
-from sensorfleet.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.store import MAX_BACKOFF_SECONDS, Store, quarantine
-from sensorfleet.writer import BufferedWriter
+from sensorfleet.node.config import Database, build_config
+from sensorfleet.node.generator import SensorGenerator, Settings
+from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
+from sensorfleet.node.store import MAX_BACKOFF_SECONDS, Store, quarantine
+from sensorfleet.node.writer import BufferedWriter
 
 START = 1_700_000_000.0
 

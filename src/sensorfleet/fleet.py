@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError
-from .identity import Identity
+from .node.identity import Identity
 
 SENSOR_TYPE = "temperature_vibration"
 FIRMWARE_VERSIONS = ("1.3", "1.4")

@@ -10,9 +10,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from ..clock import parse_duration
-from ..config import load_config
 from ..errors import InputError
+from ..node.clock import parse_duration
+from ..node.config import load_config
 from ..report.aggregate import drop_duplicate_origins, read_sources
 from ..report.analysis import build_report
 from ..report.expected import Expectations

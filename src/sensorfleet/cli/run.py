@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .. import logs
-from ..clock import SystemClock, check_span, format_instant, parse_duration, parse_instant
-from ..config import Config, Override, environment_overrides, load_config
+from ..edges.faces import face_problems, start_faces
+from ..edges.monitor import start_monitor
+from ..edges.watcher import Sources, start_reloader
 from ..errors import InputError, SensorfleetError
-from ..faces import face_problems, start_faces
-from ..identity import Identity, environment_identity, load_identities, load_identity
-from ..monitor import start_monitor
-from ..node import NodeLoop, build_sensors, run_summary_fields
-from ..reload import Sources, start_reloader
-from ..retention import RetentionWorker
+from ..node.clock import SystemClock, check_span, format_instant, parse_duration, parse_instant
+from ..node.config import Config, Override, environment_overrides, load_config
+from ..node.identity import Identity, environment_identity, load_identities, load_identity
+from ..node.loop import NodeLoop, build_sensors, run_summary_fields
+from ..node.retention import RetentionWorker
 
 if TYPE_CHECKING:
-    from ..faces.base import Face
+    from ..edges.faces.base import Face
 
 log = structlog.get_logger("sensorfleet.run")
 

@@ -11,9 +11,9 @@ from typing import Any
 import structlog
 
 from .. import logs
-from ..clock import parse_duration
-from ..config import Database
 from ..errors import InputError, SensorfleetError
+from ..node.clock import parse_duration
+from ..node.config import Database
 from ..sync.collector import Collector, SyncOptions
 from ..sync.cursor import CursorStore
 from ..sync.metrics import SyncMetrics

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from ..profiles import ANOMALY_TYPES
+from ..node.profiles import ANOMALY_TYPES
 from .aggregate import Cell, CellKey, Identity, SourceSummary
 from .expected import Expectation, Expectations
 from .model import (

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..anomalies import calibrate
-from ..config import Config
-from ..profiles import behaviour_of
+from ..node.anomalies import calibrate
+from ..node.config import Config
+from ..node.profiles import behaviour_of
 from .aggregate import Identity
 
 

@@ -20,8 +20,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from .. import store
-from ..config import Database
+from ..node import store
+from ..node.config import Database
 from . import postgres
 from .table import NODE_COLUMNS, Source, redact
 

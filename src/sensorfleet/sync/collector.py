@@ -19,10 +19,10 @@ from pathlib import Path
 
 import structlog
 
-from ..clock import Wake, format_instant
-from ..config import Database
 from ..errors import SensorfleetError
-from ..store import backoff_after
+from ..node.clock import Wake, format_instant
+from ..node.config import Database
+from ..node.store import backoff_after
 from .cursor import CursorStore
 from .metrics import SyncMetrics
 from .sinks.base import Batch, Sink, SinkClosedError, SinkError

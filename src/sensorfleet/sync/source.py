@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import store
-from ..config import Database
-from ..readings import COLUMNS
+from ..node import store
+from ..node.config import Database
+from ..node.readings import COLUMNS
 
 _SELECTED = ", ".join(("id", *COLUMNS))
 _TABLE = store.TABLE

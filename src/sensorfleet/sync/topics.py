@@ -15,7 +15,7 @@ import string
 from collections.abc import Iterable
 from typing import Any
 
-from ..readings import COLUMNS
+from ..node.readings import COLUMNS
 
 FIELDS: tuple[str, ...] = ("sensor_id", "location", "manufacturer", "model", "firmware_version")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ...readings import COLUMNS
+from ...node.readings import COLUMNS
 
 # Columns of a central row, in order: the duplicate-free key, every column the
 # node writes for a reading, and when the central side received it.

@@ -20,9 +20,9 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from ... import store
-from ...config import Database
-from ...readings import COLUMNS
+from ...node import store
+from ...node.config import Database
+from ...node.readings import COLUMNS
 from .base import CENTRAL_COLUMNS, Batch, SinkError
 
 DEFAULT_TABLE = "sensor_readings"

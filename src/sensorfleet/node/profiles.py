@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from ._problems import refuse_bool_as_number
+from .._problems import refuse_bool_as_number
 
 PARAMETERS: tuple[str, ...] = ("temperature", "vibration", "voltage")
 ANOMALY_TYPES: tuple[str, ...] = ("spike", "trend", "pattern", "missing_data", "noise")

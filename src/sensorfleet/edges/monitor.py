@@ -32,10 +32,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from .clock import format_instant
-from .node import NodeLoop, Sensor
-from .profiles import ANOMALY_TYPES
-from .reload import ReloadStats
+from ..node.clock import format_instant
+from ..node.loop import NodeLoop, Sensor
+from ..node.profiles import ANOMALY_TYPES
+from .watcher import ReloadStats
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -15,8 +15,8 @@ import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config
-from ..identity import Identity
+from ...node.config import Config
+from ...node.identity import Identity
 
 if TYPE_CHECKING:  # the face machinery (asyncio, threads) loads only when a face is on
     from .base import Face, FaceServer

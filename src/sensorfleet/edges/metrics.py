@@ -20,9 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .node import NodeLoop
-from .profiles import ANOMALY_TYPES
-from .reload import ReloadStats
+from ..node.loop import NodeLoop
+from ..node.profiles import ANOMALY_TYPES
+from .watcher import ReloadStats
 
 IDENTITY_LABELS: tuple[str, ...] = (
     "sensor_id",

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-from .errors import InputError
+from ..errors import InputError
 
 
 class Wake:

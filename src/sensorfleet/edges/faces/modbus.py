@@ -23,9 +23,9 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from ..config import Config
-from ..identity import Identity
-from ..readings import Block
+from ...node.config import Config
+from ...node.identity import Identity
+from ...node.readings import Block
 from .base import FaceServer, Reading, readings_of
 
 REGISTER_COUNT = 9

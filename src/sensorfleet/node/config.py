@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from ._problems import parse_mapping, problems_from, read_text, refuse_bool_as_number
-from .errors import InputError
+from .._problems import parse_mapping, problems_from, read_text, refuse_bool_as_number
+from ..errors import InputError
 from .profiles import BUILTIN_PROFILES, Profiles, deep_merge
 
 Positive = Annotated[float, Field(gt=0)]

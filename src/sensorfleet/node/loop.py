@@ -21,9 +21,9 @@ from typing import Protocol
 
 import structlog
 
+from ..errors import InputError
 from .clock import Clock, Wake
 from .config import Config, Modbus, OpcUa, Override
-from .errors import InputError
 from .generator import SensorGenerator, Settings
 from .identity import Identity
 from .lease import FileLease

@@ -41,11 +41,11 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from . import logs
-from .config import Config, ConfigReload, Override, load_config
-from .errors import InputError
-from .identity import Identity, load_identities, load_identity
-from .node import NodeLoop
+from .. import logs
+from ..errors import InputError
+from ..node.config import Config, ConfigReload, Override, load_config
+from ..node.identity import Identity, load_identities, load_identity
+from ..node.loop import NodeLoop
 
 log = structlog.get_logger("sensorfleet.reload")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import structlog
 
-from .errors import InputError
+from ..errors import InputError
 from .store import transaction
 
 log = structlog.get_logger("sensorfleet.lease")

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from .. import logs
-from ..config import Config
-from ..identity import Identity
-from ..readings import Block
+from ... import logs
+from ...node.config import Config
+from ...node.identity import Identity
+from ...node.readings import Block
 
 log = structlog.get_logger("sensorfleet.faces")
 

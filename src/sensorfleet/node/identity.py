@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from ._problems import parse_mapping, read_text, validate
-from .errors import InputError
+from .._problems import parse_mapping, read_text, validate
+from ..errors import InputError
 
 
 def _text(value: Any) -> Any:

@@ -17,8 +17,8 @@ from itertools import chain
 
 import structlog
 
+from ..errors import StoreUnavailableError
 from .config import Database
-from .errors import StoreUnavailableError
 from .readings import Block, Row
 from .store import Store, backoff_after
 

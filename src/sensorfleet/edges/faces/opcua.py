@@ -26,9 +26,9 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_server import InternalServer
 
-from ..config import Config, OpcUa, ParameterRange
-from ..identity import Identity
-from ..readings import KIND_NAMES, Block
+from ...node.config import Config, OpcUa, ParameterRange
+from ...node.identity import Identity
+from ...node.readings import KIND_NAMES, Block
 from .base import FaceServer, readings_of
 
 NAMESPACE = "urn:sensorfleet"

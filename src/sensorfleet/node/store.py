@@ -28,6 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from ..errors import InputError
 from .config import Database
 from .dbfile import (
     aside_name,
@@ -40,7 +41,6 @@ from .dbfile import (
     quarantine,
     set_aside_stale_companions,
 )
-from .errors import InputError
 from .readings import COLUMNS, Row
 
 log = structlog.get_logger("sensorfleet.store")
