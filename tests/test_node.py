@@ -58,9 +58,11 @@ def test_catching_up_after_a_stall_drops_nothing(tmp_path: Path) -> None:
 # Signals land at random moments while the loop clears and waits on its wake-up; the handler
 # stops the loop as the node's SIGTERM handler does. A lock-based wake-up (threading.Event)
 # deadlocks here within a few thousand signals: the handler waits for a lock its own thread
-# holds, and the node never finishes its SIGTERM.
+# holds, and the node never finishes its SIGTERM. A wake-up on queue.SimpleQueue hung in
+# about half the runs: CPython 3.11's get(timeout), interrupted near its deadline, can go on
+# to wait with a negative timeout, which means forever.
 _SIGNALS_DURING_WAITS = """
-import random, signal, sys
+import random, signal, sys, time
 from sensorfleet.node.clock import SystemClock
 from sensorfleet.node.config import build_config
 from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
@@ -71,7 +73,11 @@ sensors = build_sensors(config, [(None, build_identity(DEFAULT_IDENTITY, "t", {}
 loop = NodeLoop(config, sensors, SystemClock())
 stops = []
 signal.signal(signal.SIGALRM, lambda *_: (stops.append(1), loop.stop("SIGALRM")))
-for _ in range(20_000):
+
+# Up to 60,000 signals, or as many as 30 s allow on a busy machine. (No watchdog thread:
+# a signal the kernel hands to another thread reaches Python's handler late.)
+deadline = time.monotonic() + 30
+while len(stops) < 60_000 and time.monotonic() < deadline:
     count = len(stops)
     signal.setitimer(signal.ITIMER_REAL, random.uniform(0.00005, 0.0005))
     while len(stops) == count:
@@ -82,7 +88,8 @@ print(len(stops), loop.stop_signal)
 
 
 def test_a_stop_signal_never_deadlocks_the_loop_wake_up(tmp_path: Path) -> None:
-    """20,000 stop signals at random moments of the loop's clear-and-wait all get through."""
+    """Thousands of stop signals at random moments of the loop's clear-and-wait all get
+    through (the lock- and queue-based wake-ups both hung)."""
     result = subprocess.run(
         [sys.executable, "-c", _SIGNALS_DURING_WAITS, str(tmp_path / "n.db")],
         capture_output=True,
@@ -90,5 +97,6 @@ def test_a_stop_signal_never_deadlocks_the_loop_wake_up(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["20000", "SIGALRM"]
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    count, last_signal = result.stdout.split()
+    assert int(count) >= 3000 and last_signal == "SIGALRM"

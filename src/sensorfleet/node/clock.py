@@ -6,10 +6,13 @@ simulated time; nothing in the core calls ``time.time()`` directly.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import queue
+import os
 import re
+import select
 import time
+import weakref
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -19,36 +22,43 @@ from ..errors import InputError
 class Wake:
     """A wake-up call for a sleeping loop that a signal handler may raise at any moment.
 
-    ``threading.Event`` is not safe for that: its lock is not reentrant, so a signal that
-    arrives while the loop's own thread is inside ``clear()`` or ``wait()`` deadlocks the
-    handler's ``set()`` (a node then never finished its SIGTERM). ``SimpleQueue.put`` is
-    reentrant by design, so the wake-up is a token in a queue.
+    Neither ``threading.Event`` nor ``queue.SimpleQueue`` is safe for that.
+    ``Event``'s lock is not reentrant: a signal arriving while the loop's own
+    thread is inside ``clear()`` or ``wait()`` deadlocks the handler's
+    ``set()``. ``SimpleQueue.get(timeout)`` in CPython 3.11 can block for good
+    when a signal interrupts it near the end of its timeout (the remaining
+    time goes negative, which means "wait forever"). So the wake-up is a byte
+    in a pipe: ``os.write`` takes no lock, and ``select`` retries an
+    interrupted wait with the time that is left (PEP 475).
     """
 
     def __init__(self) -> None:
-        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        weakref.finalize(self, _close_pipe, self._read, self._write)
 
     def set(self) -> None:
-        self._tokens.put(None)
+        # A full pipe is a wake-up already pending: nothing more to say.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._write, b"!")
 
     def clear(self) -> None:
-        while not self._tokens.empty():
-            try:
-                self._tokens.get_nowait()
-            except queue.Empty:
-                return
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
 
     def is_set(self) -> bool:
-        return not self._tokens.empty()
+        return self.wait(0)
 
     def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; True if woken (the token stays for ``is_set``)."""
-        try:
-            self._tokens.get(timeout=timeout)
-        except queue.Empty:
-            return False
-        self._tokens.put(None)
-        return True
+        """Sleep up to ``timeout`` seconds; True if woken (the wake-up stays set)."""
+        readable, _, _ = select.select([self._read], [], [], max(0.0, timeout))
+        return bool(readable)
+
+
+def _close_pipe(*descriptors: int) -> None:
+    for descriptor in descriptors:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
 
 
 class Clock(Protocol):
