@@ -46,14 +46,15 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         loop = self.loop
         summary = loop.summary()
+        views = loop.sensor_views()
 
         info = InfoMetricFamily(
             "sensorfleet_node",
             "Identity of each simulated sensor (labels) as currently configured.",
             labels=IDENTITY_LABELS,
         )
-        for sensor in loop.sensors[:MAX_INFO_SERIES]:
-            ident = sensor.identity
+        for view in views[:MAX_INFO_SERIES]:
+            ident = view.identity
             info.add_metric(
                 [
                     ident.id,
@@ -75,7 +76,7 @@ class NodeCollector(Collector):
         yield config
 
         yield GaugeMetricFamily(
-            "sensorfleet_sensors", "Sensors simulated by this process.", value=len(loop.sensors)
+            "sensorfleet_sensors", "Sensors simulated by this process.", value=len(views)
         )
         yield CounterMetricFamily(
             "sensorfleet_readings_generated",
@@ -147,10 +148,9 @@ class NodeCollector(Collector):
             )
 
         active: Counter[str] = Counter()
-        for sensor in loop.sensors:
-            episode = sensor.generator.anomalies.active
-            if episode is not None:
-                active[episode.kind] += 1
+        for view in views:
+            if view.episode is not None and not view.episode.pending:
+                active[view.episode.kind] += 1
         episodes = GaugeMetricFamily(
             "sensorfleet_anomaly_episodes_active",
             "Sensors currently inside an anomaly episode, by type.",

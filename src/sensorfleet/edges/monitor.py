@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 
 from ..node.clock import format_instant
-from ..node.loop import NodeLoop, Sensor
+from ..node.loop import NodeLoop, SensorView
 from ..node.profiles import ANOMALY_TYPES
 from .watcher import ReloadStats
 
@@ -179,12 +179,14 @@ class Monitor:
         loop = self.loop
         now = loop.clock.now()
         summary = loop.summary()
-        sensors = [_sensor_status(s, summary.rows_by_sensor) for s in loop.sensors]
+        views = loop.sensor_views(MAX_STATUS_SENSORS)
+        sensors = [_sensor_status(view, summary.rows_by_sensor) for view in views]
         code, health = self.health()
+        count = len(loop.sensor_ids())
         result: dict[str, Any] = {
-            "identity": sensors[0]["identity"] if len(sensors) == 1 else None,
-            "sensors": sensors[:MAX_STATUS_SENSORS],
-            "sensor_count": len(sensors),
+            "identity": sensors[0]["identity"] if count == 1 else None,
+            "sensors": sensors,
+            "sensor_count": count,
             "config_hash": loop.config.digest(),
             "started_at": format_instant(loop.started_at),
             "uptime_seconds": round(now - loop.started_at, 3),
@@ -266,23 +268,17 @@ class Monitor:
                 f"duration_seconds: must be a number of seconds above 0 and at most "
                 f"{MAX_FORCED_SECONDS:.0f} (got {duration!r})"
             )
-        targets = self._targets(body.get("sensor_id"))
+        sensor_id = self._target(body.get("sensor_id"))
         forced: list[dict[str, Any]] = []
 
         def command(loop: NodeLoop) -> None:
-            for sensor in targets:
-                settings = sensor.generator.settings
-                if duration is None:
-                    length = settings.mix.lengths.get(str(kind), 1)
-                else:
-                    length = max(1, round(float(duration) * settings.readings_per_second))
-                sensor.generator.force_anomaly(str(kind), length)
-                forced.append({"sensor_id": sensor.identity.id, "readings": length})
+            lengths = loop.force_anomaly(str(kind), duration, sensor_id)
+            forced.extend({"sensor_id": sid, "readings": n} for sid, n in lengths)
             log.info(
                 "anomaly forced",
                 anomaly_type=kind,
                 duration_seconds=duration,
-                sensors=len(targets),
+                sensors=len(lengths),
             )
 
         if not self._run(command):
@@ -291,30 +287,29 @@ class Monitor:
 
     def end_anomaly(self, sensor_id: str | None) -> tuple[int, dict[str, Any]]:
         """End current (and pending forced) episodes on one sensor or all."""
-        targets = self._targets(sensor_id)
+        target = self._target(sensor_id)
         ended: list[dict[str, Any]] = []
 
         def command(loop: NodeLoop) -> None:
-            for sensor in targets:
-                kind = sensor.generator.end_anomaly()
-                if kind is not None:
-                    ended.append({"sensor_id": sensor.identity.id, "type": kind})
+            ended.extend({"sensor_id": sid, "type": kind} for sid, kind in loop.end_anomaly(target))
             log.info("anomaly ended", sensors=len(ended))
 
         if not self._run(command):
             return HTTPStatus.ACCEPTED, {"status": "queued"}
         return HTTPStatus.OK, {"status": "ended", "sensors": ended}
 
-    def _targets(self, sensor_id: Any) -> list[Sensor]:
+    def _target(self, sensor_id: Any) -> str | None:
+        """The sensor a control request names (None: all), checked before it is queued."""
         if sensor_id is None:
-            return list(self.loop.sensors)
+            return None
         if not isinstance(sensor_id, str):
             raise BadRequest(f"sensor_id: expected text (got {sensor_id!r})")
-        chosen = [s for s in self.loop.sensors if s.identity.id == sensor_id]
-        if not chosen:
-            known = ", ".join(s.identity.id for s in self.loop.sensors[:10])
-            raise BadRequest(f"sensor_id: no sensor {sensor_id!r} in this node (have: {known})")
-        return chosen
+        known = self.loop.sensor_ids()
+        if sensor_id not in known:
+            raise BadRequest(
+                f"sensor_id: no sensor {sensor_id!r} in this node (have: {', '.join(known[:10])})"
+            )
+        return sensor_id
 
     def _run(self, command: Any) -> bool:
         """Submit ``command`` to the loop; True once it ran (within a short wait)."""
@@ -330,29 +325,25 @@ class Monitor:
         return done.wait(CONTROL_WAIT_SECONDS)
 
 
-def _sensor_status(sensor: Sensor, rows_by_sensor: Mapping[str, int]) -> dict[str, Any]:
-    episode = sensor.generator.current_episode()
-    pending = sensor.generator.pending_forced
+def _sensor_status(view: SensorView, rows_by_sensor: Mapping[str, int]) -> dict[str, Any]:
+    episode = view.episode
     current: dict[str, Any] | None = None
-    if episode is not None:
-        next_index = sensor.generator.next_index
+    if episode is not None and episode.pending:
+        current = {"type": episode.kind, "forced": True, "pending": True}
+    elif episode is not None:
         current = {
             "type": episode.kind,
             "forced": episode.forced,
-            "length_readings": episode.length,
-            "remaining_readings": max(0, episode.end_index - next_index),
-            "started_at": format_instant(sensor.generator.time_of(episode.start_index)),
+            "length_readings": episode.length_readings,
+            "remaining_readings": episode.remaining_readings,
+            "started_at": format_instant(episode.started_at) if episode.started_at else None,
         }
-    elif pending is not None:
-        current = {"type": pending[0], "forced": True, "pending": True}
     return {
-        "identity": sensor.identity.model_dump(mode="json"),
-        "source": sensor.source,
-        "readings_generated": sensor.readings_generated,
-        "rows_written": rows_by_sensor.get(sensor.identity.id, 0),
-        "last_reading_at": (
-            format_instant(sensor.last_reading_at) if sensor.last_reading_at else None
-        ),
+        "identity": view.identity.model_dump(mode="json"),
+        "source": view.source,
+        "readings_generated": view.readings_generated,
+        "rows_written": rows_by_sensor.get(view.identity.id, 0),
+        "last_reading_at": format_instant(view.last_reading_at) if view.last_reading_at else None,
         "anomaly_episode": current,
     }
 

@@ -43,8 +43,9 @@ from watchdog.observers import Observer
 
 from .. import logs
 from ..errors import InputError
-from ..node.config import Config, ConfigReload, Override, load_config
-from ..node.identity import Identity, load_identities, load_identity
+from ..node.config import Config, ConfigReload
+from ..node.identity import Identity
+from ..node.inputs import NodeInputs
 from ..node.loop import NodeLoop
 
 log = structlog.get_logger("sensorfleet.reload")
@@ -83,44 +84,6 @@ class ReloadStats:
     last_applied_at: float | None = None
     last_rejected_at: float | None = None
     last_problems: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Where the node's settings come from, with the overrides it started with."""
-
-    config_path: str | None
-    config_overrides: tuple[Override, ...] = ()
-    identity_paths: tuple[str, ...] = ()
-    identity_overrides: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def files(self) -> list[str]:
-        """Every file to watch, as absolute paths."""
-        paths = [self.config_path] if self.config_path else []
-        return [os.path.abspath(p) for p in [*paths, *self.identity_paths]]
-
-    def load(self) -> tuple[Config, dict[str, Identity]]:
-        """Read and validate everything; raise ``InputError`` listing every problem."""
-        problems: list[str] = []
-        config: Config | None = None
-        identities: dict[str, Identity] = {}
-        try:
-            config = load_config(self.config_path, self.config_overrides)
-        except InputError as exc:
-            problems.extend(exc.problems)
-        paths = list(self.identity_paths)
-        try:
-            if len(paths) == 1:
-                identities = {paths[0]: load_identity(paths[0], self.identity_overrides)}
-            elif paths:
-                loaded = load_identities(paths, self.identity_overrides)
-                identities = dict(zip(paths, loaded, strict=True))
-        except InputError as exc:
-            problems.extend(exc.problems)
-        if problems or config is None:
-            raise InputError(problems)
-        return config, identities
 
 
 def _digest(path: str) -> str | None:
@@ -197,14 +160,17 @@ class _EventHandler(FileSystemEventHandler):
 class Reloader:
     """Watches the node's files and applies valid edits through ``NodeLoop.submit``."""
 
-    def __init__(self, loop: NodeLoop, sources: Sources, settings: ConfigReload) -> None:
+    def __init__(self, loop: NodeLoop, inputs: NodeInputs, settings: ConfigReload) -> None:
         self.loop = loop
-        self.sources = sources
+        self.inputs = inputs
         self.settings = settings
+        # Wall-clock stamps come from the loop's clock (simulated in tests); the settle
+        # waits and the reload delay are real elapsed time, measured with time.monotonic.
+        self.clock = loop.clock
         self.stats = ReloadStats()
         self.relevant: frozenset[str] = frozenset()
         self._config = loop.config
-        self._identities = {s.source: s.identity for s in loop.sensors if s.source}
+        self._identities = {v.source: v.identity for v in loop.sensor_views() if v.source}
         self._digests: dict[str, str | None] = {}
         self._changed = threading.Event()
         self._stopped = threading.Event()
@@ -216,7 +182,7 @@ class Reloader:
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         """Take the files' current state as the baseline and start watching."""
-        self._digests = {path: _digest(path) for path in self.sources.files}
+        self._digests = {path: _digest(path) for path in self.inputs.files}
         self._refresh_relevant()
         if self.settings.watch_events:
             self._start_observer()
@@ -224,7 +190,7 @@ class Reloader:
         self._thread.start()
         log.info(
             "config reload started",
-            files=self.sources.files,
+            files=self.inputs.files,
             events=self._observer is not None,
             check_interval_seconds=self.settings.check_interval_seconds,
         )
@@ -264,7 +230,7 @@ class Reloader:
 
     def _refresh_relevant(self) -> None:
         relevant: set[str] = set()
-        for path in self.sources.files:
+        for path in self.inputs.files:
             relevant |= _link_chain(path)
         self.relevant = frozenset(relevant)
 
@@ -323,7 +289,7 @@ class Reloader:
     def check(self) -> str:
         """Look at the files once; return unchanged, same, rejected or applied."""
         detected_at, self._changed_at = self._changed_at, None
-        files = self.sources.files
+        files = self.inputs.files
         digests = {path: _digest(path) for path in files}
         self._refresh_relevant()
         self._sync_watches()
@@ -332,10 +298,10 @@ class Reloader:
         edited = [p for p in files if digests[p] != self._digests.get(p)]
         self._digests = digests
         try:
-            config, identities = self.sources.load()
+            settings = self.inputs.load()
         except InputError as exc:
             self.stats.rejected += 1
-            self.stats.last_rejected_at = time.time()
+            self.stats.last_rejected_at = self.clock.now()
             self.stats.last_problems = list(exc.problems)
             log.error(
                 "config reload rejected",
@@ -345,6 +311,7 @@ class Reloader:
                 action="keeping the last good settings",
             )
             return "rejected"
+        config, identities = settings.config, settings.by_file()
         config_changes = changed_keys(self._config, config)
         identity_changes = {
             path: changed_keys(self._identities[path], identity)
@@ -376,11 +343,11 @@ class Reloader:
     ) -> None:
         """Runs in the loop thread, between two readings."""
         previous = loop.config
-        old_ids = {s.source: s.identity.id for s in loop.sensors if s.source}
+        old_ids = {v.source: v.identity.id for v in loop.sensor_views() if v.source}
         kept = loop.reconfigure(config, identities)
         logs.set_level(loop.config.logging.level)
         self.stats.applied += 1
-        self.stats.last_applied_at = time.time()
+        self.stats.last_applied_at = self.clock.now()
         for path, keys in identity_changes.items():
             log.info(
                 "identity reloaded",
@@ -427,13 +394,13 @@ def _lookup(config: Config, dotted: str) -> Any:
     return node
 
 
-def start_reloader(loop: NodeLoop, sources: Sources, settings: ConfigReload) -> Reloader | None:
+def start_reloader(loop: NodeLoop, inputs: NodeInputs, settings: ConfigReload) -> Reloader | None:
     """Start watching when ``config_reload.enabled``; None when there is nothing to do."""
     if not settings.enabled:
         log.info("config reload off", reason="config_reload.enabled is false")
         return None
-    if not sources.files:
+    if not inputs.files:
         return None  # built-in defaults only: no file to watch
-    reloader = Reloader(loop, sources, settings)
+    reloader = Reloader(loop, inputs, settings)
     reloader.start()
     return reloader

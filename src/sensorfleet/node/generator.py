@@ -63,6 +63,18 @@ def stream_seed(seed: int, sensor_id: str) -> np.random.SeedSequence:
 
 
 @dataclass(frozen=True)
+class EpisodeView:
+    """An anomaly episode as seen from outside the loop: a copy, never the live one."""
+
+    kind: str
+    forced: bool
+    pending: bool = False  # forced, and starts with the next reading
+    length_readings: int | None = None
+    remaining_readings: int | None = None
+    started_at: float | None = None  # epoch of its first reading
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     """Generator state at the start of a look-ahead block (to rewind to)."""
 
@@ -158,10 +170,18 @@ class SensorGenerator:
         self.settings = settings
         self.anomalies.reconfigure(settings.mix, settings.behaviour)
 
-    def force_anomaly(self, kind: str, length: int) -> None:
-        """Start an episode of ``kind`` lasting ``length`` readings at the next reading."""
+    def force_anomaly(self, kind: str, length: int | None = None) -> int:
+        """Start an episode of ``kind`` at the next reading, lasting ``length`` readings
+        (default: the episode length the anomaly mix gives ``kind``); return the length."""
+        if length is None:
+            length = self.settings.mix.lengths.get(kind, 1)
         self._rewind()
         self.anomalies.force(kind, length)
+        return length
+
+    def readings_in(self, seconds: float) -> int:
+        """How many readings ``seconds`` hold at the current rate (at least one)."""
+        return max(1, round(seconds * self.settings.readings_per_second))
 
     def end_anomaly(self) -> str | None:
         """End the current (or pending forced) episode; return its type, if any."""
@@ -188,9 +208,21 @@ class SensorGenerator:
             return active
         return None
 
-    @property
-    def pending_forced(self) -> tuple[str, int] | None:
-        return self.anomalies.forced_next
+    def episode_view(self) -> EpisodeView | None:
+        """The current (or pending forced) episode, copied for readers outside the loop."""
+        episode = self.current_episode()
+        if episode is not None:
+            return EpisodeView(
+                kind=episode.kind,
+                forced=episode.forced,
+                length_readings=episode.length,
+                remaining_readings=max(0, episode.end_index - self.next_index),
+                started_at=self.time_of(episode.start_index),
+            )
+        pending = self.anomalies.forced_next
+        if pending is not None:
+            return EpisodeView(kind=pending[0], forced=True, pending=True)
+        return None
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(

@@ -24,7 +24,7 @@ import structlog
 from ..errors import InputError
 from .clock import Clock, Wake
 from .config import Config, Modbus, OpcUa, Override
-from .generator import SensorGenerator, Settings
+from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
 from .lease import FileLease
 from .readings import Block
@@ -92,6 +92,17 @@ class Sensor:
     @property
     def identity(self) -> Identity:
         return self.generator.settings.identity
+
+
+@dataclass(frozen=True)
+class SensorView:
+    """One sensor as the edges see it: copied values, never the loop's live objects."""
+
+    identity: Identity
+    source: str | None
+    readings_generated: int
+    last_reading_at: float | None
+    episode: EpisodeView | None
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,51 @@ class NodeLoop:
         """Recompute due times (after a reading rate changed)."""
         self._schedule_dirty = True
 
+    # ---- reading from other threads ------------------------------------------------
+    def sensor_ids(self) -> list[str]:
+        return [sensor.identity.id for sensor in self.sensors]
+
+    def sensor_views(self, limit: int | None = None) -> list[SensorView]:
+        """The first ``limit`` sensors (all by default) as copies an edge may keep."""
+        return [
+            SensorView(
+                identity=sensor.identity,
+                source=sensor.source,
+                readings_generated=sensor.readings_generated,
+                last_reading_at=sensor.last_reading_at,
+                episode=sensor.generator.episode_view(),
+            )
+            for sensor in self.sensors[:limit]
+        ]
+
+    def database_paths(self) -> list[Path]:
+        return [writer.store.path for writer in self.writers]
+
+    # ---- control, in the loop thread (through ``submit``) ---------------------------
+    def force_anomaly(
+        self, kind: str, duration_seconds: float | None = None, sensor_id: str | None = None
+    ) -> list[tuple[str, int]]:
+        """Start an episode at the next reading of one sensor or all; return each sensor's
+        id and episode length in readings (default length: the anomaly mix's)."""
+        forced = []
+        for sensor in self._chosen(sensor_id):
+            generator = sensor.generator
+            length = None if duration_seconds is None else generator.readings_in(duration_seconds)
+            forced.append((sensor.identity.id, generator.force_anomaly(kind, length)))
+        return forced
+
+    def end_anomaly(self, sensor_id: str | None = None) -> list[tuple[str, str]]:
+        """End current and pending forced episodes; return (sensor id, type) of each ended."""
+        ended = []
+        for sensor in self._chosen(sensor_id):
+            kind = sensor.generator.end_anomaly()
+            if kind is not None:
+                ended.append((sensor.identity.id, kind))
+        return ended
+
+    def _chosen(self, sensor_id: str | None) -> list[Sensor]:
+        return [s for s in self.sensors if sensor_id is None or s.identity.id == sensor_id]
+
     def _run_commands(self) -> None:
         while True:
             try:
@@ -210,8 +266,7 @@ class NodeLoop:
                 )
             sensor.generator.reconfigure(settings)
         for writer in self.writers:
-            writer.settings = config.database
-            writer.store.settings = config.database
+            writer.reconfigure(config.database)
         self.config = config
         self._schedule_dirty = True
         identities_now = [sensor.identity for sensor in self.sensors]

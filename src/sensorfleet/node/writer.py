@@ -54,6 +54,11 @@ class BufferedWriter:
         self._last_flush: float | None = None
         self._retry_at = 0.0
 
+    def reconfigure(self, settings: Database) -> None:
+        """Use new database settings (batch size, retries, timeouts…) from the next flush."""
+        self.settings = settings
+        self.store.settings = settings
+
     @property
     def pending_rows(self) -> int:
         return self._pending_rows
