@@ -26,7 +26,7 @@ from nodeproc import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from sensorfleet.edges.monitor import STALL_SECONDS, Monitor
+from sensorfleet.edges.monitor import ROUTES, STALL_SECONDS, Monitor
 from sensorfleet.node.clock import ManualClock
 from sensorfleet.node.config import build_config
 from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
@@ -300,6 +300,36 @@ def test_health_reports_a_stalled_loop(tmp_path: Path) -> None:
     loop.stop()
     assert "node is stopping" in monitor.health()[1]["reasons"]
     loop.close()
+
+
+def test_every_route_answers_its_methods_and_refuses_the_others(tmp_path: Path) -> None:
+    """Walk the routing table on a live server: each path serves what it lists (HEAD as
+    GET without a body), any other method gets 405 with Allow, unknown paths 404."""
+    config = build_config(
+        {"database": {"path": str(tmp_path / "a.db")}, "monitoring": {"control": True}}, "test"
+    )
+    identity = build_identity(DEFAULT_IDENTITY, "test", {})
+    loop = NodeLoop(config, build_sensors(config, [(None, identity)], 1, 0.0), ManualClock(0.0))
+    monitor = Monitor(loop, port=0)
+    url = f"http://127.0.0.1:{monitor.start()}"
+    # Control requests run in the loop thread; none runs here, so they stay queued (202).
+    served = {"GET": 200, "POST": 202, "DELETE": 202}
+    try:
+        for path, methods in ROUTES.items():
+            for method in ("GET", "HEAD", "POST", "DELETE", "PUT"):
+                body = {"type": "spike"} if method == "POST" else None
+                status, headers, payload = http(method, url + path, body)
+                if (method if method != "HEAD" else "GET") in methods:
+                    assert status == served[method if method != "HEAD" else "GET"], (method, path)
+                    assert (payload == b"") == (method == "HEAD"), (method, path)
+                else:
+                    assert status == 405, (method, path)
+                    assert headers["Allow"] == ", ".join(methods)
+        assert http("GET", f"{url}/nope")[0] == 404
+        assert http("DELETE", f"{url}/nope")[0] == 404
+    finally:
+        monitor.stop()
+        loop.close()
 
 
 def test_ipv6_host_is_served(tmp_path: Path) -> None:

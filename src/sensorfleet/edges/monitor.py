@@ -23,11 +23,11 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
@@ -358,157 +358,184 @@ class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
-def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "sensorfleet"
-        protocol_version = "HTTP/1.1"
-        timeout = 30  # an idle keep-alive client must not hold a thread forever
+class _Handler(BaseHTTPRequestHandler):
+    """One HTTP exchange; ``ROUTES`` says which method of it serves a path."""
 
-        def do_HEAD(self) -> None:
-            self.do_GET()  # same status and headers; ``_send`` leaves the body out
+    server_version = "sensorfleet"
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive client must not hold a thread forever
+    monitor: ClassVar[Monitor]
 
-        def do_GET(self) -> None:
-            path = urlsplit(self.path).path.rstrip("/") or "/"
-            if path == "/healthz":
-                code, body = monitor.health()
-                self._json(code, body)
-            elif path == "/metrics":
-                exposition = monitor.metrics()
-                from prometheus_client import CONTENT_TYPE_LATEST  # loaded by metrics()
+    def do_GET(self) -> None:
+        self._dispatch("GET")
 
-                self._send(HTTPStatus.OK, exposition, CONTENT_TYPE_LATEST)
-            elif path == "/status":
-                self._json(HTTPStatus.OK, monitor.status())
-            elif path == "/anomalies":
-                self._method_not_allowed("POST, DELETE")
-            else:
-                self._not_found()
+    def do_HEAD(self) -> None:
+        self._dispatch("GET")  # same status and headers; ``_send`` leaves the body out
 
-        def do_POST(self) -> None:
-            if not self._is_anomalies() or not self._admitted():
-                return
-            try:
-                body = self._body()
-                if not isinstance(body, dict):
-                    raise BadRequest(
-                        "body must be a JSON object such as "
-                        '{"type": "spike", "duration_seconds": 10}'
-                    )
-                code, result = monitor.force_anomaly(body)
-            except BadRequest as exc:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-                return
-            self._json(code, result)
+    def do_POST(self) -> None:
+        self._dispatch("POST")
 
-        def do_DELETE(self) -> None:
-            if not self._is_anomalies() or not self._admitted():
-                return
-            query = parse_qs(urlsplit(self.path).query)
-            try:
-                body = self._body(optional=True) or {}
-                if not isinstance(body, dict):
-                    raise BadRequest(
-                        'body must be empty or a JSON object such as {"sensor_id": "S1"}'
-                    )
-                sensor_id = body.get("sensor_id") or next(iter(query.get("sensor_id", [])), None)
-                code, result = monitor.end_anomaly(sensor_id)
-            except BadRequest as exc:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-                return
-            self._json(code, result)
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
-        def _is_anomalies(self) -> bool:
-            path = urlsplit(self.path).path.rstrip("/")
-            if path == "/anomalies":
-                return True
+    # Methods no endpoint serves still get 405 and the path's Allow (or 404), not 501.
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def _dispatch(self, method: str) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        methods = ROUTES.get(path)
+        serve = methods.get(method) if methods is not None else None
+        if serve is not None:
+            serve(self)
+            return
+        self._drain()
+        if methods is None:
+            self._not_found()
+        else:
+            self._method_not_allowed(", ".join(methods))
+
+    # ---- the endpoints --------------------------------------------------------------
+    def get_health(self) -> None:
+        code, body = self.monitor.health()
+        self._json(code, body)
+
+    def get_metrics(self) -> None:
+        exposition = self.monitor.metrics()
+        from prometheus_client import CONTENT_TYPE_LATEST  # loaded by metrics()
+
+        self._send(HTTPStatus.OK, exposition, CONTENT_TYPE_LATEST)
+
+    def get_status(self) -> None:
+        self._json(HTTPStatus.OK, self.monitor.status())
+
+    def post_anomaly(self) -> None:
+        if not self._admitted():
+            return
+        try:
+            body = self._body()
+            if not isinstance(body, dict):
+                raise BadRequest(
+                    'body must be a JSON object such as {"type": "spike", "duration_seconds": 10}'
+                )
+            code, result = self.monitor.force_anomaly(body)
+        except BadRequest as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        self._json(code, result)
+
+    def delete_anomaly(self) -> None:
+        if not self._admitted():
+            return
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            body = self._body(optional=True) or {}
+            if not isinstance(body, dict):
+                raise BadRequest('body must be empty or a JSON object such as {"sensor_id": "S1"}')
+            sensor_id = body.get("sensor_id") or next(iter(query.get("sensor_id", [])), None)
+            code, result = self.monitor.end_anomaly(sensor_id)
+        except BadRequest as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        self._json(code, result)
+
+    # ---- plumbing -------------------------------------------------------------------
+    def _admitted(self) -> bool:
+        try:
+            self.monitor.admit(self.headers.get("Authorization"), self.headers.get("Content-Type"))
+        except Refused as exc:
             self._drain()
-            if path in ("/healthz", "/metrics", "/status"):
-                self._method_not_allowed("GET")
-            else:
-                self._not_found()
+            self._json(exc.code, {"error": str(exc)}, exc.headers)
             return False
+        return True
 
-        def _admitted(self) -> bool:
-            try:
-                monitor.admit(self.headers.get("Authorization"), self.headers.get("Content-Type"))
-            except Refused as exc:
-                self._drain()
-                self._json(exc.code, {"error": str(exc)}, exc.headers)
-                return False
-            return True
+    def _body(self, optional: bool = False) -> Any:
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            if optional:
+                return None
+            raise BadRequest("missing body: send a JSON object with Content-Length")
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise BadRequest("Content-Length must be a whole number") from None
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise BadRequest(f"body too large (at most {MAX_BODY_BYTES} bytes)")
+        raw = self.rfile.read(length) if length > 0 else b""
+        if not raw.strip():
+            if optional:
+                return None
+            raise BadRequest("empty body: send a JSON object")
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("body is nested too deeply") from None
 
-        def _body(self, optional: bool = False) -> Any:
-            length_text = self.headers.get("Content-Length")
-            if length_text is None:
-                if optional:
-                    return None
-                raise BadRequest("missing body: send a JSON object with Content-Length")
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise BadRequest("Content-Length must be a whole number") from None
-            if length > MAX_BODY_BYTES:
-                self.close_connection = True
-                raise BadRequest(f"body too large (at most {MAX_BODY_BYTES} bytes)")
-            raw = self.rfile.read(length) if length > 0 else b""
-            if not raw.strip():
-                if optional:
-                    return None
-                raise BadRequest("empty body: send a JSON object")
-            try:
-                return json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise BadRequest(f"body is not valid JSON: {exc}") from None
-            except RecursionError:
-                raise BadRequest("body is nested too deeply") from None
+    def _drain(self) -> None:
+        length = self.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) <= MAX_BODY_BYTES:
+            self.rfile.read(int(length))
+        elif length:
+            self.close_connection = True
 
-        def _drain(self) -> None:
-            length = self.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) <= MAX_BODY_BYTES:
-                self.rfile.read(int(length))
-            elif length:
-                self.close_connection = True
+    def _json(
+        self, code: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        payload = (json.dumps(body, default=str) + "\n").encode()
+        self._send(code, payload, "application/json", headers)
 
-        def _json(
-            self, code: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-        ) -> None:
-            payload = (json.dumps(body, default=str) + "\n").encode()
-            self._send(code, payload, "application/json", headers)
+    def _send(
+        self,
+        code: int,
+        payload: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
-        def _send(
-            self,
-            code: int,
-            payload: bytes,
-            content_type: str,
-            headers: Mapping[str, str] | None = None,
-        ) -> None:
-            self.send_response(code)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+    def _not_found(self) -> None:
+        self._json(
+            HTTPStatus.NOT_FOUND,
+            {"error": f"no such endpoint {self.path!r}; try /healthz, /metrics, /status"},
+        )
 
-        def _not_found(self) -> None:
-            self._json(
-                HTTPStatus.NOT_FOUND,
-                {"error": f"no such endpoint {self.path!r}; try /healthz, /metrics, /status"},
-            )
+    def _method_not_allowed(self, allowed: str) -> None:
+        self._json(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            {"error": f"method not allowed; use {allowed}"},
+            {"Allow": allowed},
+        )
 
-        def _method_not_allowed(self, allowed: str) -> None:
-            self._json(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                {"error": f"method not allowed; use {allowed}"},
-                {"Allow": allowed},
-            )
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", client=self.client_address[0], request=format % args)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http request", client=self.client_address[0], request=format % args)
 
-    return Handler
+# Path → method → the handler method serving it. HEAD is served as GET without a body; a
+# known path with another method gets 405 and its methods in Allow, an unknown path 404.
+ROUTES: dict[str, dict[str, Callable[[_Handler], None]]] = {
+    "/healthz": {"GET": _Handler.get_health},
+    "/metrics": {"GET": _Handler.get_metrics},
+    "/status": {"GET": _Handler.get_status},
+    "/anomalies": {"POST": _Handler.post_anomaly, "DELETE": _Handler.delete_anomaly},
+}
+
+
+def _make_handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"monitor": monitor})
 
 
 def start_monitor(

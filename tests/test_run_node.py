@@ -1,0 +1,165 @@
+"""The node as a library: run_node and NodeInputs in-process, on real files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import write_config, write_identity
+from polling import wait_until
+
+from sensorfleet.errors import InputError
+from sensorfleet.node.clock import ManualClock
+from sensorfleet.node.inputs import NodeInputs
+from sensorfleet.node.loop import NodeLoop
+from sensorfleet.run import RunPlan, check, run_node
+
+START = 1_700_000_000.0
+
+
+def rows(path: Path, where: str = "1") -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute(f"SELECT COUNT(*) FROM sensor_readings WHERE {where}").fetchone()[0])
+
+
+def inputs_for(tmp_path: Path, **sections: dict[str, object]) -> NodeInputs:
+    simulation = {"seed": 7, "readings_per_second": 1.0, **sections.pop("simulation", {})}
+    config = write_config(
+        tmp_path / "config.yaml",
+        database={"path": str(tmp_path / "node.db")},
+        simulation=simulation,
+        **sections,
+    )
+    identity = write_identity(tmp_path / "node_identity.json", id="LIB-1")
+    return NodeInputs.locate(str(config), [str(identity)], environ={})
+
+
+def test_a_live_hour_on_the_manual_clock_runs_in_process(tmp_path: Path) -> None:
+    """A one-hour live run on simulated time: every reading written, no real hour waited."""
+    inputs = inputs_for(tmp_path, simulation={"run_time_seconds": 3600})
+    result = run_node(inputs, clock=ManualClock(START), configure_logging=False)
+    assert result.ok and result.error is None and result.stop_signal is None
+    assert result.seed == 7
+    assert result.summary.rows_written == 3600 == rows(tmp_path / "node.db")
+    assert result.summary.rows_by_sensor == {"LIB-1": 3600}
+    first, last = sqlite3.connect(tmp_path / "node.db").execute(
+        "SELECT MIN(timestamp), MAX(timestamp) FROM sensor_readings"
+    ).fetchone()
+    assert first.startswith("2023-11-14T22:13:20")  # START, in UTC
+
+
+def test_history_then_live_on_the_manual_clock(tmp_path: Path) -> None:
+    """--backfill 1h --follow with a 10-minute run time: 3600 + 600 readings, one schedule."""
+    inputs = inputs_for(tmp_path, simulation={"run_time_seconds": 600})
+    plan = RunPlan(backfill_seconds=3600, follow=True)
+    result = run_node(inputs, plan, clock=ManualClock(START), configure_logging=False)
+    assert result.ok
+    assert rows(tmp_path / "node.db") == 4200
+
+
+def test_the_same_seed_gives_the_same_rows_in_process(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        run_node(
+            inputs_for(folder),
+            RunPlan(backfill_seconds=600, start=START),
+            configure_logging=False,
+        )
+    query = "SELECT timestamp, temperature, vibration, voltage, anomaly_type FROM sensor_readings"
+    with sqlite3.connect(tmp_path / "a" / "node.db") as a, sqlite3.connect(
+        tmp_path / "b" / "node.db"
+    ) as b:
+        assert a.execute(query).fetchall() == b.execute(query).fetchall()
+
+
+def test_an_embedding_program_stops_the_node_from_another_thread(tmp_path: Path) -> None:
+    """Live on the real clock with no end: ``started`` hands over the loop, stop() ends it."""
+    inputs = inputs_for(tmp_path, simulation={"readings_per_second": 50.0, "run_time_seconds": 0})
+    loops: list[NodeLoop] = []
+
+    def stop_after_some_rows() -> None:
+        wait_until(lambda: loops, what="the node to start")
+        wait_until(lambda: loops[0].summary().rows_written >= 20, what="20 rows written")
+        loops[0].stop()
+
+    stopper = threading.Thread(target=stop_after_some_rows)
+    stopper.start()
+    result = run_node(inputs, started=loops.append, configure_logging=False)
+    stopper.join()
+    assert result.ok and result.stop_signal is None
+    assert result.summary.rows_written == rows(tmp_path / "node.db") >= 20
+
+
+def test_an_identity_edit_reloads_through_the_same_inputs(tmp_path: Path) -> None:
+    """The watcher loads edits with the inputs the node started with: a firmware upgrade
+    mid-run lands in the rows."""
+    inputs = inputs_for(
+        tmp_path,
+        simulation={"readings_per_second": 20.0, "run_time_seconds": 0},
+        config_reload={"enabled": True, "check_interval_seconds": 0.2},
+    )
+    loops: list[NodeLoop] = []
+
+    def upgrade_then_stop() -> None:
+        wait_until(lambda: loops, what="the node to start")
+        loop = loops[0]
+        wait_until(lambda: loop.summary().rows_written >= 5, what="first rows")
+        write_identity(tmp_path / "node_identity.json", id="LIB-1", firmware_version="2.0")
+        wait_until(
+            lambda: loop.sensor_views()[0].identity.firmware_version == "2.0",
+            what="the firmware upgrade to apply",
+        )
+        written = loop.summary().rows_written
+        wait_until(lambda: loop.summary().rows_written >= written + 10, what="rows after it")
+        loop.stop()
+
+    worker = threading.Thread(target=upgrade_then_stop)
+    worker.start()
+    result = run_node(inputs, started=loops.append, configure_logging=False)
+    worker.join()
+    assert result.ok
+    assert rows(tmp_path / "node.db", "firmware_version = '1.4'") >= 5
+    assert rows(tmp_path / "node.db", "firmware_version = '2.0'") >= 10
+
+
+def test_every_problem_is_reported_before_anything_opens(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("simulation:\n  readings_per_second: -1\n")
+    inputs = NodeInputs.locate(str(config), [str(tmp_path / "missing.json")], environ={})
+    with pytest.raises(InputError) as caught:
+        check(inputs, RunPlan(follow=True))
+    problems = caught.value.problems
+    assert any("readings_per_second" in p for p in problems)
+    assert any("missing.json" in p and "not found" in p for p in problems)
+    assert "--follow: only meaningful with --backfill" in problems
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_inputs_are_found_as_the_container_finds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$CONFIG_FILE, $IDENTITY_FILE naming a folder, and environment overrides."""
+    config = write_config(tmp_path / "fleet.yaml", database={"path": str(tmp_path / "x.db")})
+    folder = tmp_path / "ids"
+    folder.mkdir()
+    for name in ("b", "a"):
+        write_identity(folder / f"{name}.json", id=name.upper())
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml or ./node_identity.json here
+    environ = {
+        "CONFIG_FILE": str(config),
+        "IDENTITY_FILE": str(folder),
+        "SIMULATION_SEED": "99",
+        "SENSOR_LOCATION": "Hall 7",
+    }
+    inputs = NodeInputs.locate(environ=environ)
+    assert inputs.files == [str(config), str(folder / "a.json"), str(folder / "b.json")]
+    settings = inputs.load()
+    assert settings.config.simulation.seed == 99
+    assert [(path, i.id, i.location) for path, i in settings.identities] == [
+        (str(folder / "a.json"), "A", "Hall 7"),
+        (str(folder / "b.json"), "B", "Hall 7"),
+    ]
+    assert NodeInputs.locate(environ={}).files == []  # built-in defaults, nothing to watch
