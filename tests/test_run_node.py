@@ -21,7 +21,8 @@ START = 1_700_000_000.0
 
 def rows(path: Path, where: str = "1") -> int:
     with sqlite3.connect(path) as conn:
-        return int(conn.execute(f"SELECT COUNT(*) FROM sensor_readings WHERE {where}").fetchone()[0])
+        query = f"SELECT COUNT(*) FROM sensor_readings WHERE {where}"
+        return int(conn.execute(query).fetchone()[0])
 
 
 def inputs_for(tmp_path: Path, **sections: dict[str, object]) -> NodeInputs:
@@ -44,10 +45,13 @@ def test_a_live_hour_on_the_manual_clock_runs_in_process(tmp_path: Path) -> None
     assert result.seed == 7
     assert result.summary.rows_written == 3600 == rows(tmp_path / "node.db")
     assert result.summary.rows_by_sensor == {"LIB-1": 3600}
-    first, last = sqlite3.connect(tmp_path / "node.db").execute(
-        "SELECT MIN(timestamp), MAX(timestamp) FROM sensor_readings"
-    ).fetchone()
-    assert first.startswith("2023-11-14T22:13:20")  # START, in UTC
+    first, last = (
+        sqlite3.connect(tmp_path / "node.db")
+        .execute("SELECT MIN(timestamp), MAX(timestamp) FROM sensor_readings")
+        .fetchone()
+    )
+    # START in UTC, and an hour of readings one second apart (simulated, not waited for).
+    assert first.startswith("2023-11-14T22:13:20") and last.startswith("2023-11-14T23:13:19")
 
 
 def test_history_then_live_on_the_manual_clock(tmp_path: Path) -> None:
@@ -69,9 +73,10 @@ def test_the_same_seed_gives_the_same_rows_in_process(tmp_path: Path) -> None:
             configure_logging=False,
         )
     query = "SELECT timestamp, temperature, vibration, voltage, anomaly_type FROM sensor_readings"
-    with sqlite3.connect(tmp_path / "a" / "node.db") as a, sqlite3.connect(
-        tmp_path / "b" / "node.db"
-    ) as b:
+    with (
+        sqlite3.connect(tmp_path / "a" / "node.db") as a,
+        sqlite3.connect(tmp_path / "b" / "node.db") as b,
+    ):
         assert a.execute(query).fetchall() == b.execute(query).fetchall()
 
 
