@@ -22,7 +22,7 @@ from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import Batch
 from sensorfleet.sync.sinks.files import FilesSink
 from sensorfleet.sync.sinks.sqlite import SQLiteSink
-from sensorfleet.sync.source import Source
+from sensorfleet.sync.source import NodeDatabase
 
 http_receiver = servers.http_receiver
 
@@ -101,7 +101,7 @@ def test_crash_between_sink_write_and_mark_leaves_no_duplicate(
 ) -> None:
     """A batch stored centrally but never marked (a crash) is sent again and stored once."""
     central = tmp_path / "central.db"
-    source = Source(nodes[0], ONCE.database)
+    source = NodeDatabase(nodes[0], ONCE.database)
     database_id = source.open()
     crashed = Batch(database_id, str(nodes[0]), source.read_unsynced(300), "2026-01-01T00:00:00Z")
     sink = SQLiteSink(central)

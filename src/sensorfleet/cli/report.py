@@ -21,7 +21,7 @@ from ..report.render_data import render_csv, render_json
 from ..report.render_text import render_markdown, render_text
 from ..report.series import choose_sensors, missing_sensors, read_series
 from ..report.sources import database_errors, find_sources
-from ..report.table import Source
+from ..report.table import ReportSource
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_WINDOW = "6h"
@@ -102,7 +102,7 @@ class Progress:
         self._last = 0.0
         self._width = 0
 
-    def update(self, index: int, source: Source, stage: str, fraction: float) -> None:
+    def update(self, index: int, source: ReportSource, stage: str, fraction: float) -> None:
         now = time.monotonic()
         final = fraction >= 1.0
         if not final and now - self._last < (0.1 if self.tty else 2.0):

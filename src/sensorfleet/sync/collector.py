@@ -26,7 +26,7 @@ from ..node.store import backoff_after
 from .cursor import CursorStore
 from .metrics import SyncMetrics
 from .sinks.base import Batch, Sink, SinkClosedError, SinkError
-from .source import NotNodeDatabaseError, Source, SourceError
+from .source import NodeDatabase, NotNodeDatabaseError, SourceError
 
 log = structlog.get_logger("sensorfleet.sync")
 
@@ -53,7 +53,7 @@ class SyncOptions:
 
 @dataclass
 class _State:
-    source: Source
+    source: NodeDatabase
     explicit: bool
     until: int | None = None
     until_database: str | None = None
@@ -164,7 +164,7 @@ class Collector:
             return
         seen.add(key)
         if key not in self._states:
-            source = Source(path, self.options.database, read_only=self.cursor is not None)
+            source = NodeDatabase(path, self.options.database, read_only=self.cursor is not None)
             self._states[key] = _State(source, explicit)
             log.info("source added", source=str(path))
 
