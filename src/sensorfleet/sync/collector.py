@@ -206,7 +206,8 @@ class Collector:
         """The sink holds the batch: only now mark its ids (or advance the cursor)."""
         if self.cursor is not None:
             try:
-                self.cursor.advance(batch.database_id, batch.last_id, batch.source)
+                now = self._clock.now()
+                self.cursor.advance(batch.database_id, batch.last_id, batch.source, now)
             except OSError as exc:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
