@@ -99,7 +99,7 @@ def start_nodes(
 
 def newest_id(db: Path) -> int:
     try:
-        with contextlib.closing(store.connect(db, Database(), "read")) as conn:
+        with contextlib.closing(store.open_connection(db, Database(), "read")) as conn:
             return int(
                 conn.execute("SELECT coalesce(max(id), 0) FROM sensor_readings").fetchone()[0]
             )
@@ -123,7 +123,7 @@ def baseline_copy(bounds: dict[Path, int], target: Path) -> tuple[int, float]:
     sink.close()
     columns = ", ".join(COLUMNS)
     copied = 0
-    conn = store.connect(target, sink.settings)
+    conn = store.open_connection(target, sink.settings)
     started = time.perf_counter()
     for db, newest in bounds.items():
         conn.execute("ATTACH DATABASE ? AS node", (f"file:{db}?mode=ro",))
@@ -153,7 +153,7 @@ def raw_produce(kafka: Broker, bounds: dict[Path, int], topic: str) -> tuple[int
     produced = 0
     started = time.perf_counter()
     for db, newest in bounds.items():
-        with contextlib.closing(store.connect(db, Database(), "read")) as conn:
+        with contextlib.closing(store.open_connection(db, Database(), "read")) as conn:
             (database_id,) = conn.execute("SELECT database_id FROM sensorfleet_meta").fetchone()
             cursor = conn.execute(
                 f"SELECT ?, id, {', '.join(COLUMNS)}, ? FROM sensor_readings "
@@ -180,7 +180,7 @@ def raw_produce(kafka: Broker, bounds: dict[Path, int], topic: str) -> tuple[int
 def kafka_drain(folder: Path, bounds: dict[Path, int], batch_size: int) -> dict[str, Any]:
     """Sync's Kafka sink and the raw producer on the same rows, in the same run."""
     for db in bounds:  # the SQLite drain marked them: ship them again
-        conn = store.connect(db, Database(), "write")
+        conn = store.open_connection(db, Database(), "write")
         with contextlib.closing(conn), store.transaction(conn):
             conn.execute("UPDATE sensor_readings SET synced = 0")
     with broker() as kafka:
@@ -288,7 +288,7 @@ def poll(table_rows: int, cycles: int) -> dict[str, Any]:
         path = Path(tmp) / "big.db"
         build_s = build_table(path, table_rows)
         size_mb = path.stat().st_size / 1048576
-        conn = store.connect(path, Database(), "write")
+        conn = store.open_connection(path, Database(), "write")
         cycles = min(cycles, table_rows // 1000 // POLL_ROWS)  # each cycle marks 100 rows
         # Baseline first, while the unsynced rows are where they are for our first poll.
         scan_sql = READ_UNSYNCED.replace("FROM sensor_readings", "FROM sensor_readings NOT INDEXED")

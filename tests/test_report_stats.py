@@ -16,10 +16,10 @@ import pytest
 from sensorfleet.node.anomalies import calibrate
 from sensorfleet.node.config import build_config
 from sensorfleet.node.generator import SensorGenerator, Settings
-from sensorfleet.node.identity import Identity as NodeIdentity
+from sensorfleet.node.identity import Identity
 from sensorfleet.node.profiles import ANOMALY_TYPES, deep_merge, resolve
 from sensorfleet.node.readings import KIND_CODES
-from sensorfleet.report.aggregate import Identity
+from sensorfleet.report.aggregate import IdentityFields
 from sensorfleet.report.expected import Expectations, expect_identity
 from sensorfleet.report.stats import (
     length_ratio,
@@ -40,14 +40,14 @@ FAST: dict[str, Any] = {
         },
     }
 }
-NODE = NodeIdentity(
+NODE = Identity(
     id="S1",
     location="Warehouse B - Section 1",
     manufacturer="DataSense",
     model="TempVibe-1000",
     firmware_version="1.3",
 )
-IDENTITY = Identity("1.3", "TempVibe-1000", "DataSense", "Warehouse B - Section 1")
+IDENTITY = IdentityFields("1.3", "TempVibe-1000", "DataSense", "Warehouse B - Section 1")
 
 
 def counts_by_type(kinds: np.ndarray) -> dict[str, tuple[int, int]]:
@@ -157,8 +157,8 @@ def test_expected_values_are_the_node_calibration() -> None:
 def test_group_expectation_weights_identities_by_rows() -> None:
     """A group's expected rate is its identities' rates weighted by row counts; type shares by expected anomalies."""  # noqa: E501
     expectations = Expectations(build_config(FAST, "test"))
-    old = Identity("1.3", "TempVibe-2000", "SensorTech", "Factory A")
-    new = Identity("1.4", "TempVibe-2000", "SensorTech", "Factory A")
+    old = IdentityFields("1.3", "TempVibe-2000", "SensorTech", "Factory A")
+    new = IdentityFields("1.4", "TempVibe-2000", "SensorTech", "Factory A")
     combined = expectations.combine([(old, 3000), (new, 1000)])
     assert combined is not None
     assert combined.flag_rate == pytest.approx((3000 * 0.075 + 1000 * 0.035) / 4000)

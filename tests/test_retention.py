@@ -41,7 +41,7 @@ def counts(db: Path) -> dict[int, int]:
 
 
 def run(db: Path, rules: Retention, now: float | None = None) -> RetentionResult:
-    with closing(store.connect(db, Database(), "write")) as conn:
+    with closing(store.open_connection(db, Database(), "write")) as conn:
         return apply_retention(conn, rules, time.time() if now is None else now, pause=0)
 
 

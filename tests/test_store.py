@@ -12,9 +12,9 @@ from sensorfleet.node.store import (
     SCHEMA_VERSION,
     ForeignTableError,
     Store,
-    connect,
     ensure_schema,
     insert_rows,
+    open_connection,
 )
 
 COLUMNS = [
@@ -72,7 +72,7 @@ def test_schema_has_exactly_the_documented_columns(tmp_path: Path) -> None:
 
 def test_unsynced_poll_uses_the_partial_index(tmp_path: Path) -> None:
     """`WHERE synced = 0 ORDER BY id LIMIT n` is answered from the partial index."""
-    conn = connect(tmp_path / "a.db", Database())
+    conn = open_connection(tmp_path / "a.db", Database())
     ensure_schema(conn)
     plan = " ".join(
         str(r)
@@ -130,7 +130,7 @@ def test_legacy_file_without_synced_column_is_upgraded(tmp_path: Path) -> None:
 
 def test_nan_binds_as_null(tmp_path: Path) -> None:
     """Missing-data readings (NaN in arrays) are stored as SQL NULL."""
-    conn = connect(tmp_path / "a.db", Database())
+    conn = open_connection(tmp_path / "a.db", Database())
     ensure_schema(conn)
     nan_row = list(row(0))
     nan_row[2] = float("nan")

@@ -15,6 +15,7 @@ import servers
 from servers import Receiver, make_node_db, node_rows, sqlite_rows, start_node, stop_process
 
 from sensorfleet.errors import SensorfleetError
+from sensorfleet.node.clock import ManualClock, parse_instant
 from sensorfleet.node.readings import COLUMNS
 from sensorfleet.sync.collector import Collector, SyncOptions, SyncSummary
 from sensorfleet.sync.cursor import CursorStore
@@ -22,7 +23,7 @@ from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import Batch
 from sensorfleet.sync.sinks.files import FilesSink
 from sensorfleet.sync.sinks.sqlite import SQLiteSink
-from sensorfleet.sync.source import Source
+from sensorfleet.sync.source import NodeDatabase
 
 http_receiver = servers.http_receiver
 
@@ -101,7 +102,7 @@ def test_crash_between_sink_write_and_mark_leaves_no_duplicate(
 ) -> None:
     """A batch stored centrally but never marked (a crash) is sent again and stored once."""
     central = tmp_path / "central.db"
-    source = Source(nodes[0], ONCE.database)
+    source = NodeDatabase(nodes[0], ONCE.database)
     database_id = source.open()
     crashed = Batch(database_id, str(nodes[0]), source.read_unsynced(300), "2026-01-01T00:00:00Z")
     sink = SQLiteSink(central)
@@ -141,6 +142,24 @@ def test_once_gives_up_on_a_sink_that_keeps_failing(
     with pytest.raises(SensorfleetError, match="giving up after 2 failed attempts"):
         Collector([nodes[0]], sink, options).run()
     assert unsynced(nodes[0]) == 600
+
+
+def test_once_ships_after_sink_backoffs_on_manual_clocks(
+    nodes: list[Path], http_receiver: Receiver
+) -> None:
+    """On manual clocks a sink refusing three batches is retried after 0.5, 1 and 2 s of
+    simulated time, with no real sleep, and the rows are dated by the wall clock given."""
+    http_receiver.fail_next = 3
+    http_receiver.fail_status = 400  # refused outright: no retry (and sleep) inside the sink
+    sink = parse_sink_url(http_receiver.url, timeout=2)
+    wall = ManualClock(parse_instant("2026-01-05T12:00:00Z"))
+    collector = Collector([nodes[0]], sink, ONCE, clock=wall, monotonic=ManualClock(0.0))
+    started = time.monotonic()
+    summary = collector.run()
+    assert time.monotonic() - started < 3.5
+    assert summary.sink_errors == 3 and summary.seconds == 0.5 + 1 + 2
+    assert summary.rows_shipped == 600 and unsynced(nodes[0]) == 0
+    assert {row["received_at"] for row in http_receiver.rows()} == {"2026-01-05T12:00:00.000000Z"}
 
 
 def test_cursor_mode_never_writes_node_files(nodes: list[Path], tmp_path: Path) -> None:

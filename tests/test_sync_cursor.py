@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,22 +12,25 @@ from sensorfleet.sync.cursor import CursorStore
 
 
 def test_marks_survive_a_restart(tmp_path: Path) -> None:
-    """Advanced marks are on disk at once and are what a new process reads back."""
+    """Advanced marks are on disk at once, dated by the time given, and are what a new
+    process reads back."""
     path = tmp_path / "state" / "cursor.json"
     cursor = CursorStore(path)
     assert cursor.get("a") == 0
-    cursor.advance("a", 500, "node-a.db")
-    cursor.advance("b", 7, "node-b.db")
+    cursor.advance("a", 500, "node-a.db", 0.0)
+    cursor.advance("b", 7, "node-b.db", 1.5)
     again = CursorStore(path)
     assert (again.get("a"), again.get("b"), again.get("c")) == (500, 7, 0)
     assert [p.name for p in path.parent.iterdir()] == ["cursor.json"]
+    saved = json.loads(path.read_text())["databases"]
+    assert saved["b"]["updated_at"] == "1970-01-01T00:00:01.500000Z"
 
 
 def test_marks_never_move_backwards(tmp_path: Path) -> None:
     """Advancing to a lower id than already recorded keeps the higher mark."""
     cursor = CursorStore(tmp_path / "c.json")
-    cursor.advance("a", 10, "x")
-    cursor.advance("a", 5, "x")
+    cursor.advance("a", 10, "x", 0.0)
+    cursor.advance("a", 5, "x", 0.0)
     assert CursorStore(tmp_path / "c.json").get("a") == 10
 
 

@@ -19,7 +19,7 @@ from sensorfleet.node.config import Database
 from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS, Batch, Sink, SinkError
 from sensorfleet.sync.sinks.files import FilesSink
-from sensorfleet.sync.source import Source
+from sensorfleet.sync.source import NodeDatabase
 from sensorfleet.sync.topics import safe
 
 # Real servers for this module (fixtures defined in tests/servers.py).
@@ -41,7 +41,7 @@ def node_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_batch(db: Path, limit: int = 40, after: int = 0) -> Batch:
-    source = Source(db, Database(), read_only=True)
+    source = NodeDatabase(db, Database(), read_only=True)
     database_id = source.open()
     rows = source.read_after(after, limit)
     source.close()

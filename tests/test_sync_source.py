@@ -13,7 +13,7 @@ from servers import make_node_db, sqlite_rows
 
 from sensorfleet.node.config import Database
 from sensorfleet.sync import source as protocol
-from sensorfleet.sync.source import NotNodeDatabaseError, Source, SourceError
+from sensorfleet.sync.source import NodeDatabase, NotNodeDatabaseError, SourceError
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_reads_oldest_unsynced_rows_in_id_order(node_db: Path) -> None:
     """A batch is the lowest unsynced ids, in order, at most batch-size of them."""
     with sqlite3.connect(node_db) as conn:
         conn.execute("UPDATE sensor_readings SET synced = 1 WHERE id % 3 = 0")
-    source = Source(node_db, Database())
+    source = NodeDatabase(node_db, Database())
     source.open()
     rows = source.read_unsynced(10)
     assert [r[0] for r in rows] == [1, 2, 4, 5, 7, 8, 10, 11, 13, 14]
@@ -41,7 +41,7 @@ def test_reads_oldest_unsynced_rows_in_id_order(node_db: Path) -> None:
 
 def test_marks_exactly_the_shipped_ids(node_db: Path) -> None:
     """Marking sets synced = 1 on the given ids and on no other row."""
-    source = Source(node_db, Database())
+    source = NodeDatabase(node_db, Database())
     source.open()
     ids = [r[0] for r in source.read_unsynced(700)]
     assert source.mark(ids) == 700
@@ -53,7 +53,7 @@ def test_marks_exactly_the_shipped_ids(node_db: Path) -> None:
 
 def test_passes_take_every_row_once_while_the_set_shrinks(node_db: Path) -> None:
     """Repeated read-then-mark passes visit every row exactly once (no OFFSET paging)."""
-    source = Source(node_db, Database())
+    source = NodeDatabase(node_db, Database())
     source.open()
     seen: list[int] = []
     while rows := source.read_unsynced(97):
@@ -76,7 +76,7 @@ def test_mark_waits_for_the_node_writer(node_db: Path) -> None:
     holder = sqlite3.connect(node_db, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.4, lambda: holder.execute("COMMIT"))
-    source = Source(node_db, Database(busy_timeout_ms=5000))
+    source = NodeDatabase(node_db, Database(busy_timeout_ms=5000))
     source.open()
     started = time.monotonic()
     release.start()
@@ -88,7 +88,7 @@ def test_mark_waits_for_the_node_writer(node_db: Path) -> None:
 
 def test_read_only_source_never_writes(node_db: Path) -> None:
     """A read-only source reads rows after a cursor and refuses to mark anything."""
-    source = Source(node_db, Database(), read_only=True)
+    source = NodeDatabase(node_db, Database(), read_only=True)
     source.open()
     assert [r[0] for r in source.read_after(5, 3)] == [6, 7, 8]
     assert [r[0] for r in source.read_after(5, 10, until=7)] == [6, 7]
@@ -99,7 +99,7 @@ def test_read_only_source_never_writes(node_db: Path) -> None:
 
 def test_a_recreated_file_brings_a_new_database_id(node_db: Path, tmp_path: Path) -> None:
     """When the file at the path is replaced, the source reopens it and reports its new id."""
-    source = Source(node_db, Database())
+    source = NodeDatabase(node_db, Database())
     first = source.open()
     node_db.rename(tmp_path / "moved-aside.db")
     make_node_db(node_db, seed=6, backfill="1m")
@@ -112,14 +112,14 @@ def test_missing_and_foreign_files_are_refused(tmp_path: Path) -> None:
     """A missing file is not created, and a SQLite file without the node tables is not a source."""
     missing = tmp_path / "absent.db"
     with pytest.raises(SourceError, match="file not found"):
-        Source(missing, Database()).open()
+        NodeDatabase(missing, Database()).open()
     assert not missing.exists()
     foreign = tmp_path / "other.db"
     with sqlite3.connect(foreign) as conn:
         conn.execute("CREATE TABLE t (x)")
     with pytest.raises(NotNodeDatabaseError):
-        Source(foreign, Database()).open()
+        NodeDatabase(foreign, Database()).open()
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(SourceError):
-        Source(garbage, Database()).open()
+        NodeDatabase(garbage, Database()).open()

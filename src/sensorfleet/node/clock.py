@@ -1,7 +1,8 @@
 """Time for the node: a wall clock for live runs, parsing for durations and instants.
 
-The loop takes its clock as an argument so tests and backfill can use
-simulated time; nothing in the core calls ``time.time()`` directly.
+The loop (and the sync collector) takes its clocks as arguments so tests and
+backfill can use simulated time; nothing in the core calls ``time.time()``
+directly. ``MonotonicClock`` is the same protocol on steady time, for intervals.
 """
 
 from __future__ import annotations
@@ -80,10 +81,21 @@ class SystemClock:
         return time.time()
 
     def wait_until(self, instant: float, stop: Wake) -> bool:
-        remaining = instant - time.time()
+        remaining = instant - self.now()
         if remaining > 0:
             return not stop.wait(remaining)
         return not stop.is_set()
+
+
+class MonotonicClock(SystemClock):
+    """The real clock in steady seconds from an arbitrary start, never set back or forward.
+
+    For intervals, deadlines and backoffs that must not jump when the wall
+    clock is adjusted; its ``now()`` is no date.
+    """
+
+    def now(self) -> float:
+        return time.monotonic()
 
 
 class ManualClock:

@@ -182,7 +182,7 @@ class RetentionWorker:
         if not path.exists():
             return None
         started = time.monotonic()
-        with closing(store.connect(path, self.database, "write")) as conn:
+        with closing(store.open_connection(path, self.database, "write")) as conn:
             result = apply_retention(
                 conn,
                 self.rules,

@@ -132,7 +132,7 @@ def backoff_after(failures: int, first: float = 0.5, cap: float = MAX_BACKOFF_SE
     return float(wait_exponential(multiplier=first, max=cap)(state))
 
 
-def connect(
+def open_connection(
     path: str | Path, settings: Database, access: Literal["create", "write", "read"] = "create"
 ) -> sqlite3.Connection:
     """Open a connection with the project's pragmas (the only place that does).
@@ -338,7 +338,7 @@ class Store:
         )
 
     def _connect_once(self, patient: bool) -> None:
-        conn = connect(self.path, self.settings)
+        conn = open_connection(self.path, self.settings)
         try:
             try:
                 self.database_id = ensure_schema(conn)

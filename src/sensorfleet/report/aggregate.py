@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sources import connect, database_errors
-from .table import Source
+from .sources import database_errors, open_source
+from .table import ReportSource
 
 CHUNK_ROWS = 25_000
 CHUNK_ROWS_POSTGRES = 250_000  # a server aggregates by hashing: no sort to keep small
@@ -32,7 +32,7 @@ ProgressCallback = Callable[[str, float], None]
 
 
 @dataclass(frozen=True, order=True)
-class Identity:
+class IdentityFields:
     """The identity fields that shape a sensor's behaviour."""
 
     firmware_version: str
@@ -47,7 +47,7 @@ class CellKey:
 
     origin: str  # the node database id the rows were written to (or the file path)
     sensor_id: str
-    identity: Identity
+    identity: IdentityFields
     flagged: bool
     anomaly_type: str | None  # None for normal readings
 
@@ -73,7 +73,7 @@ class Cell:
 class SourceSummary:
     """What one source contributed."""
 
-    source: Source
+    source: ReportSource
     cells: dict[CellKey, Cell] = field(default_factory=dict)
     duplicates: int = 0  # rows left out because a node file given holds them too
 
@@ -93,14 +93,14 @@ def _text(value: object) -> str:
     return "(none)" if value is None else str(value)
 
 
-def _origin(source: Source, column: object) -> str:
+def _origin(source: ReportSource, column: object) -> str:
     """Which node database rows came from: a central row says; a node file's is its own id."""
     if source.kind == "central":
         return _text(column)
     return source.database_id or source.label
 
 
-def _count_sql(source: Source) -> str:
+def _count_sql(source: ReportSource) -> str:
     # Plain columns in GROUP BY (no expressions) keep SQLite's sort cheap;
     # the flag and the origin are derived from the few result rows in Python.
     origin = "database_id" if source.kind == "central" else "NULL"
@@ -116,7 +116,7 @@ def _count_sql(source: Source) -> str:
     """
 
 
-def _episode_sql(source: Source) -> str:
+def _episode_sql(source: ReportSource) -> str:
     dialect = source.dialect
     return f"""
         WITH flagged AS (
@@ -144,7 +144,7 @@ def _episode_sql(source: Source) -> str:
 
 
 def _key(row: tuple[object, ...], origin: str, flagged: bool, kind: object) -> CellKey:
-    identity = Identity(_text(row[2]), _text(row[3]), _text(row[4]), _text(row[5]))
+    identity = IdentityFields(_text(row[2]), _text(row[3]), _text(row[4]), _text(row[5]))
     return CellKey(
         origin=origin,
         sensor_id=_text(row[1]),
@@ -167,7 +167,7 @@ def _ranges(low: int, high: int, step: int) -> list[tuple[int, int]]:
     return [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
 
 
-def _plan(conn: Any, source: Source, step: int) -> tuple[list[_Slice], _Slice]:
+def _plan(conn: Any, source: ReportSource, step: int) -> tuple[list[_Slice], _Slice]:
     """Slices that cover the table now, and the condition for "rows that existed then"."""
     table = f'"{source.table}"'
     sql = source.dialect.sql
@@ -204,7 +204,7 @@ def _plan(conn: Any, source: Source, step: int) -> tuple[list[_Slice], _Slice]:
 
 
 def summarise_source(
-    source: Source,
+    source: ReportSource,
     progress: ProgressCallback | None = None,
     chunk_rows: int | None = None,
 ) -> SourceSummary:
@@ -214,7 +214,7 @@ def summarise_source(
     sql = source.dialect.sql
     if chunk_rows is None:
         chunk_rows = CHUNK_ROWS if source.url is None else CHUNK_ROWS_POSTGRES
-    with connect(source) as conn:
+    with open_source(source) as conn:
         slices, existing = _plan(conn, source, chunk_rows)
         count_sql = _count_sql(source)
         total = sum(piece.size for piece in slices) or 1
@@ -269,8 +269,8 @@ def drop_duplicate_origins(summaries: Iterable[SourceSummary]) -> list[str]:
 
 
 def read_sources(
-    sources: list[Source],
-    progress: Callable[[int, Source, str, float], None] | None = None,
+    sources: list[ReportSource],
+    progress: Callable[[int, ReportSource, str, float], None] | None = None,
 ) -> tuple[list[SourceSummary], list[str]]:
     """Summarise every source; a source that fails mid-read becomes a problem line."""
     summaries: list[SourceSummary] = []
@@ -279,7 +279,9 @@ def read_sources(
         callback: ProgressCallback | None = None
         if progress is not None:
 
-            def callback(stage: str, fraction: float, i: int = index, s: Source = source) -> None:
+            def callback(
+                stage: str, fraction: float, i: int = index, s: ReportSource = source
+            ) -> None:
                 progress(i, s, stage, fraction)
 
         try:

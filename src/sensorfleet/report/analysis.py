@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from ..node.profiles import ANOMALY_TYPES
-from .aggregate import Cell, CellKey, Identity, SourceSummary
+from .aggregate import Cell, CellKey, IdentityFields, SourceSummary
 from .expected import Expectation, Expectations
 from .model import (
     DIMENSIONS,
@@ -41,7 +41,7 @@ class _Group:
         self.flagged = 0
         self.synced = 0
         self.sensors: set[tuple[str, str]] = set()
-        self.identities: dict[Identity, int] = defaultdict(int)
+        self.identities: dict[IdentityFields, int] = defaultdict(int)
         self.types: dict[str, list[int]] = {}  # type -> [rows, episodes]
 
     def add(self, key: CellKey, cell: Cell) -> None:

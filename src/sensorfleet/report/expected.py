@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..node.anomalies import calibrate
 from ..node.config import Config
 from ..node.profiles import behaviour_of
-from .aggregate import Identity
+from .aggregate import IdentityFields
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,15 @@ class Expectation:
         return sum(p * self.lengths.get(t, 1.0) for t, p in self.episode_shares.items())
 
 
-def expect_identity(config: Config, identity: Identity, readings_per_second: float) -> Expectation:
+def expect_identity(
+    config: Config, identity: IdentityFields, readings_per_second: float
+) -> Expectation:
     """Expected flag rate and type shares for rows written by one identity under ``config``."""
     return _expect(config, identity, readings_per_second)[0]
 
 
 def _expect(
-    config: Config, identity: Identity, readings_per_second: float
+    config: Config, identity: IdentityFields, readings_per_second: float
 ) -> tuple[Expectation, tuple[str, ...]]:
     behaviour = behaviour_of(config.profiles, identity)
     mix = calibrate(config.anomalies, behaviour, readings_per_second)
@@ -72,10 +74,10 @@ class Expectations:
     def __init__(self, config: Config, readings_per_second: float | None = None) -> None:
         self.config = config
         self.readings_per_second = readings_per_second or config.simulation.readings_per_second
-        self._cache: dict[Identity, Expectation] = {}
+        self._cache: dict[IdentityFields, Expectation] = {}
         self.unknown: set[str] = set()  # names in the data that no profile describes
 
-    def identity(self, identity: Identity) -> Expectation:
+    def identity(self, identity: IdentityFields) -> Expectation:
         """Expected values for one identity."""
         found = self._cache.get(identity)
         if found is None:
@@ -84,7 +86,7 @@ class Expectations:
             self._cache[identity] = found
         return found
 
-    def combine(self, weighted: Iterable[tuple[Identity, int]]) -> Expectation | None:
+    def combine(self, weighted: Iterable[tuple[IdentityFields, int]]) -> Expectation | None:
         """Expected values for a group: identities weighted by their row counts."""
         rows_total = 0
         flagged_total = 0.0

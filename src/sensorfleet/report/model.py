@@ -95,7 +95,7 @@ class SourceRow:
 
 
 @dataclass(frozen=True)
-class Episode:
+class ObservedEpisode:
     """A run of flagged readings of one type, for shading a plot."""
 
     start: float  # epoch seconds
@@ -118,7 +118,7 @@ class SensorSeries:
     mean: dict[str, npt.NDArray[np.float64]]
     low: dict[str, npt.NDArray[np.float64]]
     high: dict[str, npt.NDArray[np.float64]]
-    episodes: list[Episode]
+    episodes: list[ObservedEpisode]
     rows: int
 
 

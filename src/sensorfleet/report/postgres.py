@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .table import NODE_COLUMNS, Source
+from .table import NODE_COLUMNS, ReportSource
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_TABLE = "sensor_readings"
@@ -31,7 +31,7 @@ def split_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), table.lower()
 
 
-def connect(url: str) -> Any:
+def open_postgres(url: str) -> Any:
     """A read-only psycopg connection; ``ValueError`` with the reason if there is none."""
     try:
         import psycopg
@@ -49,7 +49,7 @@ def connect(url: str) -> Any:
     return conn
 
 
-def inspect_url(url: str) -> Source:
+def inspect_url(url: str) -> ReportSource:
     """Describe the readings table behind ``url``; ``ValueError`` with the reason if none."""
     scheme = urlsplit(url).scheme
     if scheme not in SCHEMES:
@@ -58,7 +58,7 @@ def inspect_url(url: str) -> Source:
             "or postgresql://USER@HOST:PORT/DBNAME[?table=NAME]"
         )
     _, table = split_url(url)
-    conn = connect(url)
+    conn = open_postgres(url)
     try:
         columns = {
             str(row[0])
@@ -76,7 +76,7 @@ def inspect_url(url: str) -> Source:
         missing = ", ".join(sorted(set(NODE_COLUMNS) - columns))
         raise ValueError(f"table {table!r} lacks the reading columns ({missing})")
     keyed = {"database_id", "source_row_id"} <= columns
-    return Source(
+    return ReportSource(
         path=None,
         url=url,
         table=table,

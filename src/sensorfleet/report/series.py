@@ -18,9 +18,9 @@ import numpy as np
 
 from .aggregate import SourceSummary
 from .dialect import SQLITE
-from .model import Episode, SensorSeries
-from .sources import connect, database_errors
-from .table import Source
+from .model import ObservedEpisode, SensorSeries
+from .sources import database_errors, open_source
+from .table import ReportSource
 
 DEFAULT_SENSORS = 4
 BUCKETS = 1200
@@ -38,14 +38,14 @@ class Pick:
     last: str
 
 
-def missing_sensors(sources: Sequence[Source], wanted: Sequence[str]) -> list[str]:
+def missing_sensors(sources: Sequence[ReportSource], wanted: Sequence[str]) -> list[str]:
     """The names in ``wanted`` that no source has a reading of (one indexed probe each)."""
     remaining = list(dict.fromkeys(wanted))
     for source in sources:
         if not remaining:
             break
         try:
-            with connect(source) as conn:
+            with open_source(source) as conn:
                 sql = source.dialect.sql(
                     f"SELECT 1 FROM {source.table} WHERE sensor_id = ? LIMIT 1"
                 )
@@ -132,7 +132,7 @@ def read_series(pick: Pick, window_seconds: float | None) -> SensorSeries:
         params.append(text if dialect is SQLITE else datetime.fromtimestamp(instant, UTC))
     table = f'"{source.table}"'
     sql = dialect.sql
-    with connect(source) as conn:
+    with open_source(source) as conn:
         low, high, count = conn.execute(
             sql(f"SELECT MIN({epoch}), MAX({epoch}), COUNT(*) FROM {table} WHERE {where}"), params
         ).fetchone()
@@ -169,7 +169,7 @@ def read_series(pick: Pick, window_seconds: float | None) -> SensorSeries:
         [[np.nan if v is None else float(v) for v in row[1:]] for row in buckets], dtype=np.float64
     )
     step = (high - low) / max(1, count - 1)
-    episodes = [Episode(float(a), float(b) + step, str(kind)) for kind, a, b in runs]
+    episodes = [ObservedEpisode(float(a), float(b) + step, str(kind)) for kind, a, b in runs]
     return SensorSeries(
         sensor_id=pick.sensor_id,
         source=source.label,

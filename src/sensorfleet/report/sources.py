@@ -23,7 +23,7 @@ from typing import Any
 from ..node import store
 from ..node.config import Database
 from . import postgres
-from .table import NODE_COLUMNS, Source, redact
+from .table import NODE_COLUMNS, ReportSource, redact
 
 DATABASE_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -38,12 +38,12 @@ CACHE_KIB = 4 * 1024
 
 def open_readonly(path: Path) -> sqlite3.Connection:
     """A read-only connection: never creates the file or changes its journal mode."""
-    conn = store.connect(path, _READ_SETTINGS, access="read")
+    conn = store.open_connection(path, _READ_SETTINGS, access="read")
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     return conn
 
 
-def database_errors(source: Source) -> tuple[type[Exception], ...]:
+def database_errors(source: ReportSource) -> tuple[type[Exception], ...]:
     """Exceptions that mean "this database cannot be read" for the source's driver."""
     if source.url is None:
         return (sqlite3.Error, ValueError)
@@ -53,10 +53,10 @@ def database_errors(source: Source) -> tuple[type[Exception], ...]:
 
 
 @contextmanager
-def connect(source: Source) -> Iterator[Any]:
+def open_source(source: ReportSource) -> Iterator[Any]:
     """A read-only connection to the source's database, closed on exit."""
     if source.url is not None:
-        conn = postgres.connect(source.url)
+        conn = postgres.open_postgres(source.url)
         try:
             yield conn
         finally:
@@ -93,7 +93,7 @@ def _slicing(conn: sqlite3.Connection, table: str, columns: set[str]) -> str:
         return "key" if {"database_id", "source_row_id"} <= columns else "none"
 
 
-def inspect(path: Path) -> Source:
+def inspect(path: Path) -> ReportSource:
     """Describe the readings table of ``path``; raise ``ValueError`` with the reason if none."""
     try:
         with path.open("rb") as handle:
@@ -118,7 +118,7 @@ def inspect(path: Path) -> Source:
                 columns = _columns(conn, table)
                 if set(NODE_COLUMNS) <= columns:
                     central = "database_id" in columns and "synced" not in columns
-                    return Source(
+                    return ReportSource(
                         path=path,
                         table=table,
                         kind="central" if central else "node",
@@ -135,9 +135,9 @@ def inspect(path: Path) -> Source:
     )
 
 
-def find_sources(arguments: Sequence[str]) -> tuple[list[Source], list[str]]:
+def find_sources(arguments: Sequence[str]) -> tuple[list[ReportSource], list[str]]:
     """Readable sources among ``arguments``, and one problem line per unusable one."""
-    sources: list[Source] = []
+    sources: list[ReportSource] = []
     problems: list[str] = []
     seen: set[str] = set()
     for argument in arguments:

@@ -22,7 +22,7 @@ NODE_COLUMNS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class Source:
+class ReportSource:
     """One readable table of readings."""
 
     path: Path | None  # an SQLite file, or None for a URL

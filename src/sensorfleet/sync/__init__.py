@@ -9,15 +9,15 @@ from .collector import Collector, SyncOptions, SyncSummary
 from .cursor import CursorStore
 from .sink_url import parse_sink_url
 from .sinks.base import Batch, Sink, SinkError
-from .source import Source, SourceError
+from .source import NodeDatabase, SourceError
 
 __all__ = [
     "Batch",
     "Collector",
     "CursorStore",
+    "NodeDatabase",
     "Sink",
     "SinkError",
-    "Source",
     "SourceError",
     "SyncOptions",
     "SyncSummary",

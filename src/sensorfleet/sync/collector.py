@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +19,13 @@ from pathlib import Path
 import structlog
 
 from ..errors import SensorfleetError
-from ..node.clock import Wake, format_instant
+from ..node.clock import Clock, MonotonicClock, SystemClock, Wake, format_instant
 from ..node.config import Database
 from ..node.store import backoff_after
 from .cursor import CursorStore
 from .metrics import SyncMetrics
 from .sinks.base import Batch, Sink, SinkClosedError, SinkError
-from .source import NotNodeDatabaseError, Source, SourceError
+from .source import NodeDatabase, NotNodeDatabaseError, SourceError
 
 log = structlog.get_logger("sensorfleet.sync")
 
@@ -53,7 +52,7 @@ class SyncOptions:
 
 @dataclass
 class _State:
-    source: Source
+    source: NodeDatabase
     explicit: bool
     until: int | None = None
     until_database: str | None = None
@@ -106,7 +105,8 @@ class Collector:
         cursor: CursorStore | None = None,
         metrics: SyncMetrics | None = None,
         exclude: Iterable[Path] = (),
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
+        monotonic: Clock | None = None,
     ) -> None:
         self.inputs = list(inputs)
         self.sink = sink
@@ -114,12 +114,14 @@ class Collector:
         self.cursor = cursor
         self.metrics = metrics or SyncMetrics()
         self._exclude = {_key(p) for p in exclude}
-        self._clock = clock
+        # Injected so tests run backoffs and waits on ManualClocks, without sleeping.
+        self._clock = clock or SystemClock()  # wall time: dates batches and successes
+        self._monotonic = monotonic or MonotonicClock()  # intervals, backoffs and waits
         self._stop = Wake()  # set from signal handlers too: see Wake
         self._states: dict[str, _State] = {}
         self._sink_failures = 0
         self._sink_retry_at = 0.0
-        self._last_log = clock()
+        self._last_log = self._monotonic.now()
         self.closed_by_sink = False
         # A sink that copies rows from the node file itself (SQLite) needs only their ids.
         self._ids_only = bool(getattr(sink, "copies_rows", False))
@@ -164,7 +166,7 @@ class Collector:
             return
         seen.add(key)
         if key not in self._states:
-            source = Source(path, self.options.database, read_only=self.cursor is not None)
+            source = NodeDatabase(path, self.options.database, read_only=self.cursor is not None)
             self._states[key] = _State(source, explicit)
             log.info("source added", source=str(path))
 
@@ -181,7 +183,7 @@ class Collector:
             rows = source.read_unsynced(size, after, state.until, ids_only)
         if not rows:
             return None
-        return Batch(database_id, str(source.path), rows, format_instant(time.time()))
+        return Batch(database_id, str(source.path), rows, format_instant(self._clock.now()))
 
     def _wait_for_ack(
         self, future: Future[int | None], state: _State, batch: Batch, since: float
@@ -204,13 +206,14 @@ class Collector:
         """The sink holds the batch: only now mark its ids (or advance the cursor)."""
         if self.cursor is not None:
             try:
-                self.cursor.advance(batch.database_id, batch.last_id, batch.source)
+                now = self._clock.now()
+                self.cursor.advance(batch.database_id, batch.last_id, batch.source, now)
             except OSError as exc:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
             state.source.mark(batch.ids, batch.database_id)
         self._sink_recovered()
-        self._count(state, len(batch), stored, self._clock() - since)
+        self._count(state, len(batch), stored, self._monotonic.now() - since)
 
     def _count(self, state: _State, rows: int, stored: int | None, seconds: float) -> None:
         summary, metrics = self.summary, self.metrics
@@ -226,7 +229,7 @@ class Collector:
         metrics.rows_shipped.labels(str(state.source.path)).inc(rows)
         metrics.batches.inc()
         metrics.batch_seconds.observe(seconds)
-        metrics.last_success.set(time.time())
+        metrics.last_success.set(self._clock.now())
 
     # -- one source ------------------------------------------------------------
 
@@ -252,7 +255,7 @@ class Collector:
             return False
         # Taken before reading: a commit after this point wakes the next pass.
         self._seen[_key(state.source.path)] = state.source.signature()
-        deadline = self._clock() + self.options.slice_seconds
+        deadline = self._monotonic.now() + self.options.slice_seconds
         size = self.options.batch_size
         try:
             if self.options.once and state.until_database != database_id:
@@ -260,10 +263,10 @@ class Collector:
             batch = self._read(state, database_id, 0)
             acked: _Acked | None = None
             while batch is not None:
-                since = self._clock()
+                since = self._monotonic.now()
                 future = self._sink_thread.submit(self.sink.write, batch)
                 full = len(batch) == size
-                in_time = not self._stop.is_set() and self._clock() < deadline
+                in_time = not self._stop.is_set() and self._monotonic.now() < deadline
                 following: Batch | None = None
                 problem: SourceError | None = None
                 try:
@@ -305,14 +308,14 @@ class Collector:
             log.info("file skipped", source=str(state.source.path), reason=str(exc))
         state.skipped = True
         state.done = self.options.once
-        state.retry_at = self._clock() + max(self.options.interval, 1.0)
+        state.retry_at = self._monotonic.now() + max(self.options.interval, 1.0)
 
     def _source_failed(self, state: _State, exc: Exception) -> None:
         state.failures += 1
         self.summary.source_errors += 1
         self.metrics.source_errors.labels(str(state.source.path)).inc()
         delay = backoff_after(state.failures)
-        state.retry_at = self._clock() + delay
+        state.retry_at = self._monotonic.now() + delay
         message = str(exc)
         if message != state.last_error:
             log.warning(
@@ -340,7 +343,7 @@ class Collector:
         self.metrics.sink_errors.inc()
         self.sink.close()
         delay = backoff_after(self._sink_failures)
-        self._sink_retry_at = self._clock() + delay
+        self._sink_retry_at = self._monotonic.now() + delay
         log.warning(
             "sink write failed",
             sink=self.sink.name,
@@ -365,7 +368,7 @@ class Collector:
         """One turn over every due source; True if some source has more rows waiting."""
         more = False
         for key, state in list(self._states.items()):
-            now = self._clock()
+            now = self._monotonic.now()
             if self._stop.is_set() or now < self._sink_retry_at:
                 break
             if state.done or state.gave_up or now < state.retry_at:
@@ -394,7 +397,7 @@ class Collector:
 
     def _next_wake(self) -> float:
         """When to poll again after a pass in which no source had more rows waiting."""
-        now = self._clock()
+        now = self._monotonic.now()
         if self.options.once:
             # Every pending source is backing off: wake for the first one that is due.
             due = [s.retry_at for s in self._states.values() if not (s.done or s.gave_up)]
@@ -403,7 +406,7 @@ class Collector:
 
     def _changed(self) -> bool:
         """True if some source not backing off is due (most often: its file changed)."""
-        now = self._clock()
+        now = self._monotonic.now()
         for key, state in list(self._states.items()):
             if state.done or state.gave_up or now < state.retry_at:
                 continue
@@ -419,7 +422,7 @@ class Collector:
         sink within that interval of its commit instead of within ``interval``.
         """
         while not self._stop.is_set():
-            now = self._clock()
+            now = self._monotonic.now()
             if now >= wake:
                 return
             watching = not self.options.once and now >= self._sink_retry_at
@@ -428,11 +431,11 @@ class Collector:
             pause = wake - now
             if watching and self.options.watch_interval > 0:
                 pause = min(pause, self.options.watch_interval)
-            self._stop.wait(pause)
+            self._monotonic.wait_until(now + pause, self._stop)
 
     def run(self) -> SyncSummary:
         """Open the sink (``SinkError`` if unreachable), then follow or drain the sources."""
-        started = self._clock()
+        started = self._monotonic.now()
         self.sink.open()
         log.info(
             "sync starting",
@@ -444,13 +447,13 @@ class Collector:
         )
         try:
             self.scan()
-            next_scan = self._clock() + 1.0
+            next_scan = self._monotonic.now() + 1.0
             while not self._stop.is_set():
-                if not self.options.once and self._clock() >= next_scan:
+                if not self.options.once and self._monotonic.now() >= next_scan:
                     self.scan()
-                    next_scan = self._clock() + 1.0
+                    next_scan = self._monotonic.now() + 1.0
                 more = self._pass()
-                if self._clock() - self._last_log >= self.options.log_interval:
+                if self._monotonic.now() - self._last_log >= self.options.log_interval:
                     self.log_progress()
                 if self.options.once and all(s.done or s.gave_up for s in self._states.values()):
                     break
@@ -459,7 +462,7 @@ class Collector:
                     # Following: new files in a folder are found within a second too.
                     self._idle(wake if self.options.once else min(wake, next_scan))
         finally:
-            self.summary.seconds = self._clock() - started
+            self.summary.seconds = self._monotonic.now() - started
             self.log_progress()
             self._sink_thread.shutdown(wait=True)
             for state in self._states.values():
@@ -469,7 +472,7 @@ class Collector:
 
     def log_progress(self) -> None:
         """One line per source (rows/s, backlog) and one for the whole collector."""
-        now = self._clock()
+        now = self._monotonic.now()
         elapsed = max(now - self._last_log, 1e-9)
         total_rows = total_backlog = 0
         for state in self._states.values():

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..node.clock import format_instant
 
 VERSION = 1
 
@@ -61,14 +61,14 @@ class CursorStore:
         entry = self._marks.get(database_id)
         return int(entry["last_id"]) if entry else 0
 
-    def advance(self, database_id: str, last_id: int, source: str) -> None:
-        """Record that every row up to ``last_id`` is acknowledged, and persist it."""
+    def advance(self, database_id: str, last_id: int, source: str, now: float) -> None:
+        """Record that every row up to ``last_id`` is acknowledged at ``now``, and persist it."""
         if last_id <= self.get(database_id):
             return
         self._marks[database_id] = {
             "last_id": last_id,
             "source": source,
-            "updated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "updated_at": format_instant(now),
         }
         self.save()
 

@@ -65,7 +65,7 @@ class NotNodeDatabaseError(SourceError):
     """The file is SQLite (or empty) but not a sensorfleet node database (yet)."""
 
 
-class Source:
+class NodeDatabase:
     """A node database file, reopened when the file at its path is replaced."""
 
     def __init__(self, path: Path, settings: Database, read_only: bool = False) -> None:
@@ -78,7 +78,7 @@ class Source:
         self._wal = path.with_name(path.name + "-wal")
 
     def __repr__(self) -> str:
-        return f"Source({str(self.path)!r})"
+        return f"NodeDatabase({str(self.path)!r})"
 
     def signature(self) -> tuple[int, ...]:
         """A cheap fingerprint of the file's latest commit; a new value means rows may wait.
@@ -125,7 +125,9 @@ class Source:
             return self.database_id
         self.close()
         try:
-            conn = store.connect(self.path, self.settings, "read" if self.read_only else "write")
+            conn = store.open_connection(
+                self.path, self.settings, "read" if self.read_only else "write"
+            )
         except sqlite3.Error as exc:
             raise SourceError(f"open: {exc}") from None
         try:

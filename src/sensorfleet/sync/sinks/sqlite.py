@@ -90,7 +90,7 @@ class SQLiteSink:
     def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = store.connect(self.path, self.settings)
+            conn = store.open_connection(self.path, self.settings)
             with store.transaction(conn):
                 for statement in _SCHEMA.format(table=self.table).split(";"):
                     conn.execute(statement)
