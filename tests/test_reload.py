@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -134,7 +135,10 @@ EDITS: dict[str, Callable[[Path, str], None]] = {
 
 
 def start_reloading_node(
-    folder: Path, config: dict[str, Any] | None = None, identity: dict[str, Any] | None = None
+    folder: Path,
+    config: dict[str, Any] | None = None,
+    identity: dict[str, Any] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> NodeProcess:
     sections: dict[str, Any] = {
         "config_reload": RELOAD,
@@ -142,7 +146,7 @@ def start_reloading_node(
         "anomalies": ONLY_SPIKES,
     }
     sections.update(config or {})
-    node = start_node(folder, sections, {**OLD, **(identity or {})})
+    node = start_node(folder, sections, {**OLD, **(identity or {})}, preexec_fn=preexec_fn)
     node.wait_for("config reload started")
     return node
 
@@ -369,6 +373,47 @@ def test_polling_applies_edits_when_file_events_are_off(tmp_path: Path) -> None:
         wait_until(lambda: count_rows(tmp_path / "data.db") > settled + 10, what="more rows")
         assert node.stop() == 0
     check_identity_switch(tmp_path / "data.db", edited_at)
+
+
+def _without_inotify() -> None:
+    """In the child before exec: a user namespace of its own where inotify instances are
+    capped at 0, as on a host whose containers of one uid used up all 128."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+    Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+    Path("/proc/sys/user/max_inotify_instances").write_text("0")
+
+
+def _user_namespaces() -> bool:
+    probe = subprocess.run(["true"], preexec_fn=_without_inotify, check=False)
+    return probe.returncode == 0
+
+
+def test_a_node_out_of_inotify_instances_polls_instead_of_crashing(tmp_path: Path) -> None:
+    """With no inotify instance to be had (fs.inotify.max_user_instances used up by a
+    fleet's containers), the node warns, polls, and still applies an edit."""
+    try:
+        available = _user_namespaces()
+    except (OSError, subprocess.SubprocessError):
+        available = False
+    if not available:
+        pytest.skip("needs user namespaces (unshare) to cap inotify instances")
+    node = start_reloading_node(
+        tmp_path,
+        {"config_reload": {"enabled": True, "check_interval_seconds": 0.3}},
+        preexec_fn=_without_inotify,
+    )
+    with node:
+        warning = node.wait_for("file events unavailable, polling only")
+        assert warning["level"] == "warning" and "inotify" in warning["error"]
+        assert node.wait_for("config reload started")["events"] is False
+        write_in_place(tmp_path / "node_identity.json", identity_text(**NEW))
+        node.wait_for("config reloaded", timeout=5)
+        assert node.stop() == 0
 
 
 def test_restart_only_settings_are_kept_and_logged_level_applies(tmp_path: Path) -> None:

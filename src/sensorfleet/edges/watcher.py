@@ -211,12 +211,19 @@ class Reloader:
 
     # ---- watching -------------------------------------------------------------------
     def _start_observer(self) -> None:
-        observer = Observer()
-        observer.daemon = True
+        # Creating the observer already asks the kernel for an inotify instance, and there
+        # are only fs.inotify.max_user_instances (128) per user: on a host with more sensor
+        # containers of one image (one uid) than that, the rest must poll, not crash.
         try:
+            observer = Observer()
+            observer.daemon = True
             observer.start()
         except OSError as exc:
-            log.warning("file events unavailable, polling only", error=str(exc))
+            log.warning(
+                "file events unavailable, polling only",
+                error=str(exc),
+                check_interval_seconds=self.settings.check_interval_seconds,
+            )
             return
         self._observer = observer
         self._sync_watches()
