@@ -16,7 +16,7 @@ Modbus faces), runs the history and/or the live schedule, stops the edges,
 flushes, and returns what the run did. It raises ``InputError`` (every
 problem, one line each) before anything is opened, and ``SensorfleetError``
 when a database cannot be opened. Give it a ``ManualClock`` and a live run
-finishes as fast as the readings can be made.
+waits for nothing (it still flushes on its simulated schedule).
 """
 
 from __future__ import annotations
