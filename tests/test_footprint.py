@@ -76,3 +76,28 @@ def test_a_running_node_loads_only_what_it_needs(tmp_path: Path) -> None:
         m for m in sorted(modules) if any(m == n or m.startswith(f"{n}.") for n in NOT_LOADED)
     ]
     assert unexpected == []
+
+
+# Runs main.py as __main__ and prints the process's thread count and whether numpy loaded.
+THREADS_AT_EXIT = """
+import atexit, os, runpy, sys
+atexit.register(lambda: print(len(os.listdir("/proc/self/task")), "numpy" in sys.modules))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_numpy_starts_no_blas_threads() -> None:
+    """`sensorfleet run` loads numpy without BLAS worker threads, whatever the core count."""
+    env = clean_env()
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_AT_EXIT, str(MAIN), "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "1 True"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,17 @@ from ..errors import SensorfleetError
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = ("run", "identities", "sync", "report")
+
+# NumPy's BLAS (OpenBLAS in the wheels; MKL or an OpenMP build elsewhere) starts one
+# worker thread per core when numpy is imported, sized from the host's cores, not the
+# container's CPU limit. No command does linear algebra, so they would only sit idle.
+# Read once, when the library loads: set before the first ``import numpy``; a value
+# already in the environment is kept.
+SINGLE_THREADED_NUMERICS: dict[str, str] = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +67,8 @@ def _commands_for(argv: Sequence[str] | None) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensorfleet`` console script."""
+    for name, value in SINGLE_THREADED_NUMERICS.items():
+        os.environ.setdefault(name, value)  # before build_parser imports numpy
     args = build_parser(argv).parse_args(argv)
     try:
         status: int = args.handler(args)
