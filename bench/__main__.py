@@ -67,6 +67,8 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"| one live node at 1/s, shipped config (monitoring, reload) | peak "
             f"{r['peak_rss_idle_mb']} MB RSS idle, {r['peak_rss_mb']} MB after a /metrics "
             f"scrape ({r['rss_anonymous_mb']} MB of it private), "
+            f"{r['variants']['image_settings']['peak_rss_mb']} MB as the image runs it (-OO), "
+            f"{r['threads']} threads, "
             f"{r['cpu_pct_of_one_core']}% of one core, {r['wakeups_per_second']} wake-ups/s "
             f"| interpreter {r['interpreter_rss_mb']} MB; + numpy "
             f"{r['interpreter_with_numpy_rss_mb']} MB; + the node's imports "

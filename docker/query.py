@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DEFAULT_DB = "/app/data/sensor_data.db"
+# Not taken from the docstring: the image runs Python with -OO, which drops docstrings.
+DESCRIPTION = "Run SQL against a node's database from inside the image (it ships no sqlite3 shell)."
 
 
 def show(value: object) -> str:
@@ -57,7 +59,7 @@ def databases(paths: Sequence[str]) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the result of one SQL statement as a table or tab-separated values."""
-    parser = argparse.ArgumentParser(prog="sensorfleet-query", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sensorfleet-query", description=DESCRIPTION)
     parser.add_argument("sql", help="one SQL statement")
     parser.add_argument(
         "--db",
