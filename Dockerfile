@@ -62,7 +62,7 @@ RUN groupadd --system --gid 10001 sensor \
         --shell /usr/sbin/nologin sensor
 
 COPY --from=build /opt/venv /opt/venv
-# PYTHONOPTIMIZE=2 (-OO): docstrings and asserts are not loaded, about 3.5 MB less per
+# PYTHONOPTIMIZE=2 (-OO): docstrings and asserts are not loaded, about 3 MB less per
 # node (docs/footprint.md). OPENBLAS_NUM_THREADS=1: numpy's BLAS starts no thread per
 # host core for any Python started here (`sensorfleet` sets it too).
 ENV PATH=/opt/venv/bin:$PATH \
