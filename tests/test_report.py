@@ -203,6 +203,17 @@ def test_text_table_shows_the_query_numbers(fleet_db: Path, fleet_config: Path) 
     assert "\033[" not in result.stdout  # no colour codes when stdout is not a terminal
 
 
+def test_the_headline_counts_in_words(tmp_path: Path, fleet_config: Path, fleet_db: Path) -> None:
+    """One sensor reads '1 sensor', not '1 sensors'; the fleet's four read '4 sensors'."""
+    one = simulate(
+        tmp_path / "one.db", fleet_config, write_fleet(tmp_path / "ids", FLEET[:1]), "1h"
+    )
+    headline = report(str(one), "--config", str(fleet_config)).stdout.splitlines()[0]
+    assert "1 source · 3,600 rows · 1 sensor · " in headline
+    fleet = report(str(fleet_db), "--config", str(fleet_config)).stdout.splitlines()[0]
+    assert " · 4 sensors · " in fleet
+
+
 def test_csv_and_markdown_carry_the_same_numbers(
     fleet_db: Path, fleet_config: Path, fleet_json: dict[str, Any]
 ) -> None:

@@ -125,7 +125,7 @@ def headline(report: Report) -> list[str]:
     rate = report.readings_per_second
     return [
         f"{sources} source{'s' if sources != 1 else ''} · {report.rows:,} rows · "
-        f"{report.sensors:,} sensors · {span}",
+        f"{report.sensors:,} sensor{'s' if report.sensors != 1 else ''} · {span}",
         f"expected values from {report.expected_from} at {rate:g} reading"
         f"{'' if rate == 1 else 's'} per second; intervals hold at {report.confidence:.0%} "
         f"for the whole report ({report.comparisons()} comparisons, "
