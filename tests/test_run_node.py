@@ -11,7 +11,7 @@ from conftest import write_config, write_identity
 from polling import wait_until
 
 from sensorfleet.errors import InputError
-from sensorfleet.node.clock import ManualClock
+from sensorfleet.node.clock import ManualClock, Wake
 from sensorfleet.node.inputs import NodeInputs
 from sensorfleet.node.loop import NodeLoop
 from sensorfleet.run import RunPlan, check, run_node
@@ -27,9 +27,10 @@ def rows(path: Path, where: str = "1") -> int:
 
 def inputs_for(tmp_path: Path, **sections: dict[str, object]) -> NodeInputs:
     simulation = {"seed": 7, "readings_per_second": 1.0, **sections.pop("simulation", {})}
+    database = {"path": str(tmp_path / "node.db"), **sections.pop("database", {})}
     config = write_config(
         tmp_path / "config.yaml",
-        database={"path": str(tmp_path / "node.db")},
+        database=database,
         simulation=simulation,
         **sections,
     )
@@ -128,6 +129,31 @@ def test_an_identity_edit_reloads_through_the_same_inputs(tmp_path: Path) -> Non
     assert result.ok
     assert rows(tmp_path / "node.db", "firmware_version = '1.4'") >= 5
     assert rows(tmp_path / "node.db", "firmware_version = '2.0'") >= 10
+
+
+class _FailingClock(ManualClock):
+    """Simulated time that breaks with an error nobody foresaw after some readings."""
+
+    def __init__(self, start: float, waits: int) -> None:
+        super().__init__(start)
+        self.waits = waits
+
+    def wait_until(self, instant: float, stop: Wake) -> bool:
+        self.waits -= 1
+        if self.waits < 0:
+            raise RuntimeError("clock broke")
+        return super().wait_until(instant, stop)
+
+
+def test_an_unforeseen_error_still_flushes_every_generated_row(tmp_path: Path) -> None:
+    """The error propagates, but the rows buffered when it struck are in the file."""
+    # Flushing only every 100 rows leaves rows buffered when the clock breaks.
+    inputs = inputs_for(tmp_path, database={"batch_size": 100, "flush_interval_seconds": 3600})
+    with pytest.raises(RuntimeError, match="clock broke"):
+        run_node(inputs, clock=_FailingClock(START, waits=250), configure_logging=False)
+    # The reading at START, then one after each of the 250 waits the clock allowed; with
+    # 100-row batches, 51 of them were still buffered when it broke.
+    assert rows(tmp_path / "node.db") == 251
 
 
 def test_every_problem_is_reported_before_anything_opens(tmp_path: Path) -> None:

@@ -152,25 +152,28 @@ def run_node(
     # The signal handlers stay until the files are closed: a second SIGTERM during the
     # final flush must not kill the node with the default handler.
     with _signals_stop(loop) if stop_on_signals else nullcontext():
-        with ExitStack() as edges:
-            try:
-                _start_edges(loop, inputs, plan, edges)
-                if started is not None:
-                    started(loop)
-                if plan.backfill_seconds:
-                    loop.backfill(live_start)
-                if plan.live and not loop.stopping:
-                    _start_faces(loop, settings, edges)
-                    run_time = config.simulation.run_time_seconds
-                    loop.live(live_start + run_time if run_time else None)
-            except SensorfleetError as exc:
-                log.error("node giving up", error=str(exc))
-                error = str(exc)
-            finally:
-                if loop.stop_signal is not None:
-                    log.info("stop requested", signal=loop.stop_signal)
-                edges.close()  # the edges stop before the loop's files close
-        summary = loop.close()
+        try:
+            with ExitStack() as edges:  # the edges stop before the loop's files close
+                try:
+                    _start_edges(loop, inputs, plan, edges)
+                    if started is not None:
+                        started(loop)
+                    if plan.backfill_seconds:
+                        loop.backfill(live_start)
+                    if plan.live and not loop.stopping:
+                        _start_faces(loop, settings, edges)
+                        run_time = config.simulation.run_time_seconds
+                        loop.live(live_start + run_time if run_time else None)
+                except SensorfleetError as exc:
+                    log.error("node giving up", error=str(exc))
+                    error = str(exc)
+                finally:
+                    if loop.stop_signal is not None:
+                        log.info("stop requested", signal=loop.stop_signal)
+        finally:
+            # Whatever ended the run, even an error nobody foresaw, the buffered rows
+            # are flushed and the files closed.
+            summary = loop.close()
     log.info("run summary", **run_summary_fields(summary))
     return RunResult(summary, seed, error, loop.stop_signal)
 

@@ -182,7 +182,7 @@ class Monitor:
         views = loop.sensor_views(MAX_STATUS_SENSORS)
         sensors = [_sensor_status(view, summary.rows_by_sensor) for view in views]
         code, health = self.health()
-        count = len(loop.sensor_ids())
+        count = loop.sensor_count
         result: dict[str, Any] = {
             "identity": sensors[0]["identity"] if count == 1 else None,
             "sensors": sensors,

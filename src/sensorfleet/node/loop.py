@@ -183,6 +183,10 @@ class NodeLoop:
         self._schedule_dirty = True
 
     # ---- reading from other threads ------------------------------------------------
+    @property
+    def sensor_count(self) -> int:
+        return len(self.sensors)
+
     def sensor_ids(self) -> list[str]:
         return [sensor.identity.id for sensor in self.sensors]
 
