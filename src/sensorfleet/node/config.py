@@ -179,6 +179,9 @@ class ConfigReload(_Section):
     # False: poll only, for filesystems that deliver no change events (some
     # network and bind mounts), where a watcher would sit silent.
     watch_events: bool = True
+    # When the kernel refuses change events (inotify instances or watches used up by
+    # other processes of the same user), how often to ask again while polling.
+    events_retry_seconds: Positive = 600.0
 
 
 class Monitoring(_Section):
