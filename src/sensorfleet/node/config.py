@@ -179,6 +179,9 @@ class ConfigReload(_Section):
     # False: poll only, for filesystems that deliver no change events (some
     # network and bind mounts), where a watcher would sit silent.
     watch_events: bool = True
+    # When the kernel refuses change events (inotify instances or watches used up by
+    # other processes of the same user), how often to ask again while polling.
+    events_retry_seconds: Positive = 600.0
 
 
 class Monitoring(_Section):
@@ -192,14 +195,31 @@ class Monitoring(_Section):
 
     @field_validator("token")
     @classmethod
-    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("must not be empty (leave it out for no token)")
-        return value
+    def _token_usable(cls, value: SecretStr | None) -> SecretStr | None:
+        return usable_token(value)
 
     @field_serializer("token", when_used="json")
     def _token_fingerprint(self, value: SecretStr | None) -> str | None:
         return fingerprint(value)
+
+
+def usable_token(value: SecretStr | None) -> SecretStr | None:
+    """``value`` if it can work as a bearer token; a blank one would switch the guard off.
+
+    Surrounding spaces could never match: HTTP strips them from header values, so every
+    request would get 401.
+    """
+    if value is None:
+        return None
+    text = value.get_secret_value()
+    if not text.strip():
+        raise ValueError("must not be empty or only spaces (leave it out for no token)")
+    if text != text.strip():
+        raise ValueError(
+            "must not begin or end with spaces or line breaks (they never reach the node "
+            "in an Authorization header)"
+        )
+    return value
 
 
 def fingerprint(value: SecretStr | None) -> str | None:
@@ -329,6 +349,9 @@ ENVIRONMENT_KEYS: dict[str, str] = {
 _TEXT_VARIABLES = frozenset({"MONITORING_TOKEN", "OPCUA_USERNAME", "OPCUA_PASSWORD"})
 # Variables whose empty value means "none" rather than "not set".
 _EMPTY_MEANS_NONE = frozenset({"LOG_FILE"})
+# An empty token is validated (and refused), never taken as "not set": `-e MONITORING_TOKEN=`
+# from a variable that failed to expand would otherwise switch authentication off unnoticed.
+_EMPTY_IS_A_VALUE = frozenset({"MONITORING_TOKEN"})
 
 _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
     "anomalies.types": AnomalyTypes().model_dump(),
@@ -356,7 +379,7 @@ def environment_overrides(environ: Mapping[str, str] | None = None) -> list[Over
         if name not in env:
             continue
         text = env[name]
-        if text == "":
+        if text == "" and name not in _EMPTY_IS_A_VALUE:
             if name in _EMPTY_MEANS_NONE:
                 found.append(Override(key, None, f"environment {name}"))
             continue
