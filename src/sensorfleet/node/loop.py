@@ -52,6 +52,8 @@ RESTART_KEYS: tuple[str, ...] = (
     "monitoring.enabled",
     "monitoring.host",
     "monitoring.port",
+    "labels.mode",  # the tables' columns are fixed when a node starts
+    "labels.truth_path",
     *(f"opcua.{key}" for key in OpcUa.model_fields),
     *(f"modbus.{key}" for key in Modbus.model_fields),
 )
