@@ -136,9 +136,8 @@ class EquipmentSimulator:
         """
         model = self.model
         if name not in model.faults:
-            raise KeyError(
-                f"{model.name} has no fault {name!r} (faults: {', '.join(model.faults)})"
-            )
+            known = ", ".join(model.faults)
+            raise ValueError(f"{model.name} has no fault {name!r} (its faults: {known})")
         self.timeline.cut(self._relative(self.next_index))
         if name in model.machine_faults:
             self.timeline.start_fault(model.machine_faults.index(name), severity, duration_seconds)
