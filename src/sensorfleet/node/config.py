@@ -52,6 +52,12 @@ class Simulation(_Section):
     seed: int | None = None
 
     @property
+    def rate_given(self) -> bool:
+        """Whether ``readings_per_second`` was set (file, environment or flag): only then
+        does it override an equipment model's own reading interval."""
+        return "readings_per_second" in self.model_fields_set
+
+    @property
     def run_forever(self) -> bool:
         return not self.run_time_seconds
 
@@ -179,6 +185,9 @@ class ConfigReload(_Section):
     # False: poll only, for filesystems that deliver no change events (some
     # network and bind mounts), where a watcher would sit silent.
     watch_events: bool = True
+    # When the kernel refuses change events (inotify instances or watches used up by
+    # other processes of the same user), how often to ask again while polling.
+    events_retry_seconds: Positive = 600.0
 
 
 class Monitoring(_Section):
@@ -275,6 +284,29 @@ class Modbus(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 5020
 
 
+class Equipment(_Section):
+    """Equipment models beyond the built-in catalogue."""
+
+    # Catalogue files merged over the built-in one, in order (later files win).
+    catalogues: list[str] = []
+
+
+class GroundTruth(_Section):
+    """Where an equipment row's ground truth goes (state, fault, health, ...)."""
+
+    # inline: in the row itself; hidden: only in a separate truth file, never in the
+    # node's table or any stream.
+    mode: Literal["inline", "hidden"] = "inline"
+    truth_path: str | None = None  # hidden mode; default NAME.truth.db beside the database
+
+    @field_validator("truth_path")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(f"must be a file path or null (got {value!r})")
+        return value
+
+
 class Config(_Section):
     """The whole validated configuration of one node."""
 
@@ -288,6 +320,8 @@ class Config(_Section):
     opcua: OpcUa = OpcUa()
     modbus: Modbus = Modbus()
     profiles: Profiles = Profiles()
+    equipment: Equipment = Equipment()
+    labels: GroundTruth = GroundTruth()
 
     def warnings(self) -> list[str]:
         """Settings that are valid but almost certainly not what was meant."""
@@ -356,7 +390,14 @@ _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Keys whose relative paths are read against the config file's folder.
-_PATH_KEYS = ("database.path", "logging.file", "opcua.certificate", "opcua.private_key")
+_PATH_KEYS = (
+    "database.path",
+    "logging.file",
+    "opcua.certificate",
+    "opcua.private_key",
+    "labels.truth_path",
+    "equipment.catalogues",
+)
 
 
 @dataclass(frozen=True)
@@ -430,8 +471,10 @@ def build_config(
     if base_dir is not None:
         for key in _PATH_KEYS:
             value = _get(data, key)
-            if isinstance(value, str) and value.strip() and not os.path.isabs(value):
-                _set(data, key, str(base_dir / value))
+            if isinstance(value, str):
+                _set(data, key, _relative_to(base_dir, value))
+            elif isinstance(value, list):
+                _set(data, key, [_relative_to(base_dir, v) for v in value])
     # Sections whose entries differ in their defaults are merged key by key, so
     # `noise: {enabled: false}` keeps noise's weight and duration.
     for key, defaults in _MERGED_DEFAULTS.items():
@@ -455,6 +498,12 @@ def build_config(
             owner = next((s for k, s in owners.items() if dotted.startswith(k)), None)
             lines.append(line.replace(source, owner, 1) if owner else line)
         raise InputError(lines) from None
+
+
+def _relative_to(base_dir: Path, value: Any) -> Any:
+    if isinstance(value, str) and value.strip() and not os.path.isabs(value):
+        return str(base_dir / value)
+    return value
 
 
 def load_config(path: str | None, overrides: list[Override] | tuple[Override, ...] = ()) -> Config:
