@@ -226,6 +226,7 @@ class FaultSpec(Strict):
     growth: Annotated[float, Field(gt=0, le=50)] = 3.0  # exponential: e-folds over the course
     duration_seconds: SecondsRange | None = None
     severity: SeverityRange = (1.0, 1.0)
+    trips: bool = False  # step faults: trip the machine at onset (progressive ones always trip)
     effects: dict[str, Effect] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -233,6 +234,10 @@ class FaultSpec(Strict):
         if self.progression != "step" and self.duration_seconds is None:
             raise ValueError(
                 f"a {self.progression} fault needs duration_seconds (onset to failure)"
+            )
+        if self.progression != "step" and self.trips:
+            raise ValueError(
+                "trips applies to step faults (a progressive fault trips at the end of its course)"
             )
         return self
 
