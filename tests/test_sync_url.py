@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sensorfleet.errors import InputError
 from sensorfleet._redaction import redact
+from sensorfleet.errors import InputError
 from sensorfleet.sync.sink_url import parse_sink_url
 from sensorfleet.sync.sinks.base import Batch, SinkError
 from sensorfleet.sync.sinks.files import FilesSink
