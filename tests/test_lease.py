@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import log_events, query, run_main
-from nodeproc import count_rows, start_node, wait_until
+from nodeproc import (
+    FAST_DATABASE,
+    NodeProcess,
+    count_rows,
+    rows,
+    start_node,
+    wait_until,
+    write_config,
+    write_identity,
+)
 
 from sensorfleet.node.config import Database
 from sensorfleet.node.lease import (
@@ -116,3 +127,64 @@ def test_different_ids_share_one_file(tmp_path: Path) -> None:
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert not log_events(result.stderr, "sensor lease held, waiting")
+
+
+def _node_writing(
+    folder: Path, db: Path, location: str, sensor_ids: list[str], **config: Any
+) -> NodeProcess:
+    """A node in ``folder`` writing ``sensor_ids`` (rows labelled ``location``) into ``db``."""
+    folder.mkdir()
+    write_config(
+        folder / "config.yaml",
+        simulation={"readings_per_second": 20, "seed": 1},
+        anomalies={"enabled": False},
+        database={**FAST_DATABASE, "path": str(db)},
+        **config,
+    )
+    (folder / "ids").mkdir()
+    for sensor_id in sensor_ids:
+        write_identity(folder / "ids" / f"{sensor_id}.json", id=sensor_id, location=location)
+    return NodeProcess(["--config", "config.yaml", "--identity", "ids"], folder)
+
+
+def _rows_of(db: Path, sensor_id: str, location: str) -> list[str]:
+    """Timestamps of one sensor's rows written with ``location`` (none before the file exists)."""
+    if not count_rows(db):
+        return []
+    where = f"sensor_id = '{sensor_id}' AND location = '{location}'"
+    return sorted(r[0] for r in rows(db, "timestamp", where))
+
+
+@pytest.mark.parametrize("others", [[], ["S3"]], ids=["only-sensor", "with-another-sensor"])
+def test_node_resumed_after_its_lease_was_taken_over_stops_writing_that_id(
+    tmp_path: Path, others: list[str]
+) -> None:
+    """SIGSTOP a node, let another take its id, SIGCONT it: it never writes that id again."""
+    db = tmp_path / "shared.db"
+    with _node_writing(tmp_path / "a", db, "A", ["S1", *others]) as first:
+        wait_until(lambda: len(_rows_of(db, "S1", "A")) > 0, what="rows from the first node")
+        first.proc.send_signal(signal.SIGSTOP)
+        try:
+            with _node_writing(tmp_path / "b", db, "B", ["S1"]) as second:
+                second.wait_for("stale sensor lease taken over", timeout=LEASE_TIMEOUT_SECONDS + 20)
+                wait_until(lambda: len(_rows_of(db, "S1", "B")) > 0, what="rows from the second")
+                taken_at = _rows_of(db, "S1", "B")[0]
+                first.proc.send_signal(signal.SIGCONT)
+                dropped = first.wait_for("sensor dropped, lease taken over")
+                if others:
+                    # The other sensor goes on being written by the resumed node.
+                    before = len(_rows_of(db, "S3", "A"))
+                    wait_until(lambda: len(_rows_of(db, "S3", "A")) > before + 20, what="S3 rows")
+                    assert first.stop() == 0
+                else:
+                    assert first.wait(30) == 2, first.stderr[-3000:]
+                wait_until(lambda: len(_rows_of(db, "S1", "B")) > 40, what="more rows from B")
+                assert second.stop() == 0
+        finally:
+            first.proc.send_signal(signal.SIGCONT)
+    assert dropped["sensor_id"] == "S1" and "taken over by another node" in dropped["problem"]
+    assert dropped["sensors_left"] == len(others)
+    # Not one row of S1 from the resumed node once the other node wrote it: one writer per id.
+    assert [t for t in _rows_of(db, "S1", "A") if t >= taken_at] == []
+    leases = query(db, f"SELECT count(*) FROM {LEASES}")
+    assert leases == [(0,)]  # both exits gave their leases back

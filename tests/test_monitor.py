@@ -414,3 +414,23 @@ def test_head_healthz_and_a_burst_of_probes(tmp_path: Path) -> None:
             answers = list(pool.map(lambda _: http("GET", f"{url}/healthz")[0], range(200)))
         assert answers == [200] * 200
         assert node.stop() == 0
+
+
+def test_control_reachable_from_other_hosts_without_a_token_is_logged(tmp_path: Path) -> None:
+    """Listening on all interfaces with control on and no token logs 'anomaly control open';
+    a token, or a loopback address, does not."""
+    everywhere = dict(MONITORING, host="0.0.0.0")
+    (tmp_path / "open").mkdir()
+    with start_node(tmp_path / "open", {"monitoring": everywhere}) as node:
+        node.wait_for("monitoring started")
+        warning = node.wait_for("anomaly control open")
+        assert node.stop() == 0
+    assert warning["level"] == "warning" and warning["host"] == "0.0.0.0"
+    assert "MONITORING_TOKEN" in warning["action"]
+    guarded = dict(everywhere, token="0123456789")
+    for name, monitoring in (("guarded", guarded), ("local", MONITORING)):
+        (tmp_path / name).mkdir()
+        with start_node(tmp_path / name, {"monitoring": monitoring}) as node:
+            node.wait_for("monitoring started")
+            assert node.stop() == 0
+        assert not node.named("anomaly control open"), name

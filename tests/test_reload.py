@@ -18,13 +18,17 @@ from nodeproc import (
     NodeProcess,
     count_rows,
     gaps,
+    http,
+    http_json,
     micros,
+    monitoring_url,
     rows,
     start_node,
     wait_until,
     write_config,
     write_identity,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from sensorfleet.node.clock import ManualClock
 from sensorfleet.node.config import build_config
@@ -375,45 +379,152 @@ def test_polling_applies_edits_when_file_events_are_off(tmp_path: Path) -> None:
     check_identity_switch(tmp_path / "data.db", edited_at)
 
 
-def _without_inotify() -> None:
-    """In the child before exec: a user namespace of its own where inotify instances are
-    capped at 0, as on a host whose containers of one uid used up all 128."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    uid, gid = os.getuid(), os.getgid()
-    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
-    Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
-    Path("/proc/sys/user/max_inotify_instances").write_text("0")
+CLONE_NEWUSER = 0x10000000
+INOTIFY_LIMITS = Path("/proc/sys/user")
+MONITORING = {"enabled": True, "host": "127.0.0.1", "port": 0}
 
 
-def _user_namespaces() -> bool:
-    probe = subprocess.run(["true"], preexec_fn=_without_inotify, check=False)
-    return probe.returncode == 0
+def _in_user_namespace(**limits: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets a user namespace of its own with inotify limits
+    (``max_inotify_instances``, ``max_inotify_watches``) set, as on a host whose
+    containers of one uid used them up."""
+
+    def enter() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(CLONE_NEWUSER) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+        for name, value in limits.items():
+            (INOTIFY_LIMITS / name).write_text(str(value))
+
+    return enter
+
+
+def _set_limit_in_namespace_of(pid: int, name: str, value: int) -> None:
+    """Raise an inotify limit inside the user namespace of process ``pid`` (the host
+    administrator's sysctl, seen from that node)."""
+
+    def enter() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/proc/{pid}/ns/user") as namespace:
+            if libc.setns(namespace.fileno(), CLONE_NEWUSER) != 0:
+                raise OSError(ctypes.get_errno(), "setns(CLONE_NEWUSER)")
+        (INOTIFY_LIMITS / name).write_text(str(value))
+
+    subprocess.run(["true"], preexec_fn=enter, check=True)
+
+
+def _needs_user_namespaces() -> None:
+    try:
+        probe = subprocess.run(
+            ["true"], preexec_fn=_in_user_namespace(max_inotify_instances=0), check=False
+        )
+        available = probe.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        available = False
+    if not available:
+        pytest.skip(
+            "needs unprivileged user namespaces to cap inotify limits "
+            "(sysctl kernel.unprivileged_userns_clone=1, or run as root)"
+        )
+
+
+def watch_mode(node: NodeProcess) -> tuple[str, float]:
+    """The node's watch mode as /status says it, and the 1-valued mode in /metrics."""
+    url = monitoring_url(node)
+    _, status = http_json("GET", f"{url}/status")
+    _, _, body = http("GET", f"{url}/metrics")
+    current = [
+        sample.labels["mode"]
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "sensorfleet_config_watch_mode"
+        for sample in family.samples
+        if sample.value == 1.0
+    ]
+    assert len(current) == 1, current
+    assert status["reloads"]["watch_mode"] == current[0]
+    return current[0], status["reloads"]
 
 
 def test_a_node_out_of_inotify_instances_polls_instead_of_crashing(tmp_path: Path) -> None:
     """With no inotify instance to be had (fs.inotify.max_user_instances used up by a
-    fleet's containers), the node warns, polls, and still applies an edit."""
-    try:
-        available = _user_namespaces()
-    except (OSError, subprocess.SubprocessError):
-        available = False
-    if not available:
-        pytest.skip("needs user namespaces (unshare) to cap inotify instances")
+    fleet's containers), the node warns once, polls, says so in /status and /metrics, and
+    still applies edits."""
+    _needs_user_namespaces()
     node = start_reloading_node(
         tmp_path,
-        {"config_reload": {"enabled": True, "check_interval_seconds": 0.3}},
-        preexec_fn=_without_inotify,
+        {
+            "config_reload": {"enabled": True, "check_interval_seconds": 0.3},
+            "monitoring": MONITORING,
+        },
+        preexec_fn=_in_user_namespace(max_inotify_instances=0),
     )
     with node:
         warning = node.wait_for("file events unavailable, polling only")
         assert warning["level"] == "warning" and "inotify" in warning["error"]
-        assert node.wait_for("config reload started")["events"] is False
-        write_in_place(tmp_path / "node_identity.json", identity_text(**NEW))
-        node.wait_for("config reloaded", timeout=5)
+        assert warning["retry_seconds"] == 600
+        started = node.wait_for("config reload started")
+        assert started["events"] is False and started["watch_mode"] == "polling_fallback"
+        mode, reloads = watch_mode(node)
+        assert mode == "polling_fallback" and "inotify" in reloads["events_error"]
+        for firmware in ("edit-1", "edit-2", "edit-3"):
+            write_in_place(
+                tmp_path / "node_identity.json", identity_text(firmware_version=firmware)
+            )
+            wait_until(
+                lambda firmware=firmware: (
+                    rows(tmp_path / "data.db", "firmware_version")[-1] == (firmware,)
+                ),
+                timeout=5,
+                what=f"rows with firmware {firmware}",
+            )
         assert node.stop() == 0
+    # Ten and more polls later, still the one warning (it used to repeat at every poll).
+    assert len(node.named("file events unavailable, polling only")) == 1
+    assert not node.named("cannot watch folder, polling it")
+    assert len(node.named("config reloaded")) == 3
+
+
+def test_a_node_refused_inotify_watches_polls_and_takes_events_back(tmp_path: Path) -> None:
+    """When the kernel grants an inotify instance but refuses the watch itself
+    (max_user_watches used up), the node warns once and polls; once the limit is raised
+    it logs that events work again at its next retry and applies an edit by event."""
+    _needs_user_namespaces()
+    node = start_reloading_node(
+        tmp_path,
+        {
+            # A one-minute poll: an edit applied within seconds was applied by an event.
+            "config_reload": {
+                "enabled": True,
+                "check_interval_seconds": 60,
+                "events_retry_seconds": 1,
+            },
+            "monitoring": MONITORING,
+        },
+        preexec_fn=_in_user_namespace(max_inotify_watches=0),
+    )
+    with node:
+        warning = node.wait_for("file events unavailable, polling only")
+        assert "inotify watch limit reached" in warning["error"]
+        assert watch_mode(node)[0] == "polling_fallback"
+        time.sleep(3)  # a few retries, refused again without a word above debug
+        # The administrator raises the limit; the next retry takes events back.
+        _set_limit_in_namespace_of(node.proc.pid, "max_inotify_watches", 8192)
+        node.wait_for("file events available again", timeout=10)
+        mode, reloads = watch_mode(node)
+        assert mode == "events" and reloads["events_error"] is None
+        write_in_place(tmp_path / "node_identity.json", identity_text(firmware_version="evented"))
+        wait_until(
+            lambda: rows(tmp_path / "data.db", "firmware_version")[-1] == ("evented",),
+            timeout=10,
+            what="the edit applied by a change event",
+        )
+        assert node.stop() == 0
+    assert len(node.named("file events unavailable, polling only")) == 1
+    assert len(node.named("file events available again")) == 1
 
 
 def test_restart_only_settings_are_kept_and_logged_level_applies(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from ..node.loop import NodeLoop
 from ..node.profiles import ANOMALY_TYPES
-from .watcher import ReloadStats
+from .watcher import WATCH_MODES, ReloadStats
 
 IDENTITY_LABELS: tuple[str, ...] = (
     "sensor_id",
@@ -169,6 +169,18 @@ class NodeCollector(Collector):
         reloads.add_metric(["applied"], stats.applied)
         reloads.add_metric(["rejected"], stats.rejected)
         yield reloads
+
+        # One series per mode, 1 on the current one: an alert on
+        # sensorfleet_config_watch_mode{mode="polling_fallback"} == 1 finds the nodes the
+        # kernel refused file events to.
+        watch = GaugeMetricFamily(
+            "sensorfleet_config_watch_mode",
+            "How the node notices edits of its files: 1 on the current mode.",
+            labels=["mode"],
+        )
+        for mode in WATCH_MODES:
+            watch.add_metric([mode], 1.0 if stats.watch_mode == mode else 0.0)
+        yield watch
 
         yield GaugeMetricFamily(
             "sensorfleet_start_time_seconds",

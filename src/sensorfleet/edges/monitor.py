@@ -16,6 +16,7 @@ loaded on the first scrape, so a node nobody scrapes never carries it.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import math
 import os
@@ -562,4 +563,22 @@ def start_monitor(
         ms=round((time.monotonic() - started) * 1000, 1),
         endpoints="/healthz /metrics /status /anomalies",
     )
+    settings = loop.config.monitoring
+    if settings.control and settings.token is None and not _loopback(host):
+        log.warning(
+            "anomaly control open",
+            host=host,
+            reason="no monitoring.token, and the port is reachable from other hosts",
+            action="set MONITORING_TOKEN, or MONITORING_CONTROL=false, or bind 127.0.0.1",
+        )
     return monitor
+
+
+def _loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a name other than localhost: no)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

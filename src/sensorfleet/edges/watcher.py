@@ -11,12 +11,15 @@ change goes to the node loop as one command, so it lands between two
 readings; an invalid or half-written file is rejected with its problem line
 and the node keeps its last good settings. Polling every
 ``config_reload.check_interval_seconds`` covers filesystems that deliver no
-events at all.
+events at all, and a kernel that refuses file events (no inotify instance or
+watch left for this user): the node then warns once, polls, and asks for events
+again every ``config_reload.events_retry_seconds``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -25,7 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from watchdog.events import (
@@ -75,6 +78,18 @@ _INOTIFY_EVENTS: list[type[FileSystemEvent]] | None = (
 )
 
 
+# How a node notices edits:
+#   events            change events, plus the poll every check interval
+#   polling           the poll only, as config_reload.watch_events: false asks
+#   polling_fallback  the poll only, because the kernel refused change events; retrying
+#   off               not at all (reloading disabled, or no file to watch)
+WatchMode = Literal["events", "polling", "polling_fallback", "off"]
+WATCH_MODES: tuple[WatchMode, ...] = ("events", "polling", "polling_fallback", "off")
+
+# A folder that vanished between stat() and the watch: the next check looks again.
+_FOLDER_GONE = frozenset({errno.ENOENT, errno.ENOTDIR})
+
+
 @dataclass
 class ReloadStats:
     """What the reloader did; read by the status and metrics endpoints."""
@@ -84,6 +99,9 @@ class ReloadStats:
     last_applied_at: float | None = None
     last_rejected_at: float | None = None
     last_problems: list[str] = field(default_factory=list)
+    watch_mode: WatchMode = "off"
+    # Why the kernel last refused change events (set in polling_fallback).
+    events_error: str | None = None
 
 
 def _digest(path: str) -> str | None:
@@ -178,6 +196,7 @@ class Reloader:
         self._observer: Any = None
         self._watches: dict[str, tuple[Any, tuple[int, int]]] = {}
         self._changed_at: float | None = None
+        self._events_retry_at: float | None = None  # monotonic; set while events are refused
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -186,12 +205,15 @@ class Reloader:
         self._refresh_relevant()
         if self.settings.watch_events:
             self._start_observer()
+        else:
+            self.stats.watch_mode = "polling"
         self._thread = threading.Thread(target=self._run, name="sensorfleet-reload", daemon=True)
         self._thread.start()
         log.info(
             "config reload started",
             files=self.inputs.files,
             events=self._observer is not None,
+            watch_mode=self.stats.watch_mode,
             check_interval_seconds=self.settings.check_interval_seconds,
         )
 
@@ -202,6 +224,7 @@ class Reloader:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._stop_observer()
+        self.stats.watch_mode = "off"
 
     def notify(self) -> None:
         """Something changed on disk (called from the observer thread)."""
@@ -211,22 +234,55 @@ class Reloader:
 
     # ---- watching -------------------------------------------------------------------
     def _start_observer(self) -> None:
-        # Creating the observer already asks the kernel for an inotify instance, and there
-        # are only fs.inotify.max_user_instances (128) per user: on a host with more sensor
-        # containers of one image (one uid) than that, the rest must poll, not crash.
+        """Ask for change events on every watched folder, or fall back to polling.
+
+        Where the kernel says no depends on the machine and the watchdog version:
+        creating or starting the observer, or scheduling a folder (inotify instances
+        are fs.inotify.max_user_instances per user, 128 on many hosts, and a fleet of
+        one image's containers shares one uid; watches are max_user_watches). Every
+        one of these is the same state: warn once, poll, retry on a slow schedule.
+        """
         try:
             observer = Observer()
             observer.daemon = True
             observer.start()
         except OSError as exc:
-            log.warning(
-                "file events unavailable, polling only",
-                error=str(exc),
-                check_interval_seconds=self.settings.check_interval_seconds,
-            )
+            self._refuse_events(exc)
             return
         self._observer = observer
-        self._sync_watches()
+        if self._sync_watches() and self._observer is not None:
+            self._accept_events()
+
+    def _accept_events(self) -> None:
+        if self.stats.watch_mode == "polling_fallback":
+            log.info("file events available again", watch_mode="events")
+        self.stats.watch_mode = "events"
+        self.stats.events_error = None
+        self._events_retry_at = None
+
+    def _refuse_events(self, exc: OSError) -> None:
+        """Poll only until the next retry; the warning is written on entering the state."""
+        self._stop_observer()
+        retry = self.settings.events_retry_seconds
+        self._events_retry_at = time.monotonic() + retry
+        if self.stats.watch_mode == "polling_fallback":
+            log.debug("file events still unavailable", error=str(exc), retry_seconds=retry)
+            return
+        self.stats.watch_mode = "polling_fallback"
+        self.stats.events_error = str(exc)
+        log.warning(
+            "file events unavailable, polling only",
+            error=str(exc),
+            check_interval_seconds=self.settings.check_interval_seconds,
+            retry_seconds=retry,
+            fix="raise fs.inotify.max_user_instances or max_user_watches on the host",
+        )
+
+    def _retry_events(self) -> None:
+        """While events are refused, ask again once the retry time has come."""
+        due = self._events_retry_at
+        if due is not None and time.monotonic() >= due and self.settings.watch_events:
+            self._start_observer()
 
     def _stop_observer(self) -> None:
         observer, self._observer = self._observer, None
@@ -241,10 +297,13 @@ class Reloader:
             relevant |= _link_chain(path)
         self.relevant = frozenset(relevant)
 
-    def _sync_watches(self) -> None:
-        """Watch every folder holding a relevant name; re-watch folders that were replaced."""
+    def _sync_watches(self) -> bool:
+        """Watch every folder holding a relevant name; re-watch folders that were replaced.
+
+        False when the kernel refused a watch: the reloader then polls (see
+        ``_refuse_events``)."""
         if self._observer is None:
-            return
+            return True
         wanted: dict[str, tuple[int, int]] = {}
         for path in self.relevant:
             folder = os.path.dirname(path)
@@ -267,22 +326,33 @@ class Reloader:
                     _EventHandler(self), folder, recursive=False, event_filter=_INOTIFY_EVENTS
                 )
             except OSError as exc:
-                log.warning("cannot watch folder, polling it", folder=folder, error=str(exc))
-                continue
+                if exc.errno in _FOLDER_GONE:
+                    continue
+                self._refuse_events(exc)
+                return False
             self._watches[folder] = (watch, inode)
+        return True
 
     def _run(self) -> None:
         while not self._stopped.is_set():
-            woke = self._changed.wait(self.settings.check_interval_seconds)
+            woke = self._changed.wait(self._next_wait())
             if self._stopped.is_set():
                 return
             if woke:
                 self._settle()
             self._changed.clear()
             try:
+                self._retry_events()
                 self.check()
             except Exception as exc:  # the watcher must outlive any surprise
                 log.error("config reload failed", error=str(exc), error_class=type(exc).__name__)
+
+    def _next_wait(self) -> float:
+        """Until the next poll, or the next retry of change events if that comes sooner."""
+        wait = self.settings.check_interval_seconds
+        if self._events_retry_at is not None:
+            wait = min(wait, max(0.0, self._events_retry_at - time.monotonic()))
+        return wait
 
     def _settle(self) -> None:
         """Wait until the files have been quiet briefly, so a write in progress finishes."""
@@ -388,10 +458,14 @@ class Reloader:
             log.info("config reload stopped", reason="config_reload.enabled is false")
             self._stopped.set()
             self._stop_observer()
+            self.stats.watch_mode = "off"
         elif settings.watch_events and not old.watch_events:
             self._start_observer()
         elif not settings.watch_events and old.watch_events:
             self._stop_observer()
+            self._events_retry_at = None
+            self.stats.watch_mode = "polling"
+            self.stats.events_error = None
 
 
 def _lookup(config: Config, dotted: str) -> Any:

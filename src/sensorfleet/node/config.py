@@ -52,6 +52,12 @@ class Simulation(_Section):
     seed: int | None = None
 
     @property
+    def rate_given(self) -> bool:
+        """Whether ``readings_per_second`` was set (file, environment or flag): only then
+        does it override an equipment model's own reading interval."""
+        return "readings_per_second" in self.model_fields_set
+
+    @property
     def run_forever(self) -> bool:
         return not self.run_time_seconds
 
@@ -179,6 +185,9 @@ class ConfigReload(_Section):
     # False: poll only, for filesystems that deliver no change events (some
     # network and bind mounts), where a watcher would sit silent.
     watch_events: bool = True
+    # When the kernel refuses change events (inotify instances or watches used up by
+    # other processes of the same user), how often to ask again while polling.
+    events_retry_seconds: Positive = 600.0
 
 
 class Monitoring(_Section):
@@ -192,14 +201,31 @@ class Monitoring(_Section):
 
     @field_validator("token")
     @classmethod
-    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("must not be empty (leave it out for no token)")
-        return value
+    def _token_usable(cls, value: SecretStr | None) -> SecretStr | None:
+        return usable_token(value)
 
     @field_serializer("token", when_used="json")
     def _token_fingerprint(self, value: SecretStr | None) -> str | None:
         return fingerprint(value)
+
+
+def usable_token(value: SecretStr | None) -> SecretStr | None:
+    """``value`` if it can work as a bearer token; a blank one would switch the guard off.
+
+    Surrounding spaces could never match: HTTP strips them from header values, so every
+    request would get 401.
+    """
+    if value is None:
+        return None
+    text = value.get_secret_value()
+    if not text.strip():
+        raise ValueError("must not be empty or only spaces (leave it out for no token)")
+    if text != text.strip():
+        raise ValueError(
+            "must not begin or end with spaces or line breaks (they never reach the node "
+            "in an Authorization header)"
+        )
+    return value
 
 
 def fingerprint(value: SecretStr | None) -> str | None:
@@ -258,6 +284,29 @@ class Modbus(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 5020
 
 
+class Equipment(_Section):
+    """Equipment models beyond the built-in catalogue."""
+
+    # Catalogue files merged over the built-in one, in order (later files win).
+    catalogues: list[str] = []
+
+
+class GroundTruth(_Section):
+    """Where an equipment row's ground truth goes (state, fault, health, ...)."""
+
+    # inline: in the row itself; hidden: only in a separate truth file, never in the
+    # node's table or any stream.
+    mode: Literal["inline", "hidden"] = "inline"
+    truth_path: str | None = None  # hidden mode; default NAME.truth.db beside the database
+
+    @field_validator("truth_path")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(f"must be a file path or null (got {value!r})")
+        return value
+
+
 class Config(_Section):
     """The whole validated configuration of one node."""
 
@@ -271,6 +320,8 @@ class Config(_Section):
     opcua: OpcUa = OpcUa()
     modbus: Modbus = Modbus()
     profiles: Profiles = Profiles()
+    equipment: Equipment = Equipment()
+    labels: GroundTruth = GroundTruth()
 
     def warnings(self) -> list[str]:
         """Settings that are valid but almost certainly not what was meant."""
@@ -329,6 +380,9 @@ ENVIRONMENT_KEYS: dict[str, str] = {
 _TEXT_VARIABLES = frozenset({"MONITORING_TOKEN", "OPCUA_USERNAME", "OPCUA_PASSWORD"})
 # Variables whose empty value means "none" rather than "not set".
 _EMPTY_MEANS_NONE = frozenset({"LOG_FILE"})
+# An empty token is validated (and refused), never taken as "not set": `-e MONITORING_TOKEN=`
+# from a variable that failed to expand would otherwise switch authentication off unnoticed.
+_EMPTY_IS_A_VALUE = frozenset({"MONITORING_TOKEN"})
 
 _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
     "anomalies.types": AnomalyTypes().model_dump(),
@@ -336,7 +390,14 @@ _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Keys whose relative paths are read against the config file's folder.
-_PATH_KEYS = ("database.path", "logging.file", "opcua.certificate", "opcua.private_key")
+_PATH_KEYS = (
+    "database.path",
+    "logging.file",
+    "opcua.certificate",
+    "opcua.private_key",
+    "labels.truth_path",
+    "equipment.catalogues",
+)
 
 
 @dataclass(frozen=True)
@@ -356,7 +417,7 @@ def environment_overrides(environ: Mapping[str, str] | None = None) -> list[Over
         if name not in env:
             continue
         text = env[name]
-        if text == "":
+        if text == "" and name not in _EMPTY_IS_A_VALUE:
             if name in _EMPTY_MEANS_NONE:
                 found.append(Override(key, None, f"environment {name}"))
             continue
@@ -410,8 +471,10 @@ def build_config(
     if base_dir is not None:
         for key in _PATH_KEYS:
             value = _get(data, key)
-            if isinstance(value, str) and value.strip() and not os.path.isabs(value):
-                _set(data, key, str(base_dir / value))
+            if isinstance(value, str):
+                _set(data, key, _relative_to(base_dir, value))
+            elif isinstance(value, list):
+                _set(data, key, [_relative_to(base_dir, v) for v in value])
     # Sections whose entries differ in their defaults are merged key by key, so
     # `noise: {enabled: false}` keeps noise's weight and duration.
     for key, defaults in _MERGED_DEFAULTS.items():
@@ -435,6 +498,12 @@ def build_config(
             owner = next((s for k, s in owners.items() if dotted.startswith(k)), None)
             lines.append(line.replace(source, owner, 1) if owner else line)
         raise InputError(lines) from None
+
+
+def _relative_to(base_dir: Path, value: Any) -> Any:
+    if isinstance(value, str) and value.strip() and not os.path.isabs(value):
+        return str(base_dir / value)
+    return value
 
 
 def load_config(path: str | None, overrides: list[Override] | tuple[Override, ...] = ()) -> Config:

@@ -56,6 +56,24 @@ class LeaseConflictError(InputError):
     """Another live node writes the same sensor id into the same file."""
 
 
+class LeaseLostError(InputError):
+    """Another node took over sensor ids this process held (after a stall of this one).
+
+    Raised inside the write transaction, so the rows of that flush are rolled
+    back: the node must drop those sensors before it writes again.
+    """
+
+    def __init__(self, path: Path, lost: list[tuple[str, str, int]]) -> None:
+        self.sensor_ids = [sensor_id for sensor_id, _, _ in lost]
+        super().__init__(
+            [
+                f"{path}: sensor id {sensor_id!r} was taken over by another node (host {host}, "
+                f"pid {pid}) while this one was not heartbeating; this node stops writing it"
+                for sensor_id, host, pid in lost
+            ]
+        )
+
+
 def _pid_namespace() -> int | None:
     try:
         return os.stat("/proc/self/ns/pid").st_ino
@@ -128,7 +146,8 @@ class FileLease:
         """Take every lease, waiting out a holder that stopped heartbeating.
 
         Raises ``LeaseConflictError`` when a holder keeps heartbeating (only when
-        ``patient``; a reopen mid-run takes what is free and logs the rest).
+        ``patient``; a reopen mid-run takes what is free and raises
+        ``LeaseLostError`` naming the rest).
         """
         seen: dict[str, float] = {}
         while True:
@@ -208,15 +227,16 @@ class FileLease:
                 [(s, me.holder) for s in self.sensor_ids if s not in taken],
             )
         self.last_heartbeat = now
-        for sensor_id, _, host, pid, _ in blocking:
-            log.error(
-                "sensor lease held by another node",
-                path=str(self.path),
-                sensor_id=sensor_id,
-                holder_host=host,
-                holder_pid=pid,
-            )
+        if blocking:
+            # A reopen mid-run found ids that another live node writes now: this node keeps
+            # the free ones and must stop writing those (never two writers of one id).
+            raise LeaseLostError(self.path, [(b[0], b[2], b[3]) for b in blocking])
         return []
+
+    def drop(self, sensor_ids: Iterable[str]) -> None:
+        """Stop claiming these ids (their sensors left this process)."""
+        gone = set(sensor_ids)
+        self.sensor_ids = [s for s in self.sensor_ids if s not in gone]
 
     # ---- keeping them ---------------------------------------------------------------
     def due(self) -> bool:
@@ -244,8 +264,29 @@ class FileLease:
                 f"INSERT OR IGNORE INTO {LEASES} (sensor_id, holder) VALUES (?, ?)",
                 [(s, me.holder) for s in self.sensor_ids],
             )
-            log.error("sensor lease was taken over after a stall", path=str(self.path))
+            lost = self._held_by_others(conn)
+            if lost:
+                # Raised inside the flush: its rows are rolled back with this registration.
+                raise LeaseLostError(self.path, lost)
+            log.warning(
+                "sensor lease renewed after a stall",
+                path=str(self.path),
+                sensor_ids=self.sensor_ids,
+            )
         self.last_heartbeat = now
+
+    def _held_by_others(self, conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+        """(sensor id, host, pid) of this process's ids that another holder leases now."""
+        marks = ", ".join("?" * len(self.sensor_ids))
+        return [
+            (str(sensor_id), str(host), int(pid))
+            for sensor_id, host, pid in conn.execute(
+                f"SELECT l.sensor_id, coalesce(h.host, '?'), coalesce(h.pid, 0) FROM {LEASES} l "
+                f"LEFT JOIN {HOLDERS} h ON h.holder = l.holder "
+                f"WHERE l.holder != ? AND l.sensor_id IN ({marks}) ORDER BY l.sensor_id",
+                (self.holder.holder, *self.sensor_ids),
+            )
+        ]
 
     def release(self, conn: sqlite3.Connection) -> None:
         """Give the leases back (clean exit), so a restart takes them at once."""

@@ -26,7 +26,7 @@ from .clock import Clock, Wake
 from .config import Config, Modbus, OpcUa, Override
 from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
-from .lease import FileLease
+from .lease import FileLease, LeaseLostError
 from .readings import Block
 from .store import Store, backoff_after
 from .writer import BufferedWriter
@@ -52,6 +52,8 @@ RESTART_KEYS: tuple[str, ...] = (
     "monitoring.enabled",
     "monitoring.host",
     "monitoring.port",
+    "labels.mode",  # the tables' columns are fixed when a node starts
+    "labels.truth_path",
     *(f"opcua.{key}" for key in OpcUa.model_fields),
     *(f"modbus.{key}" for key in Modbus.model_fields),
 )
@@ -289,18 +291,21 @@ class NodeLoop:
 
     def backfill(self, end_epoch: float) -> None:
         """Generate every reading scheduled before ``end_epoch`` as fast as possible."""
-        for sensor in self.sensors:
+        for sensor in list(self.sensors):
             batch = sensor.writer.settings.batch_size
             generator = sensor.generator
-            while not self._stopping:
+            while not self._stopping and sensor in self.sensors:
                 self._run_commands()
                 self.last_loop_at = self.clock.now()
                 remaining = generator.index_before(end_epoch) - generator.next_index
                 if remaining <= 0:
                     break
-                self._emit(sensor, min(batch, remaining))
-                self._flush_until_written(sensor.writer)
-                self._heartbeat()
+                try:
+                    self._emit(sensor, min(batch, remaining))
+                    self._flush_until_written(sensor.writer)
+                    self._heartbeat()
+                except LeaseLostError as exc:
+                    self._drop_lost(exc)
         log.info("backfill finished", readings=sum(s.readings_generated for s in self.sensors))
 
     def _flush_until_written(self, writer: BufferedWriter) -> None:
@@ -326,10 +331,14 @@ class NodeLoop:
                 ]
                 heapq.heapify(heap)
                 self._schedule_dirty = False
-            finished = self._emit_due(heap, now, end_epoch)
-            for writer in self.writers:
-                writer.maybe_flush(now)
-            self._heartbeat()
+            try:
+                finished = self._emit_due(heap, now, end_epoch)
+                for writer in self.writers:
+                    writer.maybe_flush(now)
+                self._heartbeat()
+            except LeaseLostError as exc:
+                self._drop_lost(exc)  # raises when no sensor is left
+                continue
             if finished:
                 return
             self._sleep(heap, now)
@@ -355,6 +364,34 @@ class NodeLoop:
             if stop is None or generator.next_index < stop:
                 heapq.heappush(heap, (generator.time_of(generator.next_index), position))
         return end is not None and not heap
+
+    def _drop_lost(self, exc: LeaseLostError, closing: bool = False) -> None:
+        """Stop writing sensor ids another node took over: their buffered rows are
+        discarded (counted as dropped) and the sensors leave this process.
+
+        Re-raises ``exc`` when no sensor is left (the node exits 2), unless ``closing``.
+        """
+        lost = set(exc.sensor_ids)
+        discarded: Counter[str] = Counter()
+        for writer in self.writers:
+            discarded.update(writer.discard(lost))
+            if writer.store.lease is not None:
+                writer.store.lease.drop(lost)
+        dropped = [s for s in self.sensors if s.identity.id in lost]
+        self.sensors = [s for s in self.sensors if s.identity.id not in lost]
+        self._schedule_dirty = True
+        for sensor in dropped:
+            log.error(
+                "sensor dropped, lease taken over",
+                sensor_id=sensor.identity.id,
+                problem=next(
+                    (p for p in exc.problems if repr(sensor.identity.id) in p), exc.problems[0]
+                ),
+                rows_discarded=discarded[sensor.identity.id],
+                sensors_left=len(self.sensors),
+            )
+        if not self.sensors and not closing:
+            raise exc
 
     def _heartbeat(self) -> None:
         # Files with nothing to flush still show their leases' holder is alive.
@@ -384,8 +421,12 @@ class NodeLoop:
         """Flush what is buffered (a few tries), close the files, return the summary."""
         for writer in self.writers:
             for attempt in range(EXIT_FLUSH_ATTEMPTS):
-                if writer.flush(self.clock.now()):
-                    break
+                try:
+                    if writer.flush(self.clock.now()):
+                        break
+                except LeaseLostError as exc:
+                    self._drop_lost(exc, closing=True)  # then flush the other sensors' rows
+                    continue
                 if attempt + 1 < EXIT_FLUSH_ATTEMPTS:
                     threading.Event().wait(backoff_after(attempt + 1, first=0.2, cap=2.0))
             if writer.pending_rows:

@@ -15,23 +15,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .layout import CLASSIC
 from .profiles import ANOMALY_TYPES
 
-# Columns written for each reading (``id`` and ``synced`` are filled by SQLite).
-COLUMNS: tuple[str, ...] = (
-    "timestamp",
-    "sensor_id",
-    "temperature",
-    "vibration",
-    "voltage",
-    "status_code",
-    "anomaly_flag",
-    "anomaly_type",
-    "firmware_version",
-    "model",
-    "manufacturer",
-    "location",
-)
+# Columns written for each classic reading (``id`` and ``synced`` are filled by SQLite);
+# ``iter_rows`` yields its tuples in this order.
+COLUMNS: tuple[str, ...] = CLASSIC.names
 
 # Anomaly kinds are small integers in arrays; 0 means a normal reading.
 KIND_NAMES: tuple[str | None, ...] = (None, *ANOMALY_TYPES)

@@ -41,6 +41,7 @@ from .dbfile import (
     quarantine,
     set_aside_stale_companions,
 )
+from .layout import CLASSIC
 from .readings import COLUMNS, Row
 
 log = structlog.get_logger("sensorfleet.store")
@@ -50,43 +51,21 @@ OPEN_ATTEMPTS = 12  # with a 5 s busy timeout and backoff: about a minute
 # A file with another database id made this long before ours was last seen is foreign;
 # a younger one is a fresh file a peer node sharing the path started after ours vanished.
 FOREIGN_GRACE_SECONDS = 60.0
-TABLE = "sensor_readings"
+TABLE = CLASSIC.table
 META_TABLE = "sensorfleet_meta"
 
-# The reading columns as SQLite declares them (shared with the central SQLite sink).
-READING_COLUMNS_SQL = """\
-    timestamp TEXT NOT NULL,
-    sensor_id TEXT NOT NULL,
-    temperature REAL,
-    vibration REAL,
-    voltage REAL,
-    status_code INTEGER NOT NULL DEFAULT 0,
-    anomaly_flag INTEGER NOT NULL DEFAULT 0,
-    anomaly_type TEXT,
-    firmware_version TEXT,
-    model TEXT,
-    manufacturer TEXT,
-    location TEXT"""
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-{READING_COLUMNS_SQL},
-    synced INTEGER NOT NULL DEFAULT 0
-);
--- Keeps "WHERE synced = 0 ORDER BY id" cheap however many synced rows pile up.
-CREATE INDEX IF NOT EXISTS idx_{TABLE}_unsynced ON {TABLE}(id) WHERE synced = 0;
-CREATE INDEX IF NOT EXISTS idx_{TABLE}_timestamp ON {TABLE}(timestamp);
-CREATE INDEX IF NOT EXISTS idx_{TABLE}_sensor_time ON {TABLE}(sensor_id, timestamp);
-CREATE TABLE IF NOT EXISTS {META_TABLE} (
+SCHEMA = (
+    CLASSIC.node_schema_sql()
+    + f"""CREATE TABLE IF NOT EXISTS {META_TABLE} (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
     database_id TEXT NOT NULL,
     created_at TEXT NOT NULL,
     schema_version INTEGER NOT NULL
 );
 """
+)
 
-INSERT_SQL = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT_SQL = CLASSIC.insert_sql()
 
 _TRANSIENT_WORDS = (
     "locked",
@@ -249,6 +228,7 @@ class Lease(Protocol):
     def due_at(self) -> float: ...
     def beat(self, conn: sqlite3.Connection) -> None: ...
     def release(self, conn: sqlite3.Connection) -> None: ...
+    def drop(self, sensor_ids: Iterable[str]) -> None: ...
 
 
 class Store:

@@ -91,6 +91,21 @@ class BufferedWriter:
                 path=str(self.store.path),
             )
 
+    def discard(self, sensor_ids: set[str]) -> Counter[str]:
+        """Remove the buffered rows of these sensors (counted as dropped); rows by sensor."""
+        discarded: Counter[str] = Counter()
+        kept: deque[Block] = deque()
+        for block in self._pending:
+            if block.labels.sensor_id in sensor_ids:
+                discarded[block.labels.sensor_id] += block.row_count
+            else:
+                kept.append(block)
+        self._pending = kept
+        total = sum(discarded.values())
+        self._pending_rows -= total
+        self.stats.rows_dropped += total
+        return discarded
+
     def next_deadline(self, now: float) -> float | None:
         """When this writer next wants to flush (None when idle)."""
         if not self._pending:

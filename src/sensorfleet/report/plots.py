@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
+from ..node.layout import CLASSIC
 from .model import ABOVE, BELOW, RateRow, SensorSeries, ShareRow
 
 TYPE_COLORS: dict[str, str] = {
@@ -39,7 +40,7 @@ OK_COLOR = "#3b82f6"
 FLAG_COLOR = "#dc2626"
 INK = "#1f2937"
 MUTED = "#6b7280"
-UNITS = {"temperature": "°C", "vibration": "mm/s²", "voltage": "V"}
+UNITS = {column.name: column.unit or "" for column in CLASSIC.channels}
 
 _STYLE: dict[Any, Any] = {
     "font.family": "sans-serif",

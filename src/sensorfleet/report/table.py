@@ -6,18 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from ..node.layout import CLASSIC
 from .dialect import POSTGRES, SQLITE, Dialect
 
-# The columns a table must have for the report to read it.
-NODE_COLUMNS: tuple[str, ...] = (
-    "timestamp",
-    "sensor_id",
-    "anomaly_flag",
-    "anomaly_type",
-    "firmware_version",
-    "model",
-    "manufacturer",
-    "location",
+# The columns a table must have for the report to read it: when and who, and the labels.
+NODE_COLUMNS: tuple[str, ...] = tuple(
+    column.name for column in CLASSIC.with_role("time", "identity", "label")
 )
 
 

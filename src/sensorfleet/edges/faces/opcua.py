@@ -28,6 +28,7 @@ from asyncua.server.internal_server import InternalServer
 
 from ...node.config import Config, OpcUa, ParameterRange
 from ...node.identity import Identity
+from ...node.layout import CLASSIC, Column
 from ...node.readings import KIND_NAMES, Block
 from .base import FaceServer, readings_of
 
@@ -37,11 +38,23 @@ UNECE_UNITS = "http://www.opcfoundation.org/UA/units/un/cefact"
 MISSING = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
 GOOD = ua.StatusCode()
 
-# (browse name, config parameter, UNECE common code, symbol, description)
-ANALOG_ITEMS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("Temperature", "temperature", "CEL", "°C", "degree Celsius"),
-    ("Vibration", "vibration", "M41", "mm/s²", "millimetre per second squared"),
-    ("Voltage", "voltage", "VLT", "V", "volt"),
+# Unit symbols of the layouts' channels → (UNECE Recommendation 20 common code, description).
+UNECE_CODES: dict[str, tuple[str, str]] = {
+    "°C": ("CEL", "degree Celsius"),
+    "mm/s²": ("M41", "millimetre per second squared"),
+    "V": ("VLT", "volt"),
+}
+
+
+def _analog_item(column: Column) -> tuple[str, str, str, str, str]:
+    symbol = column.unit or ""
+    code, description = UNECE_CODES[symbol]
+    return (column.name.capitalize(), column.name, code, symbol, description)
+
+
+# (browse name, channel, UNECE common code, symbol, description) of the classic sensor.
+ANALOG_ITEMS: tuple[tuple[str, str, str, str, str], ...] = tuple(
+    _analog_item(column) for column in CLASSIC.channels
 )
 IDENTITY_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("FirmwareVersion", "firmware_version"),

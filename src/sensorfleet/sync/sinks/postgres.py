@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...node.layout import CLASSIC
 from .base import CENTRAL_COLUMNS, Batch, SinkError
 
 if TYPE_CHECKING:
@@ -18,22 +19,12 @@ if TYPE_CHECKING:
 DEFAULT_TABLE = "sensor_readings"
 _STAGING = "sensorfleet_incoming"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {table} (
+# The central copy of the node's reading columns, keyed by where each row came from.
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {{table}} (
     database_id text NOT NULL,
     source_row_id bigint NOT NULL,
-    "timestamp" timestamptz NOT NULL,
-    sensor_id text NOT NULL,
-    temperature double precision,
-    vibration double precision,
-    voltage double precision,
-    status_code integer NOT NULL DEFAULT 0,
-    anomaly_flag integer NOT NULL DEFAULT 0,
-    anomaly_type text,
-    firmware_version text,
-    model text,
-    manufacturer text,
-    location text,
+{CLASSIC.postgres_columns_sql()},
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (database_id, source_row_id)
 )

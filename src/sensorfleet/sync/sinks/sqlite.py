@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from ...node import store
 from ...node.config import Database
+from ...node.layout import CLASSIC
 from ...node.readings import COLUMNS
 from .base import CENTRAL_COLUMNS, Batch, SinkError
 
@@ -34,7 +35,7 @@ _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {{table}} (
     database_id TEXT NOT NULL,
     source_row_id INTEGER NOT NULL,
-{store.READING_COLUMNS_SQL},
+{CLASSIC.sqlite_columns_sql()},
     received_at TEXT NOT NULL,
     PRIMARY KEY (database_id, source_row_id)
 ) WITHOUT ROWID;
