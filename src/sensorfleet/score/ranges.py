@@ -128,9 +128,9 @@ def range_prf(
         share = _weight(start, end, ps[pair_pred], pe[pair_pred], params.precision_bias)
         overlap = np.bincount(pair_pred, weights=share, minlength=len(ps))
         precision = float((_gamma(pred_count, params.cardinality) * overlap).mean())
-    first_hit = np.where(detected, np.maximum(rs, ps[np.minimum(lo, max(len(ps) - 1, 0))]), -1)
-    if not len(ps):
-        first_hit = np.full(len(rs), -1, dtype=np.int64)
+    first_hit = np.full(len(rs), -1, dtype=np.int64)
+    if len(ps):  # the first overlapping prediction is the first ending after R starts
+        first_hit = np.where(detected, np.maximum(rs, ps[np.minimum(lo, len(ps) - 1)]), -1)
     return RangeResult(
         prf=PRF(precision, recall, f1_of(precision, recall)),
         detected=detected,
