@@ -36,7 +36,8 @@ def truth_file(tmp_path: Path) -> Path:
 
 def write_predictions(path: Path, rows: list[tuple[str, float, str, str]]) -> Path:
     path.write_text(
-        "sensor_id,timestamp,score,flag\n" + "".join(f"{s},{stamp(t)},{v},{f}\n" for s, t, v, f in rows)
+        "sensor_id,timestamp,score,flag\n"
+        + "".join(f"{s},{stamp(t)},{v},{f}\n" for s, t, v, f in rows)
     )
     return path
 
@@ -118,6 +119,8 @@ def test_missing_columns_are_named(tmp_path: Path) -> None:
 def test_bad_value_names_row_and_column(tmp_path: Path) -> None:
     """A flag that is not 0/1 is reported with its row and column."""
     path = tmp_path / "p.csv"
-    path.write_text("sensor_id,timestamp,flag\nA,2024-03-01T00:00:00Z,1\nA,2024-03-01T00:00:01Z,yes\n")
+    path.write_text(
+        "sensor_id,timestamp,flag\nA,2024-03-01T00:00:00Z,1\nA,2024-03-01T00:00:01Z,yes\n"
+    )
     with pytest.raises(InputError, match=r"row 2: flag: expected 0 or 1 \(got 'yes'\)"):
         read_predictions(str(path))

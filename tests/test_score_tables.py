@@ -61,7 +61,9 @@ def test_jsonl(tmp_path: Path) -> None:
     check(read_file(path, ["sensor_id", "timestamp", "score", "flag"]))
 
 
-def test_sqlite_table_with_nulls_and_rowid_gaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqlite_table_with_nulls_and_rowid_gaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An SQLite table read in slices of three rowids, with a NULL score and deleted rows
     between the kept ones, gives the same columns."""
     path = tmp_path / "p.db"

@@ -66,9 +66,7 @@ class TextColumn:
 
 def from_strings(values: Sequence[str | bytes | None]) -> TextColumn:
     """A column from Python values (the slow readers: JSON lines, PostgreSQL); None → empty."""
-    encoded = [
-        b"" if v is None else v if isinstance(v, bytes) else str(v).encode() for v in values
-    ]
+    encoded = [b"" if v is None else v if isinstance(v, bytes) else str(v).encode() for v in values]
     lengths = np.fromiter((len(v) for v in encoded), dtype=np.int64, count=len(encoded))
     ends = np.cumsum(lengths)
     buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8)
@@ -175,7 +173,7 @@ def _hashed_codes(strings: NDArray[np.bytes_], table: dict[str, int]) -> Codes:
     with np.errstate(over="ignore"):
         for word in padded.view(np.uint64).T:
             hashed = hashed * np.uint64(0x9E3779B97F4A7C15) + word
-    unique, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     representatives = strings[first]
     if not (representatives[inverse] == strings).all():  # a collision: sort the strings

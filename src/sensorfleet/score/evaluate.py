@@ -20,8 +20,7 @@ import numpy as np
 
 from .columns import Bools, Floats, Ints
 from .match import OVERALL_ONLY, Aligned
-from .points import PRF, BestF1, average_precision, best_f1, curve, point_prf, pr_points
-from .points import roc_auc
+from .points import PRF, BestF1, average_precision, best_f1, curve, point_prf, pr_points, roc_auc
 from .ranges import RangeParams, range_prf, runs
 from .rul import RulError, rul_error
 from .truth import NORMAL, Truth

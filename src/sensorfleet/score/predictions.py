@@ -13,14 +13,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .columns import Bools, Codes, ColumnError, Floats, Ints, to_codes, to_floats, to_flags
-from .columns import to_micros
+from .columns import (
+    Bools,
+    Codes,
+    ColumnError,
+    Floats,
+    Ints,
+    to_codes,
+    to_flags,
+    to_floats,
+    to_micros,
+)
 from .tables import TableError, read_file, split_table_argument
 
 COLUMNS = ("sensor_id", "timestamp", "score", "flag", "fault", "rul_seconds")
 EXPECTED = (
-    "sensor_id, timestamp, and score (a number) and/or flag (0/1); "
-    "optional: fault, rul_seconds"
+    "sensor_id, timestamp, and score (a number) and/or flag (0/1); optional: fault, rul_seconds"
 )
 
 

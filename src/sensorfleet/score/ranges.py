@@ -77,7 +77,8 @@ def _cumulative(k: Floats, length: Floats, bias: str) -> Floats:
     falling = np.maximum(k - half, 0)  # positions half+1..k weigh length - i + 1
     upper = half + falling
     falling_sum = falling * (length + 1) - (upper * (upper + 1) - half * (half + 1)) / 2
-    return rising * (rising + 1) / 2 + falling_sum
+    total: Floats = rising * (rising + 1) / 2 + falling_sum
+    return total
 
 
 def _weight(start: Ints, end: Ints, own_start: Ints, own_end: Ints, bias: str) -> Floats:

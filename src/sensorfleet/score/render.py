@@ -137,7 +137,7 @@ def confusion_section(evaluation: Evaluation) -> Section | None:
 
 
 def rul_section(evaluations: list[Evaluation]) -> Section | None:
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             e.detector,
             f"{e.overall.rul.count:,}",

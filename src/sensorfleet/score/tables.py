@@ -109,7 +109,9 @@ def _only_table(conn: sqlite3.Connection, wanted: Sequence[str]) -> str:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     ]
-    fitting = [n for n in names if {"sensor_id", "timestamp"} <= {c for c, _ in table_columns(conn, n)}]
+    fitting = [
+        n for n in names if {"sensor_id", "timestamp"} <= {c for c, _ in table_columns(conn, n)}
+    ]
     if len(fitting) == 1:
         return fitting[0]
     if not fitting:
@@ -133,7 +135,7 @@ def read_sqlite_table(
     try:
         bounds = conn.execute(f'SELECT min(rowid), max(rowid) FROM "{table}"').fetchone()
     except sqlite3.OperationalError:  # WITHOUT ROWID
-        return _read_rows(conn.execute(_select(table, present)), present, names, label)
+        return read_rows(conn.execute(_select(table, present)), present, names, label)
     if bounds[0] is None:
         return Columns(label, 0, {c: from_strings([]) for c in present}, names)
     low, high = int(bounds[0]), int(bounds[1])
@@ -221,10 +223,6 @@ def _text(value: Any) -> str | None:
 
 def read_rows(cursor: Any, present: Sequence[str], names: Sequence[str], label: str) -> Columns:
     """Columns from a DB-API cursor, row by row (PostgreSQL, WITHOUT ROWID tables)."""
-    return _read_rows(cursor, present, names, label)
-
-
-def _read_rows(cursor: Any, present: Sequence[str], names: Sequence[str], label: str) -> Columns:
     gathered: list[list[str | None]] = [[] for _ in present]
     rows = 0
     while True:
@@ -232,8 +230,8 @@ def _read_rows(cursor: Any, present: Sequence[str], names: Sequence[str], label:
         if not batch:
             break
         rows += len(batch)
-        for index, values in enumerate(zip(*batch, strict=True)) if present else ():
-            gathered[index].extend(_text(v) for v in values)
+        for index, column in enumerate(zip(*batch, strict=True)) if present else ():
+            gathered[index].extend(_text(v) for v in column)
     values = {c: from_strings(g) for c, g in zip(present, gathered, strict=True)}
     return Columns(label, rows, values, tuple(names))
 
@@ -299,7 +297,9 @@ def _ragged(buffer: np.ndarray[Any, np.dtype[np.uint8]], width: int) -> str:
     return f"line {bad + 2}: expected {width} fields like the header (got {per_line[bad] + 1})"
 
 
-def _read_csv_quoted(body: bytes, names: tuple[str, ...], present: list[str], label: str) -> Columns:
+def _read_csv_quoted(
+    body: bytes, names: tuple[str, ...], present: list[str], label: str
+) -> Columns:
     reader = csv.reader(io.StringIO(body.decode("utf-8", "replace")))
     indexes = [names.index(c) for c in present]
     gathered: list[list[str | None]] = [[] for _ in present]

@@ -27,12 +27,30 @@ import numpy as np
 
 from ..errors import InputError
 from ..report import postgres
-from ..report.sources import expand_path
+from ..report.sources import expand_path, open_readonly
 from ..report.table import redact
-from .columns import Bools, Codes, ColumnError, Floats, Ints, to_codes, to_floats, to_flags
-from .columns import TextColumn, to_micros
-from .tables import Columns, TableError, file_kind, read_file, read_rows, read_sqlite_table
-from .tables import split_table_argument, table_columns
+from .columns import (
+    Bools,
+    Codes,
+    ColumnError,
+    Floats,
+    Ints,
+    TextColumn,
+    to_codes,
+    to_flags,
+    to_floats,
+    to_micros,
+)
+from .tables import (
+    Columns,
+    TableError,
+    file_kind,
+    read_file,
+    read_rows,
+    read_sqlite_table,
+    split_table_argument,
+    table_columns,
+)
 
 KEYS = ("sensor_id", "timestamp")
 CLASSIC_LABELS = ("anomaly_flag", "anomaly_type")
@@ -95,7 +113,7 @@ def read_truth(argument: str, channels: bool = False) -> Truth:
     return _combine(argument if not postgres.is_url(argument) else redact(argument), parts)
 
 
-def _wanted(names: Sequence[str], channels: bool) -> list[str]:
+def _wanted(channels: bool) -> list[str]:
     wanted = [*KEYS, *CLASSIC_LABELS, *EQUIPMENT_LABELS, *GROUPS]
     if channels:
         wanted += list(CLASSIC_CHANNELS)
@@ -108,10 +126,9 @@ def _labelled(names: Sequence[str]) -> bool:
 
 def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
     if file_kind(path) != "sqlite":
-        found = read_file(path, _wanted((), channels), table)
-        _check(found)
-        return [found]
-    from ..report.sources import open_readonly
+        labels = read_file(path, _wanted(channels), table)
+        _check(labels)
+        return [labels]
 
     try:
         conn = open_readonly(path)
@@ -128,15 +145,15 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
             found = []
             for name in tables:
                 declared = table_columns(conn, name)
-                wanted = _wanted([c for c, _ in declared], channels)
+                wanted = _wanted(channels)
                 if channels:
                     wanted += [
                         c for c, kind in declared
                         if kind == "REAL" and c not in NOT_CHANNELS and c not in wanted
                     ]  # fmt: skip
-                columns = read_sqlite_table(conn, name, wanted, f"{path} (table {name})")
-                _check(columns)
-                found.append(columns)
+                read = read_sqlite_table(conn, name, wanted, f"{path} (table {name})")
+                _check(read)
+                found.append(read)
             return found
         except sqlite3.Error as exc:
             raise TableError(f"cannot read the database ({exc})") from None
@@ -175,7 +192,8 @@ def _from_postgres(url: str, channels: bool) -> tuple[list[Columns], list[str]]:
             str(row[0])
             for row in conn.execute(
                 "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+                "WHERE table_schema = current_schema() AND table_name = %s "
+                "ORDER BY ordinal_position",
                 (table,),
             )
         ]
@@ -184,9 +202,9 @@ def _from_postgres(url: str, channels: bool) -> tuple[list[Columns], list[str]]:
                 f"--truth {label}: table {table!r} lacks sensor_id, timestamp or labels "
                 "(anomaly_flag, or fault)"
             ]
-        present = [c for c in _wanted(names, channels) if c in names]
+        present = [c for c in _wanted(channels) if c in names]
         listed = ", ".join(
-            f"to_char(\"{c}\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            f'to_char("{c}" AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
             if c == "timestamp"
             else f'"{c}"'
             for c in present
