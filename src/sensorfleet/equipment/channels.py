@@ -39,7 +39,8 @@ class Labels:
     state: IntArray
     fault: IntArray  # machine fault index, -1 none
     onset: FloatArray  # the machine fault's onset (seconds from the origin)
-    tau: FloatArray  # seconds since the machine fault's onset (frozen at a trip)
+    tau: FloatArray  # seconds since the machine fault's onset, frozen at a trip (progress)
+    since: FloatArray  # seconds since the machine fault's onset (what channels follow)
     course: FloatArray
     severity: FloatArray
     fault_severity: FloatArray
@@ -211,7 +212,7 @@ class Channels:
                 hit = hit[draws < effect.bursts]
             weight = labels.severity[hit] * lagged_progress(
                 spec.progression,
-                labels.tau[hit],
+                labels.since[hit],
                 labels.course[hit],
                 spec.growth,
                 effect.lag_seconds,
