@@ -188,3 +188,37 @@ def test_node_resumed_after_its_lease_was_taken_over_stops_writing_that_id(
     assert [t for t in _rows_of(db, "S1", "A") if t >= taken_at] == []
     leases = query(db, f"SELECT count(*) FROM {LEASES}")
     assert leases == [(0,)]  # both exits gave their leases back
+
+
+def test_identity_edit_to_an_id_another_live_node_writes_is_rejected(tmp_path: Path) -> None:
+    """Editing a running node's id to one a live node writes is rejected, naming the holder;
+    an edit to a free id takes its lease first and gives the old one back."""
+    db = tmp_path / "shared.db"
+    reload = {"config_reload": {"enabled": True, "check_interval_seconds": 60}}
+    with (
+        _node_writing(tmp_path / "a", db, "A", ["S1"]) as first,
+        _node_writing(tmp_path / "c", db, "C", ["S2"], **reload) as other,
+    ):
+        wait_until(lambda: _rows_of(db, "S1", "A") and _rows_of(db, "S2", "C"), what="rows")
+        identity = tmp_path / "c" / "ids" / "S2.json"
+        write_identity(identity.with_name("edit.tmp"), id="S1", location="C")
+        (identity.with_name("edit.tmp")).replace(identity)
+        rejected = other.wait_for("config reload rejected")
+        before = len(_rows_of(db, "S2", "C"))
+        wait_until(lambda: len(_rows_of(db, "S2", "C")) > before + 20, what="S2 rows go on")
+        holders = dict(query(db, f"SELECT holder, pid FROM {HOLDERS}"))
+        leases = {s: holders[h] for s, h in query(db, f"SELECT sensor_id, holder FROM {LEASES}")}
+        assert leases == {"S1": first.proc.pid, "S2": other.proc.pid}
+        # An edit to a free id is applied, with the lease taken before its first row.
+        write_identity(identity.with_name("edit.tmp"), id="S3", location="C")
+        (identity.with_name("edit.tmp")).replace(identity)
+        other.wait_for("identity reloaded", lambda e: e["sensor_id"] == "S3")
+        wait_until(lambda: _rows_of(db, "S3", "C"), what="S3 rows")
+        holders = dict(query(db, f"SELECT holder, pid FROM {HOLDERS}"))
+        leases = {s: holders[h] for s, h in query(db, f"SELECT sensor_id, holder FROM {LEASES}")}
+        assert leases == {"S1": first.proc.pid, "S3": other.proc.pid}
+        assert other.stop() == 0 and first.stop() == 0
+    assert "sensor id 'S1' is already being written by a live node" in rejected["problem"]
+    assert f"pid {first.proc.pid}" in rejected["problem"]
+    assert rejected["action"] == "keeping the last good settings"
+    assert _rows_of(db, "S1", "C") == []  # never a second writer of S1

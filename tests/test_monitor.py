@@ -332,6 +332,30 @@ def test_every_route_answers_its_methods_and_refuses_the_others(tmp_path: Path) 
         loop.close()
 
 
+def test_any_other_method_gets_405_with_allow_and_a_json_body(tmp_path: Path) -> None:
+    """OPTIONS, TRACE, CONNECT and invented methods get 405 with the path's Allow (404 on an
+    unknown path), answered in JSON like every other refusal, not the library's 501 page."""
+    config = build_config({"database": {"path": str(tmp_path / "a.db")}}, "test")
+    identity = build_identity(DEFAULT_IDENTITY, "test", {})
+    loop = NodeLoop(config, build_sensors(config, [(None, identity)], 1, 0.0), ManualClock(0.0))
+    monitor = Monitor(loop, port=0)
+    port = monitor.start()
+    try:
+        for method in ("OPTIONS", "TRACE", "CONNECT", "FROBNICATE"):
+            for path, methods in ROUTES.items():
+                status, headers, body = http(method, f"http://127.0.0.1:{port}{path}")
+                assert status == 405, (method, path)
+                assert headers["Allow"] == ", ".join(methods), (method, path)
+                assert headers["Content-Type"] == "application/json", (method, path)
+                assert "method not allowed" in json.loads(body)["error"]
+            status, headers, body = http(method, f"http://127.0.0.1:{port}/nope")
+            assert status == 404 and headers["Content-Type"] == "application/json", method
+            assert "no such endpoint" in json.loads(body)["error"]
+    finally:
+        monitor.stop()
+        loop.close()
+
+
 def test_ipv6_host_is_served(tmp_path: Path) -> None:
     """An IPv6 bind address works (containers often set :: for all interfaces)."""
     host = "::1"

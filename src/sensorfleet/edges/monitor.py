@@ -15,6 +15,7 @@ loaded on the first scrape, so a node nobody scrapes never carries it.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -373,18 +374,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch("GET")  # same status and headers; ``_send`` leaves the body out
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute
 
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # Methods no endpoint serves still get 405 and the path's Allow (or 404), not 501.
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+        def __getattr__(self, name: str) -> Any:
+            # The standard library looks up do_<METHOD> and answers 501 with an HTML page
+            # when it is missing; every method (POST, OPTIONS, TRACE, an invented one) goes
+            # through the routing table instead: served, 405 with the path's Allow, or 404.
+            if name.startswith("do_") and name != "do_":
+                return functools.partial(self._dispatch, name[3:])
+            raise AttributeError(name)
 
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"

@@ -386,16 +386,7 @@ class Reloader:
         try:
             settings = self.inputs.load()
         except InputError as exc:
-            self.stats.rejected += 1
-            self.stats.last_rejected_at = self.clock.now()
-            self.stats.last_problems = list(exc.problems)
-            log.error(
-                "config reload rejected",
-                problem=exc.problems[0],
-                problems=exc.problems,
-                files=edited,
-                action="keeping the last good settings",
-            )
+            self._reject(exc, edited)
             return "rejected"
         config, identities = settings.config, settings.by_file()
         config_changes = changed_keys(self._config, config)
@@ -410,13 +401,21 @@ class Reloader:
         if not config_changes and not identity_changes:
             log.debug("config files touched, settings unchanged", files=edited)
             return "same"
+        before = (self._config, dict(self._identities), edited, self._catalogue)
         self._config = config
         self._catalogue = catalogue
         self._identities.update(identities)
         started = detected_at if detected_at is not None else time.monotonic()
         self.loop.submit(
             lambda loop: self._apply(
-                loop, config, identities, config_changes, identity_changes, started, catalogue
+                loop,
+                config,
+                identities,
+                config_changes,
+                identity_changes,
+                started,
+                before,
+                catalogue,
             )
         )
         self._follow_own_settings(config.config_reload)
@@ -430,12 +429,18 @@ class Reloader:
         config_changes: list[str],
         identity_changes: dict[str, list[str]],
         started: float,
+        before: tuple[Config, dict[str, Identity], list[str], Catalogue | None],
         catalogue: Catalogue | None = None,
     ) -> None:
         """Runs in the loop thread, between two readings."""
         previous = loop.config
         old_ids = {v.source: v.identity.id for v in loop.sensor_views() if v.source}
-        kept = loop.reconfigure(config, identities, catalogue)
+        try:
+            kept = loop.reconfigure(config, identities, catalogue)
+        except InputError as exc:  # a new sensor id that a live node writes
+            self._config, self._identities, edited, self._catalogue = before
+            self._reject(exc, edited)
+            return
         logs.set_level(loop.config.logging.level)
         self.stats.applied += 1
         self.stats.last_applied_at = self.clock.now()
@@ -464,6 +469,18 @@ class Reloader:
                 running=_lookup(previous, key),
                 requested=_lookup(config, key),
             )
+
+    def _reject(self, exc: InputError, files: list[str]) -> None:
+        self.stats.rejected += 1
+        self.stats.last_rejected_at = self.clock.now()
+        self.stats.last_problems = list(exc.problems)
+        log.error(
+            "config reload rejected",
+            problem=exc.problems[0],
+            problems=exc.problems,
+            files=files,
+            action="keeping the last good settings",
+        )
 
     def _follow_own_settings(self, settings: ConfigReload) -> None:
         """Apply edits of the ``config_reload`` section to the watcher itself."""

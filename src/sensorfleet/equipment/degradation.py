@@ -33,18 +33,25 @@ def progress(shape: str, tau: FloatArray, course: FloatArray | float, growth: fl
 def lagged_progress(
     shape: str, tau: FloatArray, course: FloatArray | float, growth: float, lag: float
 ) -> FloatArray:
-    """``progress`` seen through a first-order lag of ``lag`` seconds, started at onset."""
+    """``progress`` seen through a first-order lag of ``lag`` seconds, started at onset.
+
+    After the course ends the input holds at 1, and the output closes the rest of
+    the gap with the same lag.
+    """
     if lag <= 0:
         return progress(shape, tau, course, growth)
-    settle = -np.expm1(-tau / lag)  # 1 − e^(−τ/L): a unit step through the lag
     if shape == "step":
-        return settle
+        return -np.expm1(-tau / lag)  # 1 − e^(−τ/L): a unit step through the lag
+    within = np.minimum(tau, course)
+    settle = -np.expm1(-within / lag)
     if shape == "linear":
-        ramp: FloatArray = (tau - lag * settle) / course
-        return np.minimum(ramp, 1.0)
-    rate = growth / course  # exponential: u = (e^(aτ) − 1)/E through the lag
-    rising = (np.exp(rate * tau) - np.exp(-tau / lag)) / (1.0 + rate * lag)
-    curve: FloatArray = (rising - settle) / math.expm1(growth)
+        at: FloatArray = (within - lag * settle) / course
+    else:
+        rate = growth / course  # exponential: u = (e^(aτ) − 1)/E through the lag
+        rising = (np.exp(rate * within) - np.exp(-within / lag)) / (1.0 + rate * lag)
+        at = (rising - settle) / math.expm1(growth)
+    beyond = np.maximum(tau - within, 0.0)
+    curve: FloatArray = 1.0 - (1.0 - at) * np.exp(-beyond / lag)
     return curve
 
 

@@ -228,6 +228,7 @@ class EquipmentSimulator:
         state = table[:, 0].astype(np.int64)
         fault = table[:, 4].astype(np.int64)
         onset, course, severity, tripped = table[:, 5], table[:, 6], table[:, 7], table[:, 8]
+        since = t - onset
         tau = np.minimum(t, tripped) - onset  # progress stops when the machine trips
         fault_severity = np.zeros(len(t))
         progressed = np.zeros(len(t))
@@ -251,6 +252,7 @@ class EquipmentSimulator:
             fault=fault,
             onset=onset,
             tau=tau,
+            since=since,
             course=course,
             severity=severity,
             fault_severity=fault_severity,

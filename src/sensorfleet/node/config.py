@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,10 @@ class Retention(_Section):
     check_interval_seconds: Positive = 60.0
 
 
+# What ``database.path`` may name in braces, filled per sensor.
+PATH_PLACEHOLDERS: tuple[str, ...] = ("sensor_id",)
+
+
 class Database(_Section):
     path: str = "data/sensor_data.db"
     journal_mode: Literal["wal", "delete", "truncate", "persist"] = "wal"
@@ -161,9 +166,18 @@ class Database(_Section):
 
     @field_validator("path")
     @classmethod
-    def _non_empty(cls, value: str) -> str:
+    def _file_path(cls, value: str) -> str:
         if not value.strip():
             raise ValueError(f"must be a file path (got {value!r})")
+        # A misspelt placeholder would otherwise become part of the file name.
+        rest = value
+        for name in PATH_PLACEHOLDERS:
+            rest = rest.replace("{" + name + "}", "")
+        if "{" in rest or "}" in rest:
+            known = ", ".join("{" + name + "}" for name in PATH_PLACEHOLDERS)
+            unknown = re.search(r"\{[^{}]*\}", rest)
+            what = f"unknown placeholder {unknown[0]}" if unknown else "a brace without its pair"
+            raise ValueError(f"{what} in {value!r}; the placeholders are {known}")
         return value
 
 

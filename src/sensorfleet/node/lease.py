@@ -233,6 +233,39 @@ class FileLease:
             raise LeaseLostError(self.path, [(b[0], b[2], b[3]) for b in blocking])
         return []
 
+    def change_ids(self, conn: sqlite3.Connection, sensor_ids: Iterable[str]) -> None:
+        """Hold exactly ``sensor_ids`` from now on (a live identity edit changed an id).
+
+        New ids are taken as at start, a stale holder's included, but without
+        waiting: an id a live node holds raises ``LeaseConflictError`` naming it,
+        and nothing changes. Ids no longer written are given back.
+        """
+        previous, self.sensor_ids = self.sensor_ids, sorted(set(sensor_ids))
+        try:
+            blocking = self._try_acquire(conn, take_all=False)
+            if blocking:
+                raise LeaseConflictError(
+                    [
+                        f"{self.path}: sensor id {sensor_id!r} is already being written by a "
+                        f"live node (host {host}, pid {pid}); give this sensor another id"
+                        for sensor_id, _, host, pid, _ in blocking
+                    ]
+                )
+            given_back = [s for s in previous if s not in self.sensor_ids]
+            with transaction(conn):
+                conn.executemany(
+                    f"DELETE FROM {LEASES} WHERE sensor_id = ? AND holder = ?",
+                    [(s, self.holder.holder) for s in given_back],
+                )
+        except sqlite3.Error as exc:
+            self.sensor_ids = previous
+            raise LeaseConflictError(
+                [f"{self.path}: cannot check the sensor leases now ({exc}); save the file again"]
+            ) from None
+        except BaseException:
+            self.sensor_ids = previous
+            raise
+
     def drop(self, sensor_ids: Iterable[str]) -> None:
         """Stop claiming these ids (their sensors left this process)."""
         gone = set(sensor_ids)

@@ -8,6 +8,7 @@ state directly: they ``submit`` a command, which runs between two readings.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import queue
 import resource
@@ -27,7 +28,7 @@ from .config import Config, Modbus, OpcUa, Override
 from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
 from .layout import CLASSIC_TYPE
-from .lease import FileLease, LeaseLostError
+from .lease import FileLease, LeaseConflictError, LeaseLostError
 from .readings import Block, Readings
 from .store import Store, backoff_after
 from .writer import BufferedWriter
@@ -293,9 +294,14 @@ class NodeLoop:
         from other files keep theirs. Settings read only at start
         (``RESTART_KEYS``: database path, run time, seed, log destinations,
         monitoring address, ground-truth labels) keep their old values and are
-        returned. A sensor's ``type`` is kept too (``<file>: type``): a classic sensor
-        cannot become a machine, nor one model another, without a restart.
+        returned. A sensor's ``type`` is kept too (logged): a classic sensor cannot
+        become a machine, nor one model another, without a restart.
+
+        An identity whose id changes must first get the lease of its new id:
+        ``LeaseConflictError`` (naming the holder) when a live node writes that
+        id, and then nothing at all is applied.
         """
+        self._claim_ids(identities)
         kept = [key for key in RESTART_KEYS if _get(config, key) != _get(self.config, key)]
         if kept:
             config = _with_values(config, [Override(k, _get(self.config, k), "") for k in kept])
@@ -332,6 +338,28 @@ class NodeLoop:
         for listener in self._listeners:
             listener.reconfigured(config, identities_now)
         return kept
+
+    def _claim_ids(self, identities: dict[str, Identity]) -> None:
+        """Lease the sensor ids an edit gives each file before any row is written under them."""
+        wanted: dict[int, tuple[Store, list[str]]] = {}
+        for sensor in self.sensors:
+            store = sensor.writer.store
+            new_id = identities.get(sensor.source or "", sensor.identity).id
+            wanted.setdefault(id(store), (store, []))[1].append(new_id)
+        claimed: list[tuple[Store, list[str]]] = []
+        try:
+            for store, ids in wanted.values():
+                lease = store.lease
+                if lease is None or sorted(set(ids)) == lease.sensor_ids:
+                    continue
+                previous = list(lease.sensor_ids)
+                store.change_sensor_ids(ids)
+                claimed.append((store, previous))
+        except LeaseConflictError:
+            for store, previous in reversed(claimed):  # all files or none
+                with contextlib.suppress(LeaseConflictError):
+                    store.change_sensor_ids(previous)
+            raise
 
     # ---- producing readings ---------------------------------------------------------
     def _emit(self, sensor: Sensor, count: int) -> None:

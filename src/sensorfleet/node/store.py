@@ -298,12 +298,15 @@ def insert_rows(
 class Lease(Protocol):
     """Who may write which sensor ids into a file (see ``lease.FileLease``)."""
 
+    sensor_ids: list[str]
+
     def acquire(self, conn: sqlite3.Connection, patient: bool = True) -> None: ...
     def due(self) -> bool: ...
     def due_at(self) -> float: ...
     def beat(self, conn: sqlite3.Connection) -> None: ...
     def release(self, conn: sqlite3.Connection) -> None: ...
     def drop(self, sensor_ids: Iterable[str]) -> None: ...
+    def change_ids(self, conn: sqlite3.Connection, sensor_ids: Iterable[str]) -> None: ...
 
 
 class Store:
@@ -558,6 +561,22 @@ class Store:
                 self._known_good_at = time.time()
                 return written
         raise AssertionError("unreachable: tenacity reraises")
+
+    def change_sensor_ids(self, sensor_ids: Iterable[str]) -> None:
+        """Lease exactly these sensor ids from now on, before a live edit writes under them.
+
+        Raises ``LeaseConflictError`` (nothing changed) when a live node holds one
+        of them, or when the file cannot be checked now. With the file not open
+        (an outage), the reopen takes the leases, and ``LeaseLostError`` then
+        drops a sensor whose id turned out to be held.
+        """
+        lease = self.lease
+        if lease is None:
+            return
+        if self._conn is None:
+            lease.sensor_ids = sorted(set(sensor_ids))
+        else:
+            lease.change_ids(self._conn, sensor_ids)
 
     def heartbeat_due_at(self) -> float | None:
         """Wall time of the next lease heartbeat (None without a lease)."""
