@@ -227,12 +227,15 @@ class EquipmentSimulator:
         """Everything that changes as readings are produced, copied."""
         return Snapshot(self.next_index, self.timeline.save(), self.channels.save())
 
-    def restore(self, snapshot: Snapshot) -> None:
+    def restore(self, snapshot: object) -> None:
         """Go back to a ``snapshot`` (which stays usable for another restore).
 
         A snapshot belongs to the configuration it was taken under: rewind before
-        ``reconfigure``, as the classic generator does.
+        ``reconfigure``, as the classic generator does. Typed ``object`` so callers can
+        hold snapshots of either kind of stream behind one interface.
         """
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"not an equipment snapshot: {type(snapshot).__name__}")
         self.next_index = snapshot.next_index
         self.timeline.load(snapshot.timeline)
         self.channels.load(snapshot.channels)
