@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,7 @@ from .calendar import DAYS_PER_YEAR, Times, harmonic
 from .catalogue import EquipmentModel
 from .degradation import lagged_progress
 from .schema import ChannelSpecRaw, Effect
-from .timeline import Segment
+from .segments import Segment
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -61,6 +62,16 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
     return np.array([float(value.get(state, default)) for state in states])
 
 
+@dataclass(frozen=True)
+class SavedChannels:
+    """What a ``Channels`` carries between blocks, to go back to."""
+
+    counters: dict[str, tuple[int, float]]
+    stuck: dict[tuple[int, float], float]
+    noise: dict[str, Mapping[str, Any]]
+    bursts: dict[tuple[str, str], Mapping[str, Any]]
+
+
 @dataclass
 class Channels:
     """Channel computation for one simulator, with what carries from block to block."""
@@ -83,6 +94,23 @@ class Channels:
         for index, (name, fault) in enumerate(spec.faults.items()):
             for channel, effect in fault.effects.items():
                 self.effects.setdefault(channel, []).append((index, name, effect))
+
+    def save(self) -> SavedChannels:
+        """What carries from block to block, copied."""
+        return SavedChannels(
+            dict(self.counters),
+            dict(self.stuck),
+            {name: rng.bit_generator.state for name, rng in self.noise.items()},
+            {key: rng.bit_generator.state for key, rng in self.bursts.items()},
+        )
+
+    def load(self, saved: SavedChannels) -> None:
+        """Go back to ``saved`` (which stays usable)."""
+        self.counters, self.stuck = dict(saved.counters), dict(saved.stuck)
+        for name, state in saved.noise.items():
+            self.noise[name].bit_generator.state = state
+        for key, state in saved.bursts.items():
+            self.bursts[key].bit_generator.state = state
 
     # ---- the first-order response of analog and digital channels ---------------------
     def _segment_starts(self, segments: list[Segment], last: int) -> FloatArray:
