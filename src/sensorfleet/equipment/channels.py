@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,7 @@ from .calendar import DAYS_PER_YEAR, Times, harmonic
 from .catalogue import EquipmentModel
 from .degradation import lagged_progress
 from .schema import ChannelSpecRaw, Effect
-from .timeline import Segment
+from .segments import Segment
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -61,6 +62,16 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
     return np.array([float(value.get(state, default)) for state in states])
 
 
+@dataclass(frozen=True)
+class SavedChannels:
+    """What a ``Channels`` carries between blocks, to go back to."""
+
+    counters: dict[str, tuple[int, float]]
+    stuck: dict[tuple[int, float], float]
+    noise: dict[str, Mapping[str, Any]]
+    bursts: dict[tuple[str, str], Mapping[str, Any]]
+
+
 @dataclass
 class Channels:
     """Channel computation for one simulator, with what carries from block to block."""
@@ -77,25 +88,47 @@ class Channels:
         self.analog = [n for n, c in self.raw.items() if c.kind in ("analog", "digital")]
         self.targets = np.array([_per_state(self.raw[n].target, states) for n in self.analog]).T
         self.taus = np.array([_per_state(self.raw[n].tau_seconds, states) for n in self.analog]).T
+        with np.errstate(divide="ignore"):
+            self.rates = np.where(self.taus > 0, 1.0 / self.taus, np.inf)  # 1/τ per state
         self.effects: dict[str, list[tuple[int, str, Effect]]] = {}
         for index, (name, fault) in enumerate(spec.faults.items()):
             for channel, effect in fault.effects.items():
                 self.effects.setdefault(channel, []).append((index, name, effect))
+
+    def save(self) -> SavedChannels:
+        """What carries from block to block, copied."""
+        return SavedChannels(
+            dict(self.counters),
+            dict(self.stuck),
+            {name: rng.bit_generator.state for name, rng in self.noise.items()},
+            {key: rng.bit_generator.state for key, rng in self.bursts.items()},
+        )
+
+    def load(self, saved: SavedChannels) -> None:
+        """Go back to ``saved`` (which stays usable)."""
+        self.counters, self.stuck = dict(saved.counters), dict(saved.stuck)
+        for name, state in saved.noise.items():
+            self.noise[name].bit_generator.state = state
+        for key, state in saved.bursts.items():
+            self.bursts[key].bit_generator.state = state
 
     # ---- the first-order response of analog and digital channels ---------------------
     def _segment_starts(self, segments: list[Segment], last: int) -> FloatArray:
         """Values at the start of segments 0..last (carried forward in closed form)."""
         if segments[0].x0 is None:
             segments[0].x0 = self.targets[segments[0].state].copy()
+        rates = self.rates
         for j in range(last):
             if segments[j + 1].x0 is not None:
                 continue
             seg = segments[j]
             assert seg.x0 is not None
-            level, tau = self.targets[seg.state], self.taus[seg.state]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                decay = np.where(tau > 0, np.exp(-(seg.end - seg.start) / tau), 0.0)
-            segments[j + 1].x0 = level + (seg.x0 - level) * decay
+            level, span = self.targets[seg.state], seg.end - seg.start
+            if span <= 0:
+                segments[j + 1].x0 = seg.x0
+                continue
+            # e^(−span/τ), which is 0 for τ = 0 (rate = inf): the channel jumps to its target
+            segments[j + 1].x0 = level + (seg.x0 - level) * np.exp(-span * rates[seg.state])
         return np.array([seg.x0 for seg in segments[: last + 1]])
 
     def _responses(
@@ -106,9 +139,11 @@ class Channels:
         which = labels.segment
         starts = self._segment_starts(segments, int(which[-1]))[which]
         begin = np.array([seg.start for seg in segments[: int(which[-1]) + 1]])[which]
-        level, tau = self.targets[labels.state], self.taus[labels.state]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            decay = np.where(tau > 0, np.exp(-(t - begin)[:, None] / tau), 0.0)
+        level, rate = self.targets[labels.state], self.rates[labels.state]
+        elapsed = (t - begin)[:, None]
+        with np.errstate(invalid="ignore"):
+            decay = np.exp(-elapsed * rate)
+        decay[np.isnan(decay)] = 0.0  # τ = 0 at a segment's first instant: already there
         values = level + (starts - level) * decay
         return {name: values[:, i] for i, name in enumerate(self.analog)}
 

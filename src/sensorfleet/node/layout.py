@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from ..errors import InputError
 
@@ -156,6 +156,7 @@ LABEL_COLUMNS: tuple[Column, ...] = (
     Column("fault", "text", "label", description="active fault, NULL when none"),
     Column("fault_severity", "real", "label", description="0 to 1"),
     Column("fault_started_at", "time", "label", description="UTC start of the active fault"),
+    Column("instrument_fault", "text", "label", description="faulty instrument, NULL when none"),
     Column("health", "real", "label", description="1 (new) down to 0 (failed)"),
     Column("rul_seconds", "real", "label", unit="s", description="NULL while healthy"),
     Column("maintenance", "integer", "label", nullable=False, default=0, description="0 or 1"),
@@ -167,12 +168,43 @@ _RESERVED = frozenset(
 )
 
 
+class NamedChannel(Protocol):
+    """What a layout needs of a model's channel (``equipment.ChannelSpec`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class ChannelColumn:
-    """What a layout needs of a model's channel (``ChannelSpec`` has these fields)."""
+    """A channel named by hand (tests, tools)."""
 
     name: str
     unit: str
+
+
+def truth_table_of(type_name: str) -> str:
+    """The truth file's table of an equipment type (``labels.mode: hidden``)."""
+    return f"{type_name}_truth"
+
+
+def truth_schema_sql(type_name: str) -> str:
+    """CREATE statement of a type's table in the truth file: the labels of each reading,
+    keyed by the node file's database id and the reading's row id there."""
+    columns = ",\n".join(
+        f"    {column.sqlite_sql()}" for column in (SENSOR_ID, TIMESTAMP, *LABEL_COLUMNS)
+    )
+    return f"""CREATE TABLE IF NOT EXISTS {{schema}}.{truth_table_of(type_name)} (
+    database_id TEXT NOT NULL,
+    reading_id INTEGER NOT NULL,
+{columns},
+    PRIMARY KEY (database_id, reading_id)
+) WITHOUT ROWID"""
+
+
+TRUTH_KEY: tuple[str, ...] = ("database_id", "reading_id", SENSOR_ID.name, TIMESTAMP.name)
 
 
 def table_of(type_name: str) -> str:
@@ -182,7 +214,7 @@ def table_of(type_name: str) -> str:
 
 
 def equipment_layout(
-    type_name: str, channels: Iterable[ChannelColumn], labels_inline: bool = True
+    type_name: str, channels: Iterable[NamedChannel], labels_inline: bool = True
 ) -> TableLayout:
     """The ``<type>_readings`` layout of an equipment model: identity and time, one REAL
     column per channel, the ground-truth labels (unless hidden), the identity fields.
