@@ -65,10 +65,13 @@ def test_blocks_are_identical_however_the_readings_are_split(name: str) -> None:
     assert_same(whole, run_in_blocks(name, sizes, force_at, count))
 
 
-def test_restore_replays_exactly_and_stays_reusable() -> None:
+@pytest.mark.parametrize("name", ["compressor", "motor", "fan", "hvac"])
+def test_restore_replays_exactly_and_stays_reusable(name: str) -> None:
     """After a snapshot, restoring twice gives the same readings both times."""
-    sim = simulator("motor", rate_multiplier=300.0)
+    sim = simulator(name, rate_multiplier=300.0)
     sim.generate(5000)
+    sim.force_fault(model(name).instrument_faults[-1], duration_seconds=3000)
+    sim.generate(10)
     snap = sim.snapshot()
     first = sim.generate(3000)
     sim.restore(snap)
@@ -180,3 +183,35 @@ def test_seeds_differ_and_unknown_fault_is_refused() -> None:
     assert not np.array_equal(one, two)
     with pytest.raises(ValueError, match="fan has no fault 'leak'"):
         simulator("fan").force_fault("leak")
+
+
+def test_reconfigure_changes_figures_from_the_next_reading() -> None:
+    """A reloaded model's new target applies from the next reading; the past is untouched."""
+    compressor = model("compressor")
+    bigger = build_catalogue(
+        [("plant.yaml", "models: {compressor: {channels: {power_kw: {target: {loaded: 75}}}}}")]
+    ).get("compressor")
+    plain = simulator("compressor").generate(2000)
+    sim = simulator("compressor")
+    before = sim.generate(1000)
+    sim.reconfigure(bigger)
+    after = sim.generate(1000)
+    assert_same(before, plain.slice(0, 1000))
+    loaded = after.state == compressor.states.index("loaded")
+    settled = loaded & np.roll(loaded, 10)
+    assert abs(float(np.median(after.channels["power_kw"][settled])) - 75) < 1
+    # The state machine kept its place: the first readings after the change share its state.
+    assert after.state[0] == plain.state[1000]
+
+
+def test_reconfigure_rescales_fault_rates_and_refuses_another_machine() -> None:
+    """Raising the profile multiplier makes faults appear; other channels mean another machine."""
+    sim = simulator("motor", rate_multiplier=0.0)
+    assert (sim.generate(20_000).fault == -1).all()
+    sim.reconfigure(model("motor"), rate_multiplier=2000.0)
+    assert (sim.generate(20_000).fault >= 0).any()
+    other = build_catalogue(
+        [("plant.yaml", "models: {motor: {channels: {oil_c: {kind: analog, target: 40}}}}")]
+    ).get("motor")
+    with pytest.raises(ValueError, match="start a new simulator"):
+        sim.reconfigure(other)

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,7 @@ from .calendar import DAYS_PER_YEAR, Times, harmonic
 from .catalogue import EquipmentModel
 from .degradation import lagged_progress
 from .schema import ChannelSpecRaw, Effect
-from .timeline import Segment
+from .segments import Segment
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -52,6 +53,18 @@ class Labels:
     demand: FloatArray
 
 
+def _full(value: FloatArray | float, n: int) -> FloatArray:
+    """``value`` as a float array of ``n`` readings (a formula may give a constant)."""
+    if isinstance(value, np.ndarray) and value.shape == (n,):
+        return value.astype(np.float64, copy=False)
+    return np.full(n, value, dtype=np.float64)
+
+
+def _clip(value: FloatArray, bounds: tuple[float, float]) -> FloatArray:
+    clipped: FloatArray = np.minimum(np.maximum(value, bounds[0]), bounds[1])
+    return clipped
+
+
 def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...]) -> FloatArray:
     if value is None:
         return np.zeros(len(states))
@@ -59,6 +72,16 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
         return np.full(len(states), float(value))
     default = value.get("default", 0.0)
     return np.array([float(value.get(state, default)) for state in states])
+
+
+@dataclass(frozen=True)
+class SavedChannels:
+    """What a ``Channels`` carries between blocks, to go back to."""
+
+    counters: dict[str, tuple[int, float]]
+    stuck: dict[tuple[int, float], float]
+    noise: dict[str, Mapping[str, Any]]
+    bursts: dict[tuple[str, str], Mapping[str, Any]]
 
 
 @dataclass
@@ -74,6 +97,7 @@ class Channels:
     def __post_init__(self) -> None:
         spec, states = self.model.spec, self.model.states
         self.raw = spec.channels
+        self.decimals = {channel.name: channel.decimals for channel in self.model.channels}
         self.analog = [n for n, c in self.raw.items() if c.kind in ("analog", "digital")]
         self.targets = np.array([_per_state(self.raw[n].target, states) for n in self.analog]).T
         self.taus = np.array([_per_state(self.raw[n].tau_seconds, states) for n in self.analog]).T
@@ -83,6 +107,23 @@ class Channels:
         for index, (name, fault) in enumerate(spec.faults.items()):
             for channel, effect in fault.effects.items():
                 self.effects.setdefault(channel, []).append((index, name, effect))
+
+    def save(self) -> SavedChannels:
+        """What carries from block to block, copied."""
+        return SavedChannels(
+            dict(self.counters),
+            dict(self.stuck),
+            {name: rng.bit_generator.state for name, rng in self.noise.items()},
+            {key: rng.bit_generator.state for key, rng in self.bursts.items()},
+        )
+
+    def load(self, saved: SavedChannels) -> None:
+        """Go back to ``saved`` (which stays usable)."""
+        self.counters, self.stuck = dict(saved.counters), dict(saved.stuck)
+        for name, state in saved.noise.items():
+            self.noise[name].bit_generator.state = state
+        for key, state in saved.bursts.items():
+            self.bursts[key].bit_generator.state = state
 
     # ---- the first-order response of analog and digital channels ---------------------
     def _segment_starts(self, segments: list[Segment], last: int) -> FloatArray:
@@ -136,12 +177,12 @@ class Channels:
         for name in model.order:
             raw = self.raw[name]
             if raw.kind == "counter":
-                rate = np.broadcast_to(model.formulas[name].evaluate(env), (n,))
+                rate = _full(model.formulas[name].evaluate(env), n)
                 value = self._count(name, raw, rate * interval, times.shift_id)
             else:
                 if raw.kind == "derived":
                     formula = model.formulas[name].evaluate(env)
-                    value = np.array(np.broadcast_to(formula, (n,)), dtype=np.float64)
+                    value = _full(formula, n)
                 else:
                     value = responses[name]
                 if raw.kind == "analog":
@@ -152,7 +193,7 @@ class Channels:
                 if raw.kind == "digital":
                     value = (value >= 0.5).astype(np.float64)
             if raw.range is not None:
-                value = np.clip(value, raw.range[0], raw.range[1])
+                value = _clip(value, raw.range)
             values[name] = value
             env[name] = value
         return values, self._report(values, t, labels)
@@ -242,6 +283,7 @@ class Channels:
         reported = dict(values)
         hit_any = np.flatnonzero(labels.instrument >= 0)
         specs = list(self.model.spec.instrument_faults.values())
+        touched: set[str] = set()
         for index in np.unique(labels.instrument[hit_any]).tolist():
             spec = specs[index]
             hit = np.flatnonzero(labels.instrument == index)
@@ -260,9 +302,10 @@ class Channels:
                     held = self.stuck.setdefault(key, float(value[rows[0]]))
                     value[rows] = held
             reported[spec.channel] = value
+            touched.add(spec.channel)
         for name, value in reported.items():
-            raw = self.raw[name]
-            if raw.range is not None and name in {specs[i].channel for i in range(len(specs))}:
-                value = np.clip(value, raw.range[0], raw.range[1])
-            reported[name] = np.round(value, self.model.channel(name).decimals)
+            bounds = self.raw[name].range
+            if bounds is not None and name in touched:  # the instrument's own range
+                value = _clip(value, bounds)
+            reported[name] = value.round(self.decimals[name])
         return reported
