@@ -117,10 +117,14 @@ def test_forced_fault_starts_at_the_next_reading_and_ends_on_request() -> None:
 
 
 def test_timestamps_follow_the_interval_from_the_start() -> None:
-    """Readings are exactly one interval apart, the first at the start time."""
-    block = simulator("hvac").generate(100)
+    """Readings are exactly one interval apart, the first at the start time; none is empty."""
+    sim = simulator("hvac")
+    empty = sim.generate(0)
+    assert len(empty) == 0 and set(empty.channels) == {c.name for c in model("hvac").channels}
+    block = sim.generate(100)
     assert block.timestamps_us[0] == round(MONDAY * 1_000_000)
     assert (np.diff(block.timestamps_us) == 10_000_000).all()
+    assert len(sim.generate(0)) == 0 and sim.generate(1).first_index == 100
 
 
 def test_instrument_dropout_is_missing_data_not_a_machine_fault() -> None:
