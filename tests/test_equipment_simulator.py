@@ -215,3 +215,32 @@ def test_reconfigure_rescales_fault_rates_and_refuses_another_machine() -> None:
     ).get("motor")
     with pytest.raises(ValueError, match="start a new simulator"):
         sim.reconfigure(other)
+
+
+def test_machine_faults_can_freeze_a_channel_or_lose_its_readings() -> None:
+    """A stuck effect repeats the episode's first value; a dropout in bursts loses readings
+    that other channels still compute from."""
+    catalogue = build_catalogue(
+        [
+            (
+                "plant.yaml",
+                "models: {motor: {faults: {board_fault: {progression: step,"
+                " effects: {vibration_mm_s: {mode: stuck}, power_kw: {mode: dropout,"
+                " bursts: 0.5}}}}}}",
+            )
+        ]
+    )
+    motor = catalogue.get("motor")
+    sim = EquipmentSimulator(motor, np.random.SeedSequence(42), MONDAY, 10.0, 0.0)
+    sim.generate(20)
+    sim.force_fault("board_fault", severity=0.5, duration_seconds=3600)
+    block = sim.generate(360)
+    stuck = block.channels["vibration_mm_s"]
+    assert (stuck == stuck[0]).all()
+    lost = np.isnan(block.channels["power_kw"])
+    assert 0.4 < lost.mean() < 0.6
+    assert not np.isnan(block.channels["energy_kwh"]).any()
+    assert np.all(np.diff(block.channels["energy_kwh"]) >= 0)
+    after = sim.generate(360)
+    assert not np.isnan(after.channels["power_kw"]).any()
+    assert len(np.unique(after.channels["vibration_mm_s"])) > 10

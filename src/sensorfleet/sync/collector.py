@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from ..node.config import Database
 from ..node.store import backoff_after
 from .cursor import CursorStore
 from .metrics import SyncMetrics
-from .sinks.base import Batch, Sink, SinkClosedError, SinkError
+from .sinks.base import Batch, Sink, SinkClosedError, SinkError, SinkInterruptedError
 from .source import NodeDatabase, NotNodeDatabaseError, SourceError
 
 log = structlog.get_logger("sensorfleet.sync")
@@ -125,6 +125,9 @@ class Collector:
         self.closed_by_sink = False
         # A sink that copies rows from the node file itself (SQLite) needs only their ids.
         self._ids_only = bool(getattr(sink, "copies_rows", False))
+        # A sink that may wait on its destination for good (a pipe nobody reads) can be
+        # told to stop waiting; stop() tells it.
+        self._interrupt_sink: Callable[[], None] | None = getattr(sink, "interrupt", None)
         # Each source's file fingerprint when its last pass found nothing more to read.
         self._seen: dict[str, tuple[int, ...]] = {}
         # Sink writes run here so the next batch is read while the sink stores this one.
@@ -132,8 +135,14 @@ class Collector:
         self.summary = SyncSummary()
 
     def stop(self) -> None:
-        """Ask the loop to finish the batch in flight and return (safe from a signal handler)."""
+        """Ask the loop to finish the batch in flight and return (safe from a signal handler).
+
+        A sink that can wait on its destination for good gets a short grace to finish
+        the batch, then ends it; only the rows that arrived are marked.
+        """
         self._stop.set()
+        if self._interrupt_sink is not None:
+            self._interrupt_sink()
 
     @property
     def sources(self) -> list[Path]:
@@ -190,6 +199,12 @@ class Collector:
     ) -> int | None:
         try:
             return future.result()
+        except SinkInterruptedError as exc:
+            # Told to stop while the destination took nothing more: keep what it took.
+            log.info("sink write stopped", sink=self.sink.name, reason=str(exc), rows=exc.written)
+            if exc.written:
+                self._acknowledged(state, batch.head(exc.written), None, since)
+            raise _SinkDownError from None
         except SinkClosedError as exc:
             # The reader went away for good: keep what it did take, then stop cleanly.
             log.info("sink closed", sink=self.sink.name, reason=str(exc), rows=exc.written)

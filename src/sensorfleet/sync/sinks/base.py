@@ -41,6 +41,11 @@ class SinkClosedError(SinkError):
         self.written = written
 
 
+class SinkInterruptedError(SinkClosedError):
+    """The collector was told to stop while the sink waited on a destination that took
+    nothing more (a reader that stopped reading): ``written`` leading rows arrived."""
+
+
 @dataclass(frozen=True)
 class Batch:
     """Rows read from one node database in one pass, in id order.
