@@ -211,7 +211,7 @@ class ChannelSpecRaw(Strict):
 class Effect(Strict):
     """How a machine fault moves one channel (or the air demand)."""
 
-    mode: Literal["add", "scale", "set", "flip"]
+    mode: Literal["add", "scale", "set", "flip", "stuck", "dropout"]
     to: Finite = 0.0  # add: offset at full course; scale: factor; set: value
     lag_seconds: NonNegativeSeconds = 0.0  # the channel follows the fault this much later
     bursts: Annotated[float, Field(gt=0, le=1)] | None = None  # share of readings affected
