@@ -95,3 +95,21 @@ def test_demand_beyond_capacity_keeps_the_compressor_loaded() -> None:
     model, block = run(text, "compressor", 6 * 3600, start=MONDAY + 7 * 3600)
     assert (block.state == model.states.index("loaded")).all()
     assert abs(float(np.median(block.channels["power_kw"])) - 55) < 1
+
+
+def test_events_stay_fewer_than_readings_whatever_the_figures() -> None:
+    """A tiny receiver cycles no faster than once a second, and profiles multiplying fault
+    rates absurdly give at most one onset a second: a minute is a bounded number of events."""
+    text = "models: {compressor: {operation: {demand: {storage_m3: 0.0001}}}}"
+    tiny = build_catalogue([("plant.yaml", text)]).get("compressor")
+    sim = EquipmentSimulator(tiny, np.random.SeedSequence(1), MONDAY + 7 * 3600, 1.0, 0.0)
+    sim.timeline.extend(60.0)
+    assert 60 <= len(sim.timeline.segments) <= 61  # one load or unload phase a second
+    block = sim.generate(600)
+    assert 0.3 < float(np.mean(block.state == tiny.states.index("loaded"))) < 0.7
+
+    compressor = build_catalogue().get("compressor")
+    stormy = EquipmentSimulator(compressor, np.random.SeedSequence(1), MONDAY, 1.0, 1e12)
+    stormy.timeline.extend(60.0)
+    assert len(stormy.timeline.segments) <= 4 * 60  # onsets, their ends, services, states
+    assert (stormy.generate(60).fault >= 0).any()
