@@ -117,10 +117,14 @@ def test_forced_fault_starts_at_the_next_reading_and_ends_on_request() -> None:
 
 
 def test_timestamps_follow_the_interval_from_the_start() -> None:
-    """Readings are exactly one interval apart, the first at the start time."""
-    block = simulator("hvac").generate(100)
+    """Readings are exactly one interval apart, the first at the start time; none is empty."""
+    sim = simulator("hvac")
+    empty = sim.generate(0)
+    assert len(empty) == 0 and set(empty.channels) == {c.name for c in model("hvac").channels}
+    block = sim.generate(100)
     assert block.timestamps_us[0] == round(MONDAY * 1_000_000)
     assert (np.diff(block.timestamps_us) == 10_000_000).all()
+    assert len(sim.generate(0)) == 0 and sim.generate(1).first_index == 100
 
 
 def test_instrument_dropout_is_missing_data_not_a_machine_fault() -> None:
@@ -215,3 +219,32 @@ def test_reconfigure_rescales_fault_rates_and_refuses_another_machine() -> None:
     ).get("motor")
     with pytest.raises(ValueError, match="start a new simulator"):
         sim.reconfigure(other)
+
+
+def test_machine_faults_can_freeze_a_channel_or_lose_its_readings() -> None:
+    """A stuck effect repeats the episode's first value; a dropout in bursts loses readings
+    that other channels still compute from."""
+    catalogue = build_catalogue(
+        [
+            (
+                "plant.yaml",
+                "models: {motor: {faults: {board_fault: {progression: step,"
+                " effects: {vibration_mm_s: {mode: stuck}, power_kw: {mode: dropout,"
+                " bursts: 0.5}}}}}}",
+            )
+        ]
+    )
+    motor = catalogue.get("motor")
+    sim = EquipmentSimulator(motor, np.random.SeedSequence(42), MONDAY, 10.0, 0.0)
+    sim.generate(20)
+    sim.force_fault("board_fault", severity=0.5, duration_seconds=3600)
+    block = sim.generate(360)
+    stuck = block.channels["vibration_mm_s"]
+    assert (stuck == stuck[0]).all()
+    lost = np.isnan(block.channels["power_kw"])
+    assert 0.4 < lost.mean() < 0.6
+    assert not np.isnan(block.channels["energy_kwh"]).any()
+    assert np.all(np.diff(block.channels["energy_kwh"]) >= 0)
+    after = sim.generate(360)
+    assert not np.isnan(after.channels["power_kw"]).any()
+    assert len(np.unique(after.channels["vibration_mm_s"])) > 10

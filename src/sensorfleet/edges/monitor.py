@@ -40,6 +40,7 @@ from ..node.clock import format_instant
 from ..node.loop import NodeLoop, SensorView
 from ..node.profiles import ANOMALY_TYPES
 from . import sensors as resources
+from .connections import ConnectionSlots
 from .sensors import ControlError
 from .watcher import ReloadStats
 
@@ -94,12 +95,17 @@ class Monitor:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._wake_fds: tuple[int, int] | None = None
+        self.connections = ConnectionSlots()
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> int:
         """Bind and serve; return the bound port. Raises ``OSError`` if the port is taken."""
         base = _IPv6Server if ":" in self.host else _Server
-        server_class = type(base.__name__, (base,), {"request_queue_size": self.backlog})
+        server_class = type(
+            base.__name__,
+            (base,),
+            {"request_queue_size": self.backlog, "slots": self.connections},
+        )
         server = server_class((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = int(server.server_address[1])
@@ -128,12 +134,17 @@ class Monitor:
                 ready = {key.fileobj for key, _ in selector.select()}
                 if wake in ready:
                     return
-                server.handle_request()  # a connection is waiting: accept it
+                # A connection is waiting: accept it once a slot is free (read each time,
+                # so a reload of monitoring.max_connections applies to the next one).
+                if not self.connections.make_room(self.loop.config.monitoring.max_connections):
+                    return
+                server.handle_request()
 
     def stop(self) -> None:
         """Stop serving and release the port."""
         server, self._server = self._server, None
         fds, self._wake_fds = self._wake_fds, None
+        self.connections.stop()
         if fds is not None:
             os.write(fds[1], b"x")
         if self._thread is not None:
@@ -430,6 +441,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
+    slots: ConnectionSlots
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.slots.opened(request)  # before its thread runs: the thread frees it
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.closed(request)
+            raise
 
 
 class _IPv6Server(_Server):
@@ -441,8 +461,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     server_version = "sensorfleet"
     protocol_version = "HTTP/1.1"
-    timeout = 30  # an idle keep-alive client must not hold a thread forever
     monitor: ClassVar[Monitor]
+
+    # ---- the connection's slot (see edges/connections.py) ------------------------------
+    def setup(self) -> None:
+        super().setup()
+        # The socket timeout closes a connection idle this long (and bounds each read).
+        self.connection.settimeout(self.monitor.loop.config.monitoring.idle_timeout_seconds)
+
+    def handle_one_request(self) -> None:
+        self.monitor.connections.idle(self.connection)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if not self.monitor.connections.busy(self.connection):
+            self.close_connection = True  # closed to make room as the request arrived
+            return False
+        return True
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.monitor.connections.closed(self.connection)
 
     def do_GET(self) -> None:
         self._dispatch("GET")

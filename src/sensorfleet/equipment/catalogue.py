@@ -287,10 +287,11 @@ def _check_faults(spec: ModelSpec, states: tuple[str, ...]) -> None:
                 raise _SpecProblem(loc, f"unknown channel (the channels are {', '.join(channels)})")
             if channel.kind == "counter":
                 raise _SpecProblem(loc, "a counter moves through its rate, not by an effect")
-            if (effect.mode == "flip") != (channel.kind == "digital"):
-                raise _SpecProblem(
-                    (*loc, "mode"), "flip applies to digital channels, and only flip does"
-                )
+            digital_modes = ("flip", "stuck", "dropout")
+            if effect.mode == "flip" and channel.kind != "digital":
+                raise _SpecProblem((*loc, "mode"), "flip applies to digital channels only")
+            if channel.kind == "digital" and effect.mode not in digital_modes:
+                raise _SpecProblem((*loc, "mode"), "a digital channel takes flip, stuck or dropout")
     for fault_name, instrument in spec.instrument_faults.items():
         if instrument.channel not in channels:
             raise _SpecProblem(

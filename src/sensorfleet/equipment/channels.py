@@ -79,7 +79,7 @@ class SavedChannels:
     """What a ``Channels`` carries between blocks, to go back to."""
 
     counters: dict[str, tuple[int, float]]
-    stuck: dict[tuple[int, float], float]
+    stuck: dict[tuple[str, str, str, float], float]
     noise: dict[str, Mapping[str, Any]]
     bursts: dict[tuple[str, str], Mapping[str, Any]]
 
@@ -92,7 +92,7 @@ class Channels:
     noise: dict[str, np.random.Generator]
     bursts: dict[tuple[str, str], np.random.Generator]
     counters: dict[str, tuple[int, float]] = field(default_factory=dict)  # shift id, sum
-    stuck: dict[tuple[int, float], float] = field(default_factory=dict)
+    stuck: dict[tuple[str, str, str, float], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         spec, states = self.model.spec, self.model.states
@@ -174,6 +174,7 @@ class Channels:
         responses = self._responses(t, segments, labels)
         env: dict[str, FloatArray | float] = self._variables(times, labels, interval)
         values: dict[str, FloatArray] = {}
+        dropped: dict[str, list[IntArray]] = {}  # readings a machine fault loses
         for name in model.order:
             raw = self.raw[name]
             if raw.kind == "counter":
@@ -189,14 +190,14 @@ class Channels:
                     value = value + self._seasons(raw, times)
                 if raw.noise > 0:
                     value = value + raw.noise * self.noise[name].standard_normal(n)
-                value = self._apply_effects(name, value, labels)
+                value = self._apply_effects(name, value, labels, dropped)
                 if raw.kind == "digital":
                     value = (value >= 0.5).astype(np.float64)
             if raw.range is not None:
                 value = _clip(value, raw.range)
             values[name] = value
             env[name] = value
-        return values, self._report(values, t, labels)
+        return values, self._report(values, t, labels, dropped)
 
     def _variables(
         self, times: Times, labels: Labels, interval: float
@@ -249,7 +250,9 @@ class Channels:
             return np.floor(out + 1e-9)
         return out
 
-    def _apply_effects(self, name: str, value: FloatArray, labels: Labels) -> FloatArray:
+    def _apply_effects(
+        self, name: str, value: FloatArray, labels: Labels, dropped: dict[str, list[IntArray]]
+    ) -> FloatArray:
         for index, fault_name, effect in self.effects.get(name, ()):
             hit = np.flatnonzero(labels.fault == index)
             if not len(hit):
@@ -258,6 +261,13 @@ class Channels:
             if effect.bursts is not None:
                 draws = self.bursts[(fault_name, name)].random(len(hit))
                 hit = hit[draws < effect.bursts]
+            if effect.mode == "dropout":  # the reading is lost, the machine runs on
+                dropped.setdefault(name, []).append(hit)
+                continue
+            value = value.copy()
+            if effect.mode == "stuck":
+                self._hold(("fault", fault_name, name), value, hit, labels.onset[hit])
+                continue
             weight = labels.severity[hit] * lagged_progress(
                 spec.progression,
                 labels.since[hit],
@@ -265,7 +275,6 @@ class Channels:
                 spec.growth,
                 effect.lag_seconds,
             )
-            value = value.copy()
             if effect.mode == "add":
                 value[hit] += effect.to * weight
             elif effect.mode == "scale":
@@ -276,11 +285,28 @@ class Channels:
                 value[hit] = 1.0 - (value[hit] >= 0.5)
         return value
 
+    def _hold(
+        self, key: tuple[str, str, str], value: FloatArray, rows: IntArray, onsets: FloatArray
+    ) -> None:
+        """A stuck value: each episode repeats the value of its first affected reading."""
+        for onset in np.unique(onsets).tolist():
+            episode = rows[onsets == onset]
+            held = self.stuck.setdefault((*key, onset), float(value[episode[0]]))
+            value[episode] = held
+
     def _report(
-        self, values: dict[str, FloatArray], t: FloatArray, labels: Labels
+        self,
+        values: dict[str, FloatArray],
+        t: FloatArray,
+        labels: Labels,
+        dropped: dict[str, list[IntArray]],
     ) -> dict[str, FloatArray]:
         """What the instruments show: true values, changed by an instrument fault, rounded."""
         reported = dict(values)
+        for name, lost in dropped.items():
+            reported[name] = reported[name].copy()
+            for rows in lost:
+                reported[name][rows] = np.nan
         hit_any = np.flatnonzero(labels.instrument >= 0)
         specs = list(self.model.spec.instrument_faults.values())
         touched: set[str] = set()
@@ -296,11 +322,7 @@ class Channels:
             elif spec.mode == "dropout":
                 value[hit] = np.nan
             else:  # stuck: the value the episode's first reading showed
-                for episode in np.unique(onset).tolist():
-                    key = (index, episode)
-                    rows = hit[onset == episode]
-                    held = self.stuck.setdefault(key, float(value[rows[0]]))
-                    value[rows] = held
+                self._hold(("instrument", spec.channel, str(index)), value, hit, onset)
             reported[spec.channel] = value
             touched.add(spec.channel)
         for name, value in reported.items():

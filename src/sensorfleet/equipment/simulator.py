@@ -15,6 +15,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -244,20 +245,37 @@ class EquipmentSimulator:
     def generate(self, count: int) -> EquipmentBlock:
         """The next ``count`` readings."""
         first = self.next_index
+        if count <= 0:
+            return self._empty(first)
         steps = np.arange(first, first + count, dtype=np.float64)
         offsets_us = np.rint(steps * self._period_us).astype(np.int64)
         t = offsets_us / MICROS
         timeline = self.timeline
-        if count:
-            timeline.extend(float(t[-1]))
+        timeline.extend(float(t[-1]))
         labels = self._labels(t)
         times = self.calendar.times(self.origin_epoch + t)
-        values, reported = self.channels.fill(t, times, timeline.segments, labels, self.interval)
-        del values
-        if count:
-            timeline.drop_before(float(t[-1]))
+        _, reported = self.channels.fill(t, times, timeline.segments, labels, self.interval)
+        timeline.drop_before(float(t[-1]))
         self.next_index = first + count
         return self._block(first, offsets_us, reported, labels)
+
+    def _empty(self, first: int) -> EquipmentBlock:
+        def none(dtype: type[np.generic]) -> npt.NDArray[Any]:
+            return np.zeros(0, dtype=dtype)
+
+        return EquipmentBlock(
+            first_index=first,
+            timestamps_us=none(np.int64),
+            channels={channel.name: none(np.float64) for channel in self.model.channels},
+            state=none(np.int8),
+            fault=none(np.int16),
+            instrument_fault=none(np.int16),
+            fault_severity=none(np.float64),
+            fault_started_us=none(np.int64),
+            health=none(np.float64),
+            rul_seconds=none(np.float64),
+            maintenance=none(np.int8),
+        )
 
     def _labels(self, t: FloatArray) -> Labels:
         segments = self.timeline.segments

@@ -30,6 +30,14 @@ from .states import CycleStates, DemandStates, DwellStates, Next, Operator
 
 INFINITY = math.inf
 EPSILON = 1e-9  # seconds: events this close count as simultaneous
+# However high the profiles push them, onsets stay at most one a second (events stay
+# fewer than readings, so a run's cost stays bounded).
+MAX_ONSETS_PER_HOUR = 3600.0
+
+
+def _capped(rates: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    total = float(rates.sum()) if len(rates) else 0.0
+    return rates * (MAX_ONSETS_PER_HOUR / total) if total > MAX_ONSETS_PER_HOUR else rates
 
 
 # What changes as the timeline advances (the rest is fixed by the model).
@@ -89,8 +97,10 @@ class Timeline:
         self.operating = model.operating
         self.fault_specs = list(spec.faults.values())
         self.instrument_specs = list(spec.instrument_faults.values())
-        self.fault_rates = np.array([f.onset_per_hour for f in self.fault_specs]) * rate_multiplier
-        self.instrument_rates = (
+        self.fault_rates = _capped(
+            np.array([f.onset_per_hour for f in self.fault_specs]) * rate_multiplier
+        )
+        self.instrument_rates = _capped(
             np.array([f.onset_per_hour for f in self.instrument_specs]) * rate_multiplier
         )
 
