@@ -151,6 +151,11 @@ def test_later_files_win_and_merging_is_a_function_of_contents() -> None:
             "models.fan.operation.states.on.mean_dwell_seconds: must be at least 1 (got 0.5)",
         ),
         (
+            "models: {motor: {channels: {oee: {formula: 'duty * 2'}}}}\n",
+            "models.motor.channels.oee.formula: formula 'duty * 2' reads 'duty': a load/unload "
+            "(demand) model's variable",
+        ),
+        (
             "models: {compressor: {interval_seconds: true}}\n",
             "models.compressor.interval_seconds: expected a number, not true or false",
         ),

@@ -31,6 +31,7 @@ RESERVED_NAMES: frozenset[str] = frozenset(
         "duty",
     }
 )
+DEMAND_VARIABLES: frozenset[str] = frozenset({"demand", "capacity", "duty"})  # demand models
 BUILTIN_STATES: tuple[str, ...] = ("fault", "maintenance")
 MAX_SECONDS = 10 * 365 * 86_400.0  # ten years: longer than any course a model needs
 Finite = Annotated[float, Field(ge=-1e9, le=1e9)]

@@ -10,9 +10,10 @@ unit or its SQL type is never restated by hand. ``CLASSIC`` describes today's
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
 from ..errors import InputError
@@ -125,6 +126,23 @@ CREATE INDEX IF NOT EXISTS idx_{table}_timestamp ON {table}(timestamp);
 CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp);
 """
 
+    def to_json(self) -> str:
+        """The columns as JSON, as the node file's ``sensorfleet_tables`` keeps them so a
+        collector can read the table without the catalogue that made it."""
+        return json.dumps([asdict(column) for column in self.columns], ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, table: str, type_name: str, text: str) -> TableLayout:
+        """The layout ``to_json`` wrote (``ValueError`` for anything else)."""
+        try:
+            columns = tuple(Column(**item) for item in json.loads(text))
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{table}: not a table layout ({exc})") from None
+        bad = [c.name for c in columns if not _IDENTIFIER.match(c.name)]
+        if bad or not _IDENTIFIER.match(table):
+            raise ValueError(f"{table}: not a table layout (column names {bad})")
+        return cls(table, type_name, columns)
+
     def insert_sql(self) -> str:
         """INSERT of one row in ``names`` order."""
         names = self.names
@@ -203,6 +221,14 @@ def truth_schema_sql(type_name: str) -> str:
     PRIMARY KEY (database_id, reading_id)
 ) WITHOUT ROWID"""
 
+
+# The node file's registry of its equipment tables: name, type and layout (``to_json``).
+TABLES_TABLE = "sensorfleet_tables"
+TABLES_SCHEMA = f"""CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    layout TEXT NOT NULL
+)"""
 
 TRUTH_KEY: tuple[str, ...] = ("database_id", "reading_id", SENSOR_ID.name, TIMESTAMP.name)
 

@@ -42,7 +42,16 @@ from .dbfile import (
     quarantine,
     set_aside_stale_companions,
 )
-from .layout import CLASSIC, LABEL_COLUMNS, TRUTH_KEY, TableLayout, truth_schema_sql, truth_table_of
+from .layout import (
+    CLASSIC,
+    LABEL_COLUMNS,
+    TABLES_SCHEMA,
+    TABLES_TABLE,
+    TRUTH_KEY,
+    TableLayout,
+    truth_schema_sql,
+    truth_table_of,
+)
 from .readings import COLUMNS, Row
 
 log = structlog.get_logger("sensorfleet.store")
@@ -222,6 +231,12 @@ def ensure_table(conn: sqlite3.Connection, layout: TableLayout) -> None:
     for statement in layout.node_schema_sql().split(";"):
         if statement.strip():
             conn.execute(statement)
+    conn.execute(TABLES_SCHEMA)
+    conn.execute(
+        f"INSERT INTO {TABLES_TABLE} (name, type, layout) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET type = excluded.type, layout = excluded.layout",
+        (layout.table, layout.type_name, layout.to_json()),
+    )
 
 
 @dataclass(frozen=True)

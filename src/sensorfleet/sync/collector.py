@@ -21,6 +21,7 @@ import structlog
 from ..errors import SensorfleetError
 from ..node.clock import Clock, MonotonicClock, SystemClock, Wake, format_instant
 from ..node.config import Database
+from ..node.layout import CLASSIC
 from ..node.store import backoff_after
 from .cursor import CursorStore
 from .metrics import SyncMetrics
@@ -54,6 +55,7 @@ class SyncOptions:
 class _State:
     source: NodeDatabase
     explicit: bool
+    key: str = ""  # the file's real path, and ``#<table>`` for an equipment table
     until: int | None = None
     until_database: str | None = None
     failures: int = 0
@@ -92,6 +94,18 @@ class _SinkDownError(Exception):
 
 def _key(path: Path) -> str:
     return os.path.realpath(path)
+
+
+def _file_key(key: str) -> str:
+    """The file part of a source key (equipment tables are ``<file>#<table>``)."""
+    return key.split("#", 1)[0]
+
+
+def _cursor_key(state: _State, database_id: str) -> str:
+    """Where ``--cursor`` keeps a table's high-water mark: the database id for classic
+    readings (as before equipment tables existed), ``<database id>#<table>`` otherwise."""
+    table = state.source.layout.table
+    return database_id if table == CLASSIC.table else f"{database_id}#{table}"
 
 
 class Collector:
@@ -161,7 +175,12 @@ class Collector:
                     self._add(path, explicit=False, seen=seen)
             else:
                 self._add(item, explicit=True, seen=seen)
-        for key in [k for k, s in self._states.items() if k not in seen and not s.explicit]:
+        gone = [
+            key
+            for key, state in self._states.items()
+            if _file_key(key) not in seen and not state.explicit
+        ]
+        for key in gone:
             state = self._states.pop(key)
             state.source.close()
             with contextlib.suppress(KeyError):  # never reported a backlog
@@ -176,8 +195,26 @@ class Collector:
         seen.add(key)
         if key not in self._states:
             source = NodeDatabase(path, self.options.database, read_only=self.cursor is not None)
-            self._states[key] = _State(source, explicit)
+            self._states[key] = _State(source, explicit, key)
             log.info("source added", source=str(path))
+
+    def _discover(self, state: _State) -> None:
+        """Follow each equipment table of a file whose ``sensor_readings`` was just opened,
+        with a cursor of its own (a table whose layout grew is followed in its new one)."""
+        for layout in state.source.equipment_layouts():
+            key = f"{state.key}#{layout.table}"
+            known = self._states.get(key)
+            if known is not None and known.source.layout == layout:
+                continue
+            source = NodeDatabase(
+                state.source.path, self.options.database, self.cursor is not None, layout
+            )
+            if known is not None:
+                known.source.close()
+                known.source = source
+                continue
+            self._states[key] = _State(source, state.explicit, key)
+            log.info("source added", source=str(source.path), table=layout.table)
 
     # -- batches ---------------------------------------------------------------
 
@@ -186,13 +223,14 @@ class Collector:
         source, size = state.source, self.options.batch_size
         ids_only = self._ids_only
         if self.cursor is not None:
-            after = max(after, self.cursor.get(database_id))
+            after = max(after, self.cursor.get(_cursor_key(state, database_id)))
             rows = source.read_after(after, size, state.until, ids_only)
         else:
             rows = source.read_unsynced(size, after, state.until, ids_only)
         if not rows:
             return None
-        return Batch(database_id, str(source.path), rows, format_instant(self._clock.now()))
+        received = format_instant(self._clock.now())
+        return Batch(database_id, str(source.path), rows, received, source.layout)
 
     def _wait_for_ack(
         self, future: Future[int | None], state: _State, batch: Batch, since: float
@@ -222,7 +260,8 @@ class Collector:
         if self.cursor is not None:
             try:
                 now = self._clock.now()
-                self.cursor.advance(batch.database_id, batch.last_id, batch.source, now)
+                key = _cursor_key(state, batch.database_id)
+                self.cursor.advance(key, batch.last_id, batch.source, now)
             except OSError as exc:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
@@ -268,8 +307,10 @@ class Collector:
         except SourceError as exc:
             self._source_failed(state, exc)
             return False
+        if state.source.layout is CLASSIC:
+            self._discover(state)
         # Taken before reading: a commit after this point wakes the next pass.
-        self._seen[_key(state.source.path)] = state.source.signature()
+        self._seen[state.key] = state.source.signature()
         deadline = self._monotonic.now() + self.options.slice_seconds
         size = self.options.batch_size
         try:
@@ -498,7 +539,8 @@ class Collector:
             if source.database_id is not None and state.last_error is None:
                 try:
                     source.open()
-                    after = self.cursor.get(source.database_id) if self.cursor else None
+                    cursor, database = self.cursor, source.database_id
+                    after = cursor.get(_cursor_key(state, database)) if cursor else None
                     backlog = source.backlog(after)
                 except SourceError:
                     backlog = None
@@ -509,6 +551,7 @@ class Collector:
             log.info(
                 "source progress",
                 source=str(source.path),
+                table=source.layout.table,
                 database_id=source.database_id,
                 rows=state.since_log,
                 rows_per_second=round(state.since_log / elapsed, 1),
