@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import quote
@@ -41,6 +42,7 @@ from .dbfile import (
     quarantine,
     set_aside_stale_companions,
 )
+from .idfloor import IdFloor, raise_sequence, sequence
 from .layout import CLASSIC
 from .readings import COLUMNS, Row
 
@@ -209,9 +211,13 @@ def insert_rows(
     conn: sqlite3.Connection,
     rows: Iterable[Row],
     also: Callable[[sqlite3.Connection], None] | None = None,
+    first: Callable[[sqlite3.Connection], None] | None = None,
 ) -> int:
-    """Insert rows in one transaction (with ``also`` in it); return how many were written."""
+    """Insert rows in one transaction (``first`` before them and ``also`` after them in it);
+    return how many were written."""
     with transaction(conn):
+        if first is not None:
+            first(conn)
         before = conn.total_changes
         conn.executemany(INSERT_SQL, rows)
         written = conn.total_changes - before
@@ -258,6 +264,13 @@ class Store:
         self._pragmas: tuple[int, str] | None = None
         self._known_good_at = 0.0  # wall time the file was last seen to be ours
         self.database_id: str | None = None
+        # The highest id handed out in this database, kept where a restore cannot roll it
+        # back (the side file, and this process's memory while it runs).
+        self.id_floor = IdFloor(path)
+        self.restores = 0  # times the file was found behind its floor (a restored backup)
+        self._high = 0
+        self._floor_unsaved = False
+        self._floor_unraisable = False
         # Taken at every (re)open, refreshed in flush transactions, given back at finish.
         self.lease: Lease | None = None
 
@@ -324,11 +337,16 @@ class Store:
         conn = open_connection(self.path, self.settings)
         try:
             try:
-                self.database_id = ensure_schema(conn)
+                found = ensure_schema(conn)
             except ForeignTableError as exc:
                 raise self._foreign_table(exc.problems) from None
+            if found != self.database_id:  # another database: its ids are its own
+                self.database_id, self._high, self._floor_unraisable = found, 0, False
             if self.lease is not None:
                 self.lease.acquire(conn, patient)
+            # A restore made while the node was stopped is caught here, before any write.
+            with transaction(conn):
+                self._guard_ids(conn, from_file=True)
             inode = file_key(self.path)
         except BaseException:
             conn.close()
@@ -439,13 +457,73 @@ class Store:
                     conn = self._current()
                     lease = self.lease
                     beat = lease.beat if lease is not None and lease.due() else None
-                    written = insert_rows(conn, rows() if callable(rows) else rows, beat)
+                    # The guard also catches a restore in place (same inode, older contents).
+                    written = insert_rows(
+                        conn,
+                        rows() if callable(rows) else rows,
+                        partial(self._after_rows, beat),
+                        self._guard_ids,
+                    )
                 except BaseException:
                     self.close()  # reconnect (re-checking the file) on the next attempt
                     raise
                 self._known_good_at = time.time()
                 return written
         raise AssertionError("unreachable: tenacity reraises")
+
+    def _guard_ids(self, conn: sqlite3.Connection, from_file: bool = False) -> None:
+        """Inside a write transaction: the next id is above every id this database ever
+        handed out. A file behind that floor is a restored backup: its sequence is raised.
+
+        The side file is read at open; between opens the floor in memory is current
+        (every flush moves it to the file's newest id, whoever wrote that), and a
+        restore in place is caught against it without a read per flush.
+        """
+        assert self.database_id is not None
+        last = sequence(conn, TABLE)
+        floor = self._high
+        if from_file:
+            floor = max(floor, self.id_floor.read(self.database_id))
+        if last < floor and not self._floor_unraisable:
+            raised = raise_sequence(conn, TABLE, floor)
+            self.restores += 1
+            log.warning(
+                "database restore detected",
+                path=str(self.path),
+                database_id=self.database_id,
+                file_last_id=last,
+                ids_handed_out=floor,
+                action=(
+                    f"new rows get ids above {floor}, never an id already used"
+                    if raised
+                    else f"{TABLE} was made without AUTOINCREMENT: ids cannot be raised, "
+                    "central stores keep both readings of a reused id"
+                ),
+            )
+            self._floor_unraisable = not raised  # said once, not at every flush
+        self._high = max(floor, last)
+
+    def _after_rows(
+        self, beat: Callable[[sqlite3.Connection], None] | None, conn: sqlite3.Connection
+    ) -> None:
+        self._record_ids(conn)
+        if beat is not None:
+            beat(conn)
+
+    def _record_ids(self, conn: sqlite3.Connection) -> None:
+        """Inside the write transaction, after the rows: save the new floor beside the file."""
+        assert self.database_id is not None
+        self._high = max(self._high, sequence(conn, TABLE))
+        try:
+            self.id_floor.record(self.database_id, self._high)
+        except OSError as exc:
+            # The rows matter more than the floor: they are written, and central stores
+            # still keep both readings should a restore reuse an id (see docs/sync.md).
+            if not self._floor_unsaved:
+                log.warning("row id floor not saved", path=str(self.id_floor.path), error=str(exc))
+            self._floor_unsaved = True
+        else:
+            self._floor_unsaved = False
 
     def change_sensor_ids(self, sensor_ids: Iterable[str]) -> None:
         """Lease exactly these sensor ids from now on, before a live edit writes under them.

@@ -10,11 +10,15 @@ storage upsert on the key ``(database_id, source_row_id)`` so it is stored once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from ...node.readings import COLUMNS
+
+log = structlog.get_logger("sensorfleet.sync")
 
 # Columns of a central row, in order: the duplicate-free key, every column the
 # node writes for a reading, and when the central side received it.
@@ -99,6 +103,25 @@ class Batch:
             "count": len(self.rows),
             "rows": self.records(),
         }
+
+
+# A sink with storage keeps the second reading a key names here, beside its table.
+CONFLICTS_SUFFIX = "_conflicts"
+# Keys named in one warning line; the count covers them all.
+LOGGED_KEYS = 20
+
+
+def log_conflicts(sink: str, table: str, database_id: str, source_row_ids: Sequence[int]) -> None:
+    """Say that keys already held a different reading, and where the new one was kept."""
+    log.warning(
+        "key holds a different reading",
+        sink=sink,
+        database_id=database_id,
+        source_row_ids=list(source_row_ids[:LOGGED_KEYS]),
+        count=len(source_row_ids),
+        kept_in=table + CONFLICTS_SUFFIX,
+        action="both readings kept: the stored one in place, the new one beside it",
+    )
 
 
 def json_record(record: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...node.layout import CLASSIC
-from .base import CENTRAL_COLUMNS, Batch, SinkError
+from ...node.readings import COLUMNS
+from .base import CENTRAL_COLUMNS, CONFLICTS_SUFFIX, Batch, SinkError, log_conflicts
 
 if TYPE_CHECKING:
     import psycopg
@@ -29,6 +30,24 @@ CREATE TABLE IF NOT EXISTS {{table}} (
     PRIMARY KEY (database_id, source_row_id)
 )
 """
+# A second, different reading under a key the table holds is kept here, never dropped.
+# Made from the table itself, so a table written by an earlier version gains it as it is.
+_CONFLICTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {conflicts} (LIKE {table} INCLUDING DEFAULTS)",
+    "ALTER TABLE {conflicts} ADD COLUMN IF NOT EXISTS detected_at timestamptz NOT NULL "
+    "DEFAULT now()",
+    "CREATE INDEX IF NOT EXISTS {index} ON {conflicts} (database_id, source_row_id)",
+)
+# Rows of the batch whose key the table holds with another reading, not kept beside it yet.
+_KEEP_CONFLICTS = """
+INSERT INTO {conflicts} ({columns}) SELECT {staged} FROM {staging} AS s
+JOIN {table} AS c ON c.database_id = s.database_id AND c.source_row_id = s.source_row_id
+WHERE ({stored}) IS DISTINCT FROM ({incoming}) AND NOT EXISTS (
+    SELECT 1 FROM {conflicts} AS k
+    WHERE k.database_id = s.database_id AND k.source_row_id = s.source_row_id
+    AND ({kept}) IS NOT DISTINCT FROM ({incoming}))
+RETURNING source_row_id
+"""
 
 
 class PostgresSink:
@@ -42,6 +61,7 @@ class PostgresSink:
         self.table = table
         self.timeout = timeout
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self.conflicts = 0  # readings kept beside the table because their key was taken
 
     @property
     def name(self) -> str:
@@ -59,6 +79,14 @@ class PostgresSink:
         try:
             with conn.transaction():
                 conn.execute(sql.SQL(_SCHEMA).format(table=table))
+                for statement in _CONFLICTS_SCHEMA:
+                    conn.execute(
+                        sql.SQL(statement).format(
+                            conflicts=sql.Identifier(self.table + CONFLICTS_SUFFIX),
+                            table=table,
+                            index=sql.Identifier(f"idx_{self.table}{CONFLICTS_SUFFIX}_key"),
+                        )
+                    )
                 conn.execute(
                     sql.SQL(
                         "CREATE TEMP TABLE IF NOT EXISTS {staging} "
@@ -94,10 +122,34 @@ class PostgresSink:
                         "ON CONFLICT (database_id, source_row_id) DO NOTHING"
                     ).format(table=sql.Identifier(self.table), columns=columns, staging=staging)
                 )
-                return max(cur.rowcount, 0)
+                stored = max(cur.rowcount, 0)
+                if stored < len(batch):  # some keys were there: the same readings?
+                    cur.execute(self._keep_conflicts())
+                    found = sorted(int(str(row[0])) for row in cur.fetchall())
+                    if found:
+                        self.conflicts += len(found)
+                        log_conflicts(self.name, self.table, batch.database_id, found)
+                return stored
         except psycopg.Error as exc:
             self.close()  # a fresh connection next time; the transaction was rolled back
             raise SinkError(f"{self.name}: write batch: {_one_line(exc)}") from None
+
+    def _keep_conflicts(self) -> psycopg.sql.Composed:
+        from psycopg import sql
+
+        def of(alias: str, names: tuple[str, ...]) -> sql.Composed:
+            return sql.SQL(", ").join(sql.Identifier(alias, n) for n in names)
+
+        return sql.SQL(_KEEP_CONFLICTS).format(
+            conflicts=sql.Identifier(self.table + CONFLICTS_SUFFIX),
+            table=sql.Identifier(self.table),
+            staging=sql.Identifier(_STAGING),
+            columns=sql.SQL(", ").join(sql.Identifier(c) for c in CENTRAL_COLUMNS),
+            staged=of("s", CENTRAL_COLUMNS),
+            stored=of("c", COLUMNS),
+            incoming=of("s", COLUMNS),
+            kept=of("k", COLUMNS),
+        )
 
     def close(self) -> None:
         if self._conn is not None:

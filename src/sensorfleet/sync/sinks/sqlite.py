@@ -24,7 +24,7 @@ from ...node import store
 from ...node.config import Database
 from ...node.layout import CLASSIC
 from ...node.readings import COLUMNS
-from .base import CENTRAL_COLUMNS, Batch, SinkError
+from .base import CENTRAL_COLUMNS, CONFLICTS_SUFFIX, Batch, SinkError, log_conflicts
 
 DEFAULT_TABLE = "sensor_readings"
 
@@ -39,7 +39,17 @@ CREATE TABLE IF NOT EXISTS {{table}} (
     received_at TEXT NOT NULL,
     PRIMARY KEY (database_id, source_row_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_{{table}}_sensor_time ON {{table}}(sensor_id, timestamp)
+CREATE INDEX IF NOT EXISTS idx_{{table}}_sensor_time ON {{table}}(sensor_id, timestamp);
+-- A second, different reading under a key the table holds: kept here, never dropped.
+CREATE TABLE IF NOT EXISTS {{table}}{CONFLICTS_SUFFIX} (
+    database_id TEXT NOT NULL,
+    source_row_id INTEGER NOT NULL,
+{CLASSIC.sqlite_columns_sql()},
+    received_at TEXT NOT NULL,
+    detected_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_{{table}}{CONFLICTS_SUFFIX}_key
+    ON {{table}}{CONFLICTS_SUFFIX}(database_id, source_row_id)
 """
 
 
@@ -76,13 +86,33 @@ class SQLiteSink:
             f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
             "ON CONFLICT (database_id, source_row_id) DO NOTHING"
         )
-        self._copy = (
-            f"INSERT INTO {table} ({columns}) SELECT ?, r.id, "
+        # The batch's rows from the attached node file, as central rows.
+        self._from_node = (
+            "SELECT ? AS database_id, r.id AS source_row_id, "
             + ", ".join(f"r.{c}" for c in COLUMNS)
-            + f", ? FROM {_NODE}.sensor_readings AS r "
-            "WHERE r.id IN (SELECT value FROM json_each(?)) "
+            + f", ? AS received_at FROM {_NODE}.sensor_readings AS r "
+            "WHERE r.id IN (SELECT value FROM json_each(?))"
+        )
+        self._copy = (
+            f"INSERT INTO {table} ({columns}) {self._from_node} "
             "ON CONFLICT (database_id, source_row_id) DO NOTHING"
         )
+        # Rows of the batch whose key the table holds with another reading, not yet kept
+        # beside it: a key must never name two readings with one silently dropped.
+        same = " AND ".join(f"c.{col} IS s.{col}" for col in COLUMNS)
+        kept = " AND ".join(f"k.{col} IS s.{col}" for col in COLUMNS)
+        conflicts = table + CONFLICTS_SUFFIX
+        self._keep_conflicts = (
+            f"INSERT INTO {conflicts} ({columns}, detected_at) "
+            + "SELECT "
+            + ", ".join(f"s.{c}" for c in CENTRAL_COLUMNS)
+            + f", ? FROM ({{source}}) AS s JOIN {table} AS c "
+            "ON c.database_id = s.database_id AND c.source_row_id = s.source_row_id "
+            f"WHERE NOT ({same}) AND NOT EXISTS (SELECT 1 FROM {conflicts} AS k "
+            "WHERE k.database_id = s.database_id AND k.source_row_id = s.source_row_id "
+            f"AND {kept}) RETURNING source_row_id"
+        )
+        self.conflicts = 0  # readings kept beside the table because their key was taken
 
     @property
     def name(self) -> str:
@@ -118,11 +148,31 @@ class SQLiteSink:
                             conn.execute(self._copy, (batch.database_id, batch.received_at, ids))
                         else:
                             conn.executemany(self._insert, batch.central_rows())
-                        return conn.total_changes - before
+                        stored = conn.total_changes - before
+                        if stored < len(batch):  # some keys were there: same readings?
+                            self._keep_different(conn, batch, ids)
+                        return stored
         except (sqlite3.Error, OSError) as exc:
             self.close()  # reopen next time, in case the file was replaced
             raise SinkError(f"{self.name}: write batch: {exc}") from None
         raise AssertionError("unreachable: tenacity reraises")
+
+    def _keep_different(self, conn: sqlite3.Connection, batch: Batch, ids: str) -> None:
+        """Keep, beside the table, the batch's readings whose key holds another reading."""
+        now = batch.received_at
+        if ids:
+            sql = self._keep_conflicts.format(source=self._from_node)
+            params = [(now, batch.database_id, now, ids)]
+        else:  # rows from Python (no URI support): one row at a time
+            one_row = "SELECT " + ", ".join(f"? AS {c}" for c in CENTRAL_COLUMNS)
+            sql = self._keep_conflicts.format(source=one_row)
+            params = [(now, *row) for row in batch.central_rows()]
+        self._report(batch, [r[0] for p in params for r in conn.execute(sql, p)])
+
+    def _report(self, batch: Batch, found: list[int]) -> None:
+        if found:
+            self.conflicts += len(found)
+            log_conflicts(self.name, self.table, batch.database_id, sorted(found))
 
     def _check_source(self, conn: sqlite3.Connection, batch: Batch) -> None:
         found = conn.execute(f"SELECT database_id FROM {_NODE}.sensorfleet_meta").fetchone()
