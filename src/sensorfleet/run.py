@@ -140,10 +140,10 @@ def run_node(
         _configure_logging(config, inputs)
     seed = config.simulation.seed if config.simulation.seed is not None else secrets.randbits(63)
     try:
-        sensors = build_sensors(config, settings.identities, seed, first)
+        sensors = build_sensors(config, settings.identities, seed, first, settings.catalogue)
     except (sqlite3.Error, OSError) as exc:
         raise SensorfleetError(f"{config.database.path}: cannot open database: {exc}") from None
-    loop = NodeLoop(config, sensors, clock)
+    loop = NodeLoop(config, sensors, clock, settings.catalogue)
     log.info(
         "node starting",
         sensors=len(sensors),

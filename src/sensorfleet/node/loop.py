@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -27,10 +27,15 @@ from .clock import Clock, Wake
 from .config import Config, Modbus, OpcUa, Override
 from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
+from .layout import CLASSIC_TYPE
 from .lease import FileLease, LeaseConflictError, LeaseLostError
-from .readings import Block
+from .readings import Block, Readings
 from .store import Store, backoff_after
 from .writer import BufferedWriter
+
+if TYPE_CHECKING:
+    from ..equipment import Catalogue
+    from .machine import EquipmentGenerator, MachineSettings, MachineView
 
 log = structlog.get_logger("sensorfleet.node")
 
@@ -86,7 +91,7 @@ def database_path(template: str, sensor_id: str) -> Path:
 class Sensor:
     """One simulated sensor inside the process."""
 
-    generator: SensorGenerator
+    generator: SensorGenerator | EquipmentGenerator
     writer: BufferedWriter
     source: str | None = None  # identity file it came from, for reloads
     readings_generated: int = 0
@@ -95,6 +100,18 @@ class Sensor:
     @property
     def identity(self) -> Identity:
         return self.generator.settings.identity
+
+    @property
+    def classic(self) -> SensorGenerator | None:
+        """The classic sensor's generator; None for an equipment model."""
+        generator = self.generator
+        return generator if isinstance(generator, SensorGenerator) else None
+
+    @property
+    def machine(self) -> EquipmentGenerator | None:
+        """The equipment model's generator; None for a classic sensor."""
+        generator = self.generator
+        return None if isinstance(generator, SensorGenerator) else generator
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,8 @@ class SensorView:
     source: str | None
     readings_generated: int
     last_reading_at: float | None
-    episode: EpisodeView | None
+    episode: EpisodeView | None  # classic sensors
+    machine: MachineView | None = None  # equipment models: the latest reading and its truth
 
 
 @dataclass(frozen=True)
@@ -146,8 +164,15 @@ class Summary:
 class NodeLoop:
     """Drives every sensor of this process on a shared clock."""
 
-    def __init__(self, config: Config, sensors: list[Sensor], clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sensors: list[Sensor],
+        clock: Clock,
+        catalogue: Catalogue | None = None,
+    ) -> None:
         self.config = config
+        self.catalogue = catalogue  # the equipment models in force (None: classic sensors only)
         self.sensors = sensors
         self.clock = clock
         self.writers = list({id(s.writer): s.writer for s in sensors}.values())
@@ -202,7 +227,8 @@ class NodeLoop:
                 source=sensor.source,
                 readings_generated=sensor.readings_generated,
                 last_reading_at=sensor.last_reading_at,
-                episode=sensor.generator.episode_view(),
+                episode=classic.episode_view() if (classic := sensor.classic) else None,
+                machine=machine.view() if (machine := sensor.machine) else None,
             )
             for sensor in self.sensors[:limit]
         ]
@@ -218,7 +244,9 @@ class NodeLoop:
         id and episode length in readings (default length: the anomaly mix's)."""
         forced = []
         for sensor in self._chosen(sensor_id):
-            generator = sensor.generator
+            generator = sensor.classic
+            if generator is None:
+                continue  # anomaly episodes are the classic sensor's; machines have faults
             length = None if duration_seconds is None else generator.readings_in(duration_seconds)
             forced.append((sensor.identity.id, generator.force_anomaly(kind, length)))
         return forced
@@ -227,10 +255,19 @@ class NodeLoop:
         """End current and pending forced episodes; return (sensor id, type) of each ended."""
         ended = []
         for sensor in self._chosen(sensor_id):
-            kind = sensor.generator.end_anomaly()
+            if sensor.classic is None:
+                continue
+            kind = sensor.classic.end_anomaly()
             if kind is not None:
                 ended.append((sensor.identity.id, kind))
         return ended
+
+    def machine_of(self, sensor_id: str) -> EquipmentGenerator:
+        """The equipment generator of ``sensor_id``; ``KeyError`` if no machine has that id."""
+        for sensor in self.sensors:
+            if sensor.identity.id == sensor_id and sensor.machine is not None:
+                return sensor.machine
+        raise KeyError(sensor_id)
 
     def _chosen(self, sensor_id: str | None) -> list[Sensor]:
         return [s for s in self.sensors if sensor_id is None or s.identity.id == sensor_id]
@@ -246,13 +283,20 @@ class NodeLoop:
             except Exception as exc:  # a bad command must not kill the node
                 log.error("command failed", error=str(exc), error_class=type(exc).__name__)
 
-    def reconfigure(self, config: Config, identities: dict[str, Identity]) -> list[str]:
+    def reconfigure(
+        self,
+        config: Config,
+        identities: dict[str, Identity],
+        catalogue: Catalogue | None = None,
+    ) -> list[str]:
         """Apply new settings from the next reading on; return what needs a restart.
 
         ``identities`` maps identity file paths to their new contents; sensors
         from other files keep theirs. Settings read only at start
         (``RESTART_KEYS``: database path, run time, seed, log destinations,
-        monitoring address) keep their old values and are returned.
+        monitoring address, ground-truth labels) keep their old values and are
+        returned. A sensor's ``type`` is kept too (logged): a classic sensor cannot
+        become a machine, nor one model another, without a restart.
 
         An identity whose id changes must first get the lease of its new id:
         ``LeaseConflictError`` (naming the holder) when a live node writes that
@@ -270,17 +314,26 @@ class NodeLoop:
                 and "database.path" not in kept
             ):
                 kept.append("database.path")  # the file stays the one named after the old id
-            settings = Settings.resolve(config, identity)
+            if identity.type != sensor.identity.type:
+                log.warning(
+                    "setting needs restart",
+                    key=f"{sensor.source}: type",
+                    running=sensor.identity.type,
+                    requested=identity.type,
+                )
+                identity = identity.with_changes(type=sensor.identity.type)
+            settings = resolve_settings(config, identity, catalogue or self.catalogue)
             if settings.behaviour.unknown and identity != sensor.identity:
                 log.warning(
                     "unknown profile, behaving neutrally",
                     sensor_id=identity.id,
                     unknown=", ".join(settings.behaviour.unknown),
                 )
-            sensor.generator.reconfigure(settings)
+            sensor.generator.reconfigure(settings)  # type: ignore[arg-type]
         for writer in self.writers:
             writer.reconfigure(config.database)
         self.config = config
+        self.catalogue = catalogue if catalogue is not None else self.catalogue
         self._schedule_dirty = True
         identities_now = [sensor.identity for sensor in self.sensors]
         for listener in self._listeners:
@@ -311,12 +364,13 @@ class NodeLoop:
 
     # ---- producing readings ---------------------------------------------------------
     def _emit(self, sensor: Sensor, count: int) -> None:
-        block = sensor.generator.generate(count)
+        block: Readings = sensor.generator.generate(count)
         sensor.readings_generated += count
         sensor.last_reading_at = float(block.times_us[-1]) / 1e6
         sensor.writer.add(block)
-        for listener in self._listeners:
-            listener.publish(self._positions[id(sensor)], block)
+        if isinstance(block, Block):
+            for listener in self._listeners:
+                listener.publish(self._positions[id(sensor)], block)
 
     def backfill(self, end_epoch: float) -> None:
         """Generate every reading scheduled before ``end_epoch`` as fast as possible."""
@@ -558,11 +612,36 @@ def ensure_file_budget(databases: int, journal_mode: str) -> None:
         )
 
 
+def resolve_settings(
+    config: Config, identity: Identity, catalogue: Catalogue | None
+) -> Settings | MachineSettings:
+    """A classic sensor's settings, or an equipment model's from ``catalogue``."""
+    if identity.type == CLASSIC_TYPE:
+        return Settings.resolve(config, identity)
+    from .machine import MachineSettings
+
+    if catalogue is None:
+        raise InputError([f"sensor {identity.id}: type {identity.type!r} needs the catalogue"])
+    return MachineSettings.resolve(config, identity, catalogue)
+
+
+def truth_path(config: Config, database: Path, sensor_id: str) -> Path | None:
+    """The ground-truth file of a database (hidden labels only): ``labels.truth_path``
+    (``{sensor_id}`` replaced), else NAME.truth.db beside the database file."""
+    labels = config.labels
+    if labels.mode != "hidden":
+        return None
+    if labels.truth_path is not None:
+        return database_path(labels.truth_path, sensor_id)
+    return database.with_suffix(".truth.db")
+
+
 def build_sensors(
     config: Config,
     identities: Iterable[tuple[str | None, Identity]],
     seed: int,
     start_epoch: float,
+    catalogue: Catalogue | None = None,
 ) -> list[Sensor]:
     """Open one writer per database file and one generator per identity."""
     writers: dict[Path, BufferedWriter] = {}
@@ -574,12 +653,19 @@ def build_sensors(
             identity.id
         )
     ensure_file_budget(len(ids_by_path), config.database.journal_mode)
-    for source, identity in identities:
+    resolved = [
+        (source, identity, resolve_settings(config, identity, catalogue))
+        for source, identity in identities
+    ]
+    for source, identity, settings in resolved:
         path = database_path(config.database.path, identity.id)
         writer = writers.get(path)
         if writer is None:
-            store = Store(path, config.database)
+            store = Store(path, config.database, truth_path(config, path, identity.id))
             store.lease = FileLease(path, ids_by_path[path])
+            for _, other, other_settings in resolved:
+                if database_path(config.database.path, other.id) == path:
+                    store.add_layout(other_settings.layout)  # every table, checked at open
             try:
                 store.open()
             except BaseException:
@@ -587,14 +673,20 @@ def build_sensors(
                     opened.store.finish()
                 raise
             writer = writers[path] = BufferedWriter(store, config.database)
-        settings = Settings.resolve(config, identity)
         if settings.behaviour.unknown:
             log.warning(
                 "unknown profile, behaving neutrally",
                 sensor_id=identity.id,
                 unknown=", ".join(settings.behaviour.unknown),
             )
-        sensors.append(Sensor(SensorGenerator(settings, seed, start_epoch), writer, source))
+        generator: SensorGenerator | EquipmentGenerator
+        if isinstance(settings, Settings):
+            generator = SensorGenerator(settings, seed, start_epoch)
+        else:
+            from .machine import EquipmentGenerator
+
+            generator = EquipmentGenerator(settings, seed, start_epoch)
+        sensors.append(Sensor(generator, writer, source))
     return sensors
 
 

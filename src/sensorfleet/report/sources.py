@@ -14,16 +14,19 @@ collected as one line each; the other sources are still read.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._redaction import redact, scrub, secrets_of
 from ..node import store
 from ..node.config import Database
 from . import postgres
-from .table import NODE_COLUMNS, ReportSource, redact
+from .table import NODE_COLUMNS, ReportSource
 
 DATABASE_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -93,10 +96,31 @@ def _slicing(conn: sqlite3.Connection, table: str, columns: set[str]) -> str:
         return "key" if {"database_id", "source_row_id"} <= columns else "none"
 
 
+def _kind(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 def inspect(path: Path) -> ReportSource:
     """Describe the readings table of ``path``; raise ``ValueError`` with the reason if none."""
     try:
-        with path.open("rb") as handle:
+        # Non-blocking, so a named pipe cannot hold the report waiting for a writer
+        # (no effect on a regular file); anything but a regular file is refused.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as handle:
+            kind = _kind(os.fstat(descriptor).st_mode)
+            if kind is not None:
+                raise ValueError(f"{kind}, not a database file")
             header = handle.read(len(_SQLITE_HEADER))
     except OSError as exc:
         raise ValueError(f"cannot read the file ({exc.strerror or exc})") from None
@@ -148,7 +172,8 @@ def find_sources(arguments: Sequence[str]) -> tuple[list[ReportSource], list[str
             try:
                 sources.append(postgres.inspect_url(argument))
             except ValueError as exc:
-                problems.append(f"{redact(argument)}: {exc}")
+                reason = scrub(str(exc), secrets_of(argument))
+                problems.append(f"{redact(argument)}: {reason}")
             continue
         paths, problem = expand_path(argument)
         if problem:

@@ -17,7 +17,9 @@ each reading. A missing-data reading sets Bad_SensorFailure with no value.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -156,7 +158,8 @@ class OpcUaServer(FaceServer):
         )
         self.namespace_index = await server.register_namespace(NAMESPACE)
         await self._build(server)
-        await server.start()
+        with _quiet_start_failure():
+            await server.start()
         self.server = server
         assert server.bserver is not None
         return int(server.bserver.port)
@@ -304,6 +307,25 @@ class OpcUaServer(FaceServer):
             "security_policies": ",".join(self.settings.security_policies),
             "login": "username" if self.settings.username else "anonymous",
         }
+
+
+@contextmanager
+def _quiet_start_failure() -> Iterator[None]:
+    """Drop asyncua's own record of a failed start (a port taken, an address not ours).
+
+    asyncua logs it with a traceback and then raises; the face logs the raised error as
+    its one ``opcua unavailable`` line, so the library's record would only repeat it.
+    """
+
+    def drop_failure(record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.exc_info)
+
+    library = logging.getLogger("asyncua.server.server")
+    library.addFilter(drop_failure)
+    try:
+        yield
+    finally:
+        library.removeFilter(drop_failure)
 
 
 def every_reading(node: ua.NodeId, handle: int) -> ua.MonitoredItemCreateRequest:
