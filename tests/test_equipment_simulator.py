@@ -248,3 +248,20 @@ def test_machine_faults_can_freeze_a_channel_or_lose_its_readings() -> None:
     after = sim.generate(360)
     assert not np.isnan(after.channels["power_kw"]).any()
     assert len(np.unique(after.channels["vibration_mm_s"])) > 10
+
+
+def test_a_formula_that_divides_by_zero_gives_no_reading_and_no_lasting_nan() -> None:
+    """1/0 in a derived channel is a missing reading; in a counter's rate it adds nothing."""
+    text = (
+        "models: {fan: {channels: {"
+        "per_rpm: {kind: derived, formula: '1000 / rpm'},"
+        " odd_count: {kind: counter, rate: 'log(rpm) / 10'}}}}"
+    )
+    fan = build_catalogue([("plant.yaml", text)]).get("fan")
+    block = EquipmentSimulator(fan, np.random.SeedSequence(3), MONDAY, 5.0, 0.0).generate(17_280)
+    rpm, per_rpm = block.channels["rpm"], block.channels["per_rpm"]
+    missing = np.isnan(per_rpm)
+    assert missing.any() and (rpm[missing] == 0).all()  # stopped exactly: no reading
+    assert not missing[rpm > 1].any()
+    counts = block.channels["odd_count"]
+    assert not np.isnan(counts).any() and counts[-1] > 0

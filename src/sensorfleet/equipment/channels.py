@@ -178,12 +178,15 @@ class Channels:
         for name in model.order:
             raw = self.raw[name]
             if raw.kind == "counter":
-                rate = _full(model.formulas[name].evaluate(env), n)
-                value = self._count(name, raw, rate * interval, times.shift_id)
+                increments = self._evaluate(name, env, n) * interval
+                # A rate a formula cannot give (0/0, log 0) adds nothing rather than
+                # turning the count into NaN for good.
+                increments[~np.isfinite(increments)] = 0.0
+                value = self._count(name, raw, increments, times.shift_id)
             else:
                 if raw.kind == "derived":
-                    formula = model.formulas[name].evaluate(env)
-                    value = _full(formula, n)
+                    value = self._evaluate(name, env, n)
+                    value[np.isinf(value)] = np.nan  # no reading rather than infinity
                 else:
                     value = responses[name]
                 if raw.kind == "analog":
@@ -198,6 +201,11 @@ class Channels:
             values[name] = value
             env[name] = value
         return values, self._report(values, t, labels, dropped)
+
+    def _evaluate(self, name: str, env: dict[str, FloatArray | float], n: int) -> FloatArray:
+        with np.errstate(all="ignore"):  # the caller decides what a non-finite value means
+            value = _full(self.model.formulas[name].evaluate(env), n)
+        return value.copy() if value.base is not None else value
 
     def _variables(
         self, times: Times, labels: Labels, interval: float

@@ -25,6 +25,7 @@ import structlog
 from ..errors import InputError
 from .clock import Clock, Wake
 from .config import Config, Modbus, OpcUa, Override
+from .dbfile import unusable_reason
 from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
 from .layout import CLASSIC_TYPE
@@ -634,6 +635,15 @@ def truth_path(config: Config, database: Path, sensor_id: str) -> Path | None:
     return database.with_suffix(".truth.db")
 
 
+def refuse_unusable_paths(paths: Iterable[Path]) -> None:
+    """Raise ``InputError`` for paths that can never hold a database (a device, a folder,
+    a read-only place): one line each (once per folder), before any file is opened,
+    instead of retrying them as if the database were only busy."""
+    problems = [f"database.path: {reason}" for path in paths if (reason := unusable_reason(path))]
+    if problems:
+        raise InputError(list(dict.fromkeys(problems)))
+
+
 def build_sensors(
     config: Config,
     identities: Iterable[tuple[str | None, Identity]],
@@ -650,6 +660,7 @@ def build_sensors(
         ids_by_path.setdefault(database_path(config.database.path, identity.id), []).append(
             identity.id
         )
+    refuse_unusable_paths(ids_by_path)
     ensure_file_budget(len(ids_by_path), config.database.journal_mode)
     resolved = [
         (source, identity, resolve_settings(config, identity, catalogue))
