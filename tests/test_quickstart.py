@@ -56,6 +56,16 @@ def test_the_quick_start_names_the_commands_it_runs() -> None:
     assert blocks[2].strip() == "scripts/setup.sh --test && .venv/bin/python -m pytest"
 
 
+def test_ci_runs_the_readme_test_command_on_a_new_venv() -> None:
+    """.ci/run removes .venv, then runs the README's test command as written (and stops
+    if it fails), so what CI passes is what a fresh machine runs."""
+    command = quick_start_blocks()[2].strip()
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(command))
+    assert "rm -rf .venv" in lines[:at]
+    assert lines[at].endswith("|| exit 1")
+
+
 @pytest.mark.slow
 def test_a_newcomer_runs_the_quick_start_then_the_next_commands_in_one_shell(
     tmp_path: Path,
