@@ -77,14 +77,20 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"idle window {r['seconds']} s |"
         ]
     if name == "density":
+        runs = [("one process", r)]
+        if "per_sensor_files" in r:
+            runs.append(("one process, one file per sensor", r["per_sensor_files"]))
         return [
-            f"| density, one process | {r['sensors']:,} sensors × 1/s for {r['seconds']} s, "
-            f"{r['rows_total']:,} rows; {r['rss_kb_per_sensor']} KB and "
-            f"{r['cpu_cores_used']} cores | {r['cpu_cores_available']} cores; every sensor "
-            f"within 1 % of {r['rows_expected_per_sensor']} rows | "
-            f"{'all' if r['all_sensors_within_1pct'] else 'NOT all'} within 1 %, "
-            f"{r['timestamps_off_schedule']} off-schedule timestamps, newest-row lag p95 "
-            f"{r['newest_row_lag_p95_s']} s |"
+            f"| density, {mode} | {d['sensors']:,} sensors × 1/s for {d['seconds']} s, "
+            f"{d['rows_total']:,} rows; {d['rss_kb_per_sensor']} KB and "
+            f"{d['cpu_cores_used']} cores | {d['cpu_cores_available']} cores; every sensor "
+            f"within 1 % of {d['rows_expected_per_sensor']} rows | "
+            f"{'all' if d['all_sensors_within_1pct'] else 'NOT all'} within 1 %, "
+            f"{d['timestamps_off_schedule']} off-schedule timestamps, newest-row lag p95 "
+            f"{d['newest_row_lag_p95_s']} s"
+            + (f", databases opened in {d['open_seconds']} s" if d.get("open_seconds") else "")
+            + " |"
+            for mode, d in runs
         ]
     if name == "reload":
         return [

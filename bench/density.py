@@ -4,19 +4,27 @@ Runs one real node process with N identities writing one shared database for
 T seconds, then checks every sensor's row count against T × rate (within 1 %)
 and that its timestamps are exactly one period apart. Reports rows/s sustained
 against the rate required, peak memory per simulated sensor above the
-interpreter's fixed cost, CPU in cores against the cores available, and how
-far the newest row trailed the wall clock while running.
+interpreter's fixed cost, CPU in cores against the cores available, how long
+opening the databases took, and how far the newest row trailed the wall clock
+while running.
 
-    python -m bench.density [--sensors 10000] [--seconds 300] [--smoke]
+Then the same with one database file per sensor (``{sensor_id}`` in the path),
+M sensors: three descriptors per file, so a few hundred sensors already hold
+descriptors past 1023 (a node waiting with ``select()`` crashed there).
+
+    python -m bench.density [--sensors 10000] [--per-sensor-files 2000]
+                            [--seconds 300] [--smoke]
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +52,20 @@ def make_identities(folder: Path, count: int) -> None:
     )
 
 
-def check_rows(db: Path, sensors: int, expected: int) -> dict[str, Any]:
-    with sqlite3.connect(db) as conn:
-        counts = [
-            c for (c,) in conn.execute("SELECT COUNT(*) FROM sensor_readings GROUP BY sensor_id")
-        ]
-        off_schedule = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT julianday(timestamp) - julianday(LAG(timestamp) "
-            "OVER (PARTITION BY sensor_id ORDER BY id)) AS gap FROM sensor_readings) "
-            "WHERE gap IS NOT NULL AND abs(gap * 86400 - 1.0) > 0.001"
-        ).fetchone()[0]
+def check_rows(dbs: list[Path], sensors: int, expected: int) -> dict[str, Any]:
+    counts: list[int] = []
+    off_schedule = 0
+    for db in dbs:
+        with sqlite3.connect(db) as conn:
+            counts += [
+                c
+                for (c,) in conn.execute("SELECT COUNT(*) FROM sensor_readings GROUP BY sensor_id")
+            ]
+            off_schedule += conn.execute(
+                "SELECT COUNT(*) FROM (SELECT julianday(timestamp) - julianday(LAG(timestamp) "
+                "OVER (PARTITION BY sensor_id ORDER BY id)) AS gap FROM sensor_readings) "
+                "WHERE gap IS NOT NULL AND abs(gap * 86400 - 1.0) > 0.001"
+            ).fetchone()[0]
     within = sum(1 for c in counts if abs(c - expected) <= 0.01 * expected)
     return {
         "sensors_with_rows": len(counts),
@@ -66,26 +78,52 @@ def check_rows(db: Path, sensors: int, expected: int) -> dict[str, Any]:
     }
 
 
-def run(sensors: int, seconds: int) -> dict[str, Any]:
+def open_seconds(stderr: str) -> float | None:
+    """From the run's planned start to 'node starting': opening every database."""
+    for line in stderr.splitlines():
+        if line.startswith("{") and '"node starting"' in line:
+            event = json.loads(line)
+            return round(
+                datetime.fromisoformat(event["timestamp"]).timestamp()
+                - datetime.fromisoformat(event["start"]).timestamp(),
+                1,
+            )
+    return None
+
+
+def sensor_ids(folder: Path) -> list[str]:
+    return sorted(json.loads(path.read_text())["id"] for path in folder.glob("*.json"))
+
+
+def run(sensors: int, seconds: int, per_sensor_files: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_identities(work / "ids", sensors)
-        write_config(work / "config.yaml", "data/fleet.db")
-        db = work / "data" / "fleet.db"
+        ids = sensor_ids(work / "ids")
+        if per_sensor_files:
+            write_config(work / "config.yaml", "data/{sensor_id}.db")
+            dbs = [work / "data" / f"{sensor_id}.db" for sensor_id in ids]
+        else:
+            write_config(work / "config.yaml", "data/fleet.db")
+            dbs = [work / "data" / "fleet.db"]
         measured = run_node(
-            ["--identity", "ids", "--run-time", str(seconds), "--seed", "1"], work, watch_db=db
+            ["--identity", "ids", "--run-time", str(seconds), "--seed", "1"],
+            work,
+            watch_db=dbs[-1],  # the last file opened; every sensor shares one schedule
         )
         if measured.exit_status != 0:
             raise SystemExit(f"density: node failed:\n{measured.stderr[-2000:]}")
-        rows = check_rows(db, sensors, seconds)
+        rows = check_rows(dbs, sensors, seconds)
         fixed = baseline_rss_mb(work)
     steady_lags = measured.lags[3:] or measured.lags
     return {
         "sensors": sensors,
+        "database_files": len(dbs),
         "readings_per_second_each": 1,
         "seconds": seconds,
         "rows_per_s_required": sensors,
         "wall_seconds": round(measured.wall_seconds, 1),
+        "open_seconds": open_seconds(measured.stderr),
         **rows,
         "all_sensors_within_1pct": rows["sensors_within_1pct"] == sensors,
         "peak_rss_mb": round(measured.peak_rss_mb, 1),
@@ -102,18 +140,39 @@ def run(sensors: int, seconds: int) -> dict[str, Any]:
 def main() -> None:
     args = parser(__doc__ or "")
     args.add_argument("--sensors", type=int, default=10_000)
+    args.add_argument(
+        "--per-sensor-files",
+        type=int,
+        default=2_000,
+        metavar="M",
+        help="then M sensors with one database file each (0: skip that run)",
+    )
     args.add_argument("--seconds", type=int, default=300)
     options = args.parse_args()
-    sensors, seconds = (300, 6) if options.smoke else (options.sensors, options.seconds)
+    if options.smoke:
+        # 400 files hold over 1,200 descriptors; 30 s leaves live waits after they open.
+        (sensors, seconds), (files, files_seconds) = (300, 6), (400, 30)
+    else:
+        sensors, seconds = options.sensors, options.seconds
+        files, files_seconds = options.per_sensor_files, options.seconds
     result = run(sensors, seconds)
+    print(line("one shared file", result))
+    if files > 0:
+        result["per_sensor_files"] = run(files, files_seconds, per_sensor_files=True)
+        print(line("one file per sensor", result["per_sensor_files"]))
     path = save("density", result, options.out)
-    print(
-        f"density: {sensors} sensors × 1/s for {seconds}s: "
-        f"{sensors:,} rows/s required, wall {result['wall_seconds']}s, "
+    print(f"density → {path}")
+
+
+def line(mode: str, result: dict[str, Any]) -> str:
+    return (
+        f"density, {mode}: {result['sensors']} sensors × 1/s for {result['seconds']}s: "
+        f"{result['sensors']:,} rows/s required, wall {result['wall_seconds']}s "
+        f"(opening {result['open_seconds']}s), "
         f"all within 1 %: {result['all_sensors_within_1pct']}, "
         f"{result['rss_kb_per_sensor']} KB/sensor, "
         f"{result['cpu_cores_used']} of {result['cpu_cores_available']} cores, "
-        f"lag p95 {result['newest_row_lag_p95_s']}s  → {path}"
+        f"lag p95 {result['newest_row_lag_p95_s']}s"
     )
 
 

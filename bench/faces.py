@@ -183,7 +183,7 @@ def one_run(work: Path, sensors: int, seconds: int, sample: int, opcua: bool) ->
     if measured.exit_status != 0:
         raise SystemExit(f"faces: node ({name}) failed:\n{measured.stderr[-2000:]}")
     build_s = _build_seconds(measured.stderr)
-    result = _summary(measured, check_rows(db, sensors, seconds), sensors, build_s or 0.0)
+    result = _summary(measured, check_rows([db], sensors, seconds), sensors, build_s or 0.0)
     if subscriber is not None:
         subscriber.join()
         settle_s = min(30.0, seconds / 5)

@@ -332,6 +332,30 @@ def test_every_route_answers_its_methods_and_refuses_the_others(tmp_path: Path) 
         loop.close()
 
 
+def test_any_other_method_gets_405_with_allow_and_a_json_body(tmp_path: Path) -> None:
+    """OPTIONS, TRACE, CONNECT and invented methods get 405 with the path's Allow (404 on an
+    unknown path), answered in JSON like every other refusal, not the library's 501 page."""
+    config = build_config({"database": {"path": str(tmp_path / "a.db")}}, "test")
+    identity = build_identity(DEFAULT_IDENTITY, "test", {})
+    loop = NodeLoop(config, build_sensors(config, [(None, identity)], 1, 0.0), ManualClock(0.0))
+    monitor = Monitor(loop, port=0)
+    port = monitor.start()
+    try:
+        for method in ("OPTIONS", "TRACE", "CONNECT", "FROBNICATE"):
+            for path, methods in ROUTES.items():
+                status, headers, body = http(method, f"http://127.0.0.1:{port}{path}")
+                assert status == 405, (method, path)
+                assert headers["Allow"] == ", ".join(methods), (method, path)
+                assert headers["Content-Type"] == "application/json", (method, path)
+                assert "method not allowed" in json.loads(body)["error"]
+            status, headers, body = http(method, f"http://127.0.0.1:{port}/nope")
+            assert status == 404 and headers["Content-Type"] == "application/json", method
+            assert "no such endpoint" in json.loads(body)["error"]
+    finally:
+        monitor.stop()
+        loop.close()
+
+
 def test_ipv6_host_is_served(tmp_path: Path) -> None:
     """An IPv6 bind address works (containers often set :: for all interfaces)."""
     host = "::1"
@@ -434,3 +458,37 @@ def test_control_reachable_from_other_hosts_without_a_token_is_logged(tmp_path: 
             node.wait_for("monitoring started")
             assert node.stop() == 0
         assert not node.named("anomaly control open"), name
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_idle_connections_are_capped_and_closed(tmp_path: Path) -> None:
+    """300 silent connections against a cap of 16 never make more than 16 handler threads:
+    the longest idle ones are closed to let newcomers in, /healthz answers meanwhile, and
+    the rest are closed after the idle timeout."""
+    monitoring = dict(MONITORING, max_connections=16, idle_timeout_seconds=2)
+    with start_node(tmp_path, {"monitoring": monitoring}) as node:
+        url = monitoring_url(node)
+        port = int(url.rsplit(":", 1)[1])
+        assert http("GET", f"{url}/healthz")[0] == 200
+        baseline = _threads(node.proc.pid)
+        idle: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+            most = baseline
+            for _ in range(3):
+                assert http("GET", f"{url}/healthz")[0] == 200  # while the cap is reached
+                most = max(most, _threads(node.proc.pid))
+            for client in idle:  # every one is closed by the node: end of stream
+                assert client.recv(1) == b""
+            most = max(most, _threads(node.proc.pid))
+        finally:
+            for client in idle:
+                client.close()
+        wait_until(lambda: _threads(node.proc.pid) <= baseline, what="handler threads gone")
+        assert node.stop() == 0
+    assert most <= baseline + 16, (baseline, most)

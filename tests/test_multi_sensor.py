@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import resource
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from conftest import MAIN, clean_env, query, run_main, write_config, write_identity
+from nodeproc import micros, rows, start_node_of_sensors
+from polling import wait_until
 
 ROWS = "SELECT timestamp, temperature, vibration, voltage, anomaly_type FROM sensor_readings"
 
@@ -83,3 +86,39 @@ def test_too_many_databases_for_the_open_file_limit_exit_2(tmp_path: Path) -> No
         in result.stderr
     )
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_hundreds_of_per_sensor_files_run_live(tmp_path: Path) -> None:
+    """A live node with 400 sensors, one file each (over 1,200 descriptors), paces its
+    readings and stops cleanly on SIGTERM; its wake-up on a descriptor past 1023 made
+    it exit 1 at the first wait."""
+    ids = [f"S{i:03d}" for i in range(400)]
+    with start_node_of_sensors(
+        tmp_path,
+        ids,
+        simulation={"readings_per_second": 5, "run_time_seconds": 0},
+        # synchronous off: 400 new files are created faster, which is all this test needs
+        database={
+            "path": "data/{sensor_id}.db",
+            "synchronous": "off",
+            "flush_interval_seconds": 0.05,
+        },
+    ) as node:
+        started = micros(node.wait_for("node starting", timeout=180)["timestamp"])
+        last = tmp_path / "data" / "S399.db"
+
+        def paced_past_start() -> bool:
+            # Readings a second past the start come only after the loop has slept.
+            try:
+                newest = rows(last, "MAX(timestamp)")[0][0] if last.exists() else None
+            except sqlite3.OperationalError:  # the file is there, its table not yet
+                newest = None
+            return node.proc.poll() is not None or (
+                newest is not None and micros(newest) > started + 1_000_000
+            )
+
+        wait_until(paced_past_start, timeout=60, what="readings paced after the start")
+        assert node.proc.poll() is None, node.stderr[-3000:]
+        assert node.stop() == 0, node.stderr[-3000:]
+    assert "Traceback" not in node.stderr
+    assert len(list((tmp_path / "data").glob("S*.db"))) == 400

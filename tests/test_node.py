@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sensorfleet.node.clock import ManualClock, Wake
@@ -100,3 +105,36 @@ def test_a_stop_signal_never_deadlocks_the_loop_wake_up(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     count, last_signal = result.stdout.split()
     assert int(count) >= 3000 and last_signal == "SIGALRM"
+
+
+@contextmanager
+def descriptors_open(count: int) -> Iterator[None]:
+    """``count`` more open descriptors in this process (the soft limit raised to allow them)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    opened: list[int] = []
+    try:
+        opened.extend(os.open(os.devnull, os.O_RDONLY) for _ in range(count))
+        yield
+    finally:
+        for descriptor in opened:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_wake_up_works_past_descriptor_1023() -> None:
+    """A wake-up made after 1,100 descriptors are open (as with hundreds of per-sensor
+    files) waits, times out and wakes like any other; select() refused it."""
+    with descriptors_open(1100):
+        wake = Wake()
+        assert wake._read >= 1024  # the case select() cannot watch
+        assert not wake.is_set()
+        assert not wake.wait(0.01)
+        wake.set()
+        assert wake.is_set() and wake.wait(5)
+        wake.clear()
+        assert not wake.is_set()
+        threading.Timer(0.05, wake.set).start()
+        assert wake.wait(30)

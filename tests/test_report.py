@@ -357,6 +357,27 @@ def test_only_bad_sources_exit_2_without_a_report(tmp_path: Path) -> None:
     assert "empty file" in result.stderr
 
 
+def test_a_named_pipe_is_refused_at_once_and_skipped_in_a_folder(
+    small_db: Path, tmp_path: Path
+) -> None:
+    """A FIFO named as the database is one line and exit 2, not a report waiting forever
+    for a writer; a FIFO in a folder is passed over and the folder's databases reported."""
+    fifo = tmp_path / "r.db"
+    os.mkfifo(fifo)
+    result = report(str(fifo), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {fifo}: is a named pipe (FIFO), not a regular file; expected a database file"
+    )
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.db")
+    shutil.copy(small_db, folder / "node.db")
+    result = report(str(folder), "--format", "json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [Path(s["label"]).name for s in json.loads(result.stdout)["sources"]] == ["node.db"]
+
+
 def test_bad_options_are_one_line_each(small_db: Path, tmp_path: Path) -> None:
     """An unreadable config, a bad confidence and --sensor without --html are reported before reading."""  # noqa: E501
     broken = tmp_path / "config.yaml"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
+import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import termios
 import time
 import urllib.request
 from pathlib import Path
@@ -15,12 +20,14 @@ from typing import Any
 
 import pytest
 import servers
+from polling import wait_until
 from servers import ROOT, free_port, make_node_db, node_env, sqlite_rows, stop_process
 
 DOCS = ROOT / "docs" / "sync.md"
 
 postgres_server = servers.postgres_server
 postgres_url = servers.postgres_url
+http_receiver = servers.http_receiver
 
 
 def sync(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -138,6 +145,92 @@ def test_closed_stdout_pipe_ends_sync_marking_only_what_was_written(
     assert closed["rows"] == shipped % 40
 
 
+def _sync_into_a_pipe(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`sync data --sink -` with its stdout a pipe whose read end the test holds."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensorfleet", "sync", "data", "--sink", "-",
+         "--batch-size", "40", "--log-format", "json"],
+        cwd=tmp_path, env=node_env(), stdout=subprocess.PIPE,
+        stderr=(tmp_path / "sync.log").open("wb"),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    return proc, proc.stdout.fileno()
+
+
+def _unread(fd: int) -> int:
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+def _read_some(fd: int) -> bytes:
+    """What a reader takes before it stops reading: whatever the pipe holds once lines
+    arrive, then the rest of the first batch (40 lines) if it was still coming."""
+    wait_until(lambda: _unread(fd) > 0, timeout=60, what="the first lines in the pipe")
+    taken = os.read(fd, 1 << 20)
+    while taken.count(b"\n") < 40:
+        wait_until(lambda: _unread(fd) > 0, timeout=60, what="the rest of the first batch")
+        taken += os.read(fd, 1 << 20)
+    return taken
+
+
+def _ids(lines: bytes) -> list[int]:
+    return [json.loads(line)["source_row_id"] for line in lines.splitlines()]
+
+
+def test_sigterm_ends_sync_into_a_stalled_pipe_marking_only_what_was_read(
+    data: Path, tmp_path: Path
+) -> None:
+    """A reader that stopped reading cannot hold `sync --sink -` past SIGTERM: it exits 0
+    after a short grace, marks exactly the lines the reader read, and every line it left
+    in the pipe is whole and unmarked (before, SIGTERM waited for the pipe to close)."""
+    proc, fd = _sync_into_a_pipe(tmp_path)
+    try:
+        taken = _read_some(fd)
+        # The reader stops here; sync writes the next batch into the pipe and waits.
+        wait_until(lambda: _unread(fd) > 0, timeout=60, what="a batch nobody reads")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        left = os.read(fd, 1 << 20)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    log = (tmp_path / "sync.log").read_text()
+    assert "Traceback" not in log
+    (stopped,) = events(log, "sink write stopped")
+    assert taken.endswith(b"\n") and left.endswith(b"\n")
+    marked = sqlite_rows(data / "node-1.db", "SELECT id FROM sensor_readings WHERE synced = 1")
+    assert sorted(r[0] for r in marked) == _ids(taken)
+    unread = _ids(left)
+    assert unread and unread[0] == len(_ids(taken)) + 1 and stopped["rows"] == 0
+    assert events(log, "sync finished")[0]["rows"] == len(_ids(taken))
+
+
+def test_a_reader_that_closes_the_pipe_unread_gets_nothing_marked_it_did_not_read(
+    data: Path, tmp_path: Path
+) -> None:
+    """When the reader closes the pipe with lines still in it, sync exits 0 and marks only
+    the lines the reader read; those left in the pipe buffer are not marked."""
+    proc, fd = _sync_into_a_pipe(tmp_path)
+    try:
+        taken = _read_some(fd)
+        wait_until(lambda: _unread(fd) > 0, timeout=60, what="a batch nobody reads")
+        assert proc.stdout is not None
+        proc.stdout.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    log = (tmp_path / "sync.log").read_text()
+    assert "Traceback" not in log
+    (closed,) = events(log, "sink closed")
+    marked = sqlite_rows(data / "node-1.db", "SELECT id FROM sensor_readings WHERE synced = 1")
+    assert sorted(r[0] for r in marked) == _ids(taken)
+    assert closed["rows"] == 0 and events(log, "sync finished")[0]["rows"] == len(_ids(taken))
+
+
 def test_postgres_holds_each_row_once_when_rows_are_sent_again(
     data: Path, tmp_path: Path, postgres_url: str
 ) -> None:
@@ -169,6 +262,51 @@ def test_unreachable_sink_exits_1_and_marks_nothing(data: Path, tmp_path: Path) 
     assert line.startswith("error: cannot use sink: postgresql://postgres:***@127.0.0.1")
     assert "secret" not in result.stderr
     assert sqlite_rows(data / "node-1.db", "SELECT sum(synced) FROM sensor_readings") == [(0,)]
+
+
+def test_query_values_and_passwords_never_reach_the_output(
+    data: Path, tmp_path: Path, http_receiver: servers.Receiver
+) -> None:
+    """An HTTP sink's api_key stays hidden in the start line, in a refusal that echoes the
+    URL and in the error line; so do a bare HTTP user info and Kafka's OAuth settings."""
+    secret = "K3Y-0f-the-plant"
+    http_receiver.fail_next, http_receiver.fail_status = 1, 400
+    url = f"{http_receiver.url}?api_key={secret}"
+    result = sync("data", "--sink", url, "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (start,) = events(result.stderr, "sync starting")
+    assert start["sink"].endswith("/ingest?api_key=***")
+    (refused,) = events(result.stderr, "sink write failed")
+    assert "400" in refused["error"] and "api_key=***" in refused["error"]
+    assert secret not in result.stderr and len(http_receiver.rows()) == 600
+
+    closed = f"http://127.0.0.1:{free_port()}/ingest?api_key={secret}"
+    result = sync("data", "--sink", closed, "--once", cwd=tmp_path)
+    assert result.returncode == 1 and "/ingest?api_key=***: connect:" in result.stderr
+    bare = f"https://{secret}@127.0.0.1:{free_port()}/ingest"
+    result = sync("data", "--sink", bare, "--once", cwd=tmp_path)
+    assert result.returncode == 1 and "https://***@127.0.0.1" in result.stderr
+    assert secret not in result.stderr
+
+    oauth = "sasl.oauthbearer.config=clientSecret%3D" + secret
+    kafka = f"kafka://127.0.0.1:{free_port()}/t?sasl.mechanism=OAUTHBEARER&{oauth}"
+    result = sync("data", "--sink", kafka + "&sasl.oauthbearer.method=oidc", cwd=tmp_path)
+    assert result.returncode == 2 and "sasl.oauthbearer.config=***&" in result.stderr
+    assert "sasl.mechanism=OAUTHBEARER" in result.stderr  # harmless settings stay readable
+    assert secret not in result.stderr
+
+
+def test_librdkafka_log_lines_hide_the_sink_settings(data: Path, tmp_path: Path) -> None:
+    """librdkafka's own lines (here its configuration dump) show *** for a setting's value."""
+    secret = "kinit-K3Y-0f-the-plant"
+    kafka = f"kafka://127.0.0.1:{free_port()}/t?debug=conf&sasl.kerberos.kinit.cmd={secret}"
+    result = sync("data", "--sink", kafka, "--once", "--sink-timeout", "1s", "--log-level",
+                  "DEBUG", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("{")]
+    dumped = [e for e in (json.loads(ln)["event"] for ln in lines) if "kinit.cmd =" in e]
+    assert dumped and all(line.endswith("sasl.kerberos.kinit.cmd = ***") for line in dumped)
+    assert secret not in result.stderr
 
 
 def test_follow_serves_metrics_and_stops_cleanly(data: Path, tmp_path: Path) -> None:

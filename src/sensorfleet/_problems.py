@@ -56,7 +56,8 @@ def _bool_problem(value: bool, where: str = "") -> Any:
     raise ValueError(f"{where}expected a number, not true or false (got {str(value).lower()})")
 
 
-def _kind(mode: int) -> str:
+def not_regular_file(mode: int) -> str:
+    """What a file that is not a regular file is, as the end of a problem line."""
     if stat.S_ISFIFO(mode):
         return "is a named pipe (FIFO), not a regular file"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -185,6 +186,55 @@ def _too_deep(source: str) -> str:
     return f"{source}: (top level): nested too deeply (at most {MAX_DEPTH} levels)"
 
 
+class _StrictJSONError(ValueError):
+    """Text Python's json module accepts but JSON does not, or keys that hide each other."""
+
+
+class _Constant:
+    """Where the text said NaN, Infinity or -Infinity (refused once its key is known)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            # Python keeps the last one silently; a reader who fixed the first never knows.
+            raise _StrictJSONError(f"{key}: appears twice in one object; keep one of them")
+        constant = _constant_in(value)
+        if constant is not None:
+            raise _StrictJSONError(f"{key}: {_constant_problem(constant)}")
+        found[key] = value
+    return found
+
+
+def _constant_in(value: Any) -> _Constant | None:
+    """A constant in ``value`` or its lists (objects inside were checked by their own hook)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, _Constant):
+            return item
+        if isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
+def _constant_problem(constant: _Constant) -> str:
+    return f"{constant.name} is not valid JSON; expected a finite number, text or null"
+
+
+def _load_json(text: str) -> Any:
+    """JSON as the standard defines it: no NaN or Infinity, no key twice in one object."""
+    data = json.loads(text, parse_constant=_Constant, object_pairs_hook=_unique_keys)
+    constant = _constant_in(data)  # outside any object
+    if constant is not None:
+        raise _StrictJSONError(f"(top level): {_constant_problem(constant)}")
+    return data
+
+
 def parse_mapping(source: str, text: str, fmt: str) -> dict[str, Any]:
     """Parse YAML or JSON text that must hold a mapping at the top level."""
     if "\x00" in text:
@@ -192,9 +242,11 @@ def parse_mapping(source: str, text: str, fmt: str) -> dict[str, Any]:
     if not text.strip():
         raise InputError([f"{source}: (top level): file is empty; expected a {fmt} mapping"])
     try:
-        data = _load_yaml(text) if fmt == "YAML" else json.loads(text)
+        data = _load_yaml(text) if fmt == "YAML" else _load_json(text)
     except RecursionError:
         raise InputError([_too_deep(source)]) from None
+    except _StrictJSONError as exc:
+        raise InputError([f"{source}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -276,7 +328,9 @@ def read_text(path: str, what: str) -> str:
         with open(descriptor, "rb") as handle:
             mode = os.fstat(handle.fileno()).st_mode
             if not stat.S_ISREG(mode):
-                raise InputError([f"{path}: (file): {_kind(mode)}; expected the {what} file"])
+                raise InputError(
+                    [f"{path}: (file): {not_regular_file(mode)}; expected the {what} file"]
+                )
             raw = handle.read(MAX_FILE_BYTES + 1)
         if len(raw) > MAX_FILE_BYTES:
             raise InputError(

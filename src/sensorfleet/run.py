@@ -102,11 +102,19 @@ class RunResult:
     seed: int
     error: str | None = None  # why the node gave up, if it did
     stop_signal: str | None = None
+    error_code: int = 1  # the exit status that error asks for
 
     @property
     def ok(self) -> bool:
         """No error, and every row generated was written or deliberately dropped."""
         return self.error is None and self.summary.rows_unwritten == 0
+
+    @property
+    def exit_status(self) -> int:
+        """0 when ok; 2 when another node took over every sensor; 1 otherwise."""
+        if self.error is not None:
+            return self.error_code
+        return 0 if self.ok else 1
 
 
 def run_node(
@@ -132,10 +140,10 @@ def run_node(
         _configure_logging(config, inputs)
     seed = config.simulation.seed if config.simulation.seed is not None else secrets.randbits(63)
     try:
-        sensors = build_sensors(config, settings.identities, seed, first)
+        sensors = build_sensors(config, settings.identities, seed, first, settings.catalogue)
     except (sqlite3.Error, OSError) as exc:
         raise SensorfleetError(f"{config.database.path}: cannot open database: {exc}") from None
-    loop = NodeLoop(config, sensors, clock)
+    loop = NodeLoop(config, sensors, clock, settings.catalogue)
     log.info(
         "node starting",
         sensors=len(sensors),
@@ -149,6 +157,7 @@ def run_node(
         start=format_instant(first),
     )
     error = None
+    error_code = 1
     # The signal handlers stay until the files are closed: a second SIGTERM during the
     # final flush must not kill the node with the default handler.
     with _signals_stop(loop) if stop_on_signals else nullcontext():
@@ -166,7 +175,7 @@ def run_node(
                         loop.live(live_start + run_time if run_time else None)
                 except SensorfleetError as exc:
                     log.error("node giving up", error=str(exc))
-                    error = str(exc)
+                    error, error_code = str(exc), exc.exit_code
                 finally:
                     if loop.stop_signal is not None:
                         log.info("stop requested", signal=loop.stop_signal)
@@ -175,7 +184,7 @@ def run_node(
             # are flushed and the files closed.
             summary = loop.close()
     log.info("run summary", **run_summary_fields(summary))
-    return RunResult(summary, seed, error, loop.stop_signal)
+    return RunResult(summary, seed, error, loop.stop_signal, error_code)
 
 
 def check(inputs: NodeInputs, plan: RunPlan = RunPlan()) -> NodeSettings:

@@ -105,4 +105,4 @@ def handle(args: argparse.Namespace) -> int:
         run_time_set=args.run_time is not None,
     )
     result = run_node(inputs, plan, stop_on_signals=True)
-    return 0 if result.ok else 1
+    return result.exit_status

@@ -10,11 +10,14 @@ a clock or imports an edge. ``node`` wires it in beside the classic sensor.
 from __future__ import annotations
 
 from .catalogue import Catalogue, ChannelSpec, EquipmentModel, build_catalogue, load_catalogue
+from .simulator import EquipmentBlock, EquipmentSimulator
 
 __all__ = [
     "Catalogue",
     "ChannelSpec",
+    "EquipmentBlock",
     "EquipmentModel",
+    "EquipmentSimulator",
     "build_catalogue",
     "load_catalogue",
 ]

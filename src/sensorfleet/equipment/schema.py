@@ -31,13 +31,16 @@ RESERVED_NAMES: frozenset[str] = frozenset(
         "duty",
     }
 )
+DEMAND_VARIABLES: frozenset[str] = frozenset({"demand", "capacity", "duty"})  # demand models
 BUILTIN_STATES: tuple[str, ...] = ("fault", "maintenance")
 MAX_SECONDS = 10 * 365 * 86_400.0  # ten years: longer than any course a model needs
 Finite = Annotated[float, Field(ge=-1e9, le=1e9)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 NonNegativeSeconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
-Rate = Annotated[float, Field(ge=0, le=1e6)]
+Rate = Annotated[float, Field(ge=0, le=3600)]  # at most one onset a second
+# A state or phase shorter than this would cost more events than readings.
+ShortSeconds = Annotated[float, Field(ge=0.1, le=MAX_SECONDS)]
 
 
 def _name(value: str) -> str:
@@ -57,6 +60,7 @@ def _ordered(value: tuple[float, float]) -> tuple[float, float]:
 
 Name = Annotated[str, AfterValidator(_name)]
 SecondsRange = Annotated[tuple[Seconds, Seconds], AfterValidator(_ordered)]
+ShortRange = Annotated[tuple[ShortSeconds, ShortSeconds], AfterValidator(_ordered)]
 SeverityRange = Annotated[tuple[Share, Share], AfterValidator(_ordered)]
 Range = Annotated[tuple[Finite, Finite], AfterValidator(_ordered)]
 
@@ -112,7 +116,7 @@ class StateSpec(Strict):
     """One state of a dwell-time state machine."""
 
     share: Annotated[float, Field(gt=0, le=1)]
-    mean_dwell_seconds: Seconds
+    mean_dwell_seconds: Annotated[float, Field(ge=1, le=MAX_SECONDS)]
     operating: bool = True  # counts towards operating hours (fault onsets, maintenance)
 
 
@@ -120,7 +124,7 @@ class Phase(Strict):
     """One phase of a repeating cycle."""
 
     state: Name
-    seconds: SecondsRange
+    seconds: ShortRange
 
 
 class Cycle(Strict):
@@ -211,7 +215,7 @@ class ChannelSpecRaw(Strict):
 class Effect(Strict):
     """How a machine fault moves one channel (or the air demand)."""
 
-    mode: Literal["add", "scale", "set", "flip"]
+    mode: Literal["add", "scale", "set", "flip", "stuck", "dropout"]
     to: Finite = 0.0  # add: offset at full course; scale: factor; set: value
     lag_seconds: NonNegativeSeconds = 0.0  # the channel follows the fault this much later
     bursts: Annotated[float, Field(gt=0, le=1)] | None = None  # share of readings affected
@@ -226,6 +230,7 @@ class FaultSpec(Strict):
     growth: Annotated[float, Field(gt=0, le=50)] = 3.0  # exponential: e-folds over the course
     duration_seconds: SecondsRange | None = None
     severity: SeverityRange = (1.0, 1.0)
+    trips: bool = False  # step faults: trip the machine at onset (progressive ones always trip)
     effects: dict[str, Effect] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -233,6 +238,10 @@ class FaultSpec(Strict):
         if self.progression != "step" and self.duration_seconds is None:
             raise ValueError(
                 f"a {self.progression} fault needs duration_seconds (onset to failure)"
+            )
+        if self.progression != "step" and self.trips:
+            raise ValueError(
+                "trips applies to step faults (a progressive fault trips at the end of its course)"
             )
         return self
 

@@ -29,8 +29,12 @@ class Wake:
     ``set()``. ``SimpleQueue.get(timeout)`` in CPython 3.11 can block for good
     when a signal interrupts it near the end of its timeout (the remaining
     time goes negative, which means "wait forever"). So the wake-up is a byte
-    in a pipe: ``os.write`` takes no lock, and ``select`` retries an
+    in a pipe: ``os.write`` takes no lock, and ``poll`` retries an
     interrupted wait with the time that is left (PEP 475).
+
+    ``poll``, not ``select``: ``select`` cannot watch a descriptor numbered
+    1024 or higher, and a node with one database file per sensor holds three
+    descriptors per file, so a few hundred sensors push the pipe past it.
     """
 
     def __init__(self) -> None:
@@ -47,13 +51,21 @@ class Wake:
             while os.read(self._read, 4096):
                 pass
 
+    def fileno(self) -> int:
+        """The descriptor that is readable while the wake-up is set (to poll beside others)."""
+        return self._read
+
     def is_set(self) -> bool:
         return self.wait(0)
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if woken (the wake-up stays set)."""
-        readable, _, _ = select.select([self._read], [], [], max(0.0, timeout))
-        return bool(readable)
+        # A poll object per wait: one shared object refuses a second caller (another
+        # thread, or a signal handler that asks is_set) while it is polling.
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
+        # Milliseconds, rounded up by poll, so a wait never ends before its time.
+        return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
 def _close_pipe(*descriptors: int) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ class Simulation(_Section):
     readings_per_second: Annotated[float, Field(gt=0, le=100_000)] = 1.0
     run_time_seconds: NonNegative | None = None
     seed: int | None = None
+
+    @property
+    def rate_given(self) -> bool:
+        """Whether ``readings_per_second`` was set (file, environment or flag): only then
+        does it override an equipment model's own reading interval."""
+        return "readings_per_second" in self.model_fields_set
 
     @property
     def run_forever(self) -> bool:
@@ -132,6 +139,10 @@ class Retention(_Section):
     check_interval_seconds: Positive = 60.0
 
 
+# What ``database.path`` may name in braces, filled per sensor.
+PATH_PLACEHOLDERS: tuple[str, ...] = ("sensor_id",)
+
+
 class Database(_Section):
     path: str = "data/sensor_data.db"
     journal_mode: Literal["wal", "delete", "truncate", "persist"] = "wal"
@@ -155,9 +166,18 @@ class Database(_Section):
 
     @field_validator("path")
     @classmethod
-    def _non_empty(cls, value: str) -> str:
+    def _file_path(cls, value: str) -> str:
         if not value.strip():
             raise ValueError(f"must be a file path (got {value!r})")
+        # A misspelt placeholder would otherwise become part of the file name.
+        rest = value
+        for name in PATH_PLACEHOLDERS:
+            rest = rest.replace("{" + name + "}", "")
+        if "{" in rest or "}" in rest:
+            known = ", ".join("{" + name + "}" for name in PATH_PLACEHOLDERS)
+            unknown = re.search(r"\{[^{}]*\}", rest)
+            what = f"unknown placeholder {unknown[0]}" if unknown else "a brace without its pair"
+            raise ValueError(f"{what} in {value!r}; the placeholders are {known}")
         return value
 
 
@@ -192,6 +212,10 @@ class Monitoring(_Section):
     token: SecretStr | None = None
     # False: anomaly control answers 403 (health, metrics and status stay).
     control: bool = True
+    # Connections served at once (one thread each); a newcomer beyond it closes the
+    # longest idle one. Idle connections are closed after idle_timeout_seconds anyway.
+    max_connections: Annotated[int, Field(ge=1, le=65536)] = 256
+    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
     @field_validator("token")
     @classmethod
@@ -278,6 +302,29 @@ class Modbus(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 5020
 
 
+class Equipment(_Section):
+    """Equipment models beyond the built-in catalogue."""
+
+    # Catalogue files merged over the built-in one, in order (later files win).
+    catalogues: list[str] = []
+
+
+class GroundTruth(_Section):
+    """Where an equipment row's ground truth goes (state, fault, health, ...)."""
+
+    # inline: in the row itself; hidden: only in a separate truth file, never in the
+    # node's table or any stream.
+    mode: Literal["inline", "hidden"] = "inline"
+    truth_path: str | None = None  # hidden mode; default NAME.truth.db beside the database
+
+    @field_validator("truth_path")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(f"must be a file path or null (got {value!r})")
+        return value
+
+
 class Config(_Section):
     """The whole validated configuration of one node."""
 
@@ -291,6 +338,8 @@ class Config(_Section):
     opcua: OpcUa = OpcUa()
     modbus: Modbus = Modbus()
     profiles: Profiles = Profiles()
+    equipment: Equipment = Equipment()
+    labels: GroundTruth = GroundTruth()
 
     def warnings(self) -> list[str]:
         """Settings that are valid but almost certainly not what was meant."""
@@ -359,7 +408,14 @@ _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Keys whose relative paths are read against the config file's folder.
-_PATH_KEYS = ("database.path", "logging.file", "opcua.certificate", "opcua.private_key")
+_PATH_KEYS = (
+    "database.path",
+    "logging.file",
+    "opcua.certificate",
+    "opcua.private_key",
+    "labels.truth_path",
+    "equipment.catalogues",
+)
 
 
 @dataclass(frozen=True)
@@ -433,8 +489,10 @@ def build_config(
     if base_dir is not None:
         for key in _PATH_KEYS:
             value = _get(data, key)
-            if isinstance(value, str) and value.strip() and not os.path.isabs(value):
-                _set(data, key, str(base_dir / value))
+            if isinstance(value, str):
+                _set(data, key, _relative_to(base_dir, value))
+            elif isinstance(value, list):
+                _set(data, key, [_relative_to(base_dir, v) for v in value])
     # Sections whose entries differ in their defaults are merged key by key, so
     # `noise: {enabled: false}` keeps noise's weight and duration.
     for key, defaults in _MERGED_DEFAULTS.items():
@@ -458,6 +516,12 @@ def build_config(
             owner = next((s for k, s in owners.items() if dotted.startswith(k)), None)
             lines.append(line.replace(source, owner, 1) if owner else line)
         raise InputError(lines) from None
+
+
+def _relative_to(base_dir: Path, value: Any) -> Any:
+    if isinstance(value, str) and value.strip() and not os.path.isabs(value):
+        return str(base_dir / value)
+    return value
 
 
 def load_config(path: str | None, overrides: list[Override] | tuple[Override, ...] = ()) -> Config:

@@ -18,14 +18,11 @@ import numpy as np
 from .anomalies import AnomalyProcess, Episode, Mix, calibrate
 from .config import Config
 from .identity import Identity
+from .layout import CLASSIC, TableLayout
 from .profiles import Behaviour, behaviour_of
 from .readings import KIND_CODES, Block, Labels
 from .signal import baseline
-
-MICROS = 1_000_000
-# Live sensors generate this much ahead in one vectorised call (bounded in readings).
-LOOKAHEAD_SECONDS = 10.0
-MAX_LOOKAHEAD_READINGS = 10_000
+from .stream import MICROS, ReadingStream
 
 
 @dataclass(frozen=True)
@@ -49,10 +46,22 @@ class Settings:
 
     @property
     def labels(self) -> Labels:
-        ident = self.identity
-        return Labels(
-            ident.id, ident.firmware_version, ident.model, ident.manufacturer, ident.location
-        )
+        return identity_labels(self.identity)
+
+    @property
+    def layout(self) -> TableLayout:
+        return CLASSIC
+
+
+def identity_labels(identity: Identity) -> Labels:
+    """The identity fields stamped on each of a sensor's rows, whatever its type."""
+    return Labels(
+        identity.id,
+        identity.firmware_version,
+        identity.model,
+        identity.manufacturer,
+        identity.location,
+    )
 
 
 def stream_seed(seed: int, sensor_id: str) -> np.random.SeedSequence:
@@ -75,27 +84,20 @@ class EpisodeView:
 
 
 @dataclass(frozen=True)
-class _Snapshot:
-    """Generator state at the start of a look-ahead block (to rewind to)."""
+class _State:
+    """What producing readings changes: the random streams and the episode in progress."""
 
     rng_states: tuple[dict[str, Any], ...]
     active: Episode | None
     forced_next: tuple[str, int] | None
-    index: int
 
 
-class SensorGenerator:
-    """Produces the readings of one sensor, block by block.
-
-    Live sensors read ahead: ``lookahead`` readings are generated in one
-    vectorised call and served as they fall due, which makes a 1 reading/s
-    sensor about as cheap as a fast one. Anything that changes the stream
-    from "now" (new settings, a forced or ended anomaly) first rewinds to the
-    look-ahead's start and replays what was already served; because the
-    stream does not depend on block sizes, the replay is exact.
-    """
+class SensorGenerator(ReadingStream[Block]):
+    """Produces the readings of one classic sensor (temperature, vibration, voltage), block
+    by block; the schedule, look-ahead and rewind are ``ReadingStream``'s."""
 
     def __init__(self, settings: Settings, seed: int, start_epoch: float) -> None:
+        super().__init__(start_epoch)
         noise, events, details, episode_noise = (
             np.random.default_rng(s) for s in stream_seed(seed, settings.identity.id).spawn(4)
         )
@@ -106,67 +108,21 @@ class SensorGenerator:
         self.anomalies = AnomalyProcess(
             events, details, episode_noise, settings.mix, settings.behaviour
         )
-        self.next_index = 0  # next reading to serve
-        self._origin_index = 0
-        self._origin_us = round(start_epoch * MICROS)
-        self._produced = 0  # next reading to produce (ahead of next_index when reading ahead)
-        self._ahead: Block | None = None
-        self._ahead_snapshot: _Snapshot | None = None
         self._episodes: list[Episode] = []  # episodes touching the latest produced block
 
     @property
-    def lookahead(self) -> int:
-        """Readings produced per call when serving a few at a time."""
-        wanted = round(LOOKAHEAD_SECONDS * self.settings.readings_per_second)
-        return max(1, min(MAX_LOOKAHEAD_READINGS, wanted))
+    def readings_per_second(self) -> float:
+        return self.settings.readings_per_second
 
-    # ---- schedule (scalar arithmetic: these run for every sensor on every tick) -------
-    def _time_us(self, index: int) -> int:
-        period_us = MICROS / self.settings.readings_per_second
-        # Python's round() and numpy's rint both round half to even: same instants.
-        return self._origin_us + round((index - self._origin_index) * period_us)
+    @property
+    def _period_us(self) -> float:
+        return MICROS / self.settings.readings_per_second
 
-    def time_of(self, index: int) -> float:
-        """Scheduled epoch seconds of reading ``index``."""
-        return self._time_us(index) / MICROS
-
-    def _times_us(self, first: int, count: int) -> np.ndarray:
-        steps = np.arange(
-            first - self._origin_index, first - self._origin_index + count, dtype=np.float64
-        )
-        period_us = MICROS / self.settings.readings_per_second
-        return self._origin_us + np.rint(steps * period_us).astype(np.int64)
-
-    def index_after(self, epoch: float) -> int:
-        """Index of the first reading scheduled strictly after ``epoch``."""
-        return self._first_index_where(round(epoch * MICROS), inclusive=True)
-
-    def index_before(self, epoch: float) -> int:
-        """Index of the first reading scheduled at or after ``epoch`` (exclusive bound)."""
-        return self._first_index_where(round(epoch * MICROS), inclusive=False)
-
-    def _first_index_where(self, target: int, inclusive: bool) -> int:
-        period_us = MICROS / self.settings.readings_per_second
-        # The arithmetic answer, then at most a step either way for rounding.
-        guess = self._origin_index + max(0, int((target - self._origin_us) // period_us) + 1)
-
-        def past(index: int) -> bool:
-            scheduled = self._time_us(index)
-            return scheduled > target if inclusive else scheduled >= target
-
-        while not past(guess):
-            guess += 1
-        while guess > self._origin_index and past(guess - 1):
-            guess -= 1
-        return guess
-
-    # ---- changing the stream from the next reading on ---------------------------------
     def reconfigure(self, settings: Settings) -> None:
         """Use ``settings`` from the next reading on; the schedule keeps its phase."""
         self._rewind()
         if settings.readings_per_second != self.settings.readings_per_second:
-            self._origin_us = self._time_us(self.next_index)
-            self._origin_index = self.next_index
+            self._rebase()
         self.settings = settings
         self.anomalies.reconfigure(settings.mix, settings.behaviour)
 
@@ -178,10 +134,6 @@ class SensorGenerator:
         self._rewind()
         self.anomalies.force(kind, length)
         return length
-
-    def readings_in(self, seconds: float) -> int:
-        """How many readings ``seconds`` hold at the current rate (at least one)."""
-        return max(1, round(seconds * self.settings.readings_per_second))
 
     def end_anomaly(self) -> str | None:
         """End the current (or pending forced) episode; return its type, if any."""
@@ -224,50 +176,25 @@ class SensorGenerator:
             return EpisodeView(kind=pending[0], forced=True, pending=True)
         return None
 
-    def _snapshot(self) -> _Snapshot:
-        return _Snapshot(
+    # ---- the stream's state, for the look-ahead's rewind ------------------------------------
+    def _state(self) -> object:
+        return _State(
             tuple(dict(rng.bit_generator.state) for rng in self._rngs),
             self.anomalies.active,
             self.anomalies.forced_next,
-            self._produced,
         )
 
-    def _rewind(self) -> None:
-        """Drop readings produced ahead but not served, leaving the state at ``next_index``."""
-        if self._ahead is None or self._produced == self.next_index:
-            self._ahead = None
-            return
-        snapshot = self._ahead_snapshot
-        assert snapshot is not None
-        for rng, state in zip(self._rngs, snapshot.rng_states, strict=True):
-            rng.bit_generator.state = state
-        self.anomalies.active = snapshot.active
-        self.anomalies.forced_next = snapshot.forced_next
-        self._produced = snapshot.index
-        served = self.next_index - snapshot.index
-        self._ahead = None
-        if served:
-            self._produce(served)  # identical to what was served: the stream is block-invariant
+    def _restore(self, state: object) -> None:
+        assert isinstance(state, _State)
+        for rng, rng_state in zip(self._rngs, state.rng_states, strict=True):
+            rng.bit_generator.state = rng_state
+        self.anomalies.active = state.active
+        self.anomalies.forced_next = state.forced_next
+
+    def _concat(self, parts: list[Block]) -> Block:
+        return Block.concat(parts)
 
     # ---- producing ----------------------------------------------------------------------
-    def generate(self, count: int) -> Block:
-        """The next ``count`` readings."""
-        if self._ahead is None and count >= self.lookahead:
-            block = self._produce(count)  # large requests (backfill) need no look-ahead
-            self.next_index = self._produced
-            return block
-        parts = []
-        while count > 0:
-            if self._ahead is None or self._produced == self.next_index:
-                self._ahead_snapshot = self._snapshot()
-                self._ahead = self._produce(max(count, self.lookahead))
-            offset = self.next_index - self._ahead.first_index
-            take = min(count, len(self._ahead) - offset)
-            parts.append(self._ahead.slice(offset, offset + take))
-            self.next_index += take
-            count -= take
-        return parts[0] if len(parts) == 1 else Block.concat(parts)
-
     def _produce(self, count: int) -> Block:
         settings, first = self.settings, self._produced
         config = settings.config

@@ -12,10 +12,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from .config import Config, Override, environment_overrides, load_config
 from .identity import Identity, environment_identity, load_identities, load_identity
+from .layout import CLASSIC_TYPE
+
+if TYPE_CHECKING:
+    from ..equipment import Catalogue
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_IDENTITY = "node_identity.json"
@@ -31,6 +36,9 @@ class NodeSettings:
 
     config: Config
     identities: tuple[tuple[str | None, Identity], ...]  # (file it came from, identity)
+    # The equipment catalogue; None when no identity names a model and no catalogue file is
+    # configured (a classic node never loads it).
+    catalogue: Catalogue | None = None
 
     def by_file(self) -> dict[str, Identity]:
         """Identities read from files, keyed by path (not the environment's or default one)."""
@@ -95,9 +103,17 @@ class NodeInputs:
             problems.extend(exc.problems)
         if config is not None and "{sensor_id}" in config.database.path:
             problems.extend(unsafe_file_name_ids(config.database.path, identities))
+        catalogue = None
+        if config is not None:
+            try:
+                catalogue = catalogue_for(config, [identity for _, identity in identities])
+            except InputError as exc:
+                problems.extend(exc.problems)
+            else:
+                problems.extend(unknown_types(catalogue, identities))
         if problems or config is None:
             raise InputError(problems)
-        return NodeSettings(config, tuple(identities))
+        return NodeSettings(config, tuple(identities), catalogue)
 
     def _load_identities(self) -> list[tuple[str | None, Identity]]:
         paths = list(self.identity_paths)
@@ -113,6 +129,35 @@ class NodeInputs:
                 ]
             )
         return list(zip(paths, load_identities(paths, self.identity_overrides), strict=True))
+
+
+def catalogue_for(config: Config, identities: Sequence[Identity]) -> Catalogue | None:
+    """The equipment catalogue (built-in merged with ``equipment.catalogues``), or None when
+    nothing needs it: a node of classic sensors only never loads the models."""
+    wanted = any(identity.type != CLASSIC_TYPE for identity in identities)
+    if not wanted and not config.equipment.catalogues:
+        return None
+    from ..equipment import load_catalogue
+
+    return load_catalogue(config.equipment.catalogues)
+
+
+def known_types(catalogue: Catalogue | None) -> tuple[str, ...]:
+    """Every sensor type an identity may name: the classic one, then the catalogue's."""
+    return (CLASSIC_TYPE, *(catalogue.names() if catalogue is not None else ()))
+
+
+def unknown_types(
+    catalogue: Catalogue | None, identities: Sequence[tuple[str | None, Identity]]
+) -> list[str]:
+    """One problem per identity whose ``type`` is neither classic nor a catalogue model."""
+    known = known_types(catalogue)
+    return [
+        f"{source or 'identity'}: type: unknown sensor type {identity.type!r} "
+        f"(known types: {', '.join(known)})"
+        for source, identity in identities
+        if identity.type not in known
+    ]
 
 
 def unsafe_file_name_ids(

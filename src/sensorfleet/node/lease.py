@@ -16,6 +16,7 @@ loop sends a small one for a file that had nothing to flush.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sqlite3
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import structlog
 
 from ..errors import InputError
+from .clock import format_instant
 from .store import transaction
 
 log = structlog.get_logger("sensorfleet.lease")
@@ -54,6 +56,24 @@ CREATE TABLE IF NOT EXISTS {LEASES} (
 
 class LeaseConflictError(InputError):
     """Another live node writes the same sensor id into the same file."""
+
+
+class LeaseLostError(InputError):
+    """Another node took over sensor ids this process held (after a stall of this one).
+
+    Raised inside the write transaction, so the rows of that flush are rolled
+    back: the node must drop those sensors before it writes again.
+    """
+
+    def __init__(self, path: Path, lost: list[tuple[str, str, int]]) -> None:
+        self.sensor_ids = [sensor_id for sensor_id, _, _ in lost]
+        super().__init__(
+            [
+                f"{path}: sensor id {sensor_id!r} was taken over by another node (host {host}, "
+                f"pid {pid}) while this one was not heartbeating; this node stops writing it"
+                for sensor_id, host, pid in lost
+            ]
+        )
 
 
 def _pid_namespace() -> int | None:
@@ -128,14 +148,18 @@ class FileLease:
         """Take every lease, waiting out a holder that stopped heartbeating.
 
         Raises ``LeaseConflictError`` when a holder keeps heartbeating (only when
-        ``patient``; a reopen mid-run takes what is free and logs the rest).
+        ``patient``; a reopen mid-run takes what is free and raises
+        ``LeaseLostError`` naming the rest).
         """
         seen: dict[str, float] = {}
+        waiting_since = time.monotonic()
         while True:
             blocking = self._try_acquire(conn, take_all=not patient)
             if not blocking:
                 return
             for sensor_id, holder, host, pid, heartbeat in blocking:
+                if holder in seen and heartbeat == seen[holder]:
+                    self._check_not_ahead(sensor_id, host, pid, heartbeat, waiting_since)
                 if holder in seen and heartbeat != seen[holder]:
                     raise LeaseConflictError(
                         [
@@ -155,6 +179,27 @@ class FileLease:
                         timeout_s=LEASE_TIMEOUT_SECONDS,
                     )
             time.sleep(POLL_SECONDS)
+
+    def _check_not_ahead(
+        self, sensor_id: str, host: str, pid: int, heartbeat: float, waiting_since: float
+    ) -> None:
+        """Refuse to wait any longer for a silent holder whose heartbeat lies ahead of this
+        host's clock: its age cannot pass the timeout until this clock catches up with the
+        other host's (an hour of skew, an hour of waiting)."""
+        ahead = heartbeat - self.clock()
+        if ahead <= 0 or time.monotonic() - waiting_since < LEASE_TIMEOUT_SECONDS:
+            return
+        remove = f"DELETE FROM {HOLDERS} WHERE host = '{host}' AND pid = {pid}"
+        raise LeaseConflictError(
+            [
+                f"{self.path}: sensor id {sensor_id!r} is leased by host {host}, pid {pid}, "
+                f"whose heartbeat {format_instant(heartbeat)} is {ahead:.0f} s ahead of this "
+                f"host's clock and did not change for {LEASE_TIMEOUT_SECONDS:.0f} s; the hosts "
+                "sharing this file disagree on the time: sync their clocks (NTP), or, if that "
+                f"node is gone, remove its lease: sqlite3 {shlex.quote(str(self.path))} "
+                f'"{remove}"'
+            ]
+        )
 
     def _try_acquire(
         self, conn: sqlite3.Connection, take_all: bool
@@ -208,15 +253,49 @@ class FileLease:
                 [(s, me.holder) for s in self.sensor_ids if s not in taken],
             )
         self.last_heartbeat = now
-        for sensor_id, _, host, pid, _ in blocking:
-            log.error(
-                "sensor lease held by another node",
-                path=str(self.path),
-                sensor_id=sensor_id,
-                holder_host=host,
-                holder_pid=pid,
-            )
+        if blocking:
+            # A reopen mid-run found ids that another live node writes now: this node keeps
+            # the free ones and must stop writing those (never two writers of one id).
+            raise LeaseLostError(self.path, [(b[0], b[2], b[3]) for b in blocking])
         return []
+
+    def change_ids(self, conn: sqlite3.Connection, sensor_ids: Iterable[str]) -> None:
+        """Hold exactly ``sensor_ids`` from now on (a live identity edit changed an id).
+
+        New ids are taken as at start, a stale holder's included, but without
+        waiting: an id a live node holds raises ``LeaseConflictError`` naming it,
+        and nothing changes. Ids no longer written are given back.
+        """
+        previous, self.sensor_ids = self.sensor_ids, sorted(set(sensor_ids))
+        try:
+            blocking = self._try_acquire(conn, take_all=False)
+            if blocking:
+                raise LeaseConflictError(
+                    [
+                        f"{self.path}: sensor id {sensor_id!r} is already being written by a "
+                        f"live node (host {host}, pid {pid}); give this sensor another id"
+                        for sensor_id, _, host, pid, _ in blocking
+                    ]
+                )
+            given_back = [s for s in previous if s not in self.sensor_ids]
+            with transaction(conn):
+                conn.executemany(
+                    f"DELETE FROM {LEASES} WHERE sensor_id = ? AND holder = ?",
+                    [(s, self.holder.holder) for s in given_back],
+                )
+        except sqlite3.Error as exc:
+            self.sensor_ids = previous
+            raise LeaseConflictError(
+                [f"{self.path}: cannot check the sensor leases now ({exc}); save the file again"]
+            ) from None
+        except BaseException:
+            self.sensor_ids = previous
+            raise
+
+    def drop(self, sensor_ids: Iterable[str]) -> None:
+        """Stop claiming these ids (their sensors left this process)."""
+        gone = set(sensor_ids)
+        self.sensor_ids = [s for s in self.sensor_ids if s not in gone]
 
     # ---- keeping them ---------------------------------------------------------------
     def due(self) -> bool:
@@ -244,8 +323,29 @@ class FileLease:
                 f"INSERT OR IGNORE INTO {LEASES} (sensor_id, holder) VALUES (?, ?)",
                 [(s, me.holder) for s in self.sensor_ids],
             )
-            log.error("sensor lease was taken over after a stall", path=str(self.path))
+            lost = self._held_by_others(conn)
+            if lost:
+                # Raised inside the flush: its rows are rolled back with this registration.
+                raise LeaseLostError(self.path, lost)
+            log.warning(
+                "sensor lease renewed after a stall",
+                path=str(self.path),
+                sensor_ids=self.sensor_ids,
+            )
         self.last_heartbeat = now
+
+    def _held_by_others(self, conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+        """(sensor id, host, pid) of this process's ids that another holder leases now."""
+        marks = ", ".join("?" * len(self.sensor_ids))
+        return [
+            (str(sensor_id), str(host), int(pid))
+            for sensor_id, host, pid in conn.execute(
+                f"SELECT l.sensor_id, coalesce(h.host, '?'), coalesce(h.pid, 0) FROM {LEASES} l "
+                f"LEFT JOIN {HOLDERS} h ON h.holder = l.holder "
+                f"WHERE l.holder != ? AND l.sensor_id IN ({marks}) ORDER BY l.sensor_id",
+                (self.holder.holder, *self.sensor_ids),
+            )
+        ]
 
     def release(self, conn: sqlite3.Connection) -> None:
         """Give the leases back (clean exit), so a restart takes them at once."""

@@ -80,7 +80,7 @@ def produce_report(options: ReportOptions, progress: ReadProgress | None = None)
     problems with some sources only are in the result's ``problems``.
     """
     _validate(options)
-    _check_html(options.html)
+    check_html(options.html)
     report = _build(options, progress)
     return ProducedReport(report, _render(report, options))
 
@@ -89,19 +89,28 @@ def write_html(produced: ProducedReport, path: str) -> None:
     """Write the HTML report to ``path`` through a temporary file; a failure is a problem line."""
     from . import render_html
 
+    problem = write_page(path, render_html.render_html(produced.report))
+    if problem:
+        produced.problems.append(problem)
+    else:
+        produced.html = Path(path)
+        produced.html_bytes = produced.html.stat().st_size
+
+
+def write_page(path: str, text: str) -> str | None:
+    """Write ``text`` to ``path`` through a temporary file; the problem line if it fails."""
     target = Path(path)
     temporary = target.with_name(f".{target.name}.tmp")
     try:
-        temporary.write_text(render_html.render_html(produced.report), encoding="utf-8")
+        temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, target)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        produced.problems.append(f"--html {target}: cannot write ({exc.strerror or exc})")
-    else:
-        produced.html, produced.html_bytes = target, target.stat().st_size
+        return f"--html {target}: cannot write ({exc.strerror or exc})"
+    return None
 
 
-def _check_html(path: str | None) -> None:
+def check_html(path: str | None) -> None:
     """One clear error now if matplotlib is missing, or the HTML file cannot be written."""
     if path is None:
         return

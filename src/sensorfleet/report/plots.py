@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
+from ..node.layout import CLASSIC
 from .model import ABOVE, BELOW, RateRow, SensorSeries, ShareRow
 
 TYPE_COLORS: dict[str, str] = {
@@ -39,7 +40,7 @@ OK_COLOR = "#3b82f6"
 FLAG_COLOR = "#dc2626"
 INK = "#1f2937"
 MUTED = "#6b7280"
-UNITS = {"temperature": "°C", "vibration": "mm/s²", "voltage": "V"}
+UNITS = {column.name: column.unit or "" for column in CLASSIC.channels}
 
 _STYLE: dict[Any, Any] = {
     "font.family": "sans-serif",
@@ -274,3 +275,26 @@ def _wrap(text: str, width: int = 14) -> str:
             current = f"{current} {word}".strip()
     lines.append(current)
     return "\n".join(lines)
+
+
+def pr_chart(curves: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> str:
+    """Precision against recall for each named detector (``sensorfleet score --html``)."""
+    colors = [OK_COLOR, "#f0a202", "#7e57c2", "#26a69a", FLAG_COLOR]
+    with plt.rc_context(_STYLE):
+        figure, axes = plt.subplots(figsize=(6.4, 4.4))
+        for index, (name, points) in enumerate(curves):
+            if not points:
+                continue
+            recall = [r for r, _ in points]
+            precision = [p for _, p in points]
+            color = colors[index % len(colors)]
+            axes.step(recall, precision, where="post", color=color, linewidth=1.8, label=name)
+        axes.set_xlim(0, 1.0)
+        axes.set_ylim(0, 1.05)
+        axes.set_xlabel("recall (point-wise)")
+        axes.set_ylabel("precision (point-wise)")
+        axes.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        axes.set_title("Precision-recall curve")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
+        return to_svg(figure)

@@ -11,7 +11,7 @@ from . import plots
 from .model import ABOVE, BELOW, OK, RateRow, Report
 from .render_text import Section, headline, percent, sections
 
-_CSS = """
+CSS = """
 :root { --ink:#1f2937; --muted:#6b7280; --line:#e5e7eb; --ok:#15803d; --bad:#dc2626;
         --card:#f9fafb; --accent:#1d4ed8; }
 * { box-sizing: border-box; }
@@ -51,7 +51,8 @@ details summary { cursor: pointer; color: var(--accent); margin-top: 8px; }
 """
 
 
-def _table(section: Section) -> str:
+def table_html(section: Section) -> str:
+    """One titled table as an HTML <table>, a status badge in the check column."""
     head = "".join(
         f'<th class="{"r" if right else ""}">{escape(h)}</th>'
         for h, right in zip(section.headers, section.right, strict=True)
@@ -89,7 +90,8 @@ def _shown_note(shown: int, total: int) -> str:
     return f'<p class="note">Chart: the {shown} largest of {total} groups; the table lists all.</p>'
 
 
-def _card(label: str, value: str) -> str:
+def card(label: str, value: str) -> str:
+    """A small figure with its label, as in the report's header row."""
     return (
         f'<div class="card"><div class="k">{escape(label)}</div>'
         f'<div class="v">{escape(value)}</div></div>'
@@ -103,20 +105,13 @@ def render_html(report: Report) -> str:
     comparisons = report.comparisons()
     overall = report.anomalies / report.rows if report.rows else 0.0
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>sensorfleet report</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        "<header><h1>Sensor fleet report</h1>",
-        *(f"<p>{escape(line)}</p>" for line in headline(report)),
-        "</header>",
+        *page_head("sensorfleet report", "Sensor fleet report", headline(report)),
         '<div class="cards">',
-        _card("sources", f"{len(report.sources):,}"),
-        _card("sensors", f"{report.sensors:,}"),
-        _card("readings", f"{report.rows:,}"),
-        _card("anomalous", percent(overall)),
-        _card("checks off", f"{len(flagged)} / {comparisons}"),
+        card("sources", f"{len(report.sources):,}"),
+        card("sensors", f"{report.sensors:,}"),
+        card("readings", f"{report.rows:,}"),
+        card("anomalous", percent(overall)),
+        card("checks off", f"{len(flagged)} / {comparisons}"),
         "</div>",
     ]
     if report.rows == 0:
@@ -139,7 +134,7 @@ def render_html(report: Report) -> str:
     if firmware:
         shown = _largest(firmware)
         parts.append(plots.rate_chart(shown) + _shown_note(len(shown), len(firmware)))
-    parts.append(_table(tables["Anomaly rate by firmware"]) + "</section>")
+    parts.append(table_html(tables["Anomaly rate by firmware"]) + "</section>")
     model_shares = report.shares["model"]
     title = "Anomaly types by model (share of its anomalous rows)"
     parts.append("<section><h2>Anomaly types by model</h2>")
@@ -149,7 +144,7 @@ def render_html(report: Report) -> str:
         total = len({r.group for r in model_shares})
         shown_models = len({r.group for r in shown_shares})
         parts.append(plots.type_mix_chart(shown_shares) + _shown_note(shown_models, total))
-    parts.append(_table(tables[title]) + "</section>")
+    parts.append(table_html(tables[title]) + "</section>")
     parts.append('<section><h2>Anomaly rate by manufacturer and by location</h2><div class="pair">')
     for dimension in ("manufacturer", "location"):
         rows = report.rates[dimension]
@@ -159,7 +154,7 @@ def render_html(report: Report) -> str:
         parts.append(f"<div>{chart}</div>")
     parts.append("</div>")
     for dimension in ("manufacturer", "location"):
-        parts.append(_table(tables[f"Anomaly rate by {dimension}"]))
+        parts.append(table_html(tables[f"Anomaly rate by {dimension}"]))
     parts.append("</section>")
     if report.series:
         parts.append("<section><h2>Sensors over time</h2>")
@@ -176,12 +171,30 @@ def render_html(report: Report) -> str:
             )
         parts.append("</section>")
     parts.append('<section><h2>Sync status</h2><div class="pair">')
-    parts.append("<div>" + _table(tables["Sync status by firmware"]) + "</div>")
-    parts.append("<div>" + _table(tables["Sync status by source"]) + "</div>")
+    parts.append("<div>" + table_html(tables["Sync status by firmware"]) + "</div>")
+    parts.append("<div>" + table_html(tables["Sync status by source"]) + "</div>")
     parts.append("</div></section>")
     parts.append(_footer(report))
-    parts.append("</main></body></html>")
-    return "\n".join(parts) + "\n"
+    return page_end(parts)
+
+
+def page_head(title: str, heading: str, lines: list[str]) -> list[str]:
+    """The document's start: styles, then the heading and the lines under it."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{CSS}</style></head><body><main>",
+        f"<header><h1>{escape(heading)}</h1>",
+        *(f"<p>{escape(line)}</p>" for line in lines),
+        "</header>",
+    ]
+
+
+def page_end(parts: list[str]) -> str:
+    """The document: ``parts`` (which start with ``page_head``) closed and joined."""
+    return "\n".join([*parts, "</main></body></html>"]) + "\n"
 
 
 def _footer(report: Report) -> str:

@@ -151,7 +151,8 @@ def _short(stamp: str) -> str:
     return stamp[:16].replace("T", " ") + " UTC" if len(stamp) >= 16 else stamp
 
 
-def _plain_table(section: Section, color: bool) -> list[str]:
+def plain_table(section: Section, color: bool) -> list[str]:
+    """One titled table as aligned text lines (numbers right-aligned)."""
     widths = [len(h) for h in section.headers]
     for row in section.rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -184,7 +185,7 @@ def render_text(report: Report, color: bool = False) -> str:
     lines[0] = f"sensorfleet report · {lines[0]}"
     for section in sections(report):
         lines.append("")
-        lines.extend(_plain_table(section, color))
+        lines.extend(plain_table(section, color))
     lines.append("")
     closing = verdict(report)
     if color:

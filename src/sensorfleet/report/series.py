@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..node.layout import CLASSIC
 from .aggregate import SourceSummary
 from .dialect import SQLITE
 from .model import ObservedEpisode, SensorSeries
@@ -24,7 +25,7 @@ from .table import ReportSource
 
 DEFAULT_SENSORS = 4
 BUCKETS = 1200
-MEASUREMENTS: tuple[str, ...] = ("temperature", "vibration", "voltage")
+MEASUREMENTS: tuple[str, ...] = tuple(column.name for column in CLASSIC.channels)
 
 
 @dataclass(frozen=True)

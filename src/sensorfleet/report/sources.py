@@ -14,16 +14,20 @@ collected as one line each; the other sources are still read.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._problems import not_regular_file
+from .._redaction import redact, scrub, secrets_of
 from ..node import store
 from ..node.config import Database
 from . import postgres
-from .table import NODE_COLUMNS, ReportSource, redact
+from .table import NODE_COLUMNS, ReportSource
 
 DATABASE_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -96,7 +100,13 @@ def _slicing(conn: sqlite3.Connection, table: str, columns: set[str]) -> str:
 def inspect(path: Path) -> ReportSource:
     """Describe the readings table of ``path``; raise ``ValueError`` with the reason if none."""
     try:
-        with path.open("rb") as handle:
+        # Non-blocking, so a named pipe cannot hold the report waiting for a writer
+        # (no effect on a regular file); anything but a regular file is refused.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as handle:
+            mode = os.fstat(descriptor).st_mode
+            if not stat.S_ISREG(mode):
+                raise ValueError(f"{not_regular_file(mode)}; expected a database file")
             header = handle.read(len(_SQLITE_HEADER))
     except OSError as exc:
         raise ValueError(f"cannot read the file ({exc.strerror or exc})") from None
@@ -148,7 +158,8 @@ def find_sources(arguments: Sequence[str]) -> tuple[list[ReportSource], list[str
             try:
                 sources.append(postgres.inspect_url(argument))
             except ValueError as exc:
-                problems.append(f"{redact(argument)}: {exc}")
+                reason = scrub(str(exc), secrets_of(argument))
+                problems.append(f"{redact(argument)}: {reason}")
             continue
         paths, problem = expand_path(argument)
         if problem:

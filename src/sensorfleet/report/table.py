@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from .._redaction import redact
+from ..node.layout import CLASSIC
 from .dialect import POSTGRES, SQLITE, Dialect
 
-# The columns a table must have for the report to read it.
-NODE_COLUMNS: tuple[str, ...] = (
-    "timestamp",
-    "sensor_id",
-    "anomaly_flag",
-    "anomaly_type",
-    "firmware_version",
-    "model",
-    "manufacturer",
-    "location",
+# The columns a table must have for the report to read it: when and who, and the labels.
+NODE_COLUMNS: tuple[str, ...] = tuple(
+    column.name for column in CLASSIC.with_role("time", "identity", "label")
 )
 
 
@@ -44,12 +38,3 @@ class ReportSource:
     @property
     def dialect(self) -> Dialect:
         return POSTGRES if self.url is not None else SQLITE
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, for labels and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))

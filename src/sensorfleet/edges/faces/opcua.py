@@ -17,7 +17,9 @@ each reading. A missing-data reading sets Bad_SensorFailure with no value.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +30,7 @@ from asyncua.server.internal_server import InternalServer
 
 from ...node.config import Config, OpcUa, ParameterRange
 from ...node.identity import Identity
+from ...node.layout import CLASSIC, Column
 from ...node.readings import KIND_NAMES, Block
 from .base import FaceServer, readings_of
 
@@ -37,11 +40,23 @@ UNECE_UNITS = "http://www.opcfoundation.org/UA/units/un/cefact"
 MISSING = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
 GOOD = ua.StatusCode()
 
-# (browse name, config parameter, UNECE common code, symbol, description)
-ANALOG_ITEMS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("Temperature", "temperature", "CEL", "°C", "degree Celsius"),
-    ("Vibration", "vibration", "M41", "mm/s²", "millimetre per second squared"),
-    ("Voltage", "voltage", "VLT", "V", "volt"),
+# Unit symbols of the layouts' channels → (UNECE Recommendation 20 common code, description).
+UNECE_CODES: dict[str, tuple[str, str]] = {
+    "°C": ("CEL", "degree Celsius"),
+    "mm/s²": ("M41", "millimetre per second squared"),
+    "V": ("VLT", "volt"),
+}
+
+
+def _analog_item(column: Column) -> tuple[str, str, str, str, str]:
+    symbol = column.unit or ""
+    code, description = UNECE_CODES[symbol]
+    return (column.name.capitalize(), column.name, code, symbol, description)
+
+
+# (browse name, channel, UNECE common code, symbol, description) of the classic sensor.
+ANALOG_ITEMS: tuple[tuple[str, str, str, str, str], ...] = tuple(
+    _analog_item(column) for column in CLASSIC.channels
 )
 IDENTITY_PROPERTIES: tuple[tuple[str, str], ...] = (
     ("FirmwareVersion", "firmware_version"),
@@ -143,7 +158,8 @@ class OpcUaServer(FaceServer):
         )
         self.namespace_index = await server.register_namespace(NAMESPACE)
         await self._build(server)
-        await server.start()
+        with _quiet_start_failure():
+            await server.start()
         self.server = server
         assert server.bserver is not None
         return int(server.bserver.port)
@@ -291,6 +307,25 @@ class OpcUaServer(FaceServer):
             "security_policies": ",".join(self.settings.security_policies),
             "login": "username" if self.settings.username else "anonymous",
         }
+
+
+@contextmanager
+def _quiet_start_failure() -> Iterator[None]:
+    """Drop asyncua's own record of a failed start (a port taken, an address not ours).
+
+    asyncua logs it with a traceback and then raises; the face logs the raised error as
+    its one ``opcua unavailable`` line, so the library's record would only repeat it.
+    """
+
+    def drop_failure(record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.exc_info)
+
+    library = logging.getLogger("asyncua.server.server")
+    library.addFilter(drop_failure)
+    try:
+        yield
+    finally:
+        library.removeFilter(drop_failure)
 
 
 def every_reading(node: ua.NodeId, handle: int) -> ua.MonitoredItemCreateRequest:

@@ -8,9 +8,12 @@ batch to one round trip of row data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .base import CENTRAL_COLUMNS, Batch, SinkError
+from ..._redaction import scrub
+from ...node.layout import CLASSIC, TableLayout
+from .base import Batch, SinkError
 
 if TYPE_CHECKING:
     import psycopg
@@ -18,22 +21,15 @@ if TYPE_CHECKING:
 DEFAULT_TABLE = "sensor_readings"
 _STAGING = "sensorfleet_incoming"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {table} (
+
+def _schema(layout: TableLayout) -> str:
+    """The central copy of a node table's reading columns, keyed by where each row came
+    from (``{table}`` left for psycopg to quote)."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {{table}} (
     database_id text NOT NULL,
     source_row_id bigint NOT NULL,
-    "timestamp" timestamptz NOT NULL,
-    sensor_id text NOT NULL,
-    temperature double precision,
-    vibration double precision,
-    voltage double precision,
-    status_code integer NOT NULL DEFAULT 0,
-    anomaly_flag integer NOT NULL DEFAULT 0,
-    anomaly_type text,
-    firmware_version text,
-    model text,
-    manufacturer text,
-    location text,
+{layout.postgres_columns_sql()},
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (database_id, source_row_id)
 )
@@ -44,39 +40,77 @@ class PostgresSink:
     """Rows upserted into one PostgreSQL table."""
 
     def __init__(
-        self, conninfo: str, display: str, table: str = DEFAULT_TABLE, timeout: float = 10.0
+        self,
+        conninfo: str,
+        display: str,
+        table: str = DEFAULT_TABLE,
+        timeout: float = 10.0,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.conninfo = conninfo
         self.display = display
+        self.secrets = secrets  # hidden from the driver's messages
         self.table = table
         self.timeout = timeout
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._ready: set[TableLayout] = set()  # tables and staging made on this connection
 
     @property
     def name(self) -> str:
         return self.display
 
-    def open(self) -> None:
-        import psycopg
+    def _table(self, layout: TableLayout) -> str:
+        """``table`` for classic readings (the URL may name it); an equipment model's rows
+        go to the node's own ``<type>_readings``."""
+        return self.table if layout.table == CLASSIC.table else layout.table
+
+    @staticmethod
+    def _staging(layout: TableLayout) -> str:
+        return _STAGING if layout.table == CLASSIC.table else f"{_STAGING}_{layout.type_name}"
+
+    def _prepare(self, conn: psycopg.Connection[tuple[object, ...]], layout: TableLayout) -> None:
+        """Create the central table of ``layout`` and its session staging table, once per
+        connection; a channel the node's table gained since is added to both."""
         from psycopg import sql
 
-        table = sql.Identifier(self.table)
+        if layout in self._ready:
+            return
+        table, staging = sql.Identifier(self._table(layout)), sql.Identifier(self._staging(layout))
+        conn.execute(sql.SQL(_schema(layout)).format(table=table))
+        for column in layout.channels:
+            conn.execute(
+                sql.SQL("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} double precision")
+                .format(table=table, column=sql.Identifier(column.name))
+            )  # fmt: skip
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{staging}").format(staging=staging))
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE {staging} (LIKE {table} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            ).format(staging=staging, table=table)
+        )
+        self._ready.add(layout)
+
+    def _one_line(self, exc: BaseException) -> str:
+        text = " ".join(scrub(str(exc), self.secrets).split())
+        return text or type(exc).__name__
+
+    def open(self) -> None:
+        import psycopg
+
         try:
             conn = psycopg.connect(self.conninfo, connect_timeout=max(1, round(self.timeout)))
         except psycopg.Error as exc:
-            raise SinkError(f"{self.name}: connect: {_one_line(exc)}") from None
+            raise SinkError(f"{self.name}: connect: {self._one_line(exc)}") from None
+        self._ready = set()
         try:
             with conn.transaction():
-                conn.execute(sql.SQL(_SCHEMA).format(table=table))
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE IF NOT EXISTS {staging} "
-                        "(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                    ).format(staging=sql.Identifier(_STAGING), table=table)
-                )
+                self._prepare(conn, CLASSIC)
         except psycopg.Error as exc:
+            self._ready = set()
             conn.close()
-            raise SinkError(f"{self.name}: create table {self.table}: {_one_line(exc)}") from None
+            problem = self._one_line(exc)
+            raise SinkError(f"{self.name}: create table {self.table}: {problem}") from None
         self._conn = conn
 
     def write(self, batch: Batch) -> int:
@@ -87,10 +121,13 @@ class PostgresSink:
             self.open()
         conn = self._conn
         assert conn is not None
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in CENTRAL_COLUMNS)
-        staging = sql.Identifier(_STAGING)
+        layout = batch.layout
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in batch.columns)
+        staging = sql.Identifier(self._staging(layout))
+        table = sql.Identifier(self._table(layout))
         try:
             with conn.transaction(), conn.cursor() as cur:
+                self._prepare(conn, layout)
                 copy_sql = sql.SQL("COPY {staging} ({columns}) FROM STDIN").format(
                     staging=staging, columns=columns
                 )
@@ -101,19 +138,15 @@ class PostgresSink:
                     sql.SQL(
                         "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} "
                         "ON CONFLICT (database_id, source_row_id) DO NOTHING"
-                    ).format(table=sql.Identifier(self.table), columns=columns, staging=staging)
+                    ).format(table=table, columns=columns, staging=staging)
                 )
                 return max(cur.rowcount, 0)
         except psycopg.Error as exc:
             self.close()  # a fresh connection next time; the transaction was rolled back
-            raise SinkError(f"{self.name}: write batch: {_one_line(exc)}") from None
+            raise SinkError(f"{self.name}: write batch: {self._one_line(exc)}") from None
 
     def close(self) -> None:
+        self._ready = set()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__

@@ -17,29 +17,40 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 from ...node import store
 from ...node.config import Database
-from ...node.readings import COLUMNS
-from .base import CENTRAL_COLUMNS, Batch, SinkError
+from ...node.layout import CLASSIC, TableLayout
+from .base import Batch, SinkError, central_columns
 
 DEFAULT_TABLE = "sensor_readings"
 
-# The central copy of the node's reading columns, keyed by where each row came from.
+
+# The central copy of a node table's reading columns, keyed by where each row came from.
 # WITHOUT ROWID: rows live in key order, so the upsert key is the table itself,
 # not a second b-tree beside it (smaller file, faster inserts).
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {{table}} (
+def _schema(table: str, layout: TableLayout) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} (
     database_id TEXT NOT NULL,
     source_row_id INTEGER NOT NULL,
-{store.READING_COLUMNS_SQL},
+{layout.sqlite_columns_sql()},
     received_at TEXT NOT NULL,
     PRIMARY KEY (database_id, source_row_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_{{table}}_sensor_time ON {{table}}(sensor_id, timestamp)
+CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp)
 """
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """Insert and copy of one central table."""
+
+    insert: str
+    copy: str
 
 
 _NODE = "sensorfleet_node"  # schema name of the attached node file
@@ -69,19 +80,46 @@ class SQLiteSink:
         )
         self._conn: sqlite3.Connection | None = None
         self._attached: str | None = None
-        columns = ", ".join(CENTRAL_COLUMNS)
-        marks = ", ".join("?" * len(CENTRAL_COLUMNS))
-        self._insert = (
-            f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
-            "ON CONFLICT (database_id, source_row_id) DO NOTHING"
+        self._statements: dict[TableLayout, _Statements] = {}
+
+    def _table(self, layout: TableLayout) -> str:
+        """The central table of ``layout``: ``table`` for classic readings (the URL may
+        name it), the node's own ``<type>_readings`` for an equipment model."""
+        return self.table if layout.table == CLASSIC.table else layout.table
+
+    def _prepare(self, conn: sqlite3.Connection, layout: TableLayout) -> _Statements:
+        """Create the central table of ``layout`` if needed (in the batch's transaction, so
+        a rolled-back batch leaves no half-made table); its statements.
+
+        A table that lacks a channel the node's table has since gained gets the column,
+        as the node's own table did."""
+        table = self._table(layout)
+        for statement in _schema(table, layout).split(";"):
+            conn.execute(statement)
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in layout.channels:
+            if column.name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column.sqlite_sql()}")
+        found = self._statements.get(layout)
+        if found is not None:
+            return found
+        columns = central_columns(layout)
+        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+        statements = _Statements(
+            insert=(
+                f"INSERT INTO {table} ({names}) VALUES ({marks}) "
+                "ON CONFLICT (database_id, source_row_id) DO NOTHING"
+            ),
+            copy=(
+                f"INSERT INTO {table} ({names}) SELECT ?, r.id, "
+                + ", ".join(f"r.{c}" for c in layout.names)
+                + f", ? FROM {_NODE}.{layout.table} AS r "
+                "WHERE r.id IN (SELECT value FROM json_each(?)) "
+                "ON CONFLICT (database_id, source_row_id) DO NOTHING"
+            ),
         )
-        self._copy = (
-            f"INSERT INTO {table} ({columns}) SELECT ?, r.id, "
-            + ", ".join(f"r.{c}" for c in COLUMNS)
-            + f", ? FROM {_NODE}.sensor_readings AS r "
-            "WHERE r.id IN (SELECT value FROM json_each(?)) "
-            "ON CONFLICT (database_id, source_row_id) DO NOTHING"
-        )
+        self._statements[layout] = statements
+        return statements
 
     @property
     def name(self) -> str:
@@ -92,8 +130,7 @@ class SQLiteSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = store.open_connection(self.path, self.settings)
             with store.transaction(conn):
-                for statement in _SCHEMA.format(table=self.table).split(";"):
-                    conn.execute(statement)
+                self._prepare(conn, CLASSIC)
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"{self.name}: open central database: {exc}") from None
         self._conn = conn
@@ -111,12 +148,15 @@ class SQLiteSink:
                     if copy:
                         self._attach(conn, batch.source)
                     with store.transaction(conn):
+                        statements = self._prepare(conn, batch.layout)
                         before = conn.total_changes
                         if copy:
                             self._check_source(conn, batch)
-                            conn.execute(self._copy, (batch.database_id, batch.received_at, ids))
+                            conn.execute(
+                                statements.copy, (batch.database_id, batch.received_at, ids)
+                            )
                         else:
-                            conn.executemany(self._insert, batch.central_rows())
+                            conn.executemany(statements.insert, batch.central_rows())
                         return conn.total_changes - before
         except (sqlite3.Error, OSError) as exc:
             self.close()  # reopen next time, in case the file was replaced

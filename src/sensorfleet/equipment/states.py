@@ -1,0 +1,129 @@
+"""Operating states: what the machine does next, and for how long.
+
+Three ways a model runs, one small class each, chosen by the catalogue's
+``operation`` key:
+
+* ``DwellStates``: a state machine. The next state is drawn with probability
+  proportional to share / mean dwell and held for an exponential dwell, so in
+  the long run each state holds exactly its share of the time.
+* ``CycleStates``: phases in order (heating → injection → cooling → ejection),
+  with an optional pause after each cycle that stretches so the busy share of
+  time equals the schedule's production factor.
+* ``DemandStates``: load/unload control. Loaded, the compressor fills the
+  receiver at (capacity − demand); unloaded, the plant empties it at demand.
+  With storage S between cut-in and cut-out, load lasts S/(C − D) and unload
+  S/D, so the loaded share is D/C: the duty cycle.
+
+Each draws a fixed number of numbers per decision from its own stream, so the
+states never depend on how readings are split into blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .schema import Cycle, Demand, ModelSpec
+
+LONGEST_PHASE_SECONDS = 600.0  # a saturated or idle compressor re-reads its demand this often
+SHORTEST_PHASE_SECONDS = 1.0  # a loading valve does not cycle faster (also bounds the events)
+IDLE_RECHECK_SECONDS = 900.0  # a cycle paused for a closed plant looks again this often
+
+
+@dataclass(frozen=True)
+class Next:
+    """The state to enter and how long it lasts; ``demand`` for load/unload models."""
+
+    state: int
+    seconds: float
+    demand: float = math.nan
+
+
+class DwellStates:
+    """A dwell-time state machine with long-run shares."""
+
+    def __init__(self, spec: ModelSpec, states: tuple[str, ...]) -> None:
+        assert spec.operation.states is not None
+        table = spec.operation.states
+        self.codes = [states.index(name) for name in table]
+        self.means = [table[name].mean_dwell_seconds for name in table]
+        weights = np.array([table[n].share / table[n].mean_dwell_seconds for n in table])
+        self.cumulative = np.cumsum(weights / weights.sum())
+
+    def next(self, rng: np.random.Generator, now: float, current: int, resume: bool) -> Next:
+        pick, dwell = rng.random(2)
+        which = min(int(np.searchsorted(self.cumulative, pick, side="right")), len(self.codes) - 1)
+        return Next(self.codes[which], -self.means[which] * math.log1p(-dwell))
+
+
+class CycleStates:
+    """Phases in a fixed order, then a pause that follows the production factor."""
+
+    def __init__(
+        self, cycle: Cycle, states: tuple[str, ...], production: Callable[[float], float]
+    ) -> None:
+        self.phases = [(states.index(p.state), p.seconds) for p in cycle.phases]
+        self.pause = states.index(cycle.pause_state) if cycle.pause_state else None
+        self.mean_cycle = sum((low + high) / 2 for _, (low, high) in self.phases)
+        self.production = production
+        self.position = -1  # index of the current phase; len(phases) while paused
+
+    def next(self, rng: np.random.Generator, now: float, current: int, resume: bool) -> Next:
+        draw = float(rng.random())
+        self.position = 0 if resume else self.position + 1
+        if self.position >= len(self.phases):
+            factor = self.production(now)
+            if self.pause is not None and self.position == len(self.phases) and factor < 1:
+                pause = (
+                    IDLE_RECHECK_SECONDS if factor <= 0 else self.mean_cycle * (1 - factor) / factor
+                )
+                # A closed plant pauses again and again; the cycle restarts once it opens.
+                self.position = len(self.phases) - 1 if factor <= 0 else len(self.phases)
+                return Next(self.pause, pause)
+            self.position = 0
+        state, (low, high) = self.phases[self.position]
+        return Next(state, low + (high - low) * draw)
+
+
+class DemandStates:
+    """Load/unload control of an air compressor."""
+
+    def __init__(
+        self,
+        demand: Demand,
+        states: tuple[str, ...],
+        production: Callable[[float], float],
+        extra_demand: Callable[[float], float],
+    ) -> None:
+        self.spec = demand
+        self.loaded = states.index(demand.loaded_state)
+        self.unloaded = states.index(demand.unloaded_state)
+        self.production = production
+        self.extra_demand = extra_demand  # leaks: m³/min added by active faults
+        self.demand = 0.0
+
+    def next(self, rng: np.random.Generator, now: float, current: int, resume: bool) -> Next:
+        spec = self.spec
+        spread = float(rng.standard_normal())
+        capacity = spec.capacity_m3_min
+        if resume or current != self.loaded or self.demand >= capacity:
+            base = spec.demand_m3_min * self.production(now) * (1 + spec.variation * spread)
+            self.demand = max(0.0, base) + self.extra_demand(now)
+            if self.demand >= capacity:
+                return Next(self.loaded, LONGEST_PHASE_SECONDS, self.demand)
+            seconds = 60 * spec.storage_m3 / (capacity - self.demand)
+            return Next(self.loaded, _bounded(seconds), self.demand)
+        if self.demand <= 0:
+            return Next(self.unloaded, LONGEST_PHASE_SECONDS, self.demand)
+        seconds = 60 * spec.storage_m3 / self.demand
+        return Next(self.unloaded, _bounded(seconds), self.demand)
+
+
+def _bounded(seconds: float) -> float:
+    return min(max(seconds, SHORTEST_PHASE_SECONDS), LONGEST_PHASE_SECONDS)
+
+
+Operator = DwellStates | CycleStates | DemandStates

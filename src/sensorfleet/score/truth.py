@@ -1,0 +1,314 @@
+"""Ground truth: which readings were anomalous, of what kind, on which sensor.
+
+A truth source is a node database, a folder of them, a central store that
+``sensorfleet sync`` filled (SQLite file or ``postgresql://`` URL), or a
+labels file (CSV, JSON lines or SQLite) such as the one an equipment model
+writes when its labels are hidden from the readings. Any table with
+``sensor_id``, ``timestamp`` and labels is read; the labels are either
+
+- the classic sensor's ``anomaly_flag`` and ``anomaly_type`` (a missing-data
+  row is flagged, so it is an anomaly of type ``missing_data``), or
+- an equipment model's ``fault`` (NULL or empty while healthy), with
+  ``rul_seconds`` when the model predicts a remaining useful life.
+
+``model`` and ``firmware_version`` are read when present, for the
+breakdowns. Readings are returned sorted by sensor, then time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._redaction import redact
+from ..errors import InputError
+from ..report import postgres
+from ..report.sources import expand_path, open_readonly
+from .columns import (
+    Bools,
+    Codes,
+    ColumnError,
+    Floats,
+    Ints,
+    TextColumn,
+    to_codes,
+    to_flags,
+    to_floats,
+    to_micros,
+)
+from .tables import (
+    Columns,
+    TableError,
+    file_kind,
+    read_file,
+    read_rows,
+    read_sqlite_table,
+    split_table_argument,
+    table_columns,
+)
+
+KEYS = ("sensor_id", "timestamp")
+CLASSIC_LABELS = ("anomaly_flag", "anomaly_type")
+EQUIPMENT_LABELS = ("fault", "rul_seconds")
+GROUPS = ("model", "firmware_version")
+CLASSIC_CHANNELS = ("temperature", "vibration", "voltage")
+# REAL columns of an equipment table that are labels, not measurements.
+NOT_CHANNELS = frozenset({"health", "rul_seconds", "fault_severity"})
+NORMAL = ""  # the kind of a reading that is not anomalous
+UNLABELLED = "anomaly"  # the kind of a flagged reading whose type is empty
+
+
+@dataclass
+class Truth:
+    """Every reading of the truth source, sorted by sensor then time."""
+
+    source: str
+    sensors: list[str]
+    sensor: Codes
+    time: Ints  # microseconds since 1970, UTC
+    anomaly: Bools
+    kinds: list[str]  # kinds[0] is NORMAL
+    kind: Codes
+    models: list[str]
+    model: Codes
+    firmwares: list[str]
+    firmware: Codes
+    rul: Floats  # seconds; NaN where the source has none
+    channels: dict[str, Floats] = field(default_factory=dict)
+    scheme: str = "anomaly_type"  # what ``kind`` holds: "anomaly_type" or "fault"
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def has_rul(self) -> bool:
+        return bool(np.isfinite(self.rul).any())
+
+
+def read_truth(argument: str, channels: bool = False) -> Truth:
+    """The truth behind ``--truth ARGUMENT``; ``InputError`` naming what is wrong."""
+    parts: list[Columns] = []
+    problems: list[str] = []
+    if postgres.is_url(argument):
+        parts, problems = _from_postgres(argument, channels)
+    else:
+        path, table = split_table_argument(argument)
+        paths, problem = expand_path(str(path))
+        if problem:
+            raise InputError([f"--truth {problem}"])
+        for found in paths:
+            try:
+                parts.extend(_from_file(found, table, channels))
+            except TableError as exc:
+                problems.append(f"--truth {found}: {exc}")
+    if problems:
+        raise InputError(problems)
+    if not parts:
+        raise InputError([f"--truth {argument}: no readings with labels found"])
+    return _combine(argument if not postgres.is_url(argument) else redact(argument), parts)
+
+
+def _wanted(channels: bool) -> list[str]:
+    wanted = [*KEYS, *CLASSIC_LABELS, *EQUIPMENT_LABELS, *GROUPS]
+    if channels:
+        wanted += list(CLASSIC_CHANNELS)
+    return wanted
+
+
+def _labelled(names: Sequence[str]) -> bool:
+    return set(KEYS) <= set(names) and bool({"anomaly_flag", "fault"} & set(names))
+
+
+def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
+    if file_kind(path) != "sqlite":
+        labels = read_file(path, _wanted(channels), table)
+        _check(labels)
+        return [labels]
+
+    try:
+        conn = open_readonly(path)
+    except sqlite3.Error as exc:
+        raise TableError(f"cannot open the database ({exc})") from None
+    with closing(conn):
+        try:
+            tables = [table] if table is not None else _label_tables(conn)
+            if not tables:
+                raise TableError(
+                    "no table with sensor_id, timestamp and labels (anomaly_flag, or fault); "
+                    "readings written with hidden labels are scored against the labels file"
+                )
+            found = []
+            for name in tables:
+                declared = table_columns(conn, name)
+                wanted = _wanted(channels)
+                if channels:
+                    wanted += [
+                        c for c, kind in declared
+                        if kind == "REAL" and c not in NOT_CHANNELS and c not in wanted
+                    ]  # fmt: skip
+                read = read_sqlite_table(conn, name, wanted, f"{path} (table {name})")
+                _check(read)
+                found.append(read)
+            return found
+        except sqlite3.Error as exc:
+            raise TableError(f"cannot read the database ({exc})") from None
+
+
+def _label_tables(conn: sqlite3.Connection) -> list[str]:
+    names = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
+    return [n for n in names if _labelled([c for c, _ in table_columns(conn, n)])]
+
+
+def _check(columns: Columns) -> None:
+    missing = [k for k in KEYS if k not in columns.names]
+    if missing or not _labelled(columns.names):
+        raise TableError(
+            f"{'missing column ' + ', '.join(missing) + '; ' if missing else ''}"
+            "expected sensor_id, timestamp and labels: anomaly_flag (with anomaly_type) "
+            "for the classic sensor, or fault (with rul_seconds) for an equipment model"
+        )
+
+
+def _from_postgres(url: str, channels: bool) -> tuple[list[Columns], list[str]]:
+    _, table = postgres.split_url(url)
+    label = redact(url)
+    try:
+        conn = postgres.open_postgres(url)
+    except ValueError as exc:
+        return [], [f"--truth {label}: {exc}"]
+    try:
+        names = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s "
+                "ORDER BY ordinal_position",
+                (table,),
+            )
+        ]
+        if not _labelled(names):
+            return [], [
+                f"--truth {label}: table {table!r} lacks sensor_id, timestamp or labels "
+                "(anomaly_flag, or fault)"
+            ]
+        present = [c for c in _wanted(channels) if c in names]
+        listed = ", ".join(
+            f'to_char("{c}" AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
+            if c == "timestamp"
+            else f'"{c}"'
+            for c in present
+        )
+        with conn.cursor(name="sensorfleet_score") as cursor:
+            cursor.execute(f'SELECT {listed} FROM "{table}"')
+            return [read_rows(cursor, present, names, f"{label} (table {table})")], []
+    except Exception as exc:  # psycopg.Error; psycopg is optional, so not imported here
+        return [], [f"--truth {label}: cannot read ({str(exc).strip().splitlines()[0]})"]
+    finally:
+        conn.close()
+
+
+def _combine(source: str, parts: list[Columns]) -> Truth:
+    sensors: dict[str, int] = {}
+    kinds: dict[str, int] = {NORMAL: 0}
+    models: dict[str, int] = {}
+    firmwares: dict[str, int] = {}
+    pieces: list[dict[str, np.ndarray]] = []
+    channel_names: list[str] = []
+    scheme = "anomaly_type"
+    for part in parts:
+        try:
+            piece = _decode(part, sensors, kinds, models, firmwares)
+        except ColumnError as exc:
+            raise InputError([f"--truth {part.label}: row {exc.row + 1}: {exc}"]) from None
+        if "fault" in part.values:
+            scheme = "fault"
+        pieces.append(piece)
+        channel_names += [c for c in piece if c.startswith("channel:") and c not in channel_names]
+    joined = {
+        key: np.concatenate([p[key] for p in pieces])
+        for key in ("sensor", "time", "anomaly", "kind", "model", "firmware", "rul")
+    }
+    order = np.lexsort((joined["time"], joined["sensor"]))
+    values = {}
+    for name in channel_names:
+        filled = [p.get(name, np.full(len(p["time"]), np.nan)) for p in pieces]
+        values[name.removeprefix("channel:")] = np.concatenate(filled)[order]
+    return Truth(
+        source=source,
+        sensors=list(sensors),
+        sensor=joined["sensor"][order],
+        time=joined["time"][order],
+        anomaly=joined["anomaly"][order],
+        kinds=list(kinds),
+        kind=joined["kind"][order],
+        models=list(models),
+        model=joined["model"][order],
+        firmwares=list(firmwares),
+        firmware=joined["firmware"][order],
+        rul=joined["rul"][order],
+        channels=values,
+        scheme=scheme,
+    )
+
+
+def _decode(
+    part: Columns,
+    sensors: dict[str, int],
+    kinds: dict[str, int],
+    models: dict[str, int],
+    firmwares: dict[str, int],
+) -> dict[str, np.ndarray]:
+    v = part.values
+    n = part.rows
+    sensor, _ = to_codes(v["sensor_id"], sensors)
+    time = to_micros(v["timestamp"])
+    if "fault" in v:
+        fault, labels = to_codes(v["fault"], {})
+        healthy = np.array([t.strip().lower() in ("", "none", "normal") for t in labels])
+        anomaly = ~healthy[fault] if len(labels) else np.zeros(n, bool)
+        names = [NORMAL if h else t for t, h in zip(labels, healthy, strict=True)]
+        mapping = np.array([kinds.setdefault(t, len(kinds)) for t in names], dtype=np.int32)
+        kind = mapping[fault] if len(labels) else np.zeros(n, np.int32)
+    else:
+        anomaly, _ = to_flags(v["anomaly_flag"])
+        if "anomaly_type" in v:
+            typed, labels = to_codes(v["anomaly_type"], {})
+            mapping = np.zeros(max(len(labels), 1), dtype=np.int32)
+            for code in np.unique(typed[anomaly]):  # only the types flagged rows carry
+                mapping[code] = kinds.setdefault(labels[code] or UNLABELLED, len(kinds))
+            kind = np.where(anomaly, mapping[typed] if len(labels) else 0, 0).astype(np.int32)
+        else:
+            kind = np.where(anomaly, kinds.setdefault(UNLABELLED, len(kinds)), 0).astype(np.int32)
+    piece: dict[str, np.ndarray] = {
+        "sensor": sensor,
+        "time": time,
+        "anomaly": anomaly,
+        "kind": kind,
+        "model": _group(v, "model", models, n),
+        "firmware": _group(v, "firmware_version", firmwares, n),
+        "rul": to_floats(v["rul_seconds"], "seconds") if "rul_seconds" in v else np.full(n, np.nan),
+    }
+    for name, column in v.items():
+        if name not in (*KEYS, *CLASSIC_LABELS, *EQUIPMENT_LABELS, *GROUPS):
+            piece[f"channel:{name}"] = to_floats(column)
+    return piece
+
+
+def _group(values: dict[str, TextColumn], name: str, table: dict[str, int], n: int) -> Codes:
+    column = values.get(name)
+    if column is None:
+        return np.full(n, table.setdefault("(unknown)", len(table)), dtype=np.int32)
+    codes, labels = to_codes(column, {})
+    mapping = np.array([table.setdefault(t or "(unknown)", len(table)) for t in labels], np.int32)
+    return mapping[codes] if len(labels) else np.zeros(0, np.int32)

@@ -1,0 +1,85 @@
+"""Equipment identities at the command line: the catalogue listing and the type checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import clean_env, run_main, write_config, write_identity
+
+BUILT_IN = ["compressor", "fan", "hvac", "motor"]
+
+
+def sensorfleet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sensorfleet ARGS`` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "sensorfleet", *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_models_lists_the_catalogue_one_model_a_line(tmp_path: Path) -> None:
+    """`sensorfleet models` prints one line per built-in model, its name first, then its
+    interval and channels with units."""
+    result = sensorfleet(["models"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == BUILT_IN
+    compressor = lines[0]
+    assert "every 1 s" in compressor
+    assert "power_kw (kW)" in compressor
+
+
+def test_models_merges_the_catalogue_files_of_the_config(tmp_path: Path) -> None:
+    """A catalogue file named in config.yaml (relative to it) is merged over the built-in
+    one: its description replaces the fan's, everything else stays."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "plant.yaml").write_text(
+        "models:\n  fan:\n    description: Roof extract fan, hall 3\n"
+    )
+    write_config(tmp_path / "conf" / "config.yaml", equipment={"catalogues": ["plant.yaml"]})
+    result = sensorfleet(["models", "--config", "conf/config.yaml"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    fan = next(line for line in result.stdout.splitlines() if line.startswith("fan "))
+    assert fan.endswith("Roof extract fan, hall 3")
+    assert "rpm (rpm)" in fan
+
+
+def test_bad_catalogue_file_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    """A catalogue file with an unknown key stops `models` and `run` with exit 2 and one
+    line naming the file and the key."""
+    (tmp_path / "plant.yaml").write_text("models:\n  fan:\n    intervall_seconds: 2\n")
+    write_config(tmp_path / "config.yaml", equipment={"catalogues": ["plant.yaml"]})
+    write_identity(tmp_path / "id.json")
+    for result in (
+        sensorfleet(["models", "--config", "config.yaml"], tmp_path),
+        run_main(
+            ["--config", "config.yaml", "--identity", "id.json", "--backfill", "1m"], tmp_path
+        ),
+    ):
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        first = result.stderr.splitlines()[0]
+        assert first.startswith(f"error: {tmp_path / 'plant.yaml'}: models.fan.intervall_seconds")
+
+
+def test_unknown_type_exits_2_naming_the_known_types(tmp_path: Path) -> None:
+    """An identity whose type is not a known model is exit 2, one line naming the file and
+    every type that exists, and no database is created."""
+    write_config(tmp_path / "config.yaml")
+    write_identity(tmp_path / "id.json", type="compresor")
+    result = run_main(
+        ["--config", "config.yaml", "--identity", "id.json", "--backfill", "1m"], tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: id.json: type: unknown sensor type 'compresor' (known types: "
+        f"temperature_vibration, {', '.join(BUILT_IN)})\n"
+    )
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,136 @@
+"""Reading the truth: the classic sensor's labels, an equipment table, a labels file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_main, write_config, write_identity
+
+from sensorfleet.errors import InputError
+from sensorfleet.node.layout import ChannelColumn, equipment_layout
+from sensorfleet.score.evaluate import ScoreOptions, evaluate
+from sensorfleet.score.match import align
+from sensorfleet.score.predictions import read_predictions
+from sensorfleet.score.truth import read_truth
+
+START = "2024-03-01T00:00:00Z"
+
+
+def equipment_db(path: Path) -> Path:
+    """A compressor table laid out as an equipment model writes it: 100 readings a minute
+    apart, a bearing fault at 40-59 with RUL counting down, a leak at 80-84."""
+    layout = equipment_layout(
+        "compressor", [ChannelColumn("pressure_bar", "bar"), ChannelColumn("power_kw", "kW")]
+    )
+    with sqlite3.connect(path) as conn:
+        conn.executescript(layout.node_schema_sql())
+        for i in range(100):
+            fault = "bearing_wear" if 40 <= i < 60 else "leak" if 80 <= i < 85 else None
+            rul = (60 - i) * 60.0 if fault == "bearing_wear" else None
+            row = {
+                "timestamp": f"2024-03-01T{i // 60:02d}:{i % 60:02d}:00.000000Z",
+                "sensor_id": "COMP_1",
+                "pressure_bar": 7.0 + 0.01 * i,
+                "power_kw": 30.0,
+                "state": "running",
+                "fault": fault,
+                "health": 1.0,
+                "rul_seconds": rul,
+                "maintenance": 0,
+                "firmware_version": "2.1",
+                "model": "GA-30",
+            }
+            names = [n for n in layout.names if n in row]
+            conn.execute(
+                f"INSERT INTO {layout.table} ({', '.join(names)}) "
+                f"VALUES ({', '.join('?' * len(names))})",
+                [row[n] for n in names],
+            )
+    return path
+
+
+def test_equipment_table_faults_and_rul(tmp_path: Path) -> None:
+    """Faults become episodes by fault type, and predicted RUL is compared with the
+    table's rul_seconds; the confusion matrix pairs true and predicted faults."""
+    db = equipment_db(tmp_path / "plant.db")
+    truth = read_truth(str(db))
+    assert truth.scheme == "fault" and truth.sensors == ["COMP_1"]
+    assert truth.anomaly.sum() == 25 and truth.has_rul
+    lines = ["sensor_id,timestamp,flag,fault,rul_seconds"]
+    for i in range(100):
+        stamp = f"2024-03-01T{i // 60:02d}:{i % 60:02d}:00Z"
+        if 40 <= i < 60:
+            lines.append(f"COMP_1,{stamp},1,bearing_wear,{(60 - i) * 60 + 600}")  # 10 min late
+        elif 80 <= i < 83:
+            lines.append(f"COMP_1,{stamp},1,bearing_wear,")  # right time, wrong fault
+        else:
+            lines.append(f"COMP_1,{stamp},0,,")
+    predictions = tmp_path / "p.csv"
+    predictions.write_text("\n".join(lines) + "\n")
+    aligned = align(truth, read_predictions(str(predictions)), 0)
+    scored = evaluate(truth, aligned, ScoreOptions(rul_unit_seconds=60.0), "p")
+    assert set(scored.breakdowns["fault"]) == {"bearing_wear", "leak"}
+    assert scored.breakdowns["fault"]["bearing_wear"].range.recall == 1.0
+    assert scored.breakdowns["fault"]["leak"].range.recall == pytest.approx(3 / 5)
+    assert scored.breakdowns["model"]["GA-30"].readings == 100
+    rul = scored.overall.rul
+    assert rul is not None and rul.count == 20 and rul.mae_seconds == 600.0
+    assert rul.phm08_mean == pytest.approx(np.exp(1.0) - 1)  # 10 minutes late, unit 1 min
+    confusion = scored.overall.confusion
+    assert confusion is not None
+    table = dict(zip(confusion.true_labels, confusion.counts, strict=True))
+    columns = confusion.predicted_labels
+    assert table["leak"][columns.index("bearing_wear")] == 3
+    assert table["leak"][columns.index("normal")] == 2
+    assert table["bearing_wear"][columns.index("bearing_wear")] == 20
+    assert table["normal"][columns.index("normal")] == 75
+
+
+def test_hidden_labels_file(tmp_path: Path) -> None:
+    """A labels file holding only sensor_id, timestamp and fault is a truth source."""
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "sensor_id,timestamp,fault\nP1,2024-03-01T00:00:00Z,\nP1,2024-03-01T00:00:01Z,jam\n"
+        "P1,2024-03-01T00:00:02Z,jam\nP1,2024-03-01T00:00:03Z,none\n"
+    )
+    truth = read_truth(str(path))
+    assert truth.anomaly.tolist() == [False, True, True, False]
+    assert truth.kinds == ["", "jam"]
+
+
+def test_classic_database_counts_missing_data_rows(tmp_path: Path) -> None:
+    """In a node database, missing-data rows (NULL values, flagged) are anomalies of type
+    missing_data, and model and firmware come from the rows."""
+    config = write_config(
+        tmp_path / "config.yaml",
+        anomalies={"probability": 0.3, "types": {t: {"enabled": t == "missing_data"} for t in
+                   ("spike", "trend", "pattern", "noise", "missing_data")}},
+    )  # fmt: skip
+    identity = write_identity(tmp_path / "id.json", id="S1", model="TempVibe-1000")
+    db = tmp_path / "node.db"
+    done = run_main(
+        ["--config", str(config), "--identity", str(identity), "--db", str(db),
+         "--backfill", "2h", "--start", START, "--seed", "3"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    truth = read_truth(str(db))
+    with sqlite3.connect(db) as conn:
+        nulls = conn.execute(
+            "SELECT count(*) FROM sensor_readings WHERE temperature IS NULL AND anomaly_flag = 1 "
+            "AND anomaly_type = 'missing_data'"
+        ).fetchone()[0]
+    assert nulls > 0 and int(truth.anomaly.sum()) == nulls
+    assert truth.kinds == ["", "missing_data"]
+    assert truth.models == ["TempVibe-1000"] and truth.firmwares == ["1.4"]
+
+
+def test_truth_without_labels_is_refused(tmp_path: Path) -> None:
+    """A file with no label columns is one problem line naming what was expected."""
+    path = tmp_path / "plain.csv"
+    path.write_text("sensor_id,timestamp,temperature\nA,2024-03-01T00:00:00Z,20\n")
+    with pytest.raises(InputError, match=r"expected sensor_id, timestamp and labels"):
+        read_truth(str(path))
