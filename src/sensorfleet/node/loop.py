@@ -152,6 +152,7 @@ class Summary:
     anomalies: dict[str, int]
     errors: dict[str, int]
     moved_aside: dict[str, int] = field(default_factory=dict)
+    restores: int = 0  # files found behind their id floor: restored backups
     rows_by_sensor: dict[str, int] = field(default_factory=dict)
     writers: list[WriterStatus] = field(default_factory=list)
     last_reading_at: float | None = None
@@ -559,6 +560,7 @@ class NodeLoop:
             anomalies=dict(anomalies),
             errors=dict(errors),
             moved_aside=dict(moved),
+            restores=sum(w.store.restores for w in self.writers),
             rows_by_sensor=dict(by_sensor),
             writers=statuses,
             last_reading_at=max(times) if times else None,
