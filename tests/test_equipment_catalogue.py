@@ -164,6 +164,10 @@ def test_later_files_win_and_merging_is_a_function_of_contents() -> None:
             "(demand) model's variable",
         ),
         (
+            "models: {fan: {channels: {rpm: {noise: {spinning: 3}}}}}\n",
+            "models.fan.channels.rpm.noise.spinning: unknown state",
+        ),
+        (
             "models: {compressor: {interval_seconds: true}}\n",
             "models.compressor.interval_seconds: expected a number, not true or false",
         ),

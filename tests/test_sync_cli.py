@@ -111,6 +111,22 @@ def test_user_mistakes_exit_2_with_one_line(
     assert len(lines) == 1 and words in lines[0], result.stderr
 
 
+def test_a_cursor_file_nested_100000_levels_deep_exits_2_with_one_line(
+    data: Path, tmp_path: Path
+) -> None:
+    """`sync --cursor` on a file of 100,000 nested arrays exits 2 with one line that says
+    how to fix it, as for other damaged cursors (it was a RecursionError traceback)."""
+    cursor = tmp_path / "cursor.json"
+    cursor.write_text("[" * 100_000 + "]" * 100_000)
+    result = sync("data", "--cursor", "cursor.json", "--sink", "-", "--once", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: cursor.json: (top level): nested too deeply (at most 64 levels); fix it, or "
+        "delete it to ship every row again"
+    ]
+    assert result.stdout == ""
+
+
 def test_sink_dash_writes_json_lines_to_stdout(data: Path, tmp_path: Path) -> None:
     """`--sink -` prints one JSON reading per line on stdout (logs on stderr) and marks them."""
     from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS

@@ -77,6 +77,8 @@ class SyncSummary:
 
     rows_shipped: int = 0
     rows_stored: int | None = 0
+    # Readings whose key already held a different reading (kept beside it by the sink).
+    conflicts: int = 0
     batches: int = 0
     sink_errors: int = 0
     source_errors: int = 0
@@ -280,6 +282,10 @@ class Collector:
         else:
             summary.rows_stored += stored
             metrics.rows_stored.inc(stored)
+        conflicts = int(getattr(self.sink, "conflicts", 0))  # sinks with storage count them
+        if conflicts > summary.conflicts:
+            metrics.key_conflicts.inc(conflicts - summary.conflicts)
+            summary.conflicts = conflicts
         metrics.rows_shipped.labels(str(state.source.path)).inc(rows)
         metrics.batches.inc()
         metrics.batch_seconds.observe(seconds)
