@@ -29,7 +29,7 @@ Fleet:
   --types TYPES         machines by type, TYPE=COUNT pairs (compressor=5,hvac=2); with
                         --count N the counts are proportions of N
   --site FILE           the machines of a site file: factories, lines, machines of
-                        each type (docs/equipment.md#site-files)
+                        each type (docs/containers.md#site-files)
   --db-per-node         one database per sensor (data/sensor_<ID>.db) instead of
                         the shared data/sensor_data.db
   --backfill DURATION   each node first writes this much history (2h, 1d, ...),

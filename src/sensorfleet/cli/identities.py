@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         "--site",
         metavar="FILE",
         help="the machines of a site file (YAML: factories, their lines, and on each line "
-        "a count of machines of each type); see docs/equipment.md",
+        "a count of machines of each type); see docs/containers.md",
     )
     parser.add_argument(
         "--types",
