@@ -47,8 +47,8 @@ from .tables import (
     file_kind,
     read_file,
     read_rows,
-    read_sqlite_table,
     split_table_argument,
+    sqlite_chunks,
     table_columns,
 )
 
@@ -151,9 +151,9 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
                         c for c, kind in declared
                         if kind == "REAL" and c not in NOT_CHANNELS and c not in wanted
                     ]  # fmt: skip
-                read = read_sqlite_table(conn, name, wanted, f"{path} (table {name})")
-                _check(read)
-                found.append(read)
+                for chunk in sqlite_chunks(conn, name, wanted, f"{path} (table {name})"):
+                    _check(chunk)
+                    found.append(chunk)
             return found
         except sqlite3.Error as exc:
             raise TableError(f"cannot read the database ({exc})") from None
