@@ -315,7 +315,9 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(b'{"ok": false}' if failing else b'{"ok": true}')
+        # A refusal repeats the request line, as many real services do in their errors.
+        refusal = json.dumps({"ok": False, "request": self.requestline}).encode()
+        self.wfile.write(refusal if failing else b'{"ok": true}')
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -21,6 +21,7 @@ DOCS = ROOT / "docs" / "sync.md"
 
 postgres_server = servers.postgres_server
 postgres_url = servers.postgres_url
+http_receiver = servers.http_receiver
 
 
 def sync(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -169,6 +170,51 @@ def test_unreachable_sink_exits_1_and_marks_nothing(data: Path, tmp_path: Path) 
     assert line.startswith("error: cannot use sink: postgresql://postgres:***@127.0.0.1")
     assert "secret" not in result.stderr
     assert sqlite_rows(data / "node-1.db", "SELECT sum(synced) FROM sensor_readings") == [(0,)]
+
+
+def test_query_values_and_passwords_never_reach_the_output(
+    data: Path, tmp_path: Path, http_receiver: servers.Receiver
+) -> None:
+    """An HTTP sink's api_key stays hidden in the start line, in a refusal that echoes the
+    URL and in the error line; so do a bare HTTP user info and Kafka's OAuth settings."""
+    secret = "K3Y-0f-the-plant"
+    http_receiver.fail_next, http_receiver.fail_status = 1, 400
+    url = f"{http_receiver.url}?api_key={secret}"
+    result = sync("data", "--sink", url, "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (start,) = events(result.stderr, "sync starting")
+    assert start["sink"].endswith("/ingest?api_key=***")
+    (refused,) = events(result.stderr, "sink write failed")
+    assert "400" in refused["error"] and "api_key=***" in refused["error"]
+    assert secret not in result.stderr and len(http_receiver.rows()) == 600
+
+    closed = f"http://127.0.0.1:{free_port()}/ingest?api_key={secret}"
+    result = sync("data", "--sink", closed, "--once", cwd=tmp_path)
+    assert result.returncode == 1 and "/ingest?api_key=***: connect:" in result.stderr
+    bare = f"https://{secret}@127.0.0.1:{free_port()}/ingest"
+    result = sync("data", "--sink", bare, "--once", cwd=tmp_path)
+    assert result.returncode == 1 and "https://***@127.0.0.1" in result.stderr
+    assert secret not in result.stderr
+
+    oauth = "sasl.oauthbearer.config=clientSecret%3D" + secret
+    kafka = f"kafka://127.0.0.1:{free_port()}/t?sasl.mechanism=OAUTHBEARER&{oauth}"
+    result = sync("data", "--sink", kafka + "&sasl.oauthbearer.method=oidc", cwd=tmp_path)
+    assert result.returncode == 2 and "sasl.oauthbearer.config=***&" in result.stderr
+    assert "sasl.mechanism=OAUTHBEARER" in result.stderr  # harmless settings stay readable
+    assert secret not in result.stderr
+
+
+def test_librdkafka_log_lines_hide_the_sink_settings(data: Path, tmp_path: Path) -> None:
+    """librdkafka's own lines (here its configuration dump) show *** for a setting's value."""
+    secret = "kinit-K3Y-0f-the-plant"
+    kafka = f"kafka://127.0.0.1:{free_port()}/t?debug=conf&sasl.kerberos.kinit.cmd={secret}"
+    result = sync("data", "--sink", kafka, "--once", "--sink-timeout", "1s", "--log-level",
+                  "DEBUG", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("{")]
+    dumped = [e for e in (json.loads(ln)["event"] for ln in lines) if "kinit.cmd =" in e]
+    assert dumped and all(line.endswith("sasl.kerberos.kinit.cmd = ***") for line in dumped)
+    assert secret not in result.stderr
 
 
 def test_follow_serves_metrics_and_stops_cleanly(data: Path, tmp_path: Path) -> None:

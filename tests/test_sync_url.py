@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from sensorfleet._redaction import redact
 from sensorfleet.errors import InputError
-from sensorfleet.sync.sink_url import parse_sink_url, redact
+from sensorfleet.sync.sink_url import parse_sink_url
+from sensorfleet.sync.sinks.base import Batch, SinkError
 from sensorfleet.sync.sinks.files import FilesSink
 from sensorfleet.sync.sinks.http import HTTPSink
 from sensorfleet.sync.sinks.kafka import KafkaSink
@@ -102,7 +104,65 @@ def test_passwords_never_appear_in_messages() -> None:
     assert redact("postgresql://u:hunter2@db:5432/x") == "postgresql://u:***@db:5432/x"
     secret = "kafka://b:9092/r?sasl.username=u&sasl.password=hunter2&no.such.setting=1"
     assert "hunter2" not in problem(secret)
-    assert redact(secret) == "kafka://b:9092/r?sasl.username=u&sasl.password=***&no.such.setting=1"
+    assert (
+        redact(secret) == "kafka://b:9092/r?sasl.username=***&sasl.password=***&no.such.setting=***"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://h/ingest?api_key=K3y-123&format=json", "http://h/ingest?api_key=***&format=***"),
+        ("https://Tok3n-abc@h/x", "https://***@h/x"),
+        ("https://user:Pa55word@h/x#sig=abc", "https://user:***@h/x#***"),
+        ("postgresql://u:pw@db/x?table=t&sslmode=require&sslpassword=Pa55",
+         "postgresql://u:***@db/x?table=t&sslmode=require&sslpassword=***"),
+        ("kafka://b:9092/t?sasl.oauthbearer.config=clientSecret%3DS3cr3t&acks=all&linger.ms=5",
+         "kafka://b:9092/t?sasl.oauthbearer.config=***&acks=all&linger.ms=5"),
+        ("kafka://b:9092/t?ssl.ca.location=/etc/ca.pem&client.id=plant-7",
+         "kafka://b:9092/t?ssl.ca.location=***&client.id=plant-7"),
+        ("sqlite:///c.db?table=readings", "sqlite:///c.db?table=readings"),
+        ("mqtt://plant@broker/t", "mqtt://plant@broker/t"),
+    ],
+)  # fmt: skip
+def test_every_value_not_known_to_be_harmless_is_hidden(url: str, shown: str) -> None:
+    """Query values are hidden unless their setting is known to be harmless, whatever the
+    key is called; passwords, an HTTP URL's bare user info and fragments are hidden too."""
+    assert redact(url) == shown
+
+
+def test_kafka_topic_names_kafka_refuses_are_usage_errors() -> None:
+    """'.' and '..' and a template that cannot render to 249 characters or fewer are refused
+    while parsing, before any broker is asked."""
+    for topic in (".", ".."):
+        assert "does not allow '.' or '..'" in problem(f"kafka://b:9092/{topic}")
+    assert "at most 249" in problem("kafka://b:9092/" + "t" * 250)
+    line = problem("kafka://b:9092/" + "t" * 249 + ".{sensor_id}")
+    assert "renders to at least 251 characters" in line
+    sink = parse_sink_url("kafka://b:9092/" + "t" * 240 + ".{sensor_id}")
+    assert isinstance(sink, KafkaSink)
+
+
+def test_a_rendered_topic_too_long_is_refused_before_connecting(tmp_path: Path) -> None:
+    """A template filled with a long field value is refused with the topic problem before the
+    producer connects (no broker listens at the URL: a connect error would say 'connect')."""
+    sink = parse_sink_url("kafka://127.0.0.1:9/readings.{location}", timeout=1.0)
+    assert isinstance(sink, KafkaSink)
+    row = (1, "2026-01-01T00:00:00Z", "T1", 1.0, 2.0, 3.0, 0, 0, None, "1.4", "M", "X",
+           "L" * 245)  # fmt: skip
+    with pytest.raises(SinkError) as caught:
+        sink.write(Batch("db-1", str(tmp_path / "n.db"), [row], "2026-01-01T00:00:01Z"))
+    assert "is 254 characters; Kafka topics have at most 249" in str(caught.value)
+    assert "connect" not in str(caught.value) and sink._producer is None
+
+
+def test_kafka_acks_minus_one_means_all() -> None:
+    """acks=-1 is librdkafka's spelling of acks=all, and request.required.acks its alias."""
+    for query in ("acks=-1", "acks=ALL", "request.required.acks=-1"):
+        sink = parse_sink_url(f"kafka://b:9092/t?{query}")
+        assert isinstance(sink, KafkaSink) and sink.config["acks"] == "all", query
+        assert "request.required.acks" not in sink.config
+    assert "sync needs acks=all" in problem("kafka://b:9092/t?request.required.acks=1")
 
 
 def test_kafka_urls_pass_librdkafka_settings_through() -> None:

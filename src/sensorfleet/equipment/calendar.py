@@ -8,6 +8,7 @@ and shift are two table look-ups, never a loop.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,7 @@ class Calendar:
             previous = max((s for s in ordered if s <= minute), default=ordered[-1] - 1440)
             since[minute] = minute - previous
         self._factors = factors
+        self._factor_list = factors.tolist()
         self._since_start = since
 
     def times(self, epoch_seconds: FloatArray) -> Times:
@@ -95,8 +97,13 @@ class Calendar:
         )
 
     def production_at(self, epoch_seconds: float) -> float:
-        """The production factor at one instant (for events)."""
-        return float(self.times(np.array([epoch_seconds])).production[0])
+        """The production factor at one instant (for events): ``times`` in scalar arithmetic."""
+        local = epoch_seconds + self.offset_seconds
+        days = math.floor(local / SECONDS_PER_DAY)
+        minute = min(int((local - days * SECONDS_PER_DAY) // 60), MINUTES_PER_DAY - 1)
+        weekend = (days + EPOCH_WEEKDAY) % 7 >= 5
+        factor: float = self._factor_list[minute]
+        return factor * self.weekend_factor if weekend else factor
 
 
 def harmonic(term: Harmonic | None, phase: FloatArray, period: float) -> FloatArray | float:

@@ -77,6 +77,8 @@ class Channels:
         self.analog = [n for n, c in self.raw.items() if c.kind in ("analog", "digital")]
         self.targets = np.array([_per_state(self.raw[n].target, states) for n in self.analog]).T
         self.taus = np.array([_per_state(self.raw[n].tau_seconds, states) for n in self.analog]).T
+        with np.errstate(divide="ignore"):
+            self.rates = np.where(self.taus > 0, 1.0 / self.taus, np.inf)  # 1/τ per state
         self.effects: dict[str, list[tuple[int, str, Effect]]] = {}
         for index, (name, fault) in enumerate(spec.faults.items()):
             for channel, effect in fault.effects.items():
@@ -87,15 +89,18 @@ class Channels:
         """Values at the start of segments 0..last (carried forward in closed form)."""
         if segments[0].x0 is None:
             segments[0].x0 = self.targets[segments[0].state].copy()
+        rates = self.rates
         for j in range(last):
             if segments[j + 1].x0 is not None:
                 continue
             seg = segments[j]
             assert seg.x0 is not None
-            level, tau = self.targets[seg.state], self.taus[seg.state]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                decay = np.where(tau > 0, np.exp(-(seg.end - seg.start) / tau), 0.0)
-            segments[j + 1].x0 = level + (seg.x0 - level) * decay
+            level, span = self.targets[seg.state], seg.end - seg.start
+            if span <= 0:
+                segments[j + 1].x0 = seg.x0
+                continue
+            # e^(−span/τ), which is 0 for τ = 0 (rate = inf): the channel jumps to its target
+            segments[j + 1].x0 = level + (seg.x0 - level) * np.exp(-span * rates[seg.state])
         return np.array([seg.x0 for seg in segments[: last + 1]])
 
     def _responses(
@@ -106,9 +111,11 @@ class Channels:
         which = labels.segment
         starts = self._segment_starts(segments, int(which[-1]))[which]
         begin = np.array([seg.start for seg in segments[: int(which[-1]) + 1]])[which]
-        level, tau = self.targets[labels.state], self.taus[labels.state]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            decay = np.where(tau > 0, np.exp(-(t - begin)[:, None] / tau), 0.0)
+        level, rate = self.targets[labels.state], self.rates[labels.state]
+        elapsed = (t - begin)[:, None]
+        with np.errstate(invalid="ignore"):
+            decay = np.exp(-elapsed * rate)
+        decay[np.isnan(decay)] = 0.0  # τ = 0 at a segment's first instant: already there
         values = level + (starts - level) * decay
         return {name: values[:, i] for i, name in enumerate(self.analog)}
 

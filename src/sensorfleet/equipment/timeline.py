@@ -92,6 +92,15 @@ class Timeline:
             np.array([f.onset_per_hour for f in self.instrument_specs]) * rate_multiplier
         )
         self.operator = self._operator()
+        self._handlers = {
+            "state": self._state_over,
+            "trip": self._trip,
+            "clear": self._clear,
+            "service": self.start_maintenance,
+            "onset": self._onset,
+            "instrument_end": self._instrument_over,
+            "instrument": self._instrument_onset,
+        }
         self.segments: list[Segment] = []
         self.now = 0.0
         self.fault: MachineFault | None = None
@@ -134,8 +143,7 @@ class Timeline:
     def extend(self, until: float) -> None:
         """Generate segments until one covers the instant ``until`` (and beyond)."""
         while self.now <= until:
-            self._fire_due()
-            end = self._next_event()
+            end = self._fire_due()
             self.segments.append(
                 Segment(
                     self.now,
@@ -208,25 +216,14 @@ class Timeline:
             times["instrument"] = now + self.instrument_budget
         return times
 
-    def _next_event(self) -> float:
-        return min(self._candidates().values())
-
-    def _fire_due(self) -> None:
-        # Fire everything due now, one event at a time (each may change what is due).
+    def _fire_due(self) -> float:
+        """Fire everything due now, one event at a time; return when the next one falls."""
         for _ in range(100):
-            due = [name for name, at in self._candidates().items() if at <= self.now + EPSILON]
-            if not due:
-                return
-            handler = {
-                "state": self._state_over,
-                "trip": self._trip,
-                "clear": self._clear,
-                "service": self.start_maintenance,
-                "onset": self._onset,
-                "instrument_end": self._instrument_over,
-                "instrument": self._instrument_onset,
-            }
-            handler[due[0]]()
+            times = self._candidates()
+            due = next((name for name, at in times.items() if at <= self.now + EPSILON), None)
+            if due is None:
+                return min(times.values())
+            self._handlers[due]()
         raise RuntimeError("equipment timeline: events keep firing at one instant")
 
     # ---- events ----------------------------------------------------------------------

@@ -22,10 +22,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._redaction import redact, scrub, secrets_of
 from ..node import store
 from ..node.config import Database
 from . import postgres
-from .table import NODE_COLUMNS, ReportSource, redact
+from .table import NODE_COLUMNS, ReportSource
 
 DATABASE_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -171,7 +172,8 @@ def find_sources(arguments: Sequence[str]) -> tuple[list[ReportSource], list[str
             try:
                 sources.append(postgres.inspect_url(argument))
             except ValueError as exc:
-                problems.append(f"{redact(argument)}: {exc}")
+                reason = scrub(str(exc), secrets_of(argument))
+                problems.append(f"{redact(argument)}: {reason}")
             continue
         paths, problem = expand_path(argument)
         if problem:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from .._redaction import redact
 from ..node.layout import CLASSIC
 from .dialect import POSTGRES, SQLITE, Dialect
 
@@ -38,12 +38,3 @@ class ReportSource:
     @property
     def dialect(self) -> Dialect:
         return POSTGRES if self.url is not None else SQLITE
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, for labels and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))

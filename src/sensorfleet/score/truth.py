@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._redaction import redact
 from ..errors import InputError
 from ..report import postgres
 from ..report.sources import expand_path, open_readonly
-from ..report.table import redact
 from .columns import (
     Bools,
     Codes,

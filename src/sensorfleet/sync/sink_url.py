@@ -16,11 +16,13 @@ relative path, four slashes and an absolute one):
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from .._redaction import redact, scrub, secrets_of
 from ..errors import InputError
 from .sinks.base import Sink
 from .topics import TemplateError, TopicTemplate
@@ -35,32 +37,11 @@ FORMS = (
     "kafka://HOST:PORT[,HOST:PORT]/TOPIC",
     "- (standard output)",
 )
-# Query parameters whose values never appear in logs or errors.
-_SECRET = re.compile(r"password|secret|\.pem$|\.key$|token", re.IGNORECASE)
 _KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-def redact(url: str) -> str:
-    """The URL with any password (user info or secret query parameter) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", url.split("?", 1)[0])
-    netloc, query = parts.netloc, parts.query
-    if "@" in netloc:
-        user, _, hosts = netloc.rpartition("@")
-        if ":" in user:
-            netloc = f"{user.split(':', 1)[0]}:***@{hosts}"
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET.search(key) for key, _ in pairs):
-            query = "&".join(
-                f"{key}={'***' if _SECRET.search(key) else value}" for key, value in pairs
-            )
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+# Where the throwaway producer that checks Kafka settings logs: nowhere.
+_SILENT = logging.getLogger("sensorfleet.sync.librdkafka.check")
+_SILENT.disabled = True
 
 
 class _Problem(Exception):
@@ -113,10 +94,9 @@ def parse_sink_url(url: str, timeout: float = 10.0) -> Sink:
     """Build the sink a URL names; raise ``InputError`` with one line if it is malformed."""
     try:
         return _build(url.strip(), timeout)
-    except _Problem as exc:
-        raise InputError([f"--sink {redact(url)!r}: {exc}"]) from None
-    except ValueError as exc:  # urlsplit: bad port, bad IPv6 literal
-        raise InputError([f"--sink {redact(url)!r}: {exc}"]) from None
+    except (_Problem, ValueError) as exc:  # ValueError from urlsplit: bad port, bad IPv6
+        problem = scrub(str(exc), secrets_of(url))  # a library's message may quote a value
+        raise InputError([f"--sink {redact(url)!r}: {problem}"]) from None
 
 
 def _build(url: str, timeout: float) -> Sink:
@@ -155,7 +135,9 @@ def _build(url: str, timeout: float) -> Sink:
         table = _table(dict(pairs), PG_TABLE)
         rest = urlencode([(k, v) for k, v in pairs if k != "table"])
         conninfo = urlunsplit((scheme, parts.netloc, parts.path, rest, ""))
-        return PostgresSink(conninfo, redact(url), table=table, timeout=timeout)
+        return PostgresSink(
+            conninfo, redact(url), table=table, timeout=timeout, secrets=secrets_of(url)
+        )
     if scheme in ("http", "https"):
         from .sinks.http import HTTPSink
 
@@ -167,7 +149,14 @@ def _build(url: str, timeout: float) -> Sink:
         target = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
         username = unquote(parts.username) if parts.username is not None else None
         password = unquote(parts.password) if parts.password is not None else None
-        return HTTPSink(target, redact(url), timeout, username=username, password=password)
+        return HTTPSink(
+            target,
+            redact(url),
+            timeout,
+            username=username,
+            password=password,
+            secrets=secrets_of(url),
+        )
     if scheme == "mqtt":
         _needs("paho.mqtt", "paho-mqtt")
         from .sinks.mqtt import MQTTSink
@@ -206,7 +195,17 @@ def _kafka(url: str, netloc: str, path: str, query: str, timeout: float) -> Sink
     _needs("confluent_kafka", "confluent-kafka")
     from confluent_kafka import KafkaException, Producer
 
-    from .sinks.kafka import BOOLEAN_SETTINGS, DEFAULTS, REQUIRED, KafkaSink, one_line
+    from .sinks.kafka import (
+        BOOLEAN_SETTINGS,
+        DEFAULTS,
+        MAX_TOPIC_LENGTH,
+        REQUIRED,
+        SETTING_ALIASES,
+        VALUE_ALIASES,
+        KafkaSink,
+        one_line,
+        topic_problem,
+    )
 
     form = "kafka://HOST:PORT[,HOST:PORT…]/TOPIC"
     if "@" in netloc:
@@ -222,12 +221,25 @@ def _kafka(url: str, netloc: str, path: str, query: str, timeout: float) -> Sink
     if not topic:
         raise _Problem(f"expected {form} (no topic given)")
     template = _template(topic)
-    if not _KAFKA_TOPIC.fullmatch(template.literal()) or len(topic) > 249:
+    if not _KAFKA_TOPIC.fullmatch(template.literal()):
         raise _Problem(
             f"topic {topic!r}: Kafka topics use only letters, digits, '.', '_' and '-' "
-            "(at most 249 characters)"
+            f"(at most {MAX_TOPIC_LENGTH} characters)"
         )
-    config: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    # The shortest a template can render: each placeholder gives at least one character.
+    shortest = len(template.literal()) + len(template.fields)
+    if template.templated and shortest > MAX_TOPIC_LENGTH:
+        raise _Problem(
+            f"topic {topic!r}: renders to at least {shortest} characters; Kafka topics "
+            f"have at most {MAX_TOPIC_LENGTH}"
+        )
+    problem = None if template.templated else topic_problem(topic)
+    if problem is not None:
+        raise _Problem(problem)
+    config: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        key = SETTING_ALIASES.get(key, key)
+        config[key] = VALUE_ALIASES.get((key, value.lower()), value)
     for key, value in REQUIRED.items():
         if key in config and config[key].lower() != value:
             raise _Problem(f"option {key}: sync needs {key}={value} (got {config[key]!r})")
@@ -235,10 +247,11 @@ def _kafka(url: str, netloc: str, path: str, query: str, timeout: float) -> Sink
         if config[key].lower() not in ("true", "false"):
             raise _Problem(f"option {key}: expected true or false (got {config[key]!r})")
         config[key] = config[key].lower() == "true"
-    check = {**DEFAULTS, **config, **REQUIRED, "log_level": 0}
+    # Silent: a `debug` setting would otherwise print every setting to stderr, unredacted.
+    check = {**DEFAULTS, **config, **REQUIRED, "log_level": 0, "logger": _SILENT}
     try:  # librdkafka checks every setting here; with no broker named it connects nowhere
         Producer(check)
     except (KafkaException, TypeError, ValueError) as exc:
-        raise _Problem(one_line(exc)) from None
+        raise _Problem(one_line(exc, secrets_of(url))) from None
     config["bootstrap.servers"] = ",".join(brokers)
-    return KafkaSink(config, template, redact(url), timeout)
+    return KafkaSink(config, template, redact(url), timeout, secrets_of(url))

@@ -14,10 +14,12 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from ..._redaction import scrub
 from .base import Batch, SinkError
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -38,9 +40,11 @@ class HTTPSink:
         attempts: int = 3,
         username: str | None = None,
         password: str | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.url = url
         self.display = display
+        self.secrets = secrets  # hidden from any text a server or the OS sends back
         self.timeout = timeout
         self.attempts = attempts
         self._headers = {"Content-Type": "application/json", "User-Agent": "sensorfleet-sync"}
@@ -60,7 +64,7 @@ class HTTPSink:
             with socket.create_connection((parts.hostname or "", port), timeout=self.timeout):
                 pass
         except OSError as exc:
-            raise SinkError(f"{self.name}: connect: {exc}") from None
+            raise SinkError(f"{self.name}: connect: {scrub(str(exc), self.secrets)}") from None
 
     def _post(self, body: bytes, key: str) -> None:
         request = urllib.request.Request(
@@ -72,11 +76,12 @@ class HTTPSink:
         except urllib.error.HTTPError as exc:
             detail = exc.read(200).decode("utf-8", "replace").strip()
             message = f"server answered {exc.code} {exc.reason}" + (f": {detail}" if detail else "")
+            message = scrub(message, self.secrets)  # a server may echo the URL's key
             if exc.code in _RETRY_STATUS:
                 raise _Transient(message) from None
             raise SinkError(f"{self.name}: {message}") from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            reason = scrub(str(getattr(exc, "reason", exc)), self.secrets)
             raise _Transient(f"request failed: {reason}") from None
 
     def write(self, batch: Batch) -> None:

@@ -20,8 +20,10 @@ it (checked from the cluster's metadata, which asks for no auto-creation).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+from ..._redaction import scrub
 from ..topics import TopicTemplate
 from .base import Batch, SinkError
 
@@ -31,6 +33,12 @@ LIBRDKAFKA_LOG = logging.getLogger("sensorfleet.sync.librdkafka")
 
 # Settings sync needs; a URL query parameter may not weaken them.
 REQUIRED = {"enable.idempotence": "true", "acks": "all"}
+# Spellings librdkafka takes for the same setting or value.
+SETTING_ALIASES = {"request.required.acks": "acks"}
+VALUE_ALIASES = {("acks", "-1"): "all"}
+# Kafka's own limits on a topic name.
+MAX_TOPIC_LENGTH = 249
+RESERVED_TOPICS = frozenset({".", ".."})
 # Settings the Python client reads itself, as booleans (URL values are converted).
 BOOLEAN_SETTINGS = frozenset({"delivery.report.only.error"})
 DEFAULTS: dict[str, Any] = {
@@ -53,7 +61,10 @@ class KafkaSink:
         topic: TopicTemplate,
         display: str,
         timeout: float = 10.0,
+        secrets: Sequence[str] = (),
     ) -> None:
+        self.secrets = secrets  # hidden from librdkafka's errors and log lines
+        self._scrubber = _Scrubber(secrets)
         self.config = {
             **DEFAULTS,
             "message.timeout.ms": str(max(1000, round(timeout * 1000))),
@@ -75,6 +86,8 @@ class KafkaSink:
     def open(self) -> None:
         from confluent_kafka import KafkaException, Producer
 
+        if self.secrets and self._scrubber not in LIBRDKAFKA_LOG.filters:
+            LIBRDKAFKA_LOG.addFilter(self._scrubber)
         try:
             producer = Producer(
                 {
@@ -85,7 +98,7 @@ class KafkaSink:
                 }
             )
         except (KafkaException, TypeError, ValueError) as exc:
-            raise SinkError(f"{self.name}: {one_line(exc)}") from None
+            raise SinkError(f"{self.name}: {one_line(exc, self.secrets)}") from None
         self._producer = producer
         self._known.clear()
         try:
@@ -112,7 +125,7 @@ class KafkaSink:
             # No topic named: a metadata request that cannot auto-create anything.
             metadata = self._producer.list_topics(timeout=self.timeout)
         except KafkaException as exc:
-            raise SinkError(f"{self.name}: connect: {one_line(exc)}") from None
+            raise SinkError(f"{self.name}: connect: {one_line(exc, self.secrets)}") from None
         self._known = {
             name for name, topic in metadata.topics.items() if topic.error is None and name
         }
@@ -130,10 +143,14 @@ class KafkaSink:
     def write(self, batch: Batch) -> None:
         from confluent_kafka import KafkaException
 
+        topics = self.topic.topics(batch.rows)
+        for topic in set(topics):  # before any broker is asked about it
+            problem = topic_problem(topic)
+            if problem is not None:
+                raise SinkError(f"{self.name}: {problem} (from the template {self.topic.text!r})")
         if self._producer is None:
             self.open()
         producer = self._producer
-        topics = self.topic.topics(batch.rows)
         for topic in set(topics):
             self._require(topic)
         failed = self._undelivered = []
@@ -149,7 +166,7 @@ class KafkaSink:
             left = producer.flush(self.timeout)
         except KafkaException as exc:
             self.close()
-            raise SinkError(f"{self.name}: produce: {one_line(exc)}") from None
+            raise SinkError(f"{self.name}: produce: {one_line(exc, self.secrets)}") from None
         problem = None
         if failed:
             problem = f"{len(failed)} of {len(batch)} messages not delivered: {failed[0]}"
@@ -160,7 +177,7 @@ class KafkaSink:
             problem = self._failures[-1]
         if problem is not None:
             self.close()
-            raise SinkError(f"{self.name}: {problem}")
+            raise SinkError(f"{self.name}: {scrub(problem, self.secrets)}")
 
     def close(self) -> None:
         if self._producer is not None:
@@ -171,8 +188,40 @@ class KafkaSink:
             self._failures.clear()
 
 
-def one_line(exc: BaseException) -> str:
-    """A librdkafka exception as one line (its KafkaError's own text, not the repr)."""
+def one_line(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """A librdkafka exception as one line (its KafkaError's own text, not the repr), with
+    any of ``secrets`` it repeats hidden."""
     error: Any = exc.args[0] if exc.args else None
     text = str(error.str()) if hasattr(error, "str") else str(exc)
-    return " ".join(text.split()) or type(exc).__name__
+    return " ".join(scrub(text, secrets).split()) or type(exc).__name__
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why Kafka would refuse ``topic`` as a name (None if it would not).
+
+    The characters are checked where the topic is parsed; a template's placeholders
+    are filled with topic-safe text, but can still make it too long or a dot alone.
+    """
+    if topic in RESERVED_TOPICS:
+        return f"topic {topic!r}: Kafka does not allow '.' or '..' as a topic name"
+    if len(topic) > MAX_TOPIC_LENGTH:
+        return (
+            f"topic {topic[:40]!r}… is {len(topic)} characters; Kafka topics have at most "
+            f"{MAX_TOPIC_LENGTH}"
+        )
+    return None
+
+
+class _Scrubber(logging.Filter):
+    """Hides the sink's secrets in librdkafka's own log lines (it may quote settings)."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = scrub(message, self.secrets)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        return True

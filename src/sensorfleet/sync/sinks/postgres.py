@@ -8,8 +8,10 @@ batch to one round trip of row data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..._redaction import scrub
 from ...node.layout import CLASSIC
 from .base import CENTRAL_COLUMNS, Batch, SinkError
 
@@ -35,10 +37,16 @@ class PostgresSink:
     """Rows upserted into one PostgreSQL table."""
 
     def __init__(
-        self, conninfo: str, display: str, table: str = DEFAULT_TABLE, timeout: float = 10.0
+        self,
+        conninfo: str,
+        display: str,
+        table: str = DEFAULT_TABLE,
+        timeout: float = 10.0,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.conninfo = conninfo
         self.display = display
+        self.secrets = secrets  # hidden from the driver's messages
         self.table = table
         self.timeout = timeout
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
@@ -46,6 +54,10 @@ class PostgresSink:
     @property
     def name(self) -> str:
         return self.display
+
+    def _one_line(self, exc: BaseException) -> str:
+        text = " ".join(scrub(str(exc), self.secrets).split())
+        return text or type(exc).__name__
 
     def open(self) -> None:
         import psycopg
@@ -55,7 +67,7 @@ class PostgresSink:
         try:
             conn = psycopg.connect(self.conninfo, connect_timeout=max(1, round(self.timeout)))
         except psycopg.Error as exc:
-            raise SinkError(f"{self.name}: connect: {_one_line(exc)}") from None
+            raise SinkError(f"{self.name}: connect: {self._one_line(exc)}") from None
         try:
             with conn.transaction():
                 conn.execute(sql.SQL(_SCHEMA).format(table=table))
@@ -67,7 +79,8 @@ class PostgresSink:
                 )
         except psycopg.Error as exc:
             conn.close()
-            raise SinkError(f"{self.name}: create table {self.table}: {_one_line(exc)}") from None
+            problem = self._one_line(exc)
+            raise SinkError(f"{self.name}: create table {self.table}: {problem}") from None
         self._conn = conn
 
     def write(self, batch: Batch) -> int:
@@ -97,14 +110,9 @@ class PostgresSink:
                 return max(cur.rowcount, 0)
         except psycopg.Error as exc:
             self.close()  # a fresh connection next time; the transaction was rolled back
-            raise SinkError(f"{self.name}: write batch: {_one_line(exc)}") from None
+            raise SinkError(f"{self.name}: write batch: {self._one_line(exc)}") from None
 
     def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
