@@ -90,15 +90,18 @@ def test_equipment_table_faults_and_rul(tmp_path: Path) -> None:
 
 
 def test_hidden_labels_file(tmp_path: Path) -> None:
-    """A labels file holding only sensor_id, timestamp and fault is a truth source."""
+    """A labels file holding only sensor_id, timestamp and the faults is a truth source; an
+    instrument fault is an anomaly too, named after it where no machine fault is active."""
     path = tmp_path / "labels.csv"
     path.write_text(
-        "sensor_id,timestamp,fault\nP1,2024-03-01T00:00:00Z,\nP1,2024-03-01T00:00:01Z,jam\n"
-        "P1,2024-03-01T00:00:02Z,jam\nP1,2024-03-01T00:00:03Z,none\n"
+        "sensor_id,timestamp,fault,instrument_fault\n"
+        "P1,2024-03-01T00:00:00Z,,\nP1,2024-03-01T00:00:01Z,jam,\n"
+        "P1,2024-03-01T00:00:02Z,jam,dropout\nP1,2024-03-01T00:00:03Z,none,dropout\n"
+        "P1,2024-03-01T00:00:04Z,,\n"
     )
     truth = read_truth(str(path))
-    assert truth.anomaly.tolist() == [False, True, True, False]
-    assert truth.kinds == ["", "jam"]
+    assert truth.anomaly.tolist() == [False, True, True, True, False]
+    assert [truth.kinds[k] for k in truth.kind] == ["", "jam", "jam", "dropout", ""]
 
 
 def test_classic_database_counts_missing_data_rows(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ writes when its labels are hidden from the readings. Any table with
 
 - the classic sensor's ``anomaly_flag`` and ``anomaly_type`` (a missing-data
   row is flagged, so it is an anomaly of type ``missing_data``), or
-- an equipment model's ``fault`` (NULL or empty while healthy), with
+- an equipment model's ``fault`` (NULL or empty while healthy) and, where the table has
+  it, ``instrument_fault`` (a fault of the measuring instrument), with
   ``rul_seconds`` when the model predicts a remaining useful life.
 
 ``model`` and ``firmware_version`` are read when present, for the
@@ -54,7 +55,7 @@ from .tables import (
 
 KEYS = ("sensor_id", "timestamp")
 CLASSIC_LABELS = ("anomaly_flag", "anomaly_type")
-EQUIPMENT_LABELS = ("fault", "rul_seconds")
+EQUIPMENT_LABELS = ("fault", "instrument_fault", "rul_seconds")
 GROUPS = ("model", "firmware_version")
 CLASSIC_CHANNELS = ("temperature", "vibration", "voltage")
 # REAL columns of an equipment table that are labels, not measurements.
@@ -274,12 +275,11 @@ def _decode(
     sensor, _ = to_codes(v["sensor_id"], sensors)
     time = to_micros(v["timestamp"])
     if "fault" in v:
-        fault, labels = to_codes(v["fault"], {})
-        healthy = np.array([t.strip().lower() in ("", "none", "normal") for t in labels])
-        anomaly = ~healthy[fault] if len(labels) else np.zeros(n, bool)
-        names = [NORMAL if h else t for t, h in zip(labels, healthy, strict=True)]
-        mapping = np.array([kinds.setdefault(t, len(kinds)) for t in names], dtype=np.int32)
-        kind = mapping[fault] if len(labels) else np.zeros(n, np.int32)
+        anomaly, kind = _faults(v["fault"], kinds, n)
+        if "instrument_fault" in v:  # a wrong reading is an anomaly too, named after its fault
+            broken, instrument = _faults(v["instrument_fault"], kinds, n)
+            kind = np.where(anomaly, kind, instrument)
+            anomaly |= broken
     else:
         anomaly, _ = to_flags(v["anomaly_flag"])
         if "anomaly_type" in v:
@@ -303,6 +303,17 @@ def _decode(
         if name not in (*KEYS, *CLASSIC_LABELS, *EQUIPMENT_LABELS, *GROUPS):
             piece[f"channel:{name}"] = to_floats(column)
     return piece
+
+
+def _faults(column: TextColumn, kinds: dict[str, int], n: int) -> tuple[Bools, Codes]:
+    """Which readings have a fault (not NULL, empty, none or normal), and its kind."""
+    fault, labels = to_codes(column, {})
+    if not labels:
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int32)
+    healthy = np.array([t.strip().lower() in ("", "none", "normal") for t in labels])
+    names = [NORMAL if h else t for t, h in zip(labels, healthy, strict=True)]
+    mapping = np.array([kinds.setdefault(t, len(kinds)) for t in names], dtype=np.int32)
+    return ~healthy[fault], mapping[fault]
 
 
 def _group(values: dict[str, TextColumn], name: str, table: dict[str, int], n: int) -> Codes:
