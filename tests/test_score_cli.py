@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import servers
 from conftest import ROOT, clean_env, write_config
+
+postgres_server = servers.postgres_server
+postgres_url = servers.postgres_url
 
 IDENTITIES = ROOT / "identities"
 START = "2024-03-04T00:00:00Z"
@@ -133,6 +138,30 @@ def test_scores_give_auc_and_an_html_page(fleet: Path, tmp_path: Path) -> None:
     _, result, _ = score_json("--truth", str(fleet), "--predictions", str(predictions),
                               cwd=tmp_path)  # fmt: skip
     assert result["overall"]["roc_auc"] == 1.0 and result["overall"]["pr_auc"] == 1.0
+
+
+def test_central_stores_score_like_the_node_file(
+    fleet: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    """The central SQLite and PostgreSQL stores that 'sensorfleet sync' fills give the same
+    scores as the node file they came from."""
+    central = tmp_path / "central.db"
+    for index, sink in enumerate((f"sqlite:///{central}", postgres_url)):
+        node = tmp_path / f"node{index}.db"  # a fresh copy: a sync marks the rows it sent
+        shutil.copy(fleet, node)
+        synced = sensorfleet("sync", "--once", "--sink", sink, str(node), cwd=tmp_path)
+        assert synced.returncode == 0, synced.stderr[-2000:]
+    predictions = write_predictions(
+        fleet, tmp_path / "s.csv", "anomaly_flag * (id % 3 > 0)", "anomaly_flag + (id % 7) / 10.0"
+    )
+    results = []
+    for truth in (str(node), str(central), postgres_url):
+        status, result, stderr = score_json("--truth", truth, "--predictions", str(predictions),
+                                            cwd=tmp_path)  # fmt: skip
+        assert status == 0, stderr
+        results.append({k: v for k, v in result.items() if k != "truth"})
+    assert results[0]["overall"]["range"]["recall"] < 1
+    assert results[0] == results[1] == results[2]
 
 
 @pytest.mark.parametrize(
