@@ -291,7 +291,7 @@ def render_html(evaluations: list[Evaluation]) -> str:
         card("missed episodes", f"{o.delay.missed:,}"),
         "</div>",
         "<section><h2>Overall</h2>",
-        table_html(comparison_section(evaluations)),
+        f'<div class="scroll">{table_html(comparison_section(evaluations))}</div>',
         "</section>",
     ]
     curves = [(e.detector, e.overall.pr_curve) for e in evaluations if e.overall.pr_curve]
@@ -302,11 +302,13 @@ def render_html(evaluations: list[Evaluation]) -> str:
             '<p class="note">Point-wise: each reading counts once. The area under each '
             "curve is its PR-AUC (average precision).</p></section>",
         ]
-    for section in breakdown_sections(primary):
-        parts += [f"<section><h2>{escape(section.title)}</h2>", table_html(section), "</section>"]
-    for extra in (confusion_section(primary), rul_section(evaluations)):
-        if extra is not None:
-            parts += [f"<section><h2>{escape(extra.title)}</h2>", table_html(extra), "</section>"]
+    extras = [s for s in (confusion_section(primary), rul_section(evaluations)) if s]
+    for section in [*breakdown_sections(primary), *extras]:
+        parts += [
+            f"<section><h2>{escape(section.title)}</h2>",
+            f'<div class="scroll">{table_html(section)}</div>',  # wide tables scroll alone
+            "</section>",
+        ]
     parts += [
         f"<section><h2>{escape(unmatched_section(primary).title)}</h2>",
         table_html(unmatched_section(primary)),
