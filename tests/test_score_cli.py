@@ -183,6 +183,7 @@ def test_central_stores_score_like_the_node_file(
         ),
         (["--baseline", "magic"], "--baseline 'magic': expected one of rolling-zscore, isolation"),
         ([], "expected --predictions FILE, --baseline NAME, or both"),
+        (["--predictions", "{p}", "--threshold", "0.5"], "--threshold: {p} has no score column"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(
