@@ -137,3 +137,17 @@ def test_truth_without_labels_is_refused(tmp_path: Path) -> None:
     path.write_text("sensor_id,timestamp,temperature\nA,2024-03-01T00:00:00Z,20\n")
     with pytest.raises(InputError, match=r"expected sensor_id, timestamp and labels"):
         read_truth(str(path))
+
+
+def test_readings_out_of_time_order_are_sorted(tmp_path: Path) -> None:
+    """A labels file whose rows are not in time order is read sorted by sensor, then time."""
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "sensor_id,timestamp,anomaly_flag,anomaly_type\n"
+        "B,2024-03-01T00:00:02Z,0,\nA,2024-03-01T00:00:01Z,1,spike\n"
+        "B,2024-03-01T00:00:00Z,1,noise\nA,2024-03-01T00:00:00Z,0,\n"
+    )
+    truth = read_truth(str(path))
+    assert [truth.sensors[s] for s in truth.sensor] == ["B", "B", "A", "A"]
+    assert (truth.time // 10**6 % 60).tolist() == [0, 2, 0, 1]
+    assert truth.anomaly.tolist() == [True, False, False, True]

@@ -136,11 +136,14 @@ def to_floats(column: TextColumn, expected: str = "a number") -> Floats:
 def to_flags(column: TextColumn) -> tuple[Bools, Bools]:
     """0/1 flags (also true/false); and which values were empty (no flag given)."""
     strings = column.strings()
-    lowered = np.char.lower(strings) if strings.dtype.itemsize <= 8 else strings
     blank = strings == b""
-    ones = (lowered == b"1") | (lowered == b"true") | (lowered == b"1.0")
-    zeros = (lowered == b"0") | (lowered == b"false") | (lowered == b"0.0")
-    bad = ~(ones | zeros | blank)
+    ones = strings == b"1"
+    bad = ~(ones | blank | (strings == b"0"))
+    if bad.any():  # other spellings: slower, so only when they occur
+        lowered = np.char.lower(strings) if strings.dtype.itemsize <= 8 else strings
+        ones = (lowered == b"1") | (lowered == b"true") | (lowered == b"1.0")
+        zeros = (lowered == b"0") | (lowered == b"false") | (lowered == b"0.0")
+        bad = ~(ones | zeros | blank)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ColumnError(row, bytes(strings[row]), "0 or 1")
