@@ -68,8 +68,11 @@ class TextColumn:
                 return np.ascontiguousarray(grid).view(f"S{width}").ravel()
         # One gather per byte position: a few passes over n values, no (n x width) index.
         for k in range(width):
-            taken = self.buffer[np.minimum(self.starts + k, last)]
-            out[:, k] = taken if uniform else np.where(lengths > k, taken, 0)
+            if uniform:  # every value is this long: no position runs past the buffer
+                out[:, k] = self.buffer[self.starts + k]
+            else:
+                taken = self.buffer[np.minimum(self.starts + k, last)]
+                out[:, k] = np.where(lengths > k, taken, 0)
         return out.view(f"S{width}").ravel()
 
 

@@ -152,12 +152,21 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
                         c for c, kind in declared
                         if kind == "REAL" and c not in NOT_CHANNELS and c not in wanted
                     ]  # fmt: skip
-                for chunk in sqlite_chunks(conn, name, wanted, f"{path} (table {name})"):
+                label = f"{path} (table {name})"
+                for chunk in sqlite_chunks(conn, name, wanted, label, _sparse_labels(declared)):
                     _check(chunk)
                     found.append(chunk)
             return found
         except sqlite3.Error as exc:
             raise TableError(f"cannot read the database ({exc})") from None
+
+
+def _sparse_labels(declared: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The classic labels are read only from flagged rows (a few percent of them)."""
+    if "anomaly_flag" not in {name for name, _ in declared}:
+        return {}
+    flagged = '"anomaly_flag" != 0'
+    return {"anomaly_flag": flagged, "anomaly_type": flagged}
 
 
 def _label_tables(conn: sqlite3.Connection) -> list[str]:
