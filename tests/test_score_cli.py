@@ -91,7 +91,8 @@ def test_perfect_flags_score_one(fleet: Path, tmp_path: Path) -> None:
         assert result[dimension], dimension
         for group in result[dimension].values():
             assert group["range"]["f1"] == 1.0 and group["point"]["f1"] == 1.0
-            assert "unmatched" in group and group["roc_auc"] is None
+            assert set(group["unmatched"]) == set(overall["unmatched"])
+            assert group["unmatched"]["unknown_sensor"] is None and group["roc_auc"] is None
     assert set(result["by_firmware"]) == {"1.3", "1.4"}
     assert result["baselines"] == {}
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from ..report.render_text import Section, plain_table
 from .evaluate import Evaluation, GroupScore
-from .match import OVERALL_ONLY
 
 FORMATS: tuple[str, ...] = ("text", "json")
 BREAKDOWN_TITLES = {
@@ -220,9 +219,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def group_dict(g: GroupScore, overall: bool = False) -> dict[str, Any]:
-    """One group's figures as JSON-ready data."""
-    unmatched = {k: v for k, v in g.unmatched.items() if overall or k not in OVERALL_ONLY}
+def group_dict(g: GroupScore) -> dict[str, Any]:
+    """One group's figures as JSON-ready data (in a breakdown, the unmatched counts that
+    belong to no group are null)."""
     return {
         "readings": g.readings,
         "anomalous_readings": g.anomalous_readings,
@@ -238,7 +237,7 @@ def group_dict(g: GroupScore, overall: bool = False) -> dict[str, Any]:
             "sensor_days": g.sensor_days,
             "per_sensor_day": g.false_alarms_per_sensor_day,
         },
-        "unmatched": unmatched,
+        "unmatched": g.unmatched,
         "confusion": None if g.confusion is None else asdict(g.confusion),
         "rul": None if g.rul is None else asdict(g.rul),
     }
@@ -257,7 +256,7 @@ def evaluation_dict(e: Evaluation) -> dict[str, Any]:
             "range": asdict(r),
             "rul_unit_seconds": e.options.rul_unit_seconds,
         },
-        "overall": group_dict(e.overall, overall=True),
+        "overall": group_dict(e.overall),
     }
     for dimension, groups in e.breakdowns.items():
         data[f"by_{dimension}"] = {name: group_dict(g) for name, g in groups.items()}
