@@ -3,7 +3,7 @@
 Predictions and ground-truth files share this reader. Each column comes back
 as a ``TextColumn`` (see ``columns``), so ten million rows never become ten
 million Python objects on the fast paths: an unquoted CSV file is split with
-numpy, and an SQLite table is read a million rows at a time with one
+numpy, and an SQLite table is read 250,000 rows at a time with one
 ``group_concat`` per column. Quoted CSV, JSON lines, tables without a rowid
 and PostgreSQL take the ordinary row-by-row path.
 """
@@ -81,7 +81,7 @@ def read_file(path: Path, wanted: Sequence[str], table: str | None = None) -> Co
         raise TableError("?table= only applies to SQLite files")
     if kind == "sqlite":
         with closing(_open(path)) as conn:
-            name = table if table is not None else _only_table(conn, wanted)
+            name = table if table is not None else _only_table(conn)
             return read_sqlite_table(conn, name, wanted, f"{path} (table {name})")
     data = path.read_bytes()
     if kind == "jsonl":
@@ -102,7 +102,7 @@ def table_columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]
     return [(str(name), str(kind or "").upper()) for name, kind in rows]
 
 
-def _only_table(conn: sqlite3.Connection, wanted: Sequence[str]) -> str:
+def _only_table(conn: sqlite3.Connection) -> str:
     names = [
         str(row[0])
         for row in conn.execute(
