@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +96,69 @@ def test_missing_files_and_bad_flags_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2, args
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@contextmanager
+def read_only_folder(folder: Path) -> Iterator[Path]:
+    """``folder``, made read-only: a read-only bind mount as root (root may write into a
+    chmod-ed folder), ``chmod 555`` for anyone else."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o755)
+        return
+    try:
+        for args in (["--bind", str(folder), str(folder)], ["-o", "remount,bind,ro", str(folder)]):
+            subprocess.run(["mount", *args], check=True, capture_output=True)
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        pytest.skip(f"cannot make a read-only bind mount (needs CAP_SYS_ADMIN): {exc}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+def test_a_path_that_cannot_hold_a_database_exits_2_at_once(tmp_path: Path) -> None:
+    """/dev/null, a named pipe, a folder, a path under a file and a read-only folder are
+    each one line and exit 2 before any retry (/dev/null was retried as "database busy"
+    for over a minute, a read-only folder for 14 s, both then exit 1)."""
+    write_config(tmp_path / "config.yaml")
+    write_identity(tmp_path / "node_identity.json")
+    os.mkfifo(tmp_path / "pipe.db")
+    (tmp_path / "folder.db").mkdir()
+    (tmp_path / "plain.txt").write_text("not a folder\n")
+    with read_only_folder(tmp_path / "ro") as read_only:
+        cases = {
+            "/dev/null": "/dev/null is a device, not a regular file; expected the path of a "
+            "database file",
+            "pipe.db": "pipe.db is a named pipe (FIFO), not a regular file",
+            "folder.db": "folder.db is a folder; expected the path of a database file",
+            "plain.txt/x.db": "plain.txt is not a folder, so no database can be made under it",
+            f"{read_only}/x.db": f"folder {read_only} cannot be written (a read-only folder or "
+            "filesystem)",
+            f"{read_only}/sub/x.db": f"folder {read_only} cannot be written",
+        }
+        for db, words in cases.items():
+            result = run_main(["--backfill", "10s", "--db", db], tmp_path, timeout=60)
+            assert result.returncode == 2, (db, result.stderr[-2000:])
+            assert result.stderr.startswith(f"error: database.path: {words}"), result.stderr
+            assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert list(read_only.iterdir()) == []
+
+
+def test_paths_that_can_hold_a_database_are_still_accepted(tmp_path: Path) -> None:
+    """A file in folders still to be created, and then that existing database, both run."""
+    write_config(tmp_path / "config.yaml")
+    write_identity(tmp_path / "node_identity.json")
+    for _ in range(2):
+        result = run_main(["--backfill", "10s", "--db", "new/deeper/x.db"], tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert query(tmp_path / "new" / "deeper" / "x.db", "SELECT count(*) FROM sensor_readings") == [
+        (20,)
+    ]
 
 
 def test_backfill_writes_exact_history_and_is_reproducible(tmp_path: Path, node_files: Any) -> None:

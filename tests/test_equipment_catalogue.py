@@ -138,6 +138,28 @@ def test_later_files_win_and_merging_is_a_function_of_contents() -> None:
             "(phases) or demand (load/unload) (got states, cycle)",
         ),
         (
+            "models: {fan: {faults: {chatter: {effects: {fan_on: {mode: add, to: 1}}}}}}\n",
+            "models.fan.faults.chatter.effects.fan_on.mode: a digital channel takes flip, "
+            "stuck or dropout",
+        ),
+        (
+            "models: {fan: {faults: {stall: {effects: {rpm: {mode: flip}}}}}}\n",
+            "models.fan.faults.stall.effects.rpm.mode: flip applies to digital channels only",
+        ),
+        (
+            'models: {fan: {operation: {states: {"on": {mean_dwell_seconds: 0.5}}}}}\n',
+            "models.fan.operation.states.on.mean_dwell_seconds: must be at least 1 (got 0.5)",
+        ),
+        (
+            "models: {motor: {channels: {oee: {formula: 'duty * 2'}}}}\n",
+            "models.motor.channels.oee.formula: formula 'duty * 2' reads 'duty': a load/unload "
+            "(demand) model's variable",
+        ),
+        (
+            "models: {fan: {channels: {rpm: {noise: {spinning: 3}}}}}\n",
+            "models.fan.channels.rpm.noise.spinning: unknown state",
+        ),
+        (
             "models: {compressor: {interval_seconds: true}}\n",
             "models.compressor.interval_seconds: expected a number, not true or false",
         ),

@@ -84,3 +84,14 @@ def test_leak_ground_truth_and_maintenance_restores_health() -> None:
     assert (after.maintenance == 0).all()
     assert (after.fault == -1).all() and (after.health == 1).all()
     assert np.isnan(after.rul_seconds).all() and (after.fault_started_us == -1).all()
+
+
+def test_current_follows_power_through_load_changes() -> None:
+    """Power factor rises with load, so current has no spikes when the compressor unloads."""
+    compressor = model("compressor")
+    block = simulator("compressor").generate(6 * 3600)
+    current, power = block.channels["current_a"], block.channels["power_kw"]
+    loaded = block.state == compressor.states.index("loaded")
+    full_load = float(np.median(current[loaded & (power > 50)]))
+    assert current.max() < 1.1 * full_load
+    assert np.all(np.diff(current[power > 1]) / full_load < 0.5)  # no jumps between readings

@@ -65,10 +65,13 @@ def test_blocks_are_identical_however_the_readings_are_split(name: str) -> None:
     assert_same(whole, run_in_blocks(name, sizes, force_at, count))
 
 
-def test_restore_replays_exactly_and_stays_reusable() -> None:
+@pytest.mark.parametrize("name", ["compressor", "motor", "fan", "hvac"])
+def test_restore_replays_exactly_and_stays_reusable(name: str) -> None:
     """After a snapshot, restoring twice gives the same readings both times."""
-    sim = simulator("motor", rate_multiplier=300.0)
+    sim = simulator(name, rate_multiplier=300.0)
     sim.generate(5000)
+    sim.force_fault(model(name).instrument_faults[-1], duration_seconds=3000)
+    sim.generate(10)
     snap = sim.snapshot()
     first = sim.generate(3000)
     sim.restore(snap)
@@ -114,10 +117,14 @@ def test_forced_fault_starts_at_the_next_reading_and_ends_on_request() -> None:
 
 
 def test_timestamps_follow_the_interval_from_the_start() -> None:
-    """Readings are exactly one interval apart, the first at the start time."""
-    block = simulator("hvac").generate(100)
+    """Readings are exactly one interval apart, the first at the start time; none is empty."""
+    sim = simulator("hvac")
+    empty = sim.generate(0)
+    assert len(empty) == 0 and set(empty.channels) == {c.name for c in model("hvac").channels}
+    block = sim.generate(100)
     assert block.timestamps_us[0] == round(MONDAY * 1_000_000)
     assert (np.diff(block.timestamps_us) == 10_000_000).all()
+    assert len(sim.generate(0)) == 0 and sim.generate(1).first_index == 100
 
 
 def test_instrument_dropout_is_missing_data_not_a_machine_fault() -> None:
@@ -180,3 +187,81 @@ def test_seeds_differ_and_unknown_fault_is_refused() -> None:
     assert not np.array_equal(one, two)
     with pytest.raises(ValueError, match="fan has no fault 'leak'"):
         simulator("fan").force_fault("leak")
+
+
+def test_reconfigure_changes_figures_from_the_next_reading() -> None:
+    """A reloaded model's new target applies from the next reading; the past is untouched."""
+    compressor = model("compressor")
+    bigger = build_catalogue(
+        [("plant.yaml", "models: {compressor: {channels: {power_kw: {target: {loaded: 75}}}}}")]
+    ).get("compressor")
+    plain = simulator("compressor").generate(2000)
+    sim = simulator("compressor")
+    before = sim.generate(1000)
+    sim.reconfigure(bigger)
+    after = sim.generate(1000)
+    assert_same(before, plain.slice(0, 1000))
+    loaded = after.state == compressor.states.index("loaded")
+    settled = loaded & np.roll(loaded, 10)
+    assert abs(float(np.median(after.channels["power_kw"][settled])) - 75) < 1
+    # The state machine kept its place: the first readings after the change share its state.
+    assert after.state[0] == plain.state[1000]
+
+
+def test_reconfigure_rescales_fault_rates_and_refuses_another_machine() -> None:
+    """Raising the profile multiplier makes faults appear; other channels mean another machine."""
+    sim = simulator("motor", rate_multiplier=0.0)
+    assert (sim.generate(20_000).fault == -1).all()
+    sim.reconfigure(model("motor"), rate_multiplier=2000.0)
+    assert (sim.generate(20_000).fault >= 0).any()
+    other = build_catalogue(
+        [("plant.yaml", "models: {motor: {channels: {oil_c: {kind: analog, target: 40}}}}")]
+    ).get("motor")
+    with pytest.raises(ValueError, match="start a new simulator"):
+        sim.reconfigure(other)
+
+
+def test_machine_faults_can_freeze_a_channel_or_lose_its_readings() -> None:
+    """A stuck effect repeats the episode's first value; a dropout in bursts loses readings
+    that other channels still compute from."""
+    catalogue = build_catalogue(
+        [
+            (
+                "plant.yaml",
+                "models: {motor: {faults: {board_fault: {progression: step,"
+                " effects: {vibration_mm_s: {mode: stuck}, power_kw: {mode: dropout,"
+                " bursts: 0.5}}}}}}",
+            )
+        ]
+    )
+    motor = catalogue.get("motor")
+    sim = EquipmentSimulator(motor, np.random.SeedSequence(42), MONDAY, 10.0, 0.0)
+    sim.generate(20)
+    sim.force_fault("board_fault", severity=0.5, duration_seconds=3600)
+    block = sim.generate(360)
+    stuck = block.channels["vibration_mm_s"]
+    assert (stuck == stuck[0]).all()
+    lost = np.isnan(block.channels["power_kw"])
+    assert 0.4 < lost.mean() < 0.6
+    assert not np.isnan(block.channels["energy_kwh"]).any()
+    assert np.all(np.diff(block.channels["energy_kwh"]) >= 0)
+    after = sim.generate(360)
+    assert not np.isnan(after.channels["power_kw"]).any()
+    assert len(np.unique(after.channels["vibration_mm_s"])) > 10
+
+
+def test_a_formula_that_divides_by_zero_gives_no_reading_and_no_lasting_nan() -> None:
+    """1/0 in a derived channel is a missing reading; a NaN counter rate adds nothing."""
+    text = (
+        "models: {fan: {channels: {"
+        "per_rpm: {kind: derived, formula: '1000 / rpm'},"
+        " odd_count: {kind: counter, rate: 'sqrt(rpm - 100) / 10'}}}}"
+    )
+    fan = build_catalogue([("plant.yaml", text)]).get("fan")
+    block = EquipmentSimulator(fan, np.random.SeedSequence(3), MONDAY, 5.0, 0.0).generate(17_280)
+    rpm, per_rpm = block.channels["rpm"], block.channels["per_rpm"]
+    missing = np.isnan(per_rpm)
+    assert missing.any() and (rpm[missing] == 0).all()  # stopped exactly: no reading
+    assert not missing[rpm > 1].any()
+    counts = block.channels["odd_count"]
+    assert not np.isnan(counts).any() and counts[-1] > 0

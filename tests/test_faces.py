@@ -282,6 +282,31 @@ def test_taken_ports_are_logged_and_the_node_keeps_writing(tmp_path: Path) -> No
         assert "in use" in error["error"].lower(), error
     assert errors[0]["action"] == "running without the OPC UA server"
     assert errors[1]["action"] == "running without the Modbus TCP server"
+    # One line each: no library record repeating the failure, no traceback in any event.
+    assert "Traceback" not in node.stderr
+    library = [e for e in node.events if not e.get("logger", "").startswith("sensorfleet")]
+    assert not [e for e in library if e["level"] in ("error", "critical")], library
+
+
+def test_a_library_error_with_a_traceback_is_logged_as_one_line(tmp_path: Path) -> None:
+    """A malformed OPC UA message makes asyncua log an exception: it arrives as one event
+    naming the error class, with no traceback, and the node keeps serving."""
+    with start_node(tmp_path, {"opcua": OPCUA}) as node:
+        port = int(node.wait_for("opcua started", timeout=120)["port"])
+        body = b"\x00\x00\x00\x00" + b"\x01" * 40  # a secure-channel open with a huge length
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"OPNF" + struct.pack("<I", 8 + len(body)) + body)
+        raised = "Exception raised while processing message from client"
+
+        def library_errors() -> list[dict[str, Any]]:
+            return [e for e in node.events if e["event"].startswith(raised)]
+
+        wait_until(library_errors, what="asyncua's error event")
+        assert node.stop() == 0
+    (event,) = library_errors()
+    assert event["logger"].startswith("asyncua") and event["level"] == "error"
+    assert "NotEnoughData" in event["event"] and "exception" not in event
+    assert "Traceback" not in node.stderr
 
 
 def test_faces_are_off_by_default_and_set_by_environment() -> None:

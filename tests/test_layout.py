@@ -35,8 +35,8 @@ def test_equipment_table_has_one_column_per_channel(tmp_path: Path) -> None:
         conn.executescript(layout.node_schema_sql())
         conn.execute(
             layout.insert_sql(),
-            ("2026-01-01T00:00:00.000000Z", "C1", 7.5, 6.1, "loaded", None, None, None, 1.0,
-             None, 0, "2.0", "GA-30", "Atlas", "Hall 1"),
+            ("2026-01-01T00:00:00.000000Z", "C1", 7.5, 6.1, "loaded", None, None, None, None,
+             1.0, None, 0, "2.0", "GA-30", "Atlas", "Hall 1"),
         )  # fmt: skip
         found = conn.execute(
             "SELECT avg(power_kw) FROM compressor_readings WHERE state = 'loaded'"
@@ -46,7 +46,8 @@ def test_equipment_table_has_one_column_per_channel(tmp_path: Path) -> None:
     assert layout.table == "compressor_readings" == table_of("compressor")
     assert [name for name, _, _ in _table_columns(db, layout.table)] == [
         "id", "timestamp", "sensor_id", "power_kw", "discharge_pressure", "state", "fault",
-        "fault_severity", "fault_started_at", "health", "rul_seconds", "maintenance",
+        "fault_severity", "fault_started_at", "instrument_fault", "health", "rul_seconds",
+        "maintenance",
         "firmware_version", "model", "manufacturer", "location", "synced",
     ]  # fmt: skip
     assert ("power_kw", "REAL", 0) in _table_columns(db, layout.table)
@@ -70,8 +71,8 @@ def test_channel_names_that_are_not_plain_columns_are_refused(channel: str) -> N
     assert caught.value.problems == [
         f"equipment type 'compressor': channel {channel!r}: expected lowercase letters, "
         "digits and _, and none of database_id, fault, fault_severity, fault_started_at, "
-        "firmware_version, health, id, location, maintenance, manufacturer, model, "
-        "received_at, rul_seconds, sensor_id, source_row_id, state, synced, table, "
+        "firmware_version, health, id, instrument_fault, location, maintenance, manufacturer, "
+        "model, received_at, rul_seconds, sensor_id, source_row_id, state, synced, table, "
         "timestamp, type"
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from nodeproc import (
     write_identity,
 )
 
+from sensorfleet.node.clock import format_instant
 from sensorfleet.node.config import Database
 from sensorfleet.node.lease import (
     HOLDERS,
@@ -114,6 +116,40 @@ def test_holder_that_keeps_heartbeating_is_a_conflict(tmp_path: Path) -> None:
         stop.set()
         beater.join()
     first.finish()
+
+
+def test_a_silent_holder_whose_heartbeat_lies_ahead_ends_the_wait_with_exit_2(
+    tmp_path: Path,
+) -> None:
+    """A lease whose holder (another host, its clock an hour ahead) no longer heartbeats
+    makes a new node exit 2 after one lease timeout, naming the holder and its heartbeat;
+    before, the heartbeat's age stayed negative and the node waited for the hour."""
+    db = tmp_path / "data.db"
+    ahead = time.time() + 3600
+    holder = Store(db, Database())
+    holder.lease = FileLease(db, ["S1"], _other_host("a"), clock=lambda: ahead)
+    holder.open()
+    holder.close()  # gone without giving the lease back
+    write_config(tmp_path / "config.yaml", database={"path": "data.db"})
+    write_identity(tmp_path / "node_identity.json", id="S1")
+    result = run_main(["--backfill", "10s"], tmp_path, timeout=LEASE_TIMEOUT_SECONDS + 100)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    found = re.match(
+        rf"error: {re.escape(str(db))}: sensor id 'S1' is leased by host host-a, pid 1, whose "
+        rf"heartbeat {re.escape(format_instant(ahead))} is (\d+) s ahead of this host's clock",
+        errors[0],
+    )
+    assert found and 3000 < int(found[1]) <= 3600, errors[0]
+    assert query(db, "SELECT count(*) FROM sensor_readings") == [(0,)]
+    # The remedy the line gives, for a holder that is gone, lets the node start.
+    remove = errors[0].split('"')[-2]
+    assert remove == f"DELETE FROM {HOLDERS} WHERE host = 'host-a' AND pid = 1"
+    with sqlite3.connect(db) as conn:
+        conn.execute(remove)
+    assert run_main(["--backfill", "10s"], tmp_path).returncode == 0
+    assert query(db, "SELECT count(*) FROM sensor_readings") == [(10,)]
 
 
 def test_different_ids_share_one_file(tmp_path: Path) -> None:

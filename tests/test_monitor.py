@@ -360,12 +360,12 @@ def test_ipv6_host_is_served(tmp_path: Path) -> None:
     """An IPv6 bind address works (containers often set :: for all interfaces)."""
     host = "::1"
     if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
+        pytest.skip("no IPv6 on this machine (enable it: sysctl net.ipv6.conf.all.disable_ipv6=0)")
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind((host, 0))
     except OSError:
-        pytest.skip("no IPv6 loopback on this machine")
+        pytest.skip("no IPv6 loopback on this machine (sysctl net.ipv6.conf.lo.disable_ipv6=0)")
     with start_node(tmp_path, {"monitoring": {**MONITORING, "host": host}}) as node:
         port = node.wait_for("monitoring started")["port"]
         assert http("GET", f"http://[{host}]:{port}/healthz")[0] == 200
@@ -458,3 +458,37 @@ def test_control_reachable_from_other_hosts_without_a_token_is_logged(tmp_path: 
             node.wait_for("monitoring started")
             assert node.stop() == 0
         assert not node.named("anomaly control open"), name
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_idle_connections_are_capped_and_closed(tmp_path: Path) -> None:
+    """300 silent connections against a cap of 16 never make more than 16 handler threads:
+    the longest idle ones are closed to let newcomers in, /healthz answers meanwhile, and
+    the rest are closed after the idle timeout."""
+    monitoring = dict(MONITORING, max_connections=16, idle_timeout_seconds=2)
+    with start_node(tmp_path, {"monitoring": monitoring}) as node:
+        url = monitoring_url(node)
+        port = int(url.rsplit(":", 1)[1])
+        assert http("GET", f"{url}/healthz")[0] == 200
+        baseline = _threads(node.proc.pid)
+        idle: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+            most = baseline
+            for _ in range(3):
+                assert http("GET", f"{url}/healthz")[0] == 200  # while the cap is reached
+                most = max(most, _threads(node.proc.pid))
+            for client in idle:  # every one is closed by the node: end of stream
+                assert client.recv(1) == b""
+            most = max(most, _threads(node.proc.pid))
+        finally:
+            for client in idle:
+                client.close()
+        wait_until(lambda: _threads(node.proc.pid) <= baseline, what="handler threads gone")
+        assert node.stop() == 0
+    assert most <= baseline + 16, (baseline, most)

@@ -366,7 +366,9 @@ def test_a_named_pipe_is_refused_at_once_and_skipped_in_a_folder(
     os.mkfifo(fifo)
     result = report(str(fifo), timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {fifo}: a named pipe (FIFO), not a database file"
+    assert result.stderr.strip() == (
+        f"error: {fifo}: is a named pipe (FIFO), not a regular file; expected a database file"
+    )
     folder = tmp_path / "data"
     folder.mkdir()
     os.mkfifo(folder / "pipe.db")

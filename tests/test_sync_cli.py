@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
+import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import termios
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +20,7 @@ from typing import Any
 
 import pytest
 import servers
+from polling import wait_until
 from servers import ROOT, free_port, make_node_db, node_env, sqlite_rows, stop_process
 
 DOCS = ROOT / "docs" / "sync.md"
@@ -105,6 +111,22 @@ def test_user_mistakes_exit_2_with_one_line(
     assert len(lines) == 1 and words in lines[0], result.stderr
 
 
+def test_a_cursor_file_nested_100000_levels_deep_exits_2_with_one_line(
+    data: Path, tmp_path: Path
+) -> None:
+    """`sync --cursor` on a file of 100,000 nested arrays exits 2 with one line that says
+    how to fix it, as for other damaged cursors (it was a RecursionError traceback)."""
+    cursor = tmp_path / "cursor.json"
+    cursor.write_text("[" * 100_000 + "]" * 100_000)
+    result = sync("data", "--cursor", "cursor.json", "--sink", "-", "--once", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: cursor.json: (top level): nested too deeply (at most 64 levels); fix it, or "
+        "delete it to ship every row again"
+    ]
+    assert result.stdout == ""
+
+
 def test_sink_dash_writes_json_lines_to_stdout(data: Path, tmp_path: Path) -> None:
     """`--sink -` prints one JSON reading per line on stdout (logs on stderr) and marks them."""
     from sensorfleet.sync.sinks.base import CENTRAL_COLUMNS
@@ -137,6 +159,92 @@ def test_closed_stdout_pipe_ends_sync_marking_only_what_was_written(
     assert 50 <= shipped < 600
     assert sorted(r[0] for r in marked) == list(range(1, shipped + 1))
     assert closed["rows"] == shipped % 40
+
+
+def _sync_into_a_pipe(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`sync data --sink -` with its stdout a pipe whose read end the test holds."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensorfleet", "sync", "data", "--sink", "-",
+         "--batch-size", "40", "--log-format", "json"],
+        cwd=tmp_path, env=node_env(), stdout=subprocess.PIPE,
+        stderr=(tmp_path / "sync.log").open("wb"),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    return proc, proc.stdout.fileno()
+
+
+def _unread(fd: int) -> int:
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+def _read_some(fd: int) -> bytes:
+    """What a reader takes before it stops reading: whatever the pipe holds once lines
+    arrive, then the rest of the first batch (40 lines) if it was still coming."""
+    wait_until(lambda: _unread(fd) > 0, timeout=60, what="the first lines in the pipe")
+    taken = os.read(fd, 1 << 20)
+    while taken.count(b"\n") < 40:
+        wait_until(lambda: _unread(fd) > 0, timeout=60, what="the rest of the first batch")
+        taken += os.read(fd, 1 << 20)
+    return taken
+
+
+def _ids(lines: bytes) -> list[int]:
+    return [json.loads(line)["source_row_id"] for line in lines.splitlines()]
+
+
+def test_sigterm_ends_sync_into_a_stalled_pipe_marking_only_what_was_read(
+    data: Path, tmp_path: Path
+) -> None:
+    """A reader that stopped reading cannot hold `sync --sink -` past SIGTERM: it exits 0
+    after a short grace, marks exactly the lines the reader read, and every line it left
+    in the pipe is whole and unmarked (before, SIGTERM waited for the pipe to close)."""
+    proc, fd = _sync_into_a_pipe(tmp_path)
+    try:
+        taken = _read_some(fd)
+        # The reader stops here; sync writes the next batch into the pipe and waits.
+        wait_until(lambda: _unread(fd) > 0, timeout=60, what="a batch nobody reads")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        left = os.read(fd, 1 << 20)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    log = (tmp_path / "sync.log").read_text()
+    assert "Traceback" not in log
+    (stopped,) = events(log, "sink write stopped")
+    assert taken.endswith(b"\n") and left.endswith(b"\n")
+    marked = sqlite_rows(data / "node-1.db", "SELECT id FROM sensor_readings WHERE synced = 1")
+    assert sorted(r[0] for r in marked) == _ids(taken)
+    unread = _ids(left)
+    assert unread and unread[0] == len(_ids(taken)) + 1 and stopped["rows"] == 0
+    assert events(log, "sync finished")[0]["rows"] == len(_ids(taken))
+
+
+def test_a_reader_that_closes_the_pipe_unread_gets_nothing_marked_it_did_not_read(
+    data: Path, tmp_path: Path
+) -> None:
+    """When the reader closes the pipe with lines still in it, sync exits 0 and marks only
+    the lines the reader read; those left in the pipe buffer are not marked."""
+    proc, fd = _sync_into_a_pipe(tmp_path)
+    try:
+        taken = _read_some(fd)
+        wait_until(lambda: _unread(fd) > 0, timeout=60, what="a batch nobody reads")
+        assert proc.stdout is not None
+        proc.stdout.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    log = (tmp_path / "sync.log").read_text()
+    assert "Traceback" not in log
+    (closed,) = events(log, "sink closed")
+    marked = sqlite_rows(data / "node-1.db", "SELECT id FROM sensor_readings WHERE synced = 1")
+    assert sorted(r[0] for r in marked) == _ids(taken)
+    assert closed["rows"] == 0 and events(log, "sync finished")[0]["rows"] == len(_ids(taken))
 
 
 def test_postgres_holds_each_row_once_when_rows_are_sent_again(

@@ -40,10 +40,14 @@ def test_marks_never_move_backwards(tmp_path: Path) -> None:
         ("{not json", "invalid JSON"),
         ('{"version": 9, "databases": {}}', "expected a version 1 cursor file"),
         ('{"version": 1, "databases": {"a": {"last_id": "x"}}}', "databases.a.last_id"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"version": 1, "databases": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001, "nested"),
+        ("", "file is empty"),
     ],
 )
 def test_damaged_cursor_files_are_refused(tmp_path: Path, text: str, words: str) -> None:
-    """A cursor file that cannot be trusted is refused in one line that says how to fix it."""
+    """A cursor file that cannot be trusted (invalid, nested 100,000 levels deep, empty) is
+    refused in one line that says how to fix it, never a traceback."""
     path = tmp_path / "c.json"
     path.write_text(text)
     with pytest.raises(InputError) as caught:

@@ -56,7 +56,8 @@ def _bool_problem(value: bool, where: str = "") -> Any:
     raise ValueError(f"{where}expected a number, not true or false (got {str(value).lower()})")
 
 
-def _kind(mode: int) -> str:
+def not_regular_file(mode: int) -> str:
+    """What a file that is not a regular file is, as the end of a problem line."""
     if stat.S_ISFIFO(mode):
         return "is a named pipe (FIFO), not a regular file"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -327,7 +328,9 @@ def read_text(path: str, what: str) -> str:
         with open(descriptor, "rb") as handle:
             mode = os.fstat(handle.fileno()).st_mode
             if not stat.S_ISREG(mode):
-                raise InputError([f"{path}: (file): {_kind(mode)}; expected the {what} file"])
+                raise InputError(
+                    [f"{path}: (file): {not_regular_file(mode)}; expected the {what} file"]
+                )
             raw = handle.read(MAX_FILE_BYTES + 1)
         if len(raw) > MAX_FILE_BYTES:
             raise InputError(

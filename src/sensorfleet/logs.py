@@ -98,6 +98,27 @@ def adopt_library_logs(*names: str, level: int = logging.WARNING) -> None:
     handlers = logging.getLogger(ROOT).handlers
     for name in names:
         library = logging.getLogger(name)
-        library.handlers = list(handlers)
+        library.handlers = [_OneLine(handlers)]
         library.setLevel(level)
         library.propagate = False
+
+
+class _OneLine(logging.Handler):
+    """Hands a library's records to our handlers, a record with a traceback as one line
+    (its message and the error): a traceback inside a log event is a wall of text in a
+    JSON field. A handler, not a filter: the records come from the library's child
+    loggers, and a logger's filters see only the records created on it."""
+
+    def __init__(self, handlers: list[logging.Handler]) -> None:
+        super().__init__()
+        self.targets = list(handlers)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        for handler in self.targets:
+            if record.levelno >= handler.level:
+                handler.handle(record)

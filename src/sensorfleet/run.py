@@ -140,10 +140,10 @@ def run_node(
         _configure_logging(config, inputs)
     seed = config.simulation.seed if config.simulation.seed is not None else secrets.randbits(63)
     try:
-        sensors = build_sensors(config, settings.identities, seed, first)
+        sensors = build_sensors(config, settings.identities, seed, first, settings.catalogue)
     except (sqlite3.Error, OSError) as exc:
         raise SensorfleetError(f"{config.database.path}: cannot open database: {exc}") from None
-    loop = NodeLoop(config, sensors, clock)
+    loop = NodeLoop(config, sensors, clock, settings.catalogue)
     log.info(
         "node starting",
         sensors=len(sensors),
@@ -242,7 +242,9 @@ def _start_faces(loop: NodeLoop, settings: NodeSettings, edges: ExitStack) -> No
     """OPC UA / Modbus serve live readings only; each binds on its own thread."""
     from .edges.faces import start_faces
 
-    for face in start_faces(loop.config, [identity for _, identity in settings.identities]):
+    identities = [identity for _, identity in settings.identities]
+    models = [s.machine.settings.model if s.machine else None for s in loop.sensors]
+    for face in start_faces(loop.config, identities, models):
         edges.callback(face.stop)
         loop.add_listener(face)
 

@@ -5,6 +5,8 @@
     GET    /status      JSON: identities, config hash, uptime, counts, current episodes
     POST   /anomalies   {"type": "spike", "duration_seconds": 30[, "sensor_id": "…"]}
     DELETE /anomalies   end the current episode (all sensors, or ?sensor_id=…)
+    GET    /sensors, /sensors/{id}; POST/DELETE /sensors/{id}/faults;
+    POST   /sensors/{id}/maintenance   (see ``sensors``: equipment state and control)
 
 The server runs on its own threads and never opens or shares a SQLite
 connection: it reads the loop's counters (``NodeLoop.summary``) and sends
@@ -25,7 +27,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +39,9 @@ import structlog
 from ..node.clock import format_instant
 from ..node.loop import NodeLoop, SensorView
 from ..node.profiles import ANOMALY_TYPES
+from . import sensors as resources
+from .connections import ConnectionSlots
+from .sensors import ControlError
 from .watcher import ReloadStats
 
 if TYPE_CHECKING:
@@ -90,12 +95,17 @@ class Monitor:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._wake_fds: tuple[int, int] | None = None
+        self.connections = ConnectionSlots()
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> int:
         """Bind and serve; return the bound port. Raises ``OSError`` if the port is taken."""
         base = _IPv6Server if ":" in self.host else _Server
-        server_class = type(base.__name__, (base,), {"request_queue_size": self.backlog})
+        server_class = type(
+            base.__name__,
+            (base,),
+            {"request_queue_size": self.backlog, "slots": self.connections},
+        )
         server = server_class((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = int(server.server_address[1])
@@ -124,12 +134,17 @@ class Monitor:
                 ready = {key.fileobj for key, _ in selector.select()}
                 if wake in ready:
                     return
-                server.handle_request()  # a connection is waiting: accept it
+                # A connection is waiting: accept it once a slot is free (read each time,
+                # so a reload of monitoring.max_connections applies to the next one).
+                if not self.connections.make_room(self.loop.config.monitoring.max_connections):
+                    return
+                server.handle_request()
 
     def stop(self) -> None:
         """Stop serving and release the port."""
         server, self._server = self._server, None
         fds, self._wake_fds = self._wake_fds, None
+        self.connections.stop()
         if fds is not None:
             os.write(fds[1], b"x")
         if self._thread is not None:
@@ -237,11 +252,15 @@ class Monitor:
             ):
                 raise Refused(
                     HTTPStatus.UNAUTHORIZED,
-                    "anomaly control needs 'Authorization: Bearer <monitoring.token>'",
+                    "control (anomalies, faults, maintenance) needs "
+                    "'Authorization: Bearer <monitoring.token>'",
                     {"WWW-Authenticate": 'Bearer realm="sensorfleet"'},
                 )
         if not settings.control:
-            raise Refused(HTTPStatus.FORBIDDEN, "anomaly control is off (monitoring.control)")
+            raise Refused(
+                HTTPStatus.FORBIDDEN,
+                "control (anomalies, faults, maintenance) is off (monitoring.control)",
+            )
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != "application/json":
             raise Refused(
@@ -300,6 +319,74 @@ class Monitor:
             return HTTPStatus.ACCEPTED, {"status": "queued"}
         return HTTPStatus.OK, {"status": "ended", "sensors": ended}
 
+    # ---- sensors and machine control ------------------------------------------------
+    def sensors(self) -> dict[str, Any]:
+        """``GET /sensors``: every sensor (the first ``MAX_STATUS_SENSORS``) in one line each."""
+        loop = self.loop
+        views = loop.sensor_views(MAX_STATUS_SENSORS)
+        return {
+            "sensor_count": loop.sensor_count,
+            "sensors": [resources.summary(view) for view in views],
+        }
+
+    def sensor(self, sensor_id: str) -> dict[str, Any]:
+        """``GET /sensors/{id}``."""
+        view = resources.find(self.loop.sensor_views(), sensor_id)
+        rows = self.loop.summary().rows_by_sensor.get(sensor_id, 0)
+        return resources.detail(view, rows)
+
+    def force_fault(self, sensor_id: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Start a machine fault at the sensor's next reading."""
+        view = resources.find(self.loop.sensor_views(), sensor_id)
+        resources.require_machine(view)
+        # The settings in force (a reference swapped whole by a reload): the model's faults.
+        faults = self.loop.machine_of(sensor_id).settings.model.faults
+        fault, severity, duration = resources.fault_request(body, faults)
+
+        def command(loop: NodeLoop) -> None:
+            loop.machine_of(sensor_id).force_fault(fault, severity, duration)
+            log.info(
+                "fault forced",
+                sensor_id=sensor_id,
+                fault=fault,
+                severity=severity,
+                duration_seconds=duration,
+            )
+
+        answer = {"sensor_id": sensor_id, "fault": fault, "severity": severity}
+        if not self._run(command):
+            return HTTPStatus.ACCEPTED, {"status": "queued", **answer}
+        return HTTPStatus.OK, {"status": "forced", **answer, "duration_seconds": duration}
+
+    def end_fault(self, sensor_id: str) -> tuple[int, dict[str, Any]]:
+        """End the machine's faults from its next reading on."""
+        resources.require_machine(resources.find(self.loop.sensor_views(), sensor_id))
+        ended: list[str] = []
+
+        def command(loop: NodeLoop) -> None:
+            ended.extend(loop.machine_of(sensor_id).end_fault())
+            log.info("fault ended", sensor_id=sensor_id, faults=ended)
+
+        if not self._run(command):
+            return HTTPStatus.ACCEPTED, {"status": "queued", "sensor_id": sensor_id}
+        return HTTPStatus.OK, {"status": "ended", "sensor_id": sensor_id, "faults": ended}
+
+    def start_maintenance(
+        self, sensor_id: str, body: Mapping[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """Service the machine from its next reading on."""
+        resources.require_machine(resources.find(self.loop.sensor_views(), sensor_id))
+        duration = resources.maintenance_request(body)
+
+        def command(loop: NodeLoop) -> None:
+            loop.machine_of(sensor_id).start_maintenance(duration)
+            log.info("maintenance started", sensor_id=sensor_id, duration_seconds=duration)
+
+        answer = {"sensor_id": sensor_id, "duration_seconds": duration}
+        if not self._run(command):
+            return HTTPStatus.ACCEPTED, {"status": "queued", **answer}
+        return HTTPStatus.OK, {"status": "maintenance", **answer}
+
     def _target(self, sensor_id: Any) -> str | None:
         """The sensor a control request names (None: all), checked before it is queued."""
         if sensor_id is None:
@@ -354,6 +441,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
+    slots: ConnectionSlots
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.slots.opened(request)  # before its thread runs: the thread frees it
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.closed(request)
+            raise
 
 
 class _IPv6Server(_Server):
@@ -365,8 +461,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     server_version = "sensorfleet"
     protocol_version = "HTTP/1.1"
-    timeout = 30  # an idle keep-alive client must not hold a thread forever
     monitor: ClassVar[Monitor]
+
+    # ---- the connection's slot (see edges/connections.py) ------------------------------
+    def setup(self) -> None:
+        super().setup()
+        # The socket timeout closes a connection idle this long (and bounds each read).
+        self.connection.settimeout(self.monitor.loop.config.monitoring.idle_timeout_seconds)
+
+    def handle_one_request(self) -> None:
+        self.monitor.connections.idle(self.connection)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if not self.monitor.connections.busy(self.connection):
+            self.close_connection = True  # closed to make room as the request arrived
+            return False
+        return True
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.monitor.connections.closed(self.connection)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -387,15 +506,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
         methods = ROUTES.get(path)
-        serve = methods.get(method) if methods is not None else None
-        if serve is not None:
-            serve(self)
-            return
+        allowed: Iterable[str] | None = methods
+        if methods is not None:
+            serve = methods.get(method)
+            if serve is not None:
+                serve(self)
+                return
+        elif (target := resources.sensor_path(path)) is not None:
+            sensor_id, action = target
+            allowed = SENSOR_ROUTES[action]
+            handler = SENSOR_ROUTES[action].get(method)
+            if handler is not None:
+                handler(self, sensor_id)
+                return
         self._drain()
-        if methods is None:
+        if allowed is None:
             self._not_found()
         else:
-            self._method_not_allowed(", ".join(methods))
+            self._method_not_allowed(", ".join(allowed))
 
     # ---- the endpoints --------------------------------------------------------------
     def get_health(self) -> None:
@@ -441,7 +569,46 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._json(code, result)
 
+    def get_sensors(self) -> None:
+        self._json(HTTPStatus.OK, self.monitor.sensors())
+
+    def get_sensor(self, sensor_id: str) -> None:
+        self._answer(lambda: (HTTPStatus.OK, self.monitor.sensor(sensor_id)))
+
+    def post_fault(self, sensor_id: str) -> None:
+        if self._admitted():
+            self._answer(lambda: self.monitor.force_fault(sensor_id, self._object()))
+
+    def delete_fault(self, sensor_id: str) -> None:
+        if self._admitted():
+            self._drain()
+            self._answer(lambda: self.monitor.end_fault(sensor_id))
+
+    def post_maintenance(self, sensor_id: str) -> None:
+        if self._admitted():
+            self._answer(lambda: self.monitor.start_maintenance(sensor_id, self._object(True)))
+
     # ---- plumbing -------------------------------------------------------------------
+    def _answer(self, respond: Callable[[], tuple[int, Mapping[str, Any]]]) -> None:
+        """Send what ``respond`` returns, or the error it raises as JSON."""
+        try:
+            code, body = respond()
+        except BadRequest as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        except ControlError as exc:
+            self._json(exc.code, {"error": str(exc)})
+            return
+        self._json(code, body)
+
+    def _object(self, optional: bool = False) -> Mapping[str, Any]:
+        body = self._body(optional)
+        if body is None:
+            return {}
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        return body
+
     def _admitted(self) -> bool:
         try:
             self.monitor.admit(self.headers.get("Authorization"), self.headers.get("Content-Type"))
@@ -530,6 +697,13 @@ ROUTES: dict[str, dict[str, Callable[[_Handler], None]]] = {
     "/metrics": {"GET": _Handler.get_metrics},
     "/status": {"GET": _Handler.get_status},
     "/anomalies": {"POST": _Handler.post_anomaly, "DELETE": _Handler.delete_anomaly},
+    "/sensors": {"GET": _Handler.get_sensors},
+}
+# Per-sensor paths (/sensors/{id}[/action]): action → method → handler, called with the id.
+SENSOR_ROUTES: dict[str, dict[str, Callable[[_Handler, str], None]]] = {
+    "": {"GET": _Handler.get_sensor},
+    "faults": {"POST": _Handler.post_fault, "DELETE": _Handler.delete_fault},
+    "maintenance": {"POST": _Handler.post_maintenance},
 }
 
 
@@ -559,7 +733,7 @@ def start_monitor(
         host=host,
         port=bound,
         ms=round((time.monotonic() - started) * 1000, 1),
-        endpoints="/healthz /metrics /status /anomalies",
+        endpoints="/healthz /metrics /status /anomalies /sensors",
     )
     settings = loop.config.monitoring
     if settings.control and settings.token is None and not _loopback(host):

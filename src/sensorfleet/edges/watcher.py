@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from watchdog.events import (
@@ -50,6 +50,9 @@ from ..node.config import Config, ConfigReload
 from ..node.identity import Identity
 from ..node.inputs import NodeInputs
 from ..node.loop import NodeLoop
+
+if TYPE_CHECKING:
+    from ..equipment import Catalogue
 
 log = structlog.get_logger("sensorfleet.reload")
 
@@ -188,6 +191,7 @@ class Reloader:
         self.stats = ReloadStats()
         self.relevant: frozenset[str] = frozenset()
         self._config = loop.config
+        self._catalogue = loop.catalogue
         self._identities = {v.source: v.identity for v in loop.sensor_views() if v.source}
         self._digests: dict[str, str | None] = {}
         self._changed = threading.Event()
@@ -201,7 +205,7 @@ class Reloader:
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         """Take the files' current state as the baseline and start watching."""
-        self._digests = {path: _digest(path) for path in self.inputs.files}
+        self._digests = {path: _digest(path) for path in self._files()}
         self._refresh_relevant()
         if self.settings.watch_events:
             self._start_observer()
@@ -211,7 +215,7 @@ class Reloader:
         self._thread.start()
         log.info(
             "config reload started",
-            files=self.inputs.files,
+            files=self._files(),
             events=self._observer is not None,
             watch_mode=self.stats.watch_mode,
             check_interval_seconds=self.settings.check_interval_seconds,
@@ -291,9 +295,14 @@ class Reloader:
             observer.stop()
             observer.join(timeout=5)
 
+    def _files(self) -> list[str]:
+        """The config and identity files, and the catalogue files the settings in force name."""
+        catalogues = [os.path.abspath(p) for p in self._config.equipment.catalogues]
+        return [*self.inputs.files, *catalogues]
+
     def _refresh_relevant(self) -> None:
         relevant: set[str] = set()
-        for path in self.inputs.files:
+        for path in self._files():
             relevant |= _link_chain(path)
         self.relevant = frozenset(relevant)
 
@@ -366,7 +375,7 @@ class Reloader:
     def check(self) -> str:
         """Look at the files once; return unchanged, same, rejected or applied."""
         detected_at, self._changed_at = self._changed_at, None
-        files = self.inputs.files
+        files = self._files()
         digests = {path: _digest(path) for path in files}
         self._refresh_relevant()
         self._sync_watches()
@@ -386,16 +395,27 @@ class Reloader:
             for path, identity in identities.items()
             if path in self._identities and identity != self._identities[path]
         }
+        catalogue = settings.catalogue
+        if _models(catalogue) != _models(self._catalogue):
+            config_changes.append("equipment catalogue")
         if not config_changes and not identity_changes:
             log.debug("config files touched, settings unchanged", files=edited)
             return "same"
-        before = (self._config, dict(self._identities), edited)
+        before = (self._config, dict(self._identities), edited, self._catalogue)
         self._config = config
+        self._catalogue = catalogue
         self._identities.update(identities)
         started = detected_at if detected_at is not None else time.monotonic()
         self.loop.submit(
             lambda loop: self._apply(
-                loop, config, identities, config_changes, identity_changes, started, before
+                loop,
+                config,
+                identities,
+                config_changes,
+                identity_changes,
+                started,
+                before,
+                catalogue,
             )
         )
         self._follow_own_settings(config.config_reload)
@@ -409,15 +429,16 @@ class Reloader:
         config_changes: list[str],
         identity_changes: dict[str, list[str]],
         started: float,
-        before: tuple[Config, dict[str, Identity], list[str]],
+        before: tuple[Config, dict[str, Identity], list[str], Catalogue | None],
+        catalogue: Catalogue | None = None,
     ) -> None:
         """Runs in the loop thread, between two readings."""
         previous = loop.config
         old_ids = {v.source: v.identity.id for v in loop.sensor_views() if v.source}
         try:
-            kept = loop.reconfigure(config, identities)
+            kept = loop.reconfigure(config, identities, catalogue)
         except InputError as exc:  # a new sensor id that a live node writes
-            self._config, self._identities, edited = before
+            self._config, self._identities, edited, self._catalogue = before
             self._reject(exc, edited)
             return
         logs.set_level(loop.config.logging.level)
@@ -476,6 +497,13 @@ class Reloader:
             self._events_retry_at = None
             self.stats.watch_mode = "polling"
             self.stats.events_error = None
+
+
+def _models(catalogue: Catalogue | None) -> dict[str, object]:
+    """What a catalogue defines, comparable across loads (each load compiles new objects)."""
+    if catalogue is None:
+        return {}
+    return {name: model.spec for name, model in catalogue.models.items()}
 
 
 def _lookup(config: Config, dotted: str) -> Any:

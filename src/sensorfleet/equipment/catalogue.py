@@ -23,7 +23,14 @@ from .._problems import parse_mapping, problems_from, read_text
 from ..errors import InputError
 from ..node.profiles import deep_merge
 from .formula import Formula, FormulaError, parse_formula
-from .schema import BUILTIN_STATES, RESERVED_NAMES, CatalogueFile, ChannelSpecRaw, ModelSpec
+from .schema import (
+    BUILTIN_STATES,
+    DEMAND_VARIABLES,
+    RESERVED_NAMES,
+    CatalogueFile,
+    ChannelSpecRaw,
+    ModelSpec,
+)
 
 BUILTIN_SOURCE = "built-in catalogue (sensorfleet/equipment/builtin.yaml)"
 Loc = tuple[str | int, ...]
@@ -227,17 +234,22 @@ def compile_model(name: str, spec: ModelSpec) -> EquipmentModel:
         {*channels, *RESERVED_NAMES, *(f"is_{s}" for s in states)}
         | {f"severity_{f}" for f in spec.faults}
     )
+    unavailable = {}
+    if spec.operation.demand is None:
+        unavailable = {name: "a load/unload (demand) model's variable" for name in DEMAND_VARIABLES}
+        known -= DEMAND_VARIABLES
     formulas: dict[str, Formula] = {}
     specs = []
     for channel_name, raw in channels.items():
         loc: Loc = ("channels", channel_name)
         _check_per_state((*loc, "target"), raw.target, states)
         _check_per_state((*loc, "tau_seconds"), raw.tau_seconds, states)
+        _check_per_state((*loc, "noise"), raw.noise, states)
         text_key = "formula" if raw.kind == "derived" else "rate"
         text = raw.formula if raw.kind == "derived" else raw.rate
         if text is not None:
             try:
-                formulas[channel_name] = parse_formula(text, known)
+                formulas[channel_name] = parse_formula(text, known, unavailable)
             except FormulaError as exc:
                 raise _SpecProblem((*loc, text_key), str(exc)) from None
         low, high = raw.range if raw.range is not None else (None, None)
@@ -287,10 +299,11 @@ def _check_faults(spec: ModelSpec, states: tuple[str, ...]) -> None:
                 raise _SpecProblem(loc, f"unknown channel (the channels are {', '.join(channels)})")
             if channel.kind == "counter":
                 raise _SpecProblem(loc, "a counter moves through its rate, not by an effect")
-            if (effect.mode == "flip") != (channel.kind == "digital"):
-                raise _SpecProblem(
-                    (*loc, "mode"), "flip applies to digital channels, and only flip does"
-                )
+            digital_modes = ("flip", "stuck", "dropout")
+            if effect.mode == "flip" and channel.kind != "digital":
+                raise _SpecProblem((*loc, "mode"), "flip applies to digital channels only")
+            if channel.kind == "digital" and effect.mode not in digital_modes:
+                raise _SpecProblem((*loc, "mode"), "a digital channel takes flip, stuck or dropout")
     for fault_name, instrument in spec.instrument_faults.items():
         if instrument.channel not in channels:
             raise _SpecProblem(

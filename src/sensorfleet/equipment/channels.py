@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,7 @@ from .calendar import DAYS_PER_YEAR, Times, harmonic
 from .catalogue import EquipmentModel
 from .degradation import lagged_progress
 from .schema import ChannelSpecRaw, Effect
-from .timeline import Segment
+from .segments import Segment
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -52,6 +53,18 @@ class Labels:
     demand: FloatArray
 
 
+def _full(value: FloatArray | float, n: int) -> FloatArray:
+    """``value`` as a float array of ``n`` readings (a formula may give a constant)."""
+    if isinstance(value, np.ndarray) and value.shape == (n,):
+        return value.astype(np.float64, copy=False)
+    return np.full(n, value, dtype=np.float64)
+
+
+def _clip(value: FloatArray, bounds: tuple[float, float]) -> FloatArray:
+    clipped: FloatArray = np.minimum(np.maximum(value, bounds[0]), bounds[1])
+    return clipped
+
+
 def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...]) -> FloatArray:
     if value is None:
         return np.zeros(len(states))
@@ -59,6 +72,16 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
         return np.full(len(states), float(value))
     default = value.get("default", 0.0)
     return np.array([float(value.get(state, default)) for state in states])
+
+
+@dataclass(frozen=True)
+class SavedChannels:
+    """What a ``Channels`` carries between blocks, to go back to."""
+
+    counters: dict[str, tuple[int, float]]
+    stuck: dict[tuple[str, str, str, float], float]
+    noise: dict[str, Mapping[str, Any]]
+    bursts: dict[tuple[str, str], Mapping[str, Any]]
 
 
 @dataclass
@@ -69,11 +92,15 @@ class Channels:
     noise: dict[str, np.random.Generator]
     bursts: dict[tuple[str, str], np.random.Generator]
     counters: dict[str, tuple[int, float]] = field(default_factory=dict)  # shift id, sum
-    stuck: dict[tuple[int, float], float] = field(default_factory=dict)
+    stuck: dict[tuple[str, str, str, float], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         spec, states = self.model.spec, self.model.states
         self.raw = spec.channels
+        self.decimals = {channel.name: channel.decimals for channel in self.model.channels}
+        # Noise by state (channels without any noise draw nothing).
+        spreads = {name: _per_state(raw.noise, states) for name, raw in self.raw.items()}
+        self.spreads = {name: spread for name, spread in spreads.items() if spread.any()}
         self.analog = [n for n, c in self.raw.items() if c.kind in ("analog", "digital")]
         self.targets = np.array([_per_state(self.raw[n].target, states) for n in self.analog]).T
         self.taus = np.array([_per_state(self.raw[n].tau_seconds, states) for n in self.analog]).T
@@ -83,6 +110,23 @@ class Channels:
         for index, (name, fault) in enumerate(spec.faults.items()):
             for channel, effect in fault.effects.items():
                 self.effects.setdefault(channel, []).append((index, name, effect))
+
+    def save(self) -> SavedChannels:
+        """What carries from block to block, copied."""
+        return SavedChannels(
+            dict(self.counters),
+            dict(self.stuck),
+            {name: rng.bit_generator.state for name, rng in self.noise.items()},
+            {key: rng.bit_generator.state for key, rng in self.bursts.items()},
+        )
+
+    def load(self, saved: SavedChannels) -> None:
+        """Go back to ``saved`` (which stays usable)."""
+        self.counters, self.stuck = dict(saved.counters), dict(saved.stuck)
+        for name, state in saved.noise.items():
+            self.noise[name].bit_generator.state = state
+        for key, state in saved.bursts.items():
+            self.bursts[key].bit_generator.state = state
 
     # ---- the first-order response of analog and digital channels ---------------------
     def _segment_starts(self, segments: list[Segment], last: int) -> FloatArray:
@@ -133,29 +177,39 @@ class Channels:
         responses = self._responses(t, segments, labels)
         env: dict[str, FloatArray | float] = self._variables(times, labels, interval)
         values: dict[str, FloatArray] = {}
+        dropped: dict[str, list[IntArray]] = {}  # readings a machine fault loses
         for name in model.order:
             raw = self.raw[name]
             if raw.kind == "counter":
-                rate = np.broadcast_to(model.formulas[name].evaluate(env), (n,))
-                value = self._count(name, raw, rate * interval, times.shift_id)
+                increments = self._evaluate(name, env, n) * interval
+                # A rate a formula cannot give (0/0, log 0) adds nothing rather than
+                # turning the count into NaN for good.
+                increments[~np.isfinite(increments)] = 0.0
+                value = self._count(name, raw, increments, times.shift_id)
             else:
                 if raw.kind == "derived":
-                    formula = model.formulas[name].evaluate(env)
-                    value = np.array(np.broadcast_to(formula, (n,)), dtype=np.float64)
+                    value = self._evaluate(name, env, n)
+                    value[np.isinf(value)] = np.nan  # no reading rather than infinity
                 else:
                     value = responses[name]
                 if raw.kind == "analog":
                     value = value + self._seasons(raw, times)
-                if raw.noise > 0:
-                    value = value + raw.noise * self.noise[name].standard_normal(n)
-                value = self._apply_effects(name, value, labels)
+                spread = self.spreads.get(name)
+                if spread is not None:
+                    value = value + spread[labels.state] * self.noise[name].standard_normal(n)
+                value = self._apply_effects(name, value, labels, dropped)
                 if raw.kind == "digital":
                     value = (value >= 0.5).astype(np.float64)
             if raw.range is not None:
-                value = np.clip(value, raw.range[0], raw.range[1])
+                value = _clip(value, raw.range)
             values[name] = value
             env[name] = value
-        return values, self._report(values, t, labels)
+        return values, self._report(values, t, labels, dropped)
+
+    def _evaluate(self, name: str, env: dict[str, FloatArray | float], n: int) -> FloatArray:
+        with np.errstate(all="ignore"):  # the caller decides what a non-finite value means
+            value = _full(self.model.formulas[name].evaluate(env), n)
+        return value.copy() if value.base is not None else value
 
     def _variables(
         self, times: Times, labels: Labels, interval: float
@@ -208,7 +262,9 @@ class Channels:
             return np.floor(out + 1e-9)
         return out
 
-    def _apply_effects(self, name: str, value: FloatArray, labels: Labels) -> FloatArray:
+    def _apply_effects(
+        self, name: str, value: FloatArray, labels: Labels, dropped: dict[str, list[IntArray]]
+    ) -> FloatArray:
         for index, fault_name, effect in self.effects.get(name, ()):
             hit = np.flatnonzero(labels.fault == index)
             if not len(hit):
@@ -217,6 +273,13 @@ class Channels:
             if effect.bursts is not None:
                 draws = self.bursts[(fault_name, name)].random(len(hit))
                 hit = hit[draws < effect.bursts]
+            if effect.mode == "dropout":  # the reading is lost, the machine runs on
+                dropped.setdefault(name, []).append(hit)
+                continue
+            value = value.copy()
+            if effect.mode == "stuck":
+                self._hold(("fault", fault_name, name), value, hit, labels.onset[hit])
+                continue
             weight = labels.severity[hit] * lagged_progress(
                 spec.progression,
                 labels.since[hit],
@@ -224,7 +287,6 @@ class Channels:
                 spec.growth,
                 effect.lag_seconds,
             )
-            value = value.copy()
             if effect.mode == "add":
                 value[hit] += effect.to * weight
             elif effect.mode == "scale":
@@ -235,13 +297,31 @@ class Channels:
                 value[hit] = 1.0 - (value[hit] >= 0.5)
         return value
 
+    def _hold(
+        self, key: tuple[str, str, str], value: FloatArray, rows: IntArray, onsets: FloatArray
+    ) -> None:
+        """A stuck value: each episode repeats the value of its first affected reading."""
+        for onset in np.unique(onsets).tolist():
+            episode = rows[onsets == onset]
+            held = self.stuck.setdefault((*key, onset), float(value[episode[0]]))
+            value[episode] = held
+
     def _report(
-        self, values: dict[str, FloatArray], t: FloatArray, labels: Labels
+        self,
+        values: dict[str, FloatArray],
+        t: FloatArray,
+        labels: Labels,
+        dropped: dict[str, list[IntArray]],
     ) -> dict[str, FloatArray]:
         """What the instruments show: true values, changed by an instrument fault, rounded."""
         reported = dict(values)
+        for name, lost in dropped.items():
+            reported[name] = reported[name].copy()
+            for rows in lost:
+                reported[name][rows] = np.nan
         hit_any = np.flatnonzero(labels.instrument >= 0)
         specs = list(self.model.spec.instrument_faults.values())
+        touched: set[str] = set()
         for index in np.unique(labels.instrument[hit_any]).tolist():
             spec = specs[index]
             hit = np.flatnonzero(labels.instrument == index)
@@ -254,15 +334,15 @@ class Channels:
             elif spec.mode == "dropout":
                 value[hit] = np.nan
             else:  # stuck: the value the episode's first reading showed
-                for episode in np.unique(onset).tolist():
-                    key = (index, episode)
-                    rows = hit[onset == episode]
-                    held = self.stuck.setdefault(key, float(value[rows[0]]))
-                    value[rows] = held
+                self._hold(("instrument", spec.channel, str(index)), value, hit, onset)
             reported[spec.channel] = value
+            touched.add(spec.channel)
         for name, value in reported.items():
-            raw = self.raw[name]
-            if raw.range is not None and name in {specs[i].channel for i in range(len(specs))}:
-                value = np.clip(value, raw.range[0], raw.range[1])
-            reported[name] = np.round(value, self.model.channel(name).decimals)
+            bounds = self.raw[name].range
+            if bounds is not None and name in touched:  # the instrument's own range
+                value = _clip(value, bounds)
+            with np.errstate(over="ignore"):  # near float's limit rounding overflows
+                shown = value.round(self.decimals[name])
+            shown[np.isinf(shown)] = np.nan  # beyond any instrument: no reading
+            reported[name] = shown
         return reported

@@ -71,18 +71,30 @@ class Formula:
     evaluate: Evaluator
 
 
-def parse_formula(text: str, known: frozenset[str]) -> Formula:
-    """Parse ``text``; every name it reads must be in ``known``."""
+def parse_formula(
+    text: str, known: frozenset[str], unavailable: Mapping[str, str] | None = None
+) -> Formula:
+    """Parse ``text``; every name it reads must be in ``known``.
+
+    ``unavailable`` maps names that exist elsewhere but not here to the reason,
+    which the error then gives.
+    """
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise FormulaError(f"invalid formula {text!r}: {exc.msg}") from None
     names: set[str] = set()
-    evaluate = _compile(tree.body, known, names, text)
+    evaluate = _compile(tree.body, _Names(known, unavailable or {}), names, text)
     return Formula(text, frozenset(names), evaluate)
 
 
-def _compile(node: ast.AST, known: frozenset[str], names: set[str], text: str) -> Evaluator:
+@dataclass(frozen=True)
+class _Names:
+    known: frozenset[str]
+    unavailable: Mapping[str, str]
+
+
+def _compile(node: ast.AST, scope: _Names, names: set[str], text: str) -> Evaluator:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         if isinstance(node.value, bool):
             raise FormulaError(f"formula {text!r}: use 1 or 0, not True or False")
@@ -90,7 +102,9 @@ def _compile(node: ast.AST, known: frozenset[str], names: set[str], text: str) -
         return lambda env: number
     if isinstance(node, ast.Name):
         name = node.id
-        if name not in known:
+        if name in scope.unavailable:
+            raise FormulaError(f"formula {text!r} reads {name!r}: {scope.unavailable[name]}")
+        if name not in scope.known:
             raise FormulaError(
                 f"formula {text!r} reads {name!r}, which is neither a channel nor a variable"
             )
@@ -98,18 +112,18 @@ def _compile(node: ast.AST, known: frozenset[str], names: set[str], text: str) -
         return lambda env: env[name]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         op = _BINARY[type(node.op)]
-        left = _compile(node.left, known, names, text)
-        right = _compile(node.right, known, names, text)
+        left = _compile(node.left, scope, names, text)
+        right = _compile(node.right, scope, names, text)
         return lambda env: op(left(env), right(env))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        inner = _compile(node.operand, known, names, text)
+        inner = _compile(node.operand, scope, names, text)
         if isinstance(node.op, ast.UAdd):
             return inner
         return lambda env: np.negative(inner(env))
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
         cmp = _COMPARE[type(node.ops[0])]
-        left = _compile(node.left, known, names, text)
-        right = _compile(node.comparators[0], known, names, text)
+        left = _compile(node.left, scope, names, text)
+        right = _compile(node.comparators[0], scope, names, text)
         return lambda env: np.asarray(cmp(left(env), right(env)), dtype=np.float64)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         entry = FUNCTIONS.get(node.func.id)
@@ -123,7 +137,7 @@ def _compile(node: ast.AST, known: frozenset[str], names: set[str], text: str) -
             raise FormulaError(
                 f"formula {text!r}: {node.func.id} takes {arity} argument(s), not {len(node.args)}"
             )
-        args = [_compile(arg, known, names, text) for arg in node.args]
+        args = [_compile(arg, scope, names, text) for arg in node.args]
         return lambda env: function(*(arg(env) for arg in args))
     snippet = ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__
     raise FormulaError(

@@ -31,13 +31,16 @@ RESERVED_NAMES: frozenset[str] = frozenset(
         "duty",
     }
 )
+DEMAND_VARIABLES: frozenset[str] = frozenset({"demand", "capacity", "duty"})  # demand models
 BUILTIN_STATES: tuple[str, ...] = ("fault", "maintenance")
 MAX_SECONDS = 10 * 365 * 86_400.0  # ten years: longer than any course a model needs
 Finite = Annotated[float, Field(ge=-1e9, le=1e9)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 NonNegativeSeconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
-Rate = Annotated[float, Field(ge=0, le=1e6)]
+Rate = Annotated[float, Field(ge=0, le=3600)]  # at most one onset a second
+# A state or phase shorter than this would cost more events than readings.
+ShortSeconds = Annotated[float, Field(ge=0.1, le=MAX_SECONDS)]
 
 
 def _name(value: str) -> str:
@@ -57,6 +60,7 @@ def _ordered(value: tuple[float, float]) -> tuple[float, float]:
 
 Name = Annotated[str, AfterValidator(_name)]
 SecondsRange = Annotated[tuple[Seconds, Seconds], AfterValidator(_ordered)]
+ShortRange = Annotated[tuple[ShortSeconds, ShortSeconds], AfterValidator(_ordered)]
 SeverityRange = Annotated[tuple[Share, Share], AfterValidator(_ordered)]
 Range = Annotated[tuple[Finite, Finite], AfterValidator(_ordered)]
 
@@ -112,7 +116,7 @@ class StateSpec(Strict):
     """One state of a dwell-time state machine."""
 
     share: Annotated[float, Field(gt=0, le=1)]
-    mean_dwell_seconds: Seconds
+    mean_dwell_seconds: Annotated[float, Field(ge=1, le=MAX_SECONDS)]
     operating: bool = True  # counts towards operating hours (fault onsets, maintenance)
 
 
@@ -120,7 +124,7 @@ class Phase(Strict):
     """One phase of a repeating cycle."""
 
     state: Name
-    seconds: SecondsRange
+    seconds: ShortRange
 
 
 class Cycle(Strict):
@@ -170,6 +174,8 @@ class Harmonic(Strict):
 
 PerState = Finite | dict[str, Finite]
 PerStateSeconds = NonNegativeSeconds | dict[str, NonNegativeSeconds]
+Spread = Annotated[float, Field(ge=0, le=1e6)]
+PerStateNoise = Spread | dict[str, Spread]
 
 
 class ChannelSpecRaw(Strict):
@@ -180,7 +186,7 @@ class ChannelSpecRaw(Strict):
     description: str = ""
     range: Range | None = None
     resolution: Annotated[float, Field(gt=0, le=1e6)] = 0.01
-    noise: Annotated[float, Field(ge=0, le=1e6)] = 0.0
+    noise: PerStateNoise = 0.0  # standard deviation; per state, e.g. 0 at a standstill
     target: PerState | None = None  # analog, digital
     tau_seconds: PerStateSeconds = 0.0  # analog: first-order response
     daily: Harmonic | None = None  # peak: hour of day
@@ -211,7 +217,7 @@ class ChannelSpecRaw(Strict):
 class Effect(Strict):
     """How a machine fault moves one channel (or the air demand)."""
 
-    mode: Literal["add", "scale", "set", "flip"]
+    mode: Literal["add", "scale", "set", "flip", "stuck", "dropout"]
     to: Finite = 0.0  # add: offset at full course; scale: factor; set: value
     lag_seconds: NonNegativeSeconds = 0.0  # the channel follows the fault this much later
     bursts: Annotated[float, Field(gt=0, le=1)] | None = None  # share of readings affected

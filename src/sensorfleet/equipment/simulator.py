@@ -11,7 +11,6 @@ channel or a fault to a model leaves every other stream where it was.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 from collections.abc import Sequence
@@ -23,8 +22,9 @@ import numpy.typing as npt
 
 from .calendar import Calendar
 from .catalogue import EquipmentModel
-from .channels import Channels, Labels
+from .channels import Channels, Labels, SavedChannels
 from .degradation import health, progress, step_progress
+from .segments import SavedTimeline
 from .timeline import Timeline
 
 MICROS = 1_000_000
@@ -78,6 +78,15 @@ class EquipmentBlock:
         return cls(first.first_index, channels=channels, **fields)
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A simulator's changing state at one reading."""
+
+    next_index: int
+    timeline: SavedTimeline
+    channels: SavedChannels
+
+
 class EquipmentSimulator:
     """Produces the readings of one machine of one equipment type, block by block."""
 
@@ -98,22 +107,68 @@ class EquipmentSimulator:
         self._origin_us = round(start_epoch * MICROS)
         self._period_us = self.interval * MICROS
         self.next_index = 0
+        self._seed = seed
+        self.rate_multiplier = rate_multiplier
+        self.utc_offset_hours = utc_offset_hours
         spec = model.spec
         self.calendar = Calendar(spec.schedule, spec.climate, utc_offset_hours)
         streams = {name: named_stream(seed, "timeline", name) for name in TIMELINE_STREAMS}
         self.timeline = Timeline(model, self.calendar, start_epoch, streams, rate_multiplier)
         noise = {name: named_stream(seed, "noise", name) for name in spec.channels}
-        bursts = {
-            (fault, channel): named_stream(seed, "bursts", fault, channel)
-            for fault, fault_spec in spec.faults.items()
+        self.channels = Channels(model, noise, self._burst_streams(model, {}))
+
+    def _burst_streams(
+        self, model: EquipmentModel, have: dict[tuple[str, str], np.random.Generator]
+    ) -> dict[tuple[str, str], np.random.Generator]:
+        """One stream per intermittent effect, keeping the ones already running."""
+        return {
+            (fault, channel): have.get((fault, channel))
+            or named_stream(self._seed, "bursts", fault, channel)
+            for fault, fault_spec in model.spec.faults.items()
             for channel, effect in fault_spec.effects.items()
             if effect.bursts is not None
         }
-        self.channels = Channels(model, noise, bursts)
-        # Never copied by a snapshot: they do not change.
-        self._constant: dict[int, Any] = {
-            id(obj): obj for obj in (model, spec, self.calendar, *spec.faults.values())
-        }
+
+    def reconfigure(
+        self,
+        model: EquipmentModel,
+        rate_multiplier: float | None = None,
+        utc_offset_hours: float | None = None,
+    ) -> None:
+        """Run ``model`` (a reloaded catalogue's version of this type) from the next reading.
+
+        The machine keeps its state, its fault and its history; only the figures change.
+        A model with other states, channels or faults is a different machine: that raises
+        ``ValueError``, and the caller starts a new simulator.
+        """
+        old = self.model
+        same = (
+            model.states == old.states
+            and model.faults == old.faults
+            and [(c.name, c.kind) for c in model.channels]
+            == [(c.name, c.kind) for c in old.channels]
+        )
+        if not same:
+            raise ValueError(
+                f"{model.name}: states, channels or faults changed; start a new simulator"
+            )
+        self.timeline.cut(self._relative(self.next_index))
+        if rate_multiplier is not None:
+            self.rate_multiplier = rate_multiplier
+        if utc_offset_hours is not None:
+            self.utc_offset_hours = utc_offset_hours
+        self.model = model
+        self.calendar = Calendar(model.spec.schedule, model.spec.climate, self.utc_offset_hours)
+        self.timeline.reconfigure(model, self.calendar, self.rate_multiplier)
+        carried = self.channels
+        self.channels = Channels(
+            model,
+            carried.noise,
+            self._burst_streams(model, carried.bursts),
+            carried.counters,
+            carried.stuck,
+        )
+        # Segment start values are per channel, in the same order: they stay valid.
 
     # ---- the schedule -------------------------------------------------------------------
     def time_of(self, index: int) -> float:
@@ -169,34 +224,58 @@ class EquipmentSimulator:
         self.timeline.start_maintenance(duration_seconds)
 
     # ---- snapshots for the live look-ahead rewind ---------------------------------------
-    def snapshot(self) -> object:
+    def snapshot(self) -> Snapshot:
         """Everything that changes as readings are produced, copied."""
-        memo = dict(self._constant)
-        return copy.deepcopy((self.next_index, self.timeline, self.channels), memo)
+        return Snapshot(self.next_index, self.timeline.save(), self.channels.save())
 
     def restore(self, snapshot: object) -> None:
-        """Go back to a ``snapshot`` (which stays usable for another restore)."""
-        memo = dict(self._constant)
-        self.next_index, self.timeline, self.channels = copy.deepcopy(snapshot, memo)  # type: ignore[misc]
+        """Go back to a ``snapshot`` (which stays usable for another restore).
+
+        A snapshot belongs to the configuration it was taken under: rewind before
+        ``reconfigure``, as the classic generator does. Typed ``object`` so callers can
+        hold snapshots of either kind of stream behind one interface.
+        """
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"not an equipment snapshot: {type(snapshot).__name__}")
+        self.next_index = snapshot.next_index
+        self.timeline.load(snapshot.timeline)
+        self.channels.load(snapshot.channels)
 
     # ---- producing ------------------------------------------------------------------------
     def generate(self, count: int) -> EquipmentBlock:
         """The next ``count`` readings."""
         first = self.next_index
+        if count <= 0:
+            return self._empty(first)
         steps = np.arange(first, first + count, dtype=np.float64)
         offsets_us = np.rint(steps * self._period_us).astype(np.int64)
         t = offsets_us / MICROS
         timeline = self.timeline
-        if count:
-            timeline.extend(float(t[-1]))
+        timeline.extend(float(t[-1]))
         labels = self._labels(t)
         times = self.calendar.times(self.origin_epoch + t)
-        values, reported = self.channels.fill(t, times, timeline.segments, labels, self.interval)
-        del values
-        if count:
-            timeline.drop_before(float(t[-1]))
+        _, reported = self.channels.fill(t, times, timeline.segments, labels, self.interval)
+        timeline.drop_before(float(t[-1]))
         self.next_index = first + count
         return self._block(first, offsets_us, reported, labels)
+
+    def _empty(self, first: int) -> EquipmentBlock:
+        def none(dtype: type[np.generic]) -> npt.NDArray[Any]:
+            return np.zeros(0, dtype=dtype)
+
+        return EquipmentBlock(
+            first_index=first,
+            timestamps_us=none(np.int64),
+            channels={channel.name: none(np.float64) for channel in self.model.channels},
+            state=none(np.int8),
+            fault=none(np.int16),
+            instrument_fault=none(np.int16),
+            fault_severity=none(np.float64),
+            fault_started_us=none(np.int64),
+            health=none(np.float64),
+            rul_seconds=none(np.float64),
+            maintenance=none(np.int8),
+        )
 
     def _labels(self, t: FloatArray) -> Labels:
         segments = self.timeline.segments

@@ -29,6 +29,7 @@ import numpy as np
 from .schema import Cycle, Demand, ModelSpec
 
 LONGEST_PHASE_SECONDS = 600.0  # a saturated or idle compressor re-reads its demand this often
+SHORTEST_PHASE_SECONDS = 1.0  # a loading valve does not cycle faster (also bounds the events)
 IDLE_RECHECK_SECONDS = 900.0  # a cycle paused for a closed plant looks again this often
 
 
@@ -114,11 +115,15 @@ class DemandStates:
             if self.demand >= capacity:
                 return Next(self.loaded, LONGEST_PHASE_SECONDS, self.demand)
             seconds = 60 * spec.storage_m3 / (capacity - self.demand)
-            return Next(self.loaded, min(seconds, LONGEST_PHASE_SECONDS), self.demand)
+            return Next(self.loaded, _bounded(seconds), self.demand)
         if self.demand <= 0:
             return Next(self.unloaded, LONGEST_PHASE_SECONDS, self.demand)
         seconds = 60 * spec.storage_m3 / self.demand
-        return Next(self.unloaded, min(seconds, LONGEST_PHASE_SECONDS), self.demand)
+        return Next(self.unloaded, _bounded(seconds), self.demand)
+
+
+def _bounded(seconds: float) -> float:
+    return min(max(seconds, SHORTEST_PHASE_SECONDS), LONGEST_PHASE_SECONDS)
 
 
 Operator = DwellStates | CycleStates | DemandStates

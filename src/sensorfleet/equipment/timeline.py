@@ -15,8 +15,9 @@ forced fault, maintenance) takes effect exactly there.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -24,47 +25,35 @@ import numpy.typing as npt
 from .calendar import Calendar
 from .catalogue import EquipmentModel
 from .degradation import step_health, time_to_progress
+from .segments import InstrumentFault, MachineFault, SavedTimeline, Segment
 from .states import CycleStates, DemandStates, DwellStates, Next, Operator
 
 INFINITY = math.inf
 EPSILON = 1e-9  # seconds: events this close count as simultaneous
+# However high the profiles push them, onsets stay at most one a second (events stay
+# fewer than readings, so a run's cost stays bounded).
+MAX_ONSETS_PER_HOUR = 3600.0
 
 
-@dataclass(frozen=True)
-class MachineFault:
-    """One episode of a machine fault, fixed at onset (``tripped_at`` set at the trip)."""
-
-    index: int
-    onset: float
-    course: float  # progressive: seconds from onset to the failure threshold
-    severity: float
-    end: float  # a step fault that clears by itself; INFINITY otherwise
-    tripped_at: float | None = None
+def _capped(rates: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    total = float(rates.sum()) if len(rates) else 0.0
+    return rates * (MAX_ONSETS_PER_HOUR / total) if total > MAX_ONSETS_PER_HOUR else rates
 
 
-@dataclass(frozen=True)
-class InstrumentFault:
-    """One episode of an instrument fault (``index`` counts from the first instrument fault)."""
-
-    index: int
-    onset: float
-    severity: float
-    end: float
-
-
-@dataclass
-class Segment:
-    """A stretch of time with constant labels; ``x0`` is filled in by the channels."""
-
-    start: float
-    end: float
-    state: int
-    state_start: float
-    state_end: float
-    demand: float
-    fault: MachineFault | None
-    instrument: InstrumentFault | None
-    x0: npt.NDArray[np.float64] | None = None
+# What changes as the timeline advances (the rest is fixed by the model).
+_MUTABLE = (
+    "now",
+    "fault",
+    "instrument",
+    "onset_budget",
+    "instrument_budget",
+    "operating_seconds",
+    "_marks",
+    "state",
+    "state_start",
+    "state_end",
+    "demand",
+)
 
 
 class Timeline:
@@ -78,19 +67,8 @@ class Timeline:
         streams: dict[str, np.random.Generator],
         rate_multiplier: float,
     ) -> None:
-        spec = model.spec
-        self.model, self.spec = model, spec
-        self.calendar, self.origin = calendar, origin_epoch
-        self.streams = streams
-        self.fault_code = model.states.index("fault")
-        self.maintenance_code = model.states.index("maintenance")
-        self.operating = model.operating
-        self.fault_specs = list(spec.faults.values())
-        self.instrument_specs = list(spec.instrument_faults.values())
-        self.fault_rates = np.array([f.onset_per_hour for f in self.fault_specs]) * rate_multiplier
-        self.instrument_rates = (
-            np.array([f.onset_per_hour for f in self.instrument_specs]) * rate_multiplier
-        )
+        self.origin, self.streams = origin_epoch, streams
+        self._use(model, calendar, rate_multiplier)
         self.operator = self._operator()
         self._handlers = {
             "state": self._state_over,
@@ -110,6 +88,68 @@ class Timeline:
         self.operating_seconds = 0.0  # since the last maintenance
         self._marks = (self.onset_budget, self.instrument_budget, self.operating_seconds)
         self._enter(self.operator.next(streams["states"], 0.0, -1, True), 0.0)
+
+    def _use(self, model: EquipmentModel, calendar: Calendar, rate_multiplier: float) -> None:
+        spec = model.spec
+        self.model, self.spec, self.calendar = model, spec, calendar
+        self.fault_code = model.states.index("fault")
+        self.maintenance_code = model.states.index("maintenance")
+        self.operating = model.operating
+        self.fault_specs = list(spec.faults.values())
+        self.instrument_specs = list(spec.instrument_faults.values())
+        self.fault_rates = _capped(
+            np.array([f.onset_per_hour for f in self.fault_specs]) * rate_multiplier
+        )
+        self.instrument_rates = _capped(
+            np.array([f.onset_per_hour for f in self.instrument_specs]) * rate_multiplier
+        )
+
+    def reconfigure(
+        self, model: EquipmentModel, calendar: Calendar, rate_multiplier: float
+    ) -> None:
+        """Run ``model`` (same states and faults, other figures) from ``now`` on.
+
+        The state, an active fault and the time to the next onset carry over; onset
+        times are rescaled to the new rates, which keeps them exponential (memoryless).
+        """
+        old_faults, old_instruments = self.fault_rates.sum(), self.instrument_rates.sum()
+        self._use(model, calendar, rate_multiplier)
+        self.onset_budget = self._rescale(self.onset_budget, old_faults, self.fault_rates)
+        self.instrument_budget = self._rescale(
+            self.instrument_budget, old_instruments, self.instrument_rates
+        )
+        self._marks = (self.onset_budget, self.instrument_budget, self.operating_seconds)
+        carried = vars(self.operator)
+        self.operator = self._operator()
+        for name in ("position", "demand"):  # where a cycle stands, a compressor's demand
+            if name in carried and hasattr(self.operator, name):
+                setattr(self.operator, name, carried[name])
+
+    def _rescale(self, budget: float, old_total: float, rates: npt.NDArray[np.float64]) -> float:
+        new_total = float(rates.sum()) if len(rates) else 0.0
+        if new_total <= 0:
+            return INFINITY
+        if old_total <= 0 or not math.isfinite(budget):
+            return self._budget(rates, "faults" if rates is self.fault_rates else "instruments")
+        return budget * float(old_total) / new_total
+
+    def save(self) -> SavedTimeline:
+        """The changing state, copied."""
+        return SavedTimeline(
+            values={name: getattr(self, name) for name in _MUTABLE},
+            segments=[copy.copy(segment) for segment in self.segments],
+            operator=dict(vars(self.operator)),
+            streams={name: rng.bit_generator.state for name, rng in self.streams.items()},
+        )
+
+    def load(self, saved: SavedTimeline) -> None:
+        """Go back to ``saved`` (which stays usable)."""
+        for name, value in saved.values.items():
+            setattr(self, name, value)
+        self.segments = [copy.copy(segment) for segment in saved.segments]
+        vars(self.operator).update(saved.operator)
+        for name, state in saved.streams.items():
+            self.streams[name].bit_generator.state = state
 
     # ---- the model's way of running --------------------------------------------------
     def _operator(self) -> Operator:

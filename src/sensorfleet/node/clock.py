@@ -51,6 +51,10 @@ class Wake:
             while os.read(self._read, 4096):
                 pass
 
+    def fileno(self) -> int:
+        """The descriptor that is readable while the wake-up is set (to poll beside others)."""
+        return self._read
+
     def is_set(self) -> bool:
         return self.wait(0)
 

@@ -212,6 +212,10 @@ class Monitoring(_Section):
     token: SecretStr | None = None
     # False: anomaly control answers 403 (health, metrics and status stay).
     control: bool = True
+    # Connections served at once (one thread each); a newcomer beyond it closes the
+    # longest idle one. Idle connections are closed after idle_timeout_seconds anyway.
+    max_connections: Annotated[int, Field(ge=1, le=65536)] = 256
+    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
     @field_validator("token")
     @classmethod

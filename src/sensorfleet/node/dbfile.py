@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
+
+from .._problems import not_regular_file
 
 # Files that belong to a database and must move with it: a hot journal or WAL
 # left beside a fresh file would be replayed into it.
@@ -166,3 +169,52 @@ def set_aside_stale_companions(
             os.replace(source, destination)
             moved.append(destination)
     return moved
+
+
+def unusable_reason(path: Path) -> str | None:
+    """Why ``path`` can never hold the node's database, or None when it may.
+
+    For a check at start, before anything is opened: a device (``/dev/null``),
+    a pipe, a folder, a file or folder that cannot be written would otherwise
+    be retried as if the database were only busy. A new file in a writable
+    folder, an existing database, and folders still to be created are fine.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return _folder_reason(path.parent)
+    except OSError as exc:
+        return f"{path} cannot be examined ({exc.strerror})"
+    if stat.S_ISDIR(mode):
+        return f"{path} is a folder; expected the path of a database file"
+    if not stat.S_ISREG(mode):
+        return f"{path} {not_regular_file(mode)}; expected the path of a database file"
+    if not _may(path, os.R_OK | os.W_OK):
+        return f"{path} cannot be written (a read-only file or filesystem)"
+    return _folder_reason(path.parent)
+
+
+def _folder_reason(folder: Path) -> str | None:
+    """Why no database (with its -wal, -shm or -journal beside it) can be made in ``folder``,
+    which is created when missing: the nearest folder that exists must be writable."""
+    for candidate in (folder, *folder.parents):
+        try:
+            mode = os.stat(candidate).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            return f"folder {candidate} cannot be examined ({exc.strerror})"
+        if not stat.S_ISDIR(mode):
+            return f"{candidate} is not a folder, so no database can be made under it"
+        if not _may(candidate, os.W_OK | os.X_OK):
+            return (
+                f"folder {candidate} cannot be written (a read-only folder or filesystem); "
+                "the database and its -wal and -shm files are made there"
+            )
+        return None
+    return None
+
+
+def _may(path: Path, mode: int) -> bool:
+    # The effective user's rights, and EROFS for a read-only mount even for root.
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)

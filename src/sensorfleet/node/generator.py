@@ -18,6 +18,7 @@ import numpy as np
 from .anomalies import AnomalyProcess, Episode, Mix, calibrate
 from .config import Config
 from .identity import Identity
+from .layout import CLASSIC, TableLayout
 from .profiles import Behaviour, behaviour_of
 from .readings import KIND_CODES, Block, Labels
 from .signal import baseline
@@ -45,10 +46,22 @@ class Settings:
 
     @property
     def labels(self) -> Labels:
-        ident = self.identity
-        return Labels(
-            ident.id, ident.firmware_version, ident.model, ident.manufacturer, ident.location
-        )
+        return identity_labels(self.identity)
+
+    @property
+    def layout(self) -> TableLayout:
+        return CLASSIC
+
+
+def identity_labels(identity: Identity) -> Labels:
+    """The identity fields stamped on each of a sensor's rows, whatever its type."""
+    return Labels(
+        identity.id,
+        identity.firmware_version,
+        identity.model,
+        identity.manufacturer,
+        identity.location,
+    )
 
 
 def stream_seed(seed: int, sensor_id: str) -> np.random.SeedSequence:

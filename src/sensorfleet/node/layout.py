@@ -10,10 +10,11 @@ unit or its SQL type is never restated by hand. ``CLASSIC`` describes today's
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Literal, Protocol
 
 from ..errors import InputError
 
@@ -125,6 +126,23 @@ CREATE INDEX IF NOT EXISTS idx_{table}_timestamp ON {table}(timestamp);
 CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp);
 """
 
+    def to_json(self) -> str:
+        """The columns as JSON, as the node file's ``sensorfleet_tables`` keeps them so a
+        collector can read the table without the catalogue that made it."""
+        return json.dumps([asdict(column) for column in self.columns], ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, table: str, type_name: str, text: str) -> TableLayout:
+        """The layout ``to_json`` wrote (``ValueError`` for anything else)."""
+        try:
+            columns = tuple(Column(**item) for item in json.loads(text))
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{table}: not a table layout ({exc})") from None
+        bad = [c.name for c in columns if not _IDENTIFIER.match(c.name)]
+        if bad or not _IDENTIFIER.match(table):
+            raise ValueError(f"{table}: not a table layout (column names {bad})")
+        return cls(table, type_name, columns)
+
     def insert_sql(self) -> str:
         """INSERT of one row in ``names`` order."""
         names = self.names
@@ -156,6 +174,7 @@ LABEL_COLUMNS: tuple[Column, ...] = (
     Column("fault", "text", "label", description="active fault, NULL when none"),
     Column("fault_severity", "real", "label", description="0 to 1"),
     Column("fault_started_at", "time", "label", description="UTC start of the active fault"),
+    Column("instrument_fault", "text", "label", description="faulty instrument, NULL when none"),
     Column("health", "real", "label", description="1 (new) down to 0 (failed)"),
     Column("rul_seconds", "real", "label", unit="s", description="NULL while healthy"),
     Column("maintenance", "integer", "label", nullable=False, default=0, description="0 or 1"),
@@ -167,12 +186,51 @@ _RESERVED = frozenset(
 )
 
 
+class NamedChannel(Protocol):
+    """What a layout needs of a model's channel (``equipment.ChannelSpec`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class ChannelColumn:
-    """What a layout needs of a model's channel (``ChannelSpec`` has these fields)."""
+    """A channel named by hand (tests, tools)."""
 
     name: str
     unit: str
+
+
+def truth_table_of(type_name: str) -> str:
+    """The truth file's table of an equipment type (``labels.mode: hidden``)."""
+    return f"{type_name}_truth"
+
+
+def truth_schema_sql(type_name: str) -> str:
+    """CREATE statement of a type's table in the truth file: the labels of each reading,
+    keyed by the node file's database id and the reading's row id there."""
+    columns = ",\n".join(
+        f"    {column.sqlite_sql()}" for column in (SENSOR_ID, TIMESTAMP, *LABEL_COLUMNS)
+    )
+    return f"""CREATE TABLE IF NOT EXISTS {{schema}}.{truth_table_of(type_name)} (
+    database_id TEXT NOT NULL,
+    reading_id INTEGER NOT NULL,
+{columns},
+    PRIMARY KEY (database_id, reading_id)
+) WITHOUT ROWID"""
+
+
+# The node file's registry of its equipment tables: name, type and layout (``to_json``).
+TABLES_TABLE = "sensorfleet_tables"
+TABLES_SCHEMA = f"""CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    layout TEXT NOT NULL
+)"""
+
+TRUTH_KEY: tuple[str, ...] = ("database_id", "reading_id", SENSOR_ID.name, TIMESTAMP.name)
 
 
 def table_of(type_name: str) -> str:
@@ -182,7 +240,7 @@ def table_of(type_name: str) -> str:
 
 
 def equipment_layout(
-    type_name: str, channels: Iterable[ChannelColumn], labels_inline: bool = True
+    type_name: str, channels: Iterable[NamedChannel], labels_inline: bool = True
 ) -> TableLayout:
     """The ``<type>_readings`` layout of an equipment model: identity and time, one REAL
     column per channel, the ground-truth labels (unless hidden), the identity fields.

@@ -16,6 +16,7 @@ loop sends a small one for a file that had nothing to flush.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sqlite3
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import structlog
 
 from ..errors import InputError
+from .clock import format_instant
 from .store import transaction
 
 log = structlog.get_logger("sensorfleet.lease")
@@ -150,11 +152,14 @@ class FileLease:
         ``LeaseLostError`` naming the rest).
         """
         seen: dict[str, float] = {}
+        waiting_since = time.monotonic()
         while True:
             blocking = self._try_acquire(conn, take_all=not patient)
             if not blocking:
                 return
             for sensor_id, holder, host, pid, heartbeat in blocking:
+                if holder in seen and heartbeat == seen[holder]:
+                    self._check_not_ahead(sensor_id, host, pid, heartbeat, waiting_since)
                 if holder in seen and heartbeat != seen[holder]:
                     raise LeaseConflictError(
                         [
@@ -174,6 +179,27 @@ class FileLease:
                         timeout_s=LEASE_TIMEOUT_SECONDS,
                     )
             time.sleep(POLL_SECONDS)
+
+    def _check_not_ahead(
+        self, sensor_id: str, host: str, pid: int, heartbeat: float, waiting_since: float
+    ) -> None:
+        """Refuse to wait any longer for a silent holder whose heartbeat lies ahead of this
+        host's clock: its age cannot pass the timeout until this clock catches up with the
+        other host's (an hour of skew, an hour of waiting)."""
+        ahead = heartbeat - self.clock()
+        if ahead <= 0 or time.monotonic() - waiting_since < LEASE_TIMEOUT_SECONDS:
+            return
+        remove = f"DELETE FROM {HOLDERS} WHERE host = '{host}' AND pid = {pid}"
+        raise LeaseConflictError(
+            [
+                f"{self.path}: sensor id {sensor_id!r} is leased by host {host}, pid {pid}, "
+                f"whose heartbeat {format_instant(heartbeat)} is {ahead:.0f} s ahead of this "
+                f"host's clock and did not change for {LEASE_TIMEOUT_SECONDS:.0f} s; the hosts "
+                "sharing this file disagree on the time: sync their clocks (NTP), or, if that "
+                f"node is gone, remove its lease: sqlite3 {shlex.quote(str(self.path))} "
+                f'"{remove}"'
+            ]
+        )
 
     def _try_acquire(
         self, conn: sqlite3.Connection, take_all: bool

@@ -18,19 +18,25 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from ..errors import InputError
 from .clock import Clock, Wake
 from .config import Config, Modbus, OpcUa, Override
+from .dbfile import unusable_reason
 from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
+from .layout import CLASSIC_TYPE
 from .lease import FileLease, LeaseConflictError, LeaseLostError
-from .readings import Block
+from .readings import Readings
 from .store import Store, backoff_after
 from .writer import BufferedWriter
+
+if TYPE_CHECKING:
+    from ..equipment import Catalogue
+    from .machine import EquipmentGenerator, MachineSettings, MachineView
 
 log = structlog.get_logger("sensorfleet.node")
 
@@ -69,8 +75,9 @@ class ReadingListener(Protocol):
     listener hands the work to its own thread.
     """
 
-    def publish(self, position: int, block: Block) -> None:
-        """Readings of the sensor at ``position`` (identity order), as they are written."""
+    def publish(self, position: int, block: Readings) -> None:
+        """Readings of the sensor at ``position`` (identity order), as they are written: a
+        classic ``Block`` or an equipment model's ``machine.MachineBlock``."""
 
     def reconfigured(self, config: Config, identities: Sequence[Identity]) -> None:
         """New settings in force, with every sensor's identity in identity order."""
@@ -86,7 +93,7 @@ def database_path(template: str, sensor_id: str) -> Path:
 class Sensor:
     """One simulated sensor inside the process."""
 
-    generator: SensorGenerator
+    generator: SensorGenerator | EquipmentGenerator
     writer: BufferedWriter
     source: str | None = None  # identity file it came from, for reloads
     readings_generated: int = 0
@@ -95,6 +102,18 @@ class Sensor:
     @property
     def identity(self) -> Identity:
         return self.generator.settings.identity
+
+    @property
+    def classic(self) -> SensorGenerator | None:
+        """The classic sensor's generator; None for an equipment model."""
+        generator = self.generator
+        return generator if isinstance(generator, SensorGenerator) else None
+
+    @property
+    def machine(self) -> EquipmentGenerator | None:
+        """The equipment model's generator; None for a classic sensor."""
+        generator = self.generator
+        return None if isinstance(generator, SensorGenerator) else generator
 
 
 @dataclass(frozen=True)
@@ -105,7 +124,8 @@ class SensorView:
     source: str | None
     readings_generated: int
     last_reading_at: float | None
-    episode: EpisodeView | None
+    episode: EpisodeView | None  # classic sensors
+    machine: MachineView | None = None  # equipment models: the latest reading and its truth
 
 
 @dataclass(frozen=True)
@@ -132,6 +152,7 @@ class Summary:
     anomalies: dict[str, int]
     errors: dict[str, int]
     moved_aside: dict[str, int] = field(default_factory=dict)
+    restores: int = 0  # files found behind their id floor: restored backups
     rows_by_sensor: dict[str, int] = field(default_factory=dict)
     writers: list[WriterStatus] = field(default_factory=list)
     last_reading_at: float | None = None
@@ -145,8 +166,15 @@ class Summary:
 class NodeLoop:
     """Drives every sensor of this process on a shared clock."""
 
-    def __init__(self, config: Config, sensors: list[Sensor], clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sensors: list[Sensor],
+        clock: Clock,
+        catalogue: Catalogue | None = None,
+    ) -> None:
         self.config = config
+        self.catalogue = catalogue  # the equipment models in force (None: classic sensors only)
         self.sensors = sensors
         self.clock = clock
         self.writers = list({id(s.writer): s.writer for s in sensors}.values())
@@ -201,7 +229,8 @@ class NodeLoop:
                 source=sensor.source,
                 readings_generated=sensor.readings_generated,
                 last_reading_at=sensor.last_reading_at,
-                episode=sensor.generator.episode_view(),
+                episode=classic.episode_view() if (classic := sensor.classic) else None,
+                machine=machine.view() if (machine := sensor.machine) else None,
             )
             for sensor in self.sensors[:limit]
         ]
@@ -217,7 +246,9 @@ class NodeLoop:
         id and episode length in readings (default length: the anomaly mix's)."""
         forced = []
         for sensor in self._chosen(sensor_id):
-            generator = sensor.generator
+            generator = sensor.classic
+            if generator is None:
+                continue  # anomaly episodes are the classic sensor's; machines have faults
             length = None if duration_seconds is None else generator.readings_in(duration_seconds)
             forced.append((sensor.identity.id, generator.force_anomaly(kind, length)))
         return forced
@@ -226,10 +257,19 @@ class NodeLoop:
         """End current and pending forced episodes; return (sensor id, type) of each ended."""
         ended = []
         for sensor in self._chosen(sensor_id):
-            kind = sensor.generator.end_anomaly()
+            if sensor.classic is None:
+                continue
+            kind = sensor.classic.end_anomaly()
             if kind is not None:
                 ended.append((sensor.identity.id, kind))
         return ended
+
+    def machine_of(self, sensor_id: str) -> EquipmentGenerator:
+        """The equipment generator of ``sensor_id``; ``KeyError`` if no machine has that id."""
+        for sensor in self.sensors:
+            if sensor.identity.id == sensor_id and sensor.machine is not None:
+                return sensor.machine
+        raise KeyError(sensor_id)
 
     def _chosen(self, sensor_id: str | None) -> list[Sensor]:
         return [s for s in self.sensors if sensor_id is None or s.identity.id == sensor_id]
@@ -245,13 +285,20 @@ class NodeLoop:
             except Exception as exc:  # a bad command must not kill the node
                 log.error("command failed", error=str(exc), error_class=type(exc).__name__)
 
-    def reconfigure(self, config: Config, identities: dict[str, Identity]) -> list[str]:
+    def reconfigure(
+        self,
+        config: Config,
+        identities: dict[str, Identity],
+        catalogue: Catalogue | None = None,
+    ) -> list[str]:
         """Apply new settings from the next reading on; return what needs a restart.
 
         ``identities`` maps identity file paths to their new contents; sensors
         from other files keep theirs. Settings read only at start
         (``RESTART_KEYS``: database path, run time, seed, log destinations,
-        monitoring address) keep their old values and are returned.
+        monitoring address, ground-truth labels) keep their old values and are
+        returned. A sensor's ``type`` is kept too (logged): a classic sensor cannot
+        become a machine, nor one model another, without a restart.
 
         An identity whose id changes must first get the lease of its new id:
         ``LeaseConflictError`` (naming the holder) when a live node writes that
@@ -269,17 +316,26 @@ class NodeLoop:
                 and "database.path" not in kept
             ):
                 kept.append("database.path")  # the file stays the one named after the old id
-            settings = Settings.resolve(config, identity)
+            if identity.type != sensor.identity.type:
+                log.warning(
+                    "setting needs restart",
+                    key=f"{sensor.source}: type",
+                    running=sensor.identity.type,
+                    requested=identity.type,
+                )
+                identity = identity.with_changes(type=sensor.identity.type)
+            settings = resolve_settings(config, identity, catalogue or self.catalogue)
             if settings.behaviour.unknown and identity != sensor.identity:
                 log.warning(
                     "unknown profile, behaving neutrally",
                     sensor_id=identity.id,
                     unknown=", ".join(settings.behaviour.unknown),
                 )
-            sensor.generator.reconfigure(settings)
+            sensor.generator.reconfigure(settings)  # type: ignore[arg-type]
         for writer in self.writers:
             writer.reconfigure(config.database)
         self.config = config
+        self.catalogue = catalogue if catalogue is not None else self.catalogue
         self._schedule_dirty = True
         identities_now = [sensor.identity for sensor in self.sensors]
         for listener in self._listeners:
@@ -310,7 +366,7 @@ class NodeLoop:
 
     # ---- producing readings ---------------------------------------------------------
     def _emit(self, sensor: Sensor, count: int) -> None:
-        block = sensor.generator.generate(count)
+        block: Readings = sensor.generator.generate(count)
         sensor.readings_generated += count
         sensor.last_reading_at = float(block.times_us[-1]) / 1e6
         sensor.writer.add(block)
@@ -504,6 +560,7 @@ class NodeLoop:
             anomalies=dict(anomalies),
             errors=dict(errors),
             moved_aside=dict(moved),
+            restores=sum(w.store.restores for w in self.writers),
             rows_by_sensor=dict(by_sensor),
             writers=statuses,
             last_reading_at=max(times) if times else None,
@@ -556,11 +613,45 @@ def ensure_file_budget(databases: int, journal_mode: str) -> None:
         )
 
 
+def resolve_settings(
+    config: Config, identity: Identity, catalogue: Catalogue | None
+) -> Settings | MachineSettings:
+    """A classic sensor's settings, or an equipment model's from ``catalogue``."""
+    if identity.type == CLASSIC_TYPE:
+        return Settings.resolve(config, identity)
+    from .machine import MachineSettings
+
+    if catalogue is None:
+        raise InputError([f"sensor {identity.id}: type {identity.type!r} needs the catalogue"])
+    return MachineSettings.resolve(config, identity, catalogue)
+
+
+def truth_path(config: Config, database: Path, sensor_id: str) -> Path | None:
+    """The ground-truth file of a database (hidden labels only): ``labels.truth_path``
+    (``{sensor_id}`` replaced), else NAME.truth.db beside the database file."""
+    labels = config.labels
+    if labels.mode != "hidden":
+        return None
+    if labels.truth_path is not None:
+        return database_path(labels.truth_path, sensor_id)
+    return database.with_suffix(".truth.db")
+
+
+def refuse_unusable_paths(paths: Iterable[Path]) -> None:
+    """Raise ``InputError`` for paths that can never hold a database (a device, a folder,
+    a read-only place): one line each (once per folder), before any file is opened,
+    instead of retrying them as if the database were only busy."""
+    problems = [f"database.path: {reason}" for path in paths if (reason := unusable_reason(path))]
+    if problems:
+        raise InputError(list(dict.fromkeys(problems)))
+
+
 def build_sensors(
     config: Config,
     identities: Iterable[tuple[str | None, Identity]],
     seed: int,
     start_epoch: float,
+    catalogue: Catalogue | None = None,
 ) -> list[Sensor]:
     """Open one writer per database file and one generator per identity."""
     writers: dict[Path, BufferedWriter] = {}
@@ -571,13 +662,21 @@ def build_sensors(
         ids_by_path.setdefault(database_path(config.database.path, identity.id), []).append(
             identity.id
         )
+    refuse_unusable_paths(ids_by_path)
     ensure_file_budget(len(ids_by_path), config.database.journal_mode)
-    for source, identity in identities:
+    resolved = [
+        (source, identity, resolve_settings(config, identity, catalogue))
+        for source, identity in identities
+    ]
+    for source, identity, settings in resolved:
         path = database_path(config.database.path, identity.id)
         writer = writers.get(path)
         if writer is None:
-            store = Store(path, config.database)
+            store = Store(path, config.database, truth_path(config, path, identity.id))
             store.lease = FileLease(path, ids_by_path[path])
+            for _, other, other_settings in resolved:
+                if database_path(config.database.path, other.id) == path:
+                    store.add_layout(other_settings.layout)  # every table, checked at open
             try:
                 store.open()
             except BaseException:
@@ -585,14 +684,20 @@ def build_sensors(
                     opened.store.finish()
                 raise
             writer = writers[path] = BufferedWriter(store, config.database)
-        settings = Settings.resolve(config, identity)
         if settings.behaviour.unknown:
             log.warning(
                 "unknown profile, behaving neutrally",
                 sensor_id=identity.id,
                 unknown=", ".join(settings.behaviour.unknown),
             )
-        sensors.append(Sensor(SensorGenerator(settings, seed, start_epoch), writer, source))
+        generator: SensorGenerator | EquipmentGenerator
+        if isinstance(settings, Settings):
+            generator = SensorGenerator(settings, seed, start_epoch)
+        else:
+            from .machine import EquipmentGenerator
+
+            generator = EquipmentGenerator(settings, seed, start_epoch)
+        sensors.append(Sensor(generator, writer, source))
     return sensors
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from .layout import CLASSIC
+from .layout import CLASSIC, TableLayout
 from .profiles import ANOMALY_TYPES
 
 # Columns written for each classic reading (``id`` and ``synced`` are filled by SQLite);
@@ -41,6 +41,27 @@ class Labels:
     location: str
 
 
+class Readings(Protocol):
+    """What the writer buffers and the store writes, whatever the sensor's type: the
+    classic ``Block`` or an equipment model's ``machine.MachineBlock``."""
+
+    first_index: int
+    labels: Labels
+    keep: Any
+
+    @property
+    def layout(self) -> TableLayout: ...
+    @property
+    def times_us(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def row_count(self) -> int: ...
+    def __len__(self) -> int: ...
+    def slice(self, start: int, stop: int) -> Self: ...
+    def anomaly_counts(self) -> dict[str, int]: ...
+    def iter_rows(self) -> Iterator[Row]: ...
+    def truth_rows(self) -> Iterator[Row] | None: ...
+
+
 @dataclass
 class Block:
     """Consecutive readings of one sensor.
@@ -56,9 +77,14 @@ class Block:
     kinds: npt.NDArray[np.int8]
     labels: Labels
     keep: npt.NDArray[np.bool_] | None = None
+    layout: ClassVar[TableLayout] = CLASSIC
 
     def __len__(self) -> int:
         return int(self.times_us.shape[0])
+
+    def truth_rows(self) -> None:
+        """A classic row carries its labels (anomaly flag and type) itself."""
+        return None
 
     @property
     def row_count(self) -> int:

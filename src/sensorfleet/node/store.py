@@ -14,7 +14,9 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import quote
@@ -41,7 +43,17 @@ from .dbfile import (
     quarantine,
     set_aside_stale_companions,
 )
-from .layout import CLASSIC
+from .idfloor import Floors, IdFloor, raise_sequences, sequences
+from .layout import (
+    CLASSIC,
+    LABEL_COLUMNS,
+    TABLES_SCHEMA,
+    TABLES_TABLE,
+    TRUTH_KEY,
+    TableLayout,
+    truth_schema_sql,
+    truth_table_of,
+)
 from .readings import COLUMNS, Row
 
 log = structlog.get_logger("sensorfleet.store")
@@ -196,6 +208,95 @@ def ensure_schema(conn: sqlite3.Connection) -> str:
     return str(row[0])
 
 
+TRUTH_SCHEMA = "truth"  # the name the truth file is attached under
+
+
+def ensure_table(conn: sqlite3.Connection, layout: TableLayout) -> None:
+    """Create an equipment table and its indexes, or check an existing one: a channel the
+    catalogue gained since is added (a nullable column); any other missing column, or
+    inline labels in a table now written without them, is a ``ForeignTableError``."""
+    present = [row[1] for row in conn.execute(f"PRAGMA table_info({layout.table})")]
+    if present:
+        channels = {column.name for column in layout.channels}
+        missing = [c for c in layout.names if c not in present]
+        fixed = [name for name in missing if name not in channels]
+        if fixed:
+            raise ForeignTableError([f"{layout.table}: lacks columns {', '.join(fixed)}"])
+        if "state" in present and not layout.with_role("label"):
+            raise ForeignTableError(
+                [f"{layout.table}: holds inline labels, but labels.mode is hidden"]
+            )
+        for name in missing:
+            conn.execute(
+                f"ALTER TABLE {layout.table} ADD COLUMN {layout.column(name).sqlite_sql()}"
+            )
+    for statement in layout.node_schema_sql().split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(TABLES_SCHEMA)
+    conn.execute(
+        f"INSERT INTO {TABLES_TABLE} (name, type, layout) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET type = excluded.type, layout = excluded.layout",
+        (layout.table, layout.type_name, layout.to_json()),
+    )
+
+
+@dataclass(frozen=True)
+class TableRows:
+    """Rows for one table of the node file, and for hidden labels their ground truth.
+
+    ``rows`` and ``truth`` are zero-argument callables returning fresh iterators (a
+    retry replays them); ``truth`` yields ``(sensor_id, timestamp, *labels)`` in the
+    order of ``rows``.
+    """
+
+    layout: TableLayout
+    rows: Callable[[], Iterable[Row]]
+    truth: Callable[[], Iterable[Row]] | None = None
+
+
+def _insert_truth(
+    conn: sqlite3.Connection, part: TableRows, database: str, last_id: int, count: int
+) -> None:
+    # Within one BEGIN IMMEDIATE no other writer interleaves, and AUTOINCREMENT hands out
+    # consecutive ids: the batch's rows have ids last_id - count + 1 … last_id, in order.
+    assert part.truth is not None
+    table = f"{TRUTH_SCHEMA}.{truth_table_of(part.layout.type_name)}"
+    first = last_id - count + 1
+    rows = ((database, first + offset, *truth) for offset, truth in enumerate(part.truth()))
+    with_labels = [c.name for c in LABEL_COLUMNS]
+    names = [*TRUTH_KEY, *with_labels]
+    conn.executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", rows
+    )
+
+
+def insert_tables(
+    conn: sqlite3.Connection,
+    parts: Sequence[TableRows],
+    also: Callable[[sqlite3.Connection], None] | None = None,
+    database: str | None = None,
+    first: Callable[[sqlite3.Connection], None] | None = None,
+) -> int:
+    """Insert every part's rows (and truth) in one transaction, ``first`` before them and
+    ``also`` after them in it; return rows written."""
+    with transaction(conn):
+        if first is not None:
+            first(conn)
+        written = 0
+        for part in parts:
+            before = conn.total_changes
+            conn.executemany(part.layout.insert_sql(), part.rows())
+            count = conn.total_changes - before
+            written += count
+            if part.truth is not None and count:
+                last_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                _insert_truth(conn, part, database or "", int(last_id), count)
+        if also is not None:
+            also(conn)
+        return written
+
+
 def database_id(conn: sqlite3.Connection) -> str | None:
     """The file's database id, or None for a file without the meta table."""
     try:
@@ -210,14 +311,9 @@ def insert_rows(
     rows: Iterable[Row],
     also: Callable[[sqlite3.Connection], None] | None = None,
 ) -> int:
-    """Insert rows in one transaction (with ``also`` in it); return how many were written."""
-    with transaction(conn):
-        before = conn.total_changes
-        conn.executemany(INSERT_SQL, rows)
-        written = conn.total_changes - before
-        if also is not None:
-            also(conn)
-        return written
+    """Insert classic rows in one transaction (with ``also`` in it); return how many were
+    written."""
+    return insert_tables(conn, [TableRows(CLASSIC, lambda: rows)], also)
 
 
 class Lease(Protocol):
@@ -247,9 +343,14 @@ class Store:
     outage does not cost a full ``quick_check`` per retry.
     """
 
-    def __init__(self, path: Path, settings: Database) -> None:
+    def __init__(self, path: Path, settings: Database, truth_path: Path | None = None) -> None:
         self.path = path
         self.settings = settings
+        # Equipment tables this file holds besides sensor_readings, by table name.
+        self.layouts: dict[str, TableLayout] = {}
+        # The ground-truth file of hidden labels, attached to every connection.
+        self.truth_path = truth_path
+        self._ready: set[TableLayout] = set()  # layouts checked on the current connection
         self.retries = 0
         self.moved_aside: Counter[str] = Counter()  # files moved aside, by reason
         self._conn: sqlite3.Connection | None = None
@@ -258,6 +359,12 @@ class Store:
         self._pragmas: tuple[int, str] | None = None
         self._known_good_at = 0.0  # wall time the file was last seen to be ours
         self.database_id: str | None = None
+        # The highest id each table of this database handed out, kept where a restore
+        # cannot roll it back (the side file, and this process's memory while it runs).
+        self.id_floor = IdFloor(path)
+        self.restores = 0  # times the file was found behind its floors (a restored backup)
+        self._high: Floors = {}
+        self._floor_unsaved = False
         # Taken at every (re)open, refreshed in flush transactions, given back at finish.
         self.lease: Lease | None = None
 
@@ -322,13 +429,21 @@ class Store:
 
     def _connect_once(self, patient: bool) -> None:
         conn = open_connection(self.path, self.settings)
+        self._ready = set()
         try:
             try:
-                self.database_id = ensure_schema(conn)
+                found = ensure_schema(conn)
+                if found != self.database_id:  # another database: its ids are its own
+                    self.database_id, self._high = found, {}
+                self._attach_truth(conn)
+                self._ensure_tables(conn, list(self.layouts.values()))
             except ForeignTableError as exc:
                 raise self._foreign_table(exc.problems) from None
             if self.lease is not None:
                 self.lease.acquire(conn, patient)
+            # A restore made while the node was stopped is caught here, before any write.
+            with transaction(conn):
+                self._guard_ids(conn, from_file=True)
             inode = file_key(self.path)
         except BaseException:
             conn.close()
@@ -340,6 +455,29 @@ class Store:
         self._companions = {s: file_key(f"{self.path}{s}") for s in ("-wal", "-shm")}
         self._known_good_at = time.time()
         self._pragmas = (self.settings.busy_timeout_ms, self.settings.synchronous)
+
+    def add_layout(self, layout: TableLayout) -> None:
+        """Hold ``layout``'s table too: created at the next open, or by the first write."""
+        if layout.table != TABLE:
+            self.layouts[layout.table] = layout
+
+    def _attach_truth(self, conn: sqlite3.Connection) -> None:
+        if self.truth_path is None:
+            return
+        self.truth_path.parent.mkdir(parents=True, exist_ok=True)
+        conn.execute(f"ATTACH DATABASE ? AS {TRUTH_SCHEMA}", (str(self.truth_path),))
+        conn.execute(f"PRAGMA {TRUTH_SCHEMA}.journal_mode = {self.settings.journal_mode}")
+
+    def _ensure_tables(self, conn: sqlite3.Connection, layouts: list[TableLayout]) -> None:
+        wanted = [layout for layout in layouts if layout not in self._ready]
+        if not wanted:
+            return
+        with transaction(conn):
+            for layout in wanted:
+                ensure_table(conn, layout)
+                if self.truth_path is not None and not layout.with_role("label"):
+                    conn.execute(truth_schema_sql(layout.type_name).format(schema=TRUTH_SCHEMA))
+        self._ready.update(wanted)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -411,41 +549,108 @@ class Store:
         rows: Sequence[Row] | Callable[[], Iterable[Row]],
         attempts: int | None = None,
     ) -> int:
-        """Insert rows in one retried transaction; return how many were written.
+        """Insert classic rows in one retried transaction; return how many were written.
 
         ``rows`` is a sequence, or a zero-argument callable returning fresh rows
         (a lazy iterator cannot be replayed by a retry, so it is not accepted).
+        """
+        produce = rows if callable(rows) else (lambda: rows)
+        return self.write_tables([TableRows(CLASSIC, produce)], attempts)
+
+    def write_tables(self, parts: Sequence[TableRows], attempts: int | None = None) -> int:
+        """Insert rows into their tables (and hidden labels into the truth file) in one
+        retried transaction; return how many readings were written.
+
         ``attempts`` overrides ``retry_attempts`` (the writer uses one attempt
         while it is already backing off, so the node loop never blocks long).
         A file found corrupt is moved aside and the rows go to a fresh file.
         """
         try:
-            return self._write(rows, attempts)
+            return self._write(parts, attempts)
         except sqlite3.DatabaseError as exc:
             if not is_corrupt(exc) or not self.path.is_file():
                 raise
             self._move_aside("corrupt", str(exc))
         self.open(patient=False)
-        return self._write(rows, attempts)
+        return self._write(parts, attempts)
 
-    def _write(
-        self, rows: Sequence[Row] | Callable[[], Iterable[Row]], attempts: int | None
-    ) -> int:
+    def _write(self, parts: Sequence[TableRows], attempts: int | None) -> int:
         policy = retrying(attempts or self.settings.retry_attempts)
         policy.before_sleep = self._count_retry
+        for layout in (part.layout for part in parts):
+            self.add_layout(layout)
         for attempt in policy:
             with attempt:
                 try:
                     conn = self._current()
+                    self._ensure_tables(conn, [p.layout for p in parts if p.layout.table != TABLE])
                     lease = self.lease
                     beat = lease.beat if lease is not None and lease.due() else None
-                    written = insert_rows(conn, rows() if callable(rows) else rows, beat)
+                    # The guard also catches a restore in place (same inode, older contents).
+                    written = insert_tables(
+                        conn,
+                        parts,
+                        partial(self._after_rows, beat),
+                        self.database_id,
+                        self._guard_ids,
+                    )
                 except BaseException:
                     self.close()  # reconnect (re-checking the file) on the next attempt
                     raise
                 self._known_good_at = time.time()
                 return written
         raise AssertionError("unreachable: tenacity reraises")
+
+    def _guard_ids(self, conn: sqlite3.Connection, from_file: bool = False) -> None:
+        """Inside a write transaction: each table's next id is above every id it ever handed
+        out in this database. A file behind that is a restored backup: its sequences rise.
+
+        The side file is read at open; between opens the floors in memory are current
+        (every flush moves them to the file's newest ids, whoever wrote those), so a
+        restore in place is caught without a read per flush.
+        """
+        assert self.database_id is not None
+        floors = dict(self._high)
+        if from_file:
+            for table, high in self.id_floor.read(self.database_id).items():
+                floors[table] = max(floors.get(table, 0), high)
+        behind = raise_sequences(conn, floors) if floors else {}
+        if behind:
+            self.restores += 1
+            for table, (last, floor) in behind.items():
+                log.warning(
+                    "database restore detected",
+                    path=str(self.path),
+                    database_id=self.database_id,
+                    table=table,
+                    file_last_id=last,
+                    ids_handed_out=floor,
+                    action=f"new rows get ids above {floor}, never an id already used",
+                )
+        self._high = floors
+
+    def _after_rows(
+        self, beat: Callable[[sqlite3.Connection], None] | None, conn: sqlite3.Connection
+    ) -> None:
+        self._record_ids(conn)
+        if beat is not None:
+            beat(conn)
+
+    def _record_ids(self, conn: sqlite3.Connection) -> None:
+        """Inside the write transaction, after the rows: save the new floors beside the file."""
+        assert self.database_id is not None
+        for table, last in sequences(conn).items():
+            self._high[table] = max(self._high.get(table, 0), last)
+        try:
+            self.id_floor.record(self.database_id, self._high)
+        except OSError as exc:
+            # The rows matter more than the floor: they are written, and central stores
+            # still keep both readings should a restore reuse an id (see docs/sync.md).
+            if not self._floor_unsaved:
+                log.warning("row id floor not saved", path=str(self.id_floor.path), error=str(exc))
+            self._floor_unsaved = True
+        else:
+            self._floor_unsaved = False
 
     def change_sensor_ids(self, sensor_ids: Iterable[str]) -> None:
         """Lease exactly these sensor ids from now on, before a live edit writes under them.

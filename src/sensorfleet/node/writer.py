@@ -19,8 +19,8 @@ import structlog
 
 from ..errors import StoreUnavailableError
 from .config import Database
-from .readings import Block, Row
-from .store import Store, backoff_after
+from .readings import Readings, Row
+from .store import Store, TableRows, backoff_after
 
 log = structlog.get_logger("sensorfleet.writer")
 
@@ -49,7 +49,7 @@ class BufferedWriter:
         self.store = store
         self.settings = settings
         self.stats = WriteStats()
-        self._pending: deque[Block] = deque()
+        self._pending: deque[Readings] = deque()
         self._pending_rows = 0
         self._last_flush: float | None = None
         self._retry_at = 0.0
@@ -63,7 +63,7 @@ class BufferedWriter:
     def pending_rows(self) -> int:
         return self._pending_rows
 
-    def add(self, block: Block) -> None:
+    def add(self, block: Readings) -> None:
         """Queue a block; drop the oldest rows (counted) if the bound is exceeded."""
         if block.row_count == 0:
             return
@@ -94,7 +94,7 @@ class BufferedWriter:
     def discard(self, sensor_ids: set[str]) -> Counter[str]:
         """Remove the buffered rows of these sensors (counted as dropped); rows by sensor."""
         discarded: Counter[str] = Counter()
-        kept: deque[Block] = deque()
+        kept: deque[Readings] = deque()
         for block in self._pending:
             if block.labels.sensor_id in sensor_ids:
                 discarded[block.labels.sensor_id] += block.row_count
@@ -147,23 +147,20 @@ class BufferedWriter:
             return True
         blocks = list(self._pending)
 
-        def produce() -> Iterator[Row]:
-            return chain.from_iterable(b.iter_rows() for b in blocks)
-
         # While backing off, one attempt per flush: the writer's own backoff does
         # the waiting, so the loop (and reloads, and control commands) keep going.
         failing = self.stats.consecutive_failures > 0
         if failing:
             self.stats.retries += 1
         try:
-            written = self.store.write(produce, attempts=1 if failing else None)
+            written = self.store.write_tables(_by_table(blocks), attempts=1 if failing else None)
         except (sqlite3.Error, OSError) as exc:
             self._record_failure(now, exc)
             return False
         self._record_success(now, blocks, written)
         return True
 
-    def _record_success(self, now: float, blocks: list[Block], written: int) -> None:
+    def _record_success(self, now: float, blocks: list[Readings], written: int) -> None:
         # The next interval runs from the newest written reading's scheduled time,
         # not from this flush: a flush that ran late (a wake-up of its own, a
         # retry) then falls back in step with the readings, and a node at 1
@@ -220,7 +217,27 @@ class BufferedWriter:
         )
 
 
-def _position_after_rows(block: Block, rows: int) -> int:
+def _by_table(blocks: list[Readings]) -> list[TableRows]:
+    """The blocks' rows grouped by table layout, oldest first within each."""
+    groups: dict[object, list[Readings]] = {}
+    for block in blocks:
+        groups.setdefault(block.layout, []).append(block)
+    parts = []
+    for group in groups.values():
+
+        def rows(group: list[Readings] = group) -> Iterator[Row]:
+            return chain.from_iterable(b.iter_rows() for b in group)
+
+        def truth(group: list[Readings] = group) -> Iterator[Row]:
+            return chain.from_iterable(b.truth_rows() or () for b in group)
+
+        # A layout without label columns is an equipment table whose labels are hidden.
+        hidden = not group[0].layout.with_role("label")
+        parts.append(TableRows(group[0].layout, rows, truth if hidden else None))
+    return parts
+
+
+def _position_after_rows(block: Readings, rows: int) -> int:
     """Index in ``block`` just past its first ``rows`` kept readings."""
     if block.keep is None:
         return rows

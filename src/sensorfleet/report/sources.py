@@ -22,6 +22,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._problems import not_regular_file
 from .._redaction import redact, scrub, secrets_of
 from ..node import store
 from ..node.config import Database
@@ -96,21 +97,6 @@ def _slicing(conn: sqlite3.Connection, table: str, columns: set[str]) -> str:
         return "key" if {"database_id", "source_row_id"} <= columns else "none"
 
 
-def _kind(mode: int) -> str | None:
-    """What a file that is not a regular file is, in words; None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def inspect(path: Path) -> ReportSource:
     """Describe the readings table of ``path``; raise ``ValueError`` with the reason if none."""
     try:
@@ -118,9 +104,9 @@ def inspect(path: Path) -> ReportSource:
         # (no effect on a regular file); anything but a regular file is refused.
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(descriptor, "rb") as handle:
-            kind = _kind(os.fstat(descriptor).st_mode)
-            if kind is not None:
-                raise ValueError(f"{kind}, not a database file")
+            mode = os.fstat(descriptor).st_mode
+            if not stat.S_ISREG(mode):
+                raise ValueError(f"{not_regular_file(mode)}; expected a database file")
             header = handle.read(len(_SQLITE_HEADER))
     except OSError as exc:
         raise ValueError(f"cannot read the file ({exc.strerror or exc})") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +21,11 @@ import structlog
 from ..errors import SensorfleetError
 from ..node.clock import Clock, MonotonicClock, SystemClock, Wake, format_instant
 from ..node.config import Database
+from ..node.layout import CLASSIC
 from ..node.store import backoff_after
 from .cursor import CursorStore
 from .metrics import SyncMetrics
-from .sinks.base import Batch, Sink, SinkClosedError, SinkError
+from .sinks.base import Batch, Sink, SinkClosedError, SinkError, SinkInterruptedError
 from .source import NodeDatabase, NotNodeDatabaseError, SourceError
 
 log = structlog.get_logger("sensorfleet.sync")
@@ -54,6 +55,7 @@ class SyncOptions:
 class _State:
     source: NodeDatabase
     explicit: bool
+    key: str = ""  # the file's real path, and ``#<table>`` for an equipment table
     until: int | None = None
     until_database: str | None = None
     failures: int = 0
@@ -75,6 +77,8 @@ class SyncSummary:
 
     rows_shipped: int = 0
     rows_stored: int | None = 0
+    # Readings whose key already held a different reading (kept beside it by the sink).
+    conflicts: int = 0
     batches: int = 0
     sink_errors: int = 0
     source_errors: int = 0
@@ -92,6 +96,18 @@ class _SinkDownError(Exception):
 
 def _key(path: Path) -> str:
     return os.path.realpath(path)
+
+
+def _file_key(key: str) -> str:
+    """The file part of a source key (equipment tables are ``<file>#<table>``)."""
+    return key.split("#", 1)[0]
+
+
+def _cursor_key(state: _State, database_id: str) -> str:
+    """Where ``--cursor`` keeps a table's high-water mark: the database id for classic
+    readings (as before equipment tables existed), ``<database id>#<table>`` otherwise."""
+    table = state.source.layout.table
+    return database_id if table == CLASSIC.table else f"{database_id}#{table}"
 
 
 class Collector:
@@ -125,6 +141,9 @@ class Collector:
         self.closed_by_sink = False
         # A sink that copies rows from the node file itself (SQLite) needs only their ids.
         self._ids_only = bool(getattr(sink, "copies_rows", False))
+        # A sink that may wait on its destination for good (a pipe nobody reads) can be
+        # told to stop waiting; stop() tells it.
+        self._interrupt_sink: Callable[[], None] | None = getattr(sink, "interrupt", None)
         # Each source's file fingerprint when its last pass found nothing more to read.
         self._seen: dict[str, tuple[int, ...]] = {}
         # Sink writes run here so the next batch is read while the sink stores this one.
@@ -132,8 +151,14 @@ class Collector:
         self.summary = SyncSummary()
 
     def stop(self) -> None:
-        """Ask the loop to finish the batch in flight and return (safe from a signal handler)."""
+        """Ask the loop to finish the batch in flight and return (safe from a signal handler).
+
+        A sink that can wait on its destination for good gets a short grace to finish
+        the batch, then ends it; only the rows that arrived are marked.
+        """
         self._stop.set()
+        if self._interrupt_sink is not None:
+            self._interrupt_sink()
 
     @property
     def sources(self) -> list[Path]:
@@ -152,7 +177,12 @@ class Collector:
                     self._add(path, explicit=False, seen=seen)
             else:
                 self._add(item, explicit=True, seen=seen)
-        for key in [k for k, s in self._states.items() if k not in seen and not s.explicit]:
+        gone = [
+            key
+            for key, state in self._states.items()
+            if _file_key(key) not in seen and not state.explicit
+        ]
+        for key in gone:
             state = self._states.pop(key)
             state.source.close()
             with contextlib.suppress(KeyError):  # never reported a backlog
@@ -167,8 +197,26 @@ class Collector:
         seen.add(key)
         if key not in self._states:
             source = NodeDatabase(path, self.options.database, read_only=self.cursor is not None)
-            self._states[key] = _State(source, explicit)
+            self._states[key] = _State(source, explicit, key)
             log.info("source added", source=str(path))
+
+    def _discover(self, state: _State) -> None:
+        """Follow each equipment table of a file whose ``sensor_readings`` was just opened,
+        with a cursor of its own (a table whose layout grew is followed in its new one)."""
+        for layout in state.source.equipment_layouts():
+            key = f"{state.key}#{layout.table}"
+            known = self._states.get(key)
+            if known is not None and known.source.layout == layout:
+                continue
+            source = NodeDatabase(
+                state.source.path, self.options.database, self.cursor is not None, layout
+            )
+            if known is not None:
+                known.source.close()
+                known.source = source
+                continue
+            self._states[key] = _State(source, state.explicit, key)
+            log.info("source added", source=str(source.path), table=layout.table)
 
     # -- batches ---------------------------------------------------------------
 
@@ -177,19 +225,26 @@ class Collector:
         source, size = state.source, self.options.batch_size
         ids_only = self._ids_only
         if self.cursor is not None:
-            after = max(after, self.cursor.get(database_id))
+            after = max(after, self.cursor.get(_cursor_key(state, database_id)))
             rows = source.read_after(after, size, state.until, ids_only)
         else:
             rows = source.read_unsynced(size, after, state.until, ids_only)
         if not rows:
             return None
-        return Batch(database_id, str(source.path), rows, format_instant(self._clock.now()))
+        received = format_instant(self._clock.now())
+        return Batch(database_id, str(source.path), rows, received, source.layout)
 
     def _wait_for_ack(
         self, future: Future[int | None], state: _State, batch: Batch, since: float
     ) -> int | None:
         try:
             return future.result()
+        except SinkInterruptedError as exc:
+            # Told to stop while the destination took nothing more: keep what it took.
+            log.info("sink write stopped", sink=self.sink.name, reason=str(exc), rows=exc.written)
+            if exc.written:
+                self._acknowledged(state, batch.head(exc.written), None, since)
+            raise _SinkDownError from None
         except SinkClosedError as exc:
             # The reader went away for good: keep what it did take, then stop cleanly.
             log.info("sink closed", sink=self.sink.name, reason=str(exc), rows=exc.written)
@@ -207,7 +262,8 @@ class Collector:
         if self.cursor is not None:
             try:
                 now = self._clock.now()
-                self.cursor.advance(batch.database_id, batch.last_id, batch.source, now)
+                key = _cursor_key(state, batch.database_id)
+                self.cursor.advance(key, batch.last_id, batch.source, now)
             except OSError as exc:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
@@ -226,6 +282,10 @@ class Collector:
         else:
             summary.rows_stored += stored
             metrics.rows_stored.inc(stored)
+        conflicts = int(getattr(self.sink, "conflicts", 0))  # sinks with storage count them
+        if conflicts > summary.conflicts:
+            metrics.key_conflicts.inc(conflicts - summary.conflicts)
+            summary.conflicts = conflicts
         metrics.rows_shipped.labels(str(state.source.path)).inc(rows)
         metrics.batches.inc()
         metrics.batch_seconds.observe(seconds)
@@ -253,8 +313,10 @@ class Collector:
         except SourceError as exc:
             self._source_failed(state, exc)
             return False
+        if state.source.layout is CLASSIC:
+            self._discover(state)
         # Taken before reading: a commit after this point wakes the next pass.
-        self._seen[_key(state.source.path)] = state.source.signature()
+        self._seen[state.key] = state.source.signature()
         deadline = self._monotonic.now() + self.options.slice_seconds
         size = self.options.batch_size
         try:
@@ -483,7 +545,8 @@ class Collector:
             if source.database_id is not None and state.last_error is None:
                 try:
                     source.open()
-                    after = self.cursor.get(source.database_id) if self.cursor else None
+                    cursor, database = self.cursor, source.database_id
+                    after = cursor.get(_cursor_key(state, database)) if cursor else None
                     backlog = source.backlog(after)
                 except SourceError:
                     backlog = None
@@ -494,6 +557,7 @@ class Collector:
             log.info(
                 "source progress",
                 source=str(source.path),
+                table=source.layout.table,
                 database_id=source.database_id,
                 rows=state.since_log,
                 rows_per_second=round(state.since_log / elapsed, 1),

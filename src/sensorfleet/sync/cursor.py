@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._problems import parse_mapping
 from ..errors import InputError
 from ..node.clock import format_instant
 
@@ -35,12 +36,12 @@ class CursorStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError([f"{self.path}: (file): cannot read cursor file: {exc}"]) from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                [f"{self.path}: (top level): not a cursor file (invalid JSON: {exc.msg}); {fix}"]
-            ) from None
-        marks = data.get("databases") if isinstance(data, dict) else None
+            # The config's parser: strict JSON, and nesting past its limit is one line, not
+            # a RecursionError from the json module.
+            data = parse_mapping(str(self.path), text, "JSON")
+        except InputError as exc:
+            raise InputError([f"{problem}; {fix}" for problem in exc.problems]) from None
+        marks = data.get("databases")
         if not isinstance(marks, dict) or data.get("version") != VERSION:
             raise InputError(
                 [f"{self.path}: (top level): expected a version {VERSION} cursor file; {fix}"]

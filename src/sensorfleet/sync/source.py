@@ -25,32 +25,65 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..node import store
 from ..node.config import Database
-from ..node.readings import COLUMNS
+from ..node.layout import CLASSIC, TABLES_TABLE, TableLayout
 
-_SELECTED = ", ".join(("id", *COLUMNS))
-_TABLE = store.TABLE
 
-READ_UNSYNCED = f"SELECT {_SELECTED} FROM {_TABLE} WHERE synced = 0 AND id > ? ORDER BY id LIMIT ?"
-# ``--once`` stops at the newest id that existed when it started, so a busy node cannot
-# keep it running forever.
-READ_UNSYNCED_UNTIL = (
-    f"SELECT {_SELECTED} FROM {_TABLE} WHERE synced = 0 AND id > ? AND id <= ? ORDER BY id LIMIT ?"
-)
-MARK_SYNCED = f"UPDATE {_TABLE} SET synced = 1 WHERE id IN ({{marks}})"
-READ_AFTER = f"SELECT {_SELECTED} FROM {_TABLE} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
-# The same reads, ids only: for a sink that copies the rows inside SQLite itself.
-READ_UNSYNCED_IDS = READ_UNSYNCED.replace(_SELECTED, "id")
-READ_UNSYNCED_UNTIL_IDS = READ_UNSYNCED_UNTIL.replace(_SELECTED, "id")
-READ_AFTER_IDS = READ_AFTER.replace(_SELECTED, "id")
-COUNT_UNSYNCED = f"SELECT count(*) FROM {_TABLE} WHERE synced = 0"
-COUNT_AFTER = f"SELECT count(*) FROM {_TABLE} WHERE id > ?"
-NEWEST_ID = f"SELECT coalesce(max(id), 0) FROM {_TABLE}"
+@dataclass(frozen=True)
+class Statements:
+    """The protocol's SQL for one readings table of a node file."""
+
+    read_unsynced: str
+    read_unsynced_until: str
+    mark_synced: str
+    read_after: str
+    read_unsynced_ids: str
+    read_unsynced_until_ids: str
+    read_after_ids: str
+    count_unsynced: str
+    count_after: str
+    newest_id: str
+
+    @classmethod
+    def of(cls, layout: TableLayout) -> Statements:
+        selected, table = ", ".join(("id", *layout.names)), layout.table
+        unsynced = f"SELECT {selected} FROM {table} WHERE synced = 0 AND id > ? ORDER BY id LIMIT ?"
+        # ``--once`` stops at the newest id that existed when it started, so a busy node
+        # cannot keep it running forever.
+        until = (
+            f"SELECT {selected} FROM {table} WHERE synced = 0 AND id > ? AND id <= ? "
+            "ORDER BY id LIMIT ?"
+        )
+        after = f"SELECT {selected} FROM {table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
+        return cls(
+            read_unsynced=unsynced,
+            read_unsynced_until=until,
+            mark_synced=f"UPDATE {table} SET synced = 1 WHERE id IN ({{marks}})",
+            read_after=after,
+            # The same reads, ids only: for a sink that copies the rows inside SQLite itself.
+            read_unsynced_ids=unsynced.replace(selected, "id", 1),
+            read_unsynced_until_ids=until.replace(selected, "id", 1),
+            read_after_ids=after.replace(selected, "id", 1),
+            count_unsynced=f"SELECT count(*) FROM {table} WHERE synced = 0",
+            count_after=f"SELECT count(*) FROM {table} WHERE id > ?",
+            newest_id=f"SELECT coalesce(max(id), 0) FROM {table}",
+        )
+
+
+CLASSIC_STATEMENTS = Statements.of(CLASSIC)
+# The classic table's statements by name: the protocol as docs/sync.md shows it.
+READ_UNSYNCED = CLASSIC_STATEMENTS.read_unsynced
+READ_UNSYNCED_UNTIL = CLASSIC_STATEMENTS.read_unsynced_until
+MARK_SYNCED = CLASSIC_STATEMENTS.mark_synced
+READ_AFTER = CLASSIC_STATEMENTS.read_after
 DATABASE_ID = f"SELECT database_id FROM {store.META_TABLE}"
+# The equipment tables the node file holds (absent from files without any).
+EQUIPMENT_TABLES = f"SELECT name, type, layout FROM {TABLES_TABLE} ORDER BY name"
 
 # Ids per UPDATE statement, well under SQLite's bound-parameter limit.
 _MARK_CHUNK = 500
@@ -66,19 +99,28 @@ class NotNodeDatabaseError(SourceError):
 
 
 class NodeDatabase:
-    """A node database file, reopened when the file at its path is replaced."""
+    """One readings table of a node database file (``sensor_readings`` unless another
+    layout is given), reopened when the file at its path is replaced."""
 
-    def __init__(self, path: Path, settings: Database, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        settings: Database,
+        read_only: bool = False,
+        layout: TableLayout = CLASSIC,
+    ) -> None:
         self.path = path
         self.settings = settings
         self.read_only = read_only
+        self.layout = layout
+        self._sql = Statements.of(layout)
         self.database_id: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
         self._wal = path.with_name(path.name + "-wal")
 
     def __repr__(self) -> str:
-        return f"NodeDatabase({str(self.path)!r})"
+        return f"NodeDatabase({str(self.path)!r}, {self.layout.table!r})"
 
     def signature(self) -> tuple[int, ...]:
         """A cheap fingerprint of the file's latest commit; a new value means rows may wait.
@@ -132,7 +174,7 @@ class NodeDatabase:
             raise SourceError(f"open: {exc}") from None
         try:
             row = conn.execute(DATABASE_ID).fetchone()
-            conn.execute(f"SELECT synced FROM {_TABLE} LIMIT 0")
+            conn.execute(f"SELECT synced FROM {self.layout.table} LIMIT 0")
         except sqlite3.Error as exc:
             conn.close()
             if "no such" in str(exc):
@@ -155,30 +197,33 @@ class NodeDatabase:
 
     def newest_id(self) -> int:
         """The highest row id in the file now."""
-        return int(self._query(NEWEST_ID, ())[0][0])
+        return int(self._query(self._sql.newest_id, ())[0][0])
 
     def read_unsynced(
         self, limit: int, after: int = 0, until: int | None = None, ids_only: bool = False
     ) -> list[tuple[Any, ...]]:
         """The oldest ``limit`` rows with ``synced = 0`` and ids above ``after``
         (and ``<= until`` if given); ``(id,)`` tuples with ``ids_only``."""
+        sql = self._sql
         if until is None:
-            return self._query(READ_UNSYNCED_IDS if ids_only else READ_UNSYNCED, (after, limit))
-        sql = READ_UNSYNCED_UNTIL_IDS if ids_only else READ_UNSYNCED_UNTIL
-        return self._query(sql, (after, until, limit))
+            read = sql.read_unsynced_ids if ids_only else sql.read_unsynced
+            return self._query(read, (after, limit))
+        read = sql.read_unsynced_until_ids if ids_only else sql.read_unsynced_until
+        return self._query(read, (after, until, limit))
 
     def read_after(
         self, after: int, limit: int, until: int | None = None, ids_only: bool = False
     ) -> list[tuple[Any, ...]]:
         """The next ``limit`` rows with ids above ``after`` (read-only mode)."""
         bound = _NO_LIMIT if until is None else until
-        return self._query(READ_AFTER_IDS if ids_only else READ_AFTER, (after, bound, limit))
+        read = self._sql.read_after_ids if ids_only else self._sql.read_after
+        return self._query(read, (after, bound, limit))
 
     def backlog(self, after: int | None = None) -> int:
         """Rows still to ship: unsynced rows, or rows above the cursor in read-only mode."""
         if after is None:
-            return int(self._query(COUNT_UNSYNCED, ())[0][0])
-        return int(self._query(COUNT_AFTER, (after,))[0][0])
+            return int(self._query(self._sql.count_unsynced, ())[0][0])
+        return int(self._query(self._sql.count_after, (after,))[0][0])
 
     def mark(self, ids: Sequence[int], database_id: str | None = None) -> int:
         """Set ``synced = 1`` on exactly these ids in one short retried transaction.
@@ -200,12 +245,28 @@ class NodeDatabase:
                     for start in range(0, len(ids), _MARK_CHUNK):
                         chunk = ids[start : start + _MARK_CHUNK]
                         marks = ", ".join("?" * len(chunk))
-                        changed += conn.execute(MARK_SYNCED.format(marks=marks), chunk).rowcount
+                        mark = self._sql.mark_synced.format(marks=marks)
+                        changed += conn.execute(mark, chunk).rowcount
                     return changed
         except sqlite3.Error as exc:
             self.close()
             raise SourceError(f"mark synced: {exc}") from None
         raise AssertionError("unreachable: tenacity reraises")
+
+    def equipment_layouts(self) -> list[TableLayout]:
+        """The equipment tables the open file holds, as their node wrote them (none for a
+        file of classic sensors only); a layout that cannot be read is skipped."""
+        if self._conn is None:
+            return []
+        try:
+            found = self._conn.execute(EQUIPMENT_TABLES).fetchall()
+        except sqlite3.Error:
+            return []  # no registry: a file of classic sensors only
+        layouts = []
+        for name, type_name, text in found:
+            with contextlib.suppress(ValueError):
+                layouts.append(TableLayout.from_json(str(name), str(type_name), str(text)))
+        return layouts
 
     def close(self) -> None:
         if self._conn is not None:

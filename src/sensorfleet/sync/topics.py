@@ -15,12 +15,20 @@ import string
 from collections.abc import Iterable
 from typing import Any
 
-from ..node.readings import COLUMNS
+from ..node.layout import CLASSIC, TableLayout
 
-FIELDS: tuple[str, ...] = ("sensor_id", "location", "manufacturer", "model", "firmware_version")
+# ``type`` is the sensor type (``temperature_vibration``, ``compressor``…); the others are
+# identity fields every readings table has.
+FIELDS: tuple[str, ...] = (
+    "sensor_id",
+    "location",
+    "manufacturer",
+    "model",
+    "firmware_version",
+    "type",
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-# Where each field sits in a stored row ``(id, *COLUMNS)``.
-_POSITION = {name: 1 + COLUMNS.index(name) for name in FIELDS}
+_TYPE = -1  # the position standing for the table's type, not a column of the row
 
 
 class TemplateError(ValueError):
@@ -55,7 +63,7 @@ class TopicTemplate:
                     + ")"
                 )
             self.fields.append(name)
-        self._positions = [_POSITION[name] for name in self.fields]
+        self._positions: dict[TableLayout, list[int]] = {}
         self._cache: dict[tuple[Any, ...], str] = {}
 
     @property
@@ -66,17 +74,28 @@ class TopicTemplate:
         """The fixed text of the topic, without its placeholders (for validation)."""
         return "".join(self.literal_parts)
 
-    def render(self, row: tuple[Any, ...]) -> str:
-        """The topic of one stored row ``(id, *COLUMNS)``."""
-        if not self._positions:
+    def _positions_in(self, layout: TableLayout) -> list[int]:
+        """Where each field sits in a stored row ``(id, *layout.names)``."""
+        found = self._positions.get(layout)
+        if found is None:
+            names = layout.names
+            found = [_TYPE if f == "type" else 1 + names.index(f) for f in self.fields]
+            self._positions[layout] = found
+        return found
+
+    def render(self, row: tuple[Any, ...], layout: TableLayout = CLASSIC) -> str:
+        """The topic of one stored row ``(id, *layout.names)`` of ``layout``'s table."""
+        if not self.fields:
             return self.text
-        values = tuple(row[p] for p in self._positions)
+        values = tuple(
+            layout.type_name if p == _TYPE else row[p] for p in self._positions_in(layout)
+        )
         topic = self._cache.get(values)
         if topic is None:
             safe_values = {name: safe(v) for name, v in zip(self.fields, values, strict=True)}
             topic = self._cache[values] = self.text.format(**safe_values)
         return topic
 
-    def topics(self, rows: Iterable[tuple[Any, ...]]) -> list[str]:
-        """The topic of every row, in order."""
-        return [self.render(row) for row in rows]
+    def topics(self, rows: Iterable[tuple[Any, ...]], layout: TableLayout = CLASSIC) -> list[str]:
+        """The topic of every row of ``layout``'s table, in order."""
+        return [self.render(row, layout) for row in rows]

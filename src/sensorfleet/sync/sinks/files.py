@@ -22,26 +22,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .base import CENTRAL_COLUMNS, Batch, SinkError, json_record
+from ...node.layout import CLASSIC, TableLayout
+from .base import Batch, SinkError, central_columns, json_record
 
 PARTIAL = ".partial"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 3600.0
 
 
-def _jsonl(rows: list[dict[str, Any]]) -> str:
+def _jsonl(rows: list[dict[str, Any]], _columns: tuple[str, ...]) -> str:
     return "".join(json_record(row) + "\n" for row in rows)
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows([row[c] for c in CENTRAL_COLUMNS] for row in rows)
+    writer.writerows([row[c] for c in columns] for row in rows)
     return buffer.getvalue()
 
 
 class FilesSink:
-    """Append-only rotated files, one row per line."""
+    """Append-only rotated files, one row per line.
+
+    Classic readings go to ``readings-…`` files; each equipment table's rows to files of
+    their own, ``<type>_readings-…``, so a CSV file always has one header.
+    """
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class FilesSink:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_seconds: float = DEFAULT_MAX_SECONDS,
         clock: Callable[[], float] = time.time,
+        layout: TableLayout = CLASSIC,
     ) -> None:
         if fmt not in ("jsonl", "csv"):
             raise ValueError(f"unknown file format {fmt!r}")
@@ -58,8 +64,14 @@ class FilesSink:
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
         self._clock = clock
-        self._format: Callable[[list[dict[str, Any]]], str] = _jsonl if fmt == "jsonl" else _csv
-        self._header = "" if fmt == "jsonl" else ",".join(CENTRAL_COLUMNS) + "\n"
+        self._layout = layout
+        self._prefix = "readings" if layout.table == CLASSIC.table else layout.table
+        self._columns = central_columns(layout)
+        self._format: Callable[[list[dict[str, Any]], tuple[str, ...]], str] = (
+            _jsonl if fmt == "jsonl" else _csv
+        )
+        self._header = "" if fmt == "jsonl" else ",".join(self._columns) + "\n"
+        self._tables: dict[TableLayout, FilesSink] = {}  # equipment tables' own files
         self._file: IO[str] | None = None
         self._path: Path | None = None
         self._opened_at = 0.0
@@ -91,14 +103,18 @@ class FilesSink:
 
     def _start_file(self) -> IO[str]:
         stamp = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y%m%dT%H%M%S")
-        path = self.directory / f"readings-{stamp}Z-{secrets.token_hex(4)}.{self.fmt}{PARTIAL}"
+        name = f"{self._prefix}-{stamp}Z-{secrets.token_hex(4)}.{self.fmt}{PARTIAL}"
+        path = self.directory / name
         handle = open(path, "x", encoding="utf-8", newline="")  # noqa: SIM115 - kept open
         handle.write(self._header)
         self._file, self._path, self._opened_at = handle, path, self._clock()
         return handle
 
     def write(self, batch: Batch) -> None:
-        text = self._format(batch.records())
+        if batch.layout != self._layout:
+            self._table_sink(batch.layout).write(batch)
+            return
+        text = self._format(batch.records(), self._columns)
         try:
             handle = self._file or self._start_file()
             start = handle.tell()
@@ -145,7 +161,18 @@ class FilesSink:
                     self._recover(self._path)
             self._path = None
 
+    def _table_sink(self, layout: TableLayout) -> FilesSink:
+        found = self._tables.get(layout)
+        if found is None:
+            found = FilesSink(
+                self.directory, self.fmt, self.max_bytes, self.max_seconds, self._clock, layout
+            )
+            self._tables[layout] = found
+        return found
+
     def close(self) -> None:
+        for table in self._tables.values():
+            table.close()
         try:
             self._rotate()
         except OSError:

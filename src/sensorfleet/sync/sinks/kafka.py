@@ -143,7 +143,7 @@ class KafkaSink:
     def write(self, batch: Batch) -> None:
         from confluent_kafka import KafkaException
 
-        topics = self.topic.topics(batch.rows)
+        topics = self.topic.topics(batch.rows, batch.layout)
         for topic in set(topics):  # before any broker is asked about it
             problem = topic_problem(topic)
             if problem is not None:

@@ -80,7 +80,8 @@ class MQTTSink:
         if self._client is None:
             self.open()
         if self.topic.templated:
-            messages = list(zip(self.topic.topics(batch.rows), batch.json_lines(), strict=True))
+            topics = self.topic.topics(batch.rows, batch.layout)
+            messages = list(zip(topics, batch.json_lines(), strict=True))
         else:
             messages = [(self.topic.text, json.dumps(batch.payload(), separators=(",", ":")))]
         deadline = time.monotonic() + self.timeout

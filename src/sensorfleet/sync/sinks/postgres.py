@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..._redaction import scrub
-from ...node.layout import CLASSIC
-from .base import CENTRAL_COLUMNS, Batch, SinkError
+from ...node.layout import CLASSIC, TableLayout
+from .base import CONFLICTS_SUFFIX, Batch, SinkError, log_conflicts
 
 if TYPE_CHECKING:
     import psycopg
@@ -21,15 +21,38 @@ if TYPE_CHECKING:
 DEFAULT_TABLE = "sensor_readings"
 _STAGING = "sensorfleet_incoming"
 
-# The central copy of the node's reading columns, keyed by where each row came from.
-_SCHEMA = f"""
+
+def _schema(layout: TableLayout) -> str:
+    """The central copy of a node table's reading columns, keyed by where each row came
+    from (``{table}`` left for psycopg to quote)."""
+    return f"""
 CREATE TABLE IF NOT EXISTS {{table}} (
     database_id text NOT NULL,
     source_row_id bigint NOT NULL,
-{CLASSIC.postgres_columns_sql()},
+{layout.postgres_columns_sql()},
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (database_id, source_row_id)
 )
+"""
+
+
+# A second, different reading under a key the table holds is kept here, never dropped.
+# Made from the table itself, so a table written by an earlier version gains it as it is.
+_CONFLICTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {conflicts} (LIKE {table} INCLUDING DEFAULTS)",
+    "ALTER TABLE {conflicts} ADD COLUMN IF NOT EXISTS detected_at timestamptz NOT NULL "
+    "DEFAULT now()",
+    "CREATE INDEX IF NOT EXISTS {index} ON {conflicts} (database_id, source_row_id)",
+)
+# Rows of the batch whose key the table holds with another reading, not kept beside it yet.
+_KEEP_CONFLICTS = """
+INSERT INTO {conflicts} ({columns}) SELECT {staged} FROM {staging} AS s
+JOIN {table} AS c ON c.database_id = s.database_id AND c.source_row_id = s.source_row_id
+WHERE ({stored}) IS DISTINCT FROM ({incoming}) AND NOT EXISTS (
+    SELECT 1 FROM {conflicts} AS k
+    WHERE k.database_id = s.database_id AND k.source_row_id = s.source_row_id
+    AND ({kept}) IS NOT DISTINCT FROM ({incoming}))
+RETURNING source_row_id
 """
 
 
@@ -50,10 +73,49 @@ class PostgresSink:
         self.table = table
         self.timeout = timeout
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._ready: set[TableLayout] = set()  # tables and staging made on this connection
+        self.conflicts = 0  # readings kept beside a table because their key was taken
 
     @property
     def name(self) -> str:
         return self.display
+
+    def _table(self, layout: TableLayout) -> str:
+        """``table`` for classic readings (the URL may name it); an equipment model's rows
+        go to the node's own ``<type>_readings``."""
+        return self.table if layout.table == CLASSIC.table else layout.table
+
+    @staticmethod
+    def _staging(layout: TableLayout) -> str:
+        return _STAGING if layout.table == CLASSIC.table else f"{_STAGING}_{layout.type_name}"
+
+    def _prepare(self, conn: psycopg.Connection[tuple[object, ...]], layout: TableLayout) -> None:
+        """Create the central table of ``layout`` and its session staging table, once per
+        connection; a channel the node's table gained since is added to both."""
+        from psycopg import sql
+
+        if layout in self._ready:
+            return
+        table, staging = sql.Identifier(self._table(layout)), sql.Identifier(self._staging(layout))
+        conn.execute(sql.SQL(_schema(layout)).format(table=table))
+        conflicts = sql.Identifier(self._table(layout) + CONFLICTS_SUFFIX)
+        index = sql.Identifier(f"idx_{self._table(layout)}{CONFLICTS_SUFFIX}_key")
+        for statement in _CONFLICTS_SCHEMA:
+            conn.execute(sql.SQL(statement).format(conflicts=conflicts, table=table, index=index))
+        add_channel = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} double precision"
+        for column in layout.channels:
+            for name in (table, conflicts):
+                conn.execute(
+                    sql.SQL(add_channel).format(table=name, column=sql.Identifier(column.name))
+                )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{staging}").format(staging=staging))
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE {staging} (LIKE {table} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            ).format(staging=staging, table=table)
+        )
+        self._ready.add(layout)
 
     def _one_line(self, exc: BaseException) -> str:
         text = " ".join(scrub(str(exc), self.secrets).split())
@@ -61,23 +123,17 @@ class PostgresSink:
 
     def open(self) -> None:
         import psycopg
-        from psycopg import sql
 
-        table = sql.Identifier(self.table)
         try:
             conn = psycopg.connect(self.conninfo, connect_timeout=max(1, round(self.timeout)))
         except psycopg.Error as exc:
             raise SinkError(f"{self.name}: connect: {self._one_line(exc)}") from None
+        self._ready = set()
         try:
             with conn.transaction():
-                conn.execute(sql.SQL(_SCHEMA).format(table=table))
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE IF NOT EXISTS {staging} "
-                        "(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                    ).format(staging=sql.Identifier(_STAGING), table=table)
-                )
+                self._prepare(conn, CLASSIC)
         except psycopg.Error as exc:
+            self._ready = set()
             conn.close()
             problem = self._one_line(exc)
             raise SinkError(f"{self.name}: create table {self.table}: {problem}") from None
@@ -91,10 +147,13 @@ class PostgresSink:
             self.open()
         conn = self._conn
         assert conn is not None
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in CENTRAL_COLUMNS)
-        staging = sql.Identifier(_STAGING)
+        layout = batch.layout
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in batch.columns)
+        staging = sql.Identifier(self._staging(layout))
+        table = sql.Identifier(self._table(layout))
         try:
             with conn.transaction(), conn.cursor() as cur:
+                self._prepare(conn, layout)
                 copy_sql = sql.SQL("COPY {staging} ({columns}) FROM STDIN").format(
                     staging=staging, columns=columns
                 )
@@ -105,14 +164,42 @@ class PostgresSink:
                     sql.SQL(
                         "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} "
                         "ON CONFLICT (database_id, source_row_id) DO NOTHING"
-                    ).format(table=sql.Identifier(self.table), columns=columns, staging=staging)
+                    ).format(table=table, columns=columns, staging=staging)
                 )
-                return max(cur.rowcount, 0)
+                stored = max(cur.rowcount, 0)
+                if stored < len(batch):  # some keys were there: the same readings?
+                    cur.execute(self._keep_conflicts(batch))
+                    found = sorted(int(str(row[0])) for row in cur.fetchall())
+                    if found:
+                        self.conflicts += len(found)
+                        table_name = self._table(layout)
+                        log_conflicts(self.name, table_name, batch.database_id, found)
+                return stored
         except psycopg.Error as exc:
             self.close()  # a fresh connection next time; the transaction was rolled back
             raise SinkError(f"{self.name}: write batch: {self._one_line(exc)}") from None
 
+    def _keep_conflicts(self, batch: Batch) -> psycopg.sql.Composed:
+        from psycopg import sql
+
+        def of(alias: str, names: tuple[str, ...]) -> sql.Composed:
+            return sql.SQL(", ").join(sql.Identifier(alias, n) for n in names)
+
+        table = self._table(batch.layout)
+        readings = batch.layout.names
+        return sql.SQL(_KEEP_CONFLICTS).format(
+            conflicts=sql.Identifier(table + CONFLICTS_SUFFIX),
+            table=sql.Identifier(table),
+            staging=sql.Identifier(self._staging(batch.layout)),
+            columns=sql.SQL(", ").join(sql.Identifier(c) for c in batch.columns),
+            staged=of("s", batch.columns),
+            stored=of("c", readings),
+            incoming=of("s", readings),
+            kept=of("k", readings),
+        )
+
     def close(self) -> None:
+        self._ready = set()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
