@@ -14,6 +14,7 @@ reported, since the machine may be shared.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -128,6 +129,8 @@ def main() -> None:
         floor = plain_numpy(actual, flag, score)
     figures = {
         **result,
+        # The machine may be shared: the load says how much of it this run had.
+        "load_average_after": round(os.getloadavg()[0], 2),
         "plain_numpy_seconds": round(floor, 3),
         "ratio_to_plain_numpy": round(result["seconds"] / floor, 1),
         "target_seconds": TARGET_SECONDS,
