@@ -8,7 +8,15 @@ from pathlib import Path
 
 from conftest import clean_env, run_main, write_config, write_identity
 
-BUILT_IN = ["compressor", "fan", "hvac", "motor"]
+BUILT_IN = [
+    "compressor",
+    "fan",
+    "hvac",
+    "hydraulic_pump",
+    "injection_molding",
+    "motor",
+    "production_machine",
+]
 
 
 def sensorfleet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
