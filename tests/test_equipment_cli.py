@@ -8,7 +8,20 @@ from pathlib import Path
 
 from conftest import clean_env, run_main, write_config, write_identity
 
-BUILT_IN = ["compressor", "fan", "hvac", "motor"]
+BUILT_IN = [
+    "compressor",
+    "fan",
+    "heater",
+    "hvac",
+    "hydraulic_pump",
+    "injection_molding",
+    "lamp",
+    "motor",
+    "oven",
+    "pm_sensor",
+    "process_machine",
+    "production_machine",
+]
 
 
 def sensorfleet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import servers
+from conftest import log_events, query, run_main, write_config, write_identity
 from nodeproc import (
     NodeProcess,
     count_rows,
@@ -28,6 +29,10 @@ from nodeproc import (
     wait_until,
 )
 from servers import node_env
+from structlog.testing import capture_logs
+
+from sensorfleet.node.config import Database
+from sensorfleet.node.store import Store
 
 postgres_server = servers.postgres_server
 postgres_url = servers.postgres_url
@@ -58,21 +63,15 @@ CREATE TABLE sensor_readings (
 """
 
 
-def sync_once(cwd: Path, sink: str, *sources: Path) -> list[dict[str, Any]]:
-    """``sensorfleet sync SOURCES --once`` to completion; its JSON log events."""
+def sync_once(
+    cwd: Path, sink: str, *sources: Path, cursor: str | None = None
+) -> list[dict[str, Any]]:
+    """``sensorfleet sync SOURCES --once`` (read-only with ``cursor``) to completion; its JSON
+    log events."""
+    command = [sys.executable, "-m", "sensorfleet", "sync", *map(str, sources), "--sink", sink]
+    command += ["--once", "--log-format", "json", *(["--cursor", cursor] if cursor else [])]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sensorfleet",
-            "sync",
-            *map(str, sources),
-            "--sink",
-            sink,
-            "--once",
-            "--log-format",
-            "json",
-        ],
+        command,
         cwd=cwd,
         env=node_env(),
         capture_output=True,
@@ -186,8 +185,25 @@ def test_restored_backup_never_reuses_a_shipped_id(
     assert not [e for e in events if e["event"] == "key holds a different reading"]
     first_new_id = min(r[0] for r in rows(db, "id", f"id > {detected['file_last_id']}"))
     assert first_new_id == detected["ids_handed_out"] + 1
+    assert detected["table"] == "sensor_readings"
     assert detected["ids_handed_out"] >= highest_before > detected["file_last_id"]
     assert rows(db, "count(*)", "synced = 0") == [(0,)]
+
+
+def write_with_a_backup(folder: Path, db: Path) -> None:
+    """A node writes 50 rows, ``backup.db`` is taken, it writes 100 more and stops."""
+    with start_node(folder) as node:
+        grow(node, db, 50)
+        backup(db, folder / "backup.db")
+        grow(node, db, 100)
+        assert node.stop() == 0
+
+
+def write_more(folder: Path, db: Path) -> None:
+    """The node starts again on ``db``, writes 150 rows and stops."""
+    with start_node(folder) as node:
+        grow(node, db, 150)
+        assert node.stop() == 0
 
 
 @pytest.mark.parametrize("sink", ["sqlite", "postgresql"])
@@ -198,21 +214,12 @@ def test_sink_keeps_both_readings_when_a_key_is_reused(
     store, which keeps both readings of each such key, logs the keys and counts them."""
     db = tmp_path / "data.db"
     url, read_central = central(sink, tmp_path, request)
-    node = start_node(tmp_path)
-    try:
-        grow(node, db, 50)
-        backup(db, tmp_path / "backup.db")
-        grow(node, db, 100)
-        assert node.stop() == 0
-        events = sync_once(tmp_path, url, db)
-        before_restore = stamps(db)
-        restore(tmp_path / "backup.db", db)
-        (tmp_path / "data.db-ids").unlink()  # e.g. the file alone copied to a new machine
-        node = start_node(tmp_path)
-        grow(node, db, 150)
-        assert node.stop() == 0
-    finally:
-        node.kill()
+    write_with_a_backup(tmp_path, db)
+    events = sync_once(tmp_path, url, db)
+    before_restore = stamps(db)
+    restore(tmp_path / "backup.db", db)
+    (tmp_path / "data.db-ids").unlink()  # e.g. the file alone copied to a new machine
+    write_more(tmp_path, db)
     events += sync_once(tmp_path, url, db)
     stored, kept_beside = read_central()
     assert sorted(stored + kept_beside) == sorted(before_restore | stamps(db))
@@ -230,3 +237,83 @@ def test_sink_keeps_both_readings_when_a_key_is_reused(
     stored_again, kept_again = read_central()
     assert (sorted(stored_again), sorted(kept_again)) == (sorted(stored), sorted(kept_beside))
     assert not [e for e in again if e["event"] == "key holds a different reading"]
+
+
+def test_restore_of_a_mixed_node_file_keeps_every_tables_ids_unique(tmp_path: Path) -> None:
+    """Equipment tables have their own ids: after a restore with the node stopped, both the
+    classic table and a motor's table continue above every id they ever handed out."""
+    write_config(tmp_path / "config.yaml")
+    write_identity(tmp_path / "classic.json", id="T1")
+    write_identity(tmp_path / "motor.json", id="M1", type="motor", model="GA-55")
+    db = tmp_path / "node.db"
+
+    def backfill(start: str) -> subprocess.CompletedProcess[str]:
+        args = ["--config", "config.yaml", "--identity", "classic.json", "motor.json"]
+        args += ["--seed", "7", "--db", "node.db", "--start", start, "--backfill", "10m"]
+        result = run_main(args, tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
+    backfill("2026-03-02T06:00:00Z")
+    backup(db, tmp_path / "backup.db")
+    backfill("2026-03-02T06:10:00Z")
+    handed_out = {t: rows_of(db, t)[-1][0] for t in ("sensor_readings", "motor_readings")}
+    restore(tmp_path / "backup.db", db)
+    result = backfill("2026-03-02T06:20:00Z")
+    detected = {e["table"]: e for e in log_events(result.stderr, "database restore detected")}
+    assert {t: e["ids_handed_out"] for t, e in detected.items()} == handed_out
+    for table, highest in handed_out.items():
+        later = [r for r in rows_of(db, table) if r[1] >= "2026-03-02T06:20:00"]
+        assert later and later[0][0] == highest + 1  # no id of the lost ten minutes again
+
+
+def rows_of(db: Path, table: str) -> list[tuple[int, str]]:
+    """(id, timestamp) of a table's rows in id order."""
+    return [
+        (int(r[0]), str(r[1])) for r in query(db, f"SELECT id, timestamp FROM {table} ORDER BY id")
+    ]
+
+
+def test_a_floor_that_cannot_be_saved_never_stops_the_rows(tmp_path: Path) -> None:
+    """With the side file unwritable (a folder in its place), rows are still written, the
+    problem is logged once, and a restore is still caught while the node runs."""
+    db = tmp_path / "data.db"
+    (tmp_path / "data.db-ids").mkdir()
+    row = ("2026-03-02T06:00:00.000000Z", "T1", 20.0, 0.5, 24.0, 0, 0, None, "1.4", "m", "x", "l")
+    store = Store(db, Database(path=str(db)))
+    with capture_logs() as logs:
+        store.open()
+        for _ in range(3):
+            assert store.write([row] * 10) == 10
+        backup(db, tmp_path / "backup.db")
+        assert store.write([row] * 10) == 10
+        backup(tmp_path / "backup.db", db)  # a restore in place: same inode, older contents
+        assert store.write([row] * 10) == 10
+        store.finish()
+    unsaved = [e for e in logs if e["event"] == "row id floor not saved"]
+    assert len(unsaved) == 1 and unsaved[0]["log_level"] == "warning"
+    assert [e["ids_handed_out"] for e in logs if e["event"] == "database restore detected"] == [40]
+    assert query(db, "SELECT min(id), max(id), count(*) FROM sensor_readings") == [(1, 50, 40)]
+
+
+def test_cursor_collector_ships_reused_ids_after_a_rollback(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A read-only collector whose cursor is past a restored file's newest id reads from that
+    id on, so readings under reused ids (the floor lost too) are shipped, kept beside the
+    stored ones, instead of skipped as if shipped already."""
+    db = tmp_path / "data.db"
+    url, read_central = central("sqlite", tmp_path, request)
+    write_with_a_backup(tmp_path, db)
+    events = sync_once(tmp_path, url, db, cursor="cursor.json")
+    before_restore = stamps(db)
+    restore(tmp_path / "backup.db", db)
+    (tmp_path / "data.db-ids").unlink()
+    events += sync_once(tmp_path, url, db, cursor="cursor.json")
+    write_more(tmp_path, db)
+    events += sync_once(tmp_path, url, db, cursor="cursor.json")
+    stored, kept_beside = read_central()
+    assert sorted(stored + kept_beside) == sorted(before_restore | stamps(db))
+    (behind,) = [e for e in events if e["event"] == "source behind the cursor"]
+    assert behind["file_last_id"] < behind["cursor_last_id"] == len(before_restore)
+    assert rows(db, "count(*)", "synced = 1") == [(0,)]  # read-only: never marked
