@@ -19,18 +19,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY ${WHEELHOUSE}/ /wheels/
-COPY pyproject.toml docker/requirements.py ./
+COPY pyproject.toml uv.lock docker/requirements.py ./
 
 # Extras installed beside the dependencies: `sync` holds the PostgreSQL, Kafka and MQTT
 # clients, so every image can run `sensorfleet sync` to any sink; `faces` the OPC UA and
 # Modbus TCP servers (off unless OPCUA_ENABLED / MODBUS_ENABLED).
 ARG EXTRAS=sync,faces
-# Dependencies first, in their own layer, so that a code change does not reinstall them.
+# Dependencies first, in their own layer, so that a code change does not reinstall them:
+# the exact versions of uv.lock, each file checked against the lock's hashes.
 RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
     python3 -m venv /opt/venv; \
-    python3 requirements.py pyproject.toml "$EXTRAS" > /tmp/requirements.txt; \
-    /opt/venv/bin/pip install --quiet --requirement /tmp/requirements.txt
+    python3 requirements.py uv.lock "$EXTRAS" > /tmp/requirements.txt; \
+    /opt/venv/bin/pip install --quiet --require-hashes --requirement /tmp/requirements.txt
 
 COPY README.md ./
 COPY src/ ./src/

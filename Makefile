@@ -1,5 +1,5 @@
 # Everyday commands. `make help` lists them.
-.PHONY: help setup test lint bench ci run
+.PHONY: help setup test lint lock bench ci run
 
 help:
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -12,6 +12,9 @@ test: ## run the whole test suite
 
 lint: ## ruff and mypy
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+lock: ## refresh uv.lock to the newest versions pyproject.toml allows
+	scripts/lock.sh --upgrade
 
 bench: ## run every benchmark and write bench/results/
 	.venv/bin/python -m bench

@@ -142,17 +142,23 @@ ensure_base_image() {
         "$tarball" "$image" >/dev/null
 }
 
-# Requirements of the image: the build backend, the runtime dependencies and the extras
-# the Dockerfile installs (EXTRAS, default sync: PostgreSQL, Kafka and MQTT clients).
-image_requirements() {
-    python3 "$repo_root/docker/requirements.py" --build-system "$repo_root/pyproject.toml" "$extras"
+# Requirements of the image, pinned and hashed from uv.lock: the runtime dependencies and
+# the extras the Dockerfile installs (EXTRAS, default sync,faces). The build backend is
+# not in the lock; pyproject.toml's range for it is downloaded beside them.
+locked_requirements() {
+    python3 "$repo_root/docker/requirements.py" "$repo_root/uv.lock" "$extras"
+}
+build_requirements() {
+    python3 "$repo_root/docker/requirements.py" --build-system "$repo_root/pyproject.toml"
 }
 
 # Wheels for bookworm's CPython 3.11 on x86_64, downloaded whatever the host runs.
 ensure_wheelhouse() {
-    local wheelhouse=$1 wanted
+    local wheelhouse=$1 locked build wanted
     command -v python3 >/dev/null || die "python3 (3.11 or newer) is needed on the host"
-    wanted=$(image_requirements) || die "cannot read the dependencies from pyproject.toml"
+    locked=$(locked_requirements) || die "cannot read the locked dependencies from uv.lock"
+    build=$(build_requirements) || die "cannot read the build backend from pyproject.toml"
+    wanted=$(printf '%s\n%s' "$locked" "$build")
     if ! $rebuild_base && [[ -f $wheelhouse/requirements.txt ]] \
         && [[ $(cat "$wheelhouse/requirements.txt") == "$wanted" ]]; then
         log "wheelhouse is up to date"
@@ -161,18 +167,23 @@ ensure_wheelhouse() {
     log "downloading wheels into $wheelhouse"
     rm -rf "$wheelhouse"
     mkdir -p "$wheelhouse"
-    printf '%s\n' "$wanted" >"$wheelhouse/requirements.in"
+    printf '%s\n' "$locked" >"$wheelhouse/locked.in"
+    printf '%s\n' "$build" >"$wheelhouse/build.in"
     # pip takes platform tags literally: list every glibc from bookworm's (2.36) down.
     local platforms=() glibc
     for glibc in $(seq 36 -1 17); do
         platforms+=(--platform "manylinux_2_${glibc}_x86_64")
     done
-    python3 -m pip download --quiet --dest "$wheelhouse" \
-        --only-binary=:all: --implementation cp --python-version 3.11 \
-        --abi cp311 --abi abi3 --abi none \
-        "${platforms[@]}" --platform manylinux2014_x86_64 --platform any \
-        --requirement "$wheelhouse/requirements.in" \
-        || die "pip download failed (is the package index reachable from this host?)"
+    local download=(python3 -m pip download --quiet --dest "$wheelhouse"
+        --only-binary=:all: --implementation cp --python-version 3.11
+        --abi cp311 --abi abi3 --abi none
+        "${platforms[@]}" --platform manylinux2014_x86_64 --platform any)
+    # The locked set is checked against the lock's hashes (a requirement with a hash puts
+    # pip in hash-checking mode), so it is downloaded apart from the unhashed backend.
+    "${download[@]}" --requirement "$wheelhouse/locked.in" \
+        || die "pip download of the locked requirements failed (is the package index reachable?)"
+    "${download[@]}" --requirement "$wheelhouse/build.in" \
+        || die "pip download of the build backend failed (is the package index reachable?)"
     # Written last: its presence means the wheelhouse is complete.
     printf '%s\n' "$wanted" >"$wheelhouse/requirements.txt"
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a development environment: a virtualenv in .venv with sensorfleet installed.
+# Set up a development environment: a virtualenv in .venv with sensorfleet installed,
+# every package at the exact version and hash of uv.lock (scripts/lock.sh refreshes it).
 #   scripts/setup.sh          runtime only (enough to run a sensor)
 #   scripts/setup.sh --test   plus test tools and the real servers the tests talk to
 #                             (PostgreSQL, Mosquitto, Chromium from Debian's packages;
@@ -18,11 +19,30 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+# uv installs the lock; it comes first, by pip, at the version and hashes the lock holds.
+uv_pin=$("$python" docker/requirements.py --package uv uv.lock)
+uv_version=${uv_pin%% *}
+uv_version=${uv_version#*==}
+if [[ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $uv_version"* ]]; then
+  pin_file=$(mktemp)
+  printf '%s\n' "$uv_pin" >"$pin_file"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+    --requirement "$pin_file"
+  rm -f "$pin_file"
+fi
+# Exactly the lock's packages for the chosen extras (anything else in .venv goes), with
+# sensorfleet itself editable; never a Python of uv's own: the one .venv was made with.
+# The runtime set keeps packages it does not name (--inexact), uv among them.
+sync=(.venv/bin/uv sync --locked --quiet --no-python-downloads)
 if (( want_test )); then
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  sync+=(--extra dev)
 else
-  .venv/bin/python -m pip install --quiet -e .
+  sync+=(--inexact)
+fi
+if ! "${sync[@]}"; then
+  echo "setup: installing from uv.lock failed (above). If pyproject.toml changed," \
+    "refresh the lock with scripts/lock.sh and commit uv.lock." >&2
+  exit 1
 fi
 
 if (( want_test )); then

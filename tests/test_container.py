@@ -30,7 +30,11 @@ pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(
         not REQUIRED,
-        reason=f"tests the {IMAGE} image: build it, then set SENSORFLEET_REQUIRE_IMAGE=1",
+        reason=(
+            f"tests the {IMAGE} image, not this checkout; CI runs them after building it: "
+            f"docker/build-image.sh --tag {IMAGE} && SENSORFLEET_REQUIRE_IMAGE=1 "
+            ".venv/bin/python -m pytest -m docker tests/test_container.py"
+        ),
     ),
 ]
 

@@ -8,7 +8,20 @@ from pathlib import Path
 
 from conftest import clean_env, run_main, write_config, write_identity
 
-BUILT_IN = ["compressor", "fan", "hvac", "motor"]
+BUILT_IN = [
+    "compressor",
+    "fan",
+    "heater",
+    "hvac",
+    "hydraulic_pump",
+    "injection_molding",
+    "lamp",
+    "motor",
+    "oven",
+    "pm_sensor",
+    "process_machine",
+    "production_machine",
+]
 
 
 def sensorfleet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -83,3 +96,15 @@ def test_unknown_type_exits_2_naming_the_known_types(tmp_path: Path) -> None:
         f"temperature_vibration, {', '.join(BUILT_IN)})\n"
     )
     assert not (tmp_path / "data").exists()
+
+
+def test_models_prints_each_register_map(tmp_path: Path) -> None:
+    """`sensorfleet models --registers` prints the Modbus map a unit of each model serves:
+    channels as float32 from address 0, then the labels."""
+    result = sensorfleet(["models", "--registers"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index("compressor (Modbus unit registers):")
+    assert lines[start + 1].split() == ["0", "float32", "pressure_bar", "bar"]
+    state = next(line for line in lines[start:] if " state " in line).split()
+    assert state[:3] == ["22", "uint16", "state"] and state[3:5] == ["0", "loaded,"]

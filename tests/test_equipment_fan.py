@@ -10,7 +10,8 @@ DAY_READINGS = 86_400 // 5
 
 
 def test_power_and_airflow_follow_the_fan_laws() -> None:
-    """Airflow grows with speed and power with its cube, in every reading of a day."""
+    """Airflow grows with speed and power with its cube, in every reading of a day; a
+    stopped fan reads exactly 0 (its noise is per state)."""
     block = simulator("fan").generate(DAY_READINGS)
     rpm = block.channels["rpm"]
     assert np.allclose(block.channels["power_kw"], RATED_KW * (rpm / RATED_RPM) ** 3, atol=0.05)
@@ -19,6 +20,10 @@ def test_power_and_airflow_follow_the_fan_laws() -> None:
     on = block.state == fan.states.index("on")
     assert (block.channels["fan_on"] == on).all()
     assert abs(np.median(rpm[on]) - RATED_RPM) < 5
+    off = block.state == fan.states.index("off")
+    # Off for the last five minutes (60 readings) and more: the rotor has run down.
+    stopped = np.convolve(off, np.ones(61), mode="full")[: len(off)] == 61
+    assert (rpm[stopped] == 0).all() and (block.channels["airflow_m3_h"][stopped] == 0).all()
 
 
 def test_a_stall_trips_the_fan_and_its_speed_runs_down() -> None:

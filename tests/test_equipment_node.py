@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import ROOT, query, run_main, write_config, write_identity
-from nodeproc import NodeProcess
+from nodeproc import NodeProcess, http_json, monitoring_url
 from polling import wait_until
 from test_reload import rename_over
 
@@ -191,7 +191,8 @@ def test_hidden_labels_refuse_a_table_holding_inline_labels(tmp_path: Path) -> N
 
 def test_catalogue_edits_hot_reload(tmp_path: Path) -> None:
     """Editing a catalogue file named in config.yaml applies live: a broken edit is rejected
-    naming the file, a valid one changes the machine's readings from the next one on."""
+    naming the file, a valid one changes the machine's readings from the next one on, and
+    the machine carries over (a fault in progress goes on)."""
     catalogue = tmp_path / "plant.yaml"
     catalogue.write_text("models:\n  compressor:\n    channels:\n      voltage_v: {target: 400}\n")
     write_config(
@@ -200,6 +201,7 @@ def test_catalogue_edits_hot_reload(tmp_path: Path) -> None:
         database={"flush_interval_seconds": 0.05},
         config_reload={"enabled": True, "check_interval_seconds": 0.5},
         equipment={"catalogues": ["plant.yaml"]},
+        monitoring={"enabled": True, "host": "127.0.0.1", "port": 0},
     )
     identity = machine(tmp_path / "c.json", "C1", "compressor")
     db = tmp_path / "live.db"
@@ -207,7 +209,10 @@ def test_catalogue_edits_hot_reload(tmp_path: Path) -> None:
         ["--config", "config.yaml", "--identity", str(identity), "--db", str(db)], tmp_path
     ) as node:
         node.wait_for("config reload started")
+        url = monitoring_url(node)
         wait_until(lambda: _count(db) > 20, what="first rows")
+        leak = {"fault": "leak", "severity": 0.5, "duration_seconds": 3600}
+        assert http_json("POST", f"{url}/sensors/C1/faults", leak)[0] == 200
         rename_over(
             catalogue, "models:\n  compressor:\n    channels:\n      voltage_v: {targt: 1}\n"
         )
@@ -226,6 +231,9 @@ def test_catalogue_edits_hot_reload(tmp_path: Path) -> None:
     volts = [v for (v,) in query(db, "SELECT voltage_v FROM compressor_readings ORDER BY id")]
     assert all(v < 420 for v in volts[:20])
     assert all(v > 420 for v in volts[-20:])
+    last = query(db, "SELECT fault, fault_started_at FROM compressor_readings ORDER BY id DESC")
+    first_leak = query(db, "SELECT min(timestamp) FROM compressor_readings WHERE fault = 'leak'")
+    assert last[0] == ("leak", first_leak[0][0])  # the same leak, begun before the edit
 
 
 def _count(db: Path) -> int:

@@ -251,11 +251,11 @@ def test_machine_faults_can_freeze_a_channel_or_lose_its_readings() -> None:
 
 
 def test_a_formula_that_divides_by_zero_gives_no_reading_and_no_lasting_nan() -> None:
-    """1/0 in a derived channel is a missing reading; in a counter's rate it adds nothing."""
+    """1/0 in a derived channel is a missing reading; a NaN counter rate adds nothing."""
     text = (
         "models: {fan: {channels: {"
         "per_rpm: {kind: derived, formula: '1000 / rpm'},"
-        " odd_count: {kind: counter, rate: 'log(rpm) / 10'}}}}"
+        " odd_count: {kind: counter, rate: 'sqrt(rpm - 100) / 10'}}}}"
     )
     fan = build_catalogue([("plant.yaml", text)]).get("fan")
     block = EquipmentSimulator(fan, np.random.SeedSequence(3), MONDAY, 5.0, 0.0).generate(17_280)

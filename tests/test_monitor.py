@@ -360,12 +360,12 @@ def test_ipv6_host_is_served(tmp_path: Path) -> None:
     """An IPv6 bind address works (containers often set :: for all interfaces)."""
     host = "::1"
     if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
+        pytest.skip("no IPv6 on this machine (enable it: sysctl net.ipv6.conf.all.disable_ipv6=0)")
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind((host, 0))
     except OSError:
-        pytest.skip("no IPv6 loopback on this machine")
+        pytest.skip("no IPv6 loopback on this machine (sysctl net.ipv6.conf.lo.disable_ipv6=0)")
     with start_node(tmp_path, {"monitoring": {**MONITORING, "host": host}}) as node:
         port = node.wait_for("monitoring started")["port"]
         assert http("GET", f"http://[{host}]:{port}/healthz")[0] == 200

@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, clean_env
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 README = ROOT / "README.md"
+# Run by the checkout's .venv python: every installed distribution as name==version.
+INSTALLED = """
+import importlib.metadata as m, re
+for d in m.distributions():
+    print(re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() + "==" + d.version)
+"""
 
 
 def quick_start_blocks() -> list[str]:
@@ -46,6 +54,16 @@ def test_the_quick_start_names_the_commands_it_runs() -> None:
     assert blocks[0].startswith("scripts/setup.sh && ")
     assert "sensorfleet report" in blocks[1]
     assert blocks[2].strip() == "scripts/setup.sh --test && .venv/bin/python -m pytest"
+
+
+def test_ci_runs_the_readme_test_command_on_a_new_venv() -> None:
+    """.ci/run removes .venv, then runs the README's test command as written (and stops
+    if it fails), so what CI passes is what a fresh machine runs."""
+    command = quick_start_blocks()[2].strip()
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(command))
+    assert "rm -rf .venv" in lines[:at]
+    assert lines[at].endswith("|| exit 1")
 
 
 @pytest.mark.slow
@@ -87,3 +105,22 @@ def test_a_newcomer_runs_the_quick_start_then_the_next_commands_in_one_shell(
     assert "Anomaly rate by firmware" in result.stdout
     assert re.search(rf"^{re.escape(firmware)}\s", result.stdout, flags=re.M)
     assert "agree with config.yaml" in result.stdout
+    # What the set-up installed is the lock's runtime set, version for version.
+    installed = subprocess.run(
+        [str(checkout / ".venv/bin/python"), "-c", INSTALLED],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    versions = dict(line.split("==") for line in installed.split())
+    for line in subprocess.run(
+        ["python3", "docker/requirements.py", "uv.lock"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines():
+        requirement = Requirement(line.split(" --hash=")[0])
+        if requirement.marker is None or requirement.marker.evaluate():
+            (pin,) = requirement.specifier
+            assert versions.get(canonicalize_name(requirement.name)) == pin.version, line[:60]

@@ -242,7 +242,9 @@ def _start_faces(loop: NodeLoop, settings: NodeSettings, edges: ExitStack) -> No
     """OPC UA / Modbus serve live readings only; each binds on its own thread."""
     from .edges.faces import start_faces
 
-    for face in start_faces(loop.config, [identity for _, identity in settings.identities]):
+    identities = [identity for _, identity in settings.identities]
+    models = [s.machine.settings.model if s.machine else None for s in loop.sensors]
+    for face in start_faces(loop.config, identities, models):
         edges.callback(face.stop)
         loop.add_listener(face)
 

@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
         help=f"config file naming extra catalogue files (default: $CONFIG_FILE, else "
         f"./{DEFAULT_CONFIG} if present, else the built-in catalogue alone)",
     )
+    parser.add_argument(
+        "--registers",
+        action="store_true",
+        help="also print each model's Modbus register map (address, encoding, name, meaning)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -53,7 +58,30 @@ def describe(config_path: str | None) -> list[str]:
     return lines
 
 
+def register_lines(config_path: str | None) -> list[str]:
+    """Each model's Modbus register map: a heading line, then one line per value."""
+    from ..edges.faces.registers import register_map
+    from ..equipment import load_catalogue
+
+    inputs = NodeInputs.locate(config_path)
+    config = load_config(inputs.config_path, inputs.config_overrides)
+    catalogue = load_catalogue(config.equipment.catalogues)
+    hidden = config.labels.mode == "hidden"
+    lines = []
+    for name in catalogue.names():
+        lines.append(f"{name} (Modbus unit registers{', labels hidden' if hidden else ''}):")
+        for register in register_map(catalogue.get(name), hidden):
+            lines.append(
+                f"  {register.address:>3}  {register.encoding:<7}  {register.name:<20}  "
+                f"{register.meaning}"
+            )
+    return lines
+
+
 def handle(args: argparse.Namespace) -> int:
-    for line in describe(args.config):
+    lines = describe(args.config)
+    if args.registers:
+        lines += register_lines(args.config)
+    for line in lines:
         sys.stdout.write(f"{line}\n")
     return 0

@@ -214,6 +214,7 @@ def handle(args: argparse.Namespace) -> int:
         "sync finished",
         rows=summary.rows_shipped,
         rows_stored=summary.rows_stored,
+        conflicts=summary.conflicts,
         batches=summary.batches,
         seconds=round(summary.seconds, 3),
         rows_per_second=round(summary.rows_shipped / max(summary.seconds, 1e-9), 1),

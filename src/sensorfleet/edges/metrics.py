@@ -111,6 +111,12 @@ class NodeCollector(Collector):
         for reason in ("corrupt", "foreign"):
             moved.add_metric([reason], summary.moved_aside.get(reason, 0))
         yield moved
+        yield CounterMetricFamily(
+            "sensorfleet_database_restores",
+            "Database files found behind the ids they had handed out (a restored backup); "
+            "new rows continued above them.",
+            value=summary.restores,
+        )
 
         writers = summary.writers
         yield CounterMetricFamily(

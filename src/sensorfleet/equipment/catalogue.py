@@ -244,6 +244,7 @@ def compile_model(name: str, spec: ModelSpec) -> EquipmentModel:
         loc: Loc = ("channels", channel_name)
         _check_per_state((*loc, "target"), raw.target, states)
         _check_per_state((*loc, "tau_seconds"), raw.tau_seconds, states)
+        _check_per_state((*loc, "noise"), raw.noise, states)
         text_key = "formula" if raw.kind == "derived" else "rate"
         text = raw.formula if raw.kind == "derived" else raw.rate
         if text is not None:

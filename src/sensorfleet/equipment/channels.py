@@ -98,6 +98,9 @@ class Channels:
         spec, states = self.model.spec, self.model.states
         self.raw = spec.channels
         self.decimals = {channel.name: channel.decimals for channel in self.model.channels}
+        # Noise by state (channels without any noise draw nothing).
+        spreads = {name: _per_state(raw.noise, states) for name, raw in self.raw.items()}
+        self.spreads = {name: spread for name, spread in spreads.items() if spread.any()}
         self.analog = [n for n, c in self.raw.items() if c.kind in ("analog", "digital")]
         self.targets = np.array([_per_state(self.raw[n].target, states) for n in self.analog]).T
         self.taus = np.array([_per_state(self.raw[n].tau_seconds, states) for n in self.analog]).T
@@ -191,8 +194,9 @@ class Channels:
                     value = responses[name]
                 if raw.kind == "analog":
                     value = value + self._seasons(raw, times)
-                if raw.noise > 0:
-                    value = value + raw.noise * self.noise[name].standard_normal(n)
+                spread = self.spreads.get(name)
+                if spread is not None:
+                    value = value + spread[labels.state] * self.noise[name].standard_normal(n)
                 value = self._apply_effects(name, value, labels, dropped)
                 if raw.kind == "digital":
                     value = (value >= 0.5).astype(np.float64)
@@ -337,5 +341,8 @@ class Channels:
             bounds = self.raw[name].range
             if bounds is not None and name in touched:  # the instrument's own range
                 value = _clip(value, bounds)
-            reported[name] = value.round(self.decimals[name])
+            with np.errstate(over="ignore"):  # near float's limit rounding overflows
+                shown = value.round(self.decimals[name])
+            shown[np.isinf(shown)] = np.nan  # beyond any instrument: no reading
+            reported[name] = shown
         return reported

@@ -174,6 +174,8 @@ class Harmonic(Strict):
 
 PerState = Finite | dict[str, Finite]
 PerStateSeconds = NonNegativeSeconds | dict[str, NonNegativeSeconds]
+Spread = Annotated[float, Field(ge=0, le=1e6)]
+PerStateNoise = Spread | dict[str, Spread]
 
 
 class ChannelSpecRaw(Strict):
@@ -184,7 +186,7 @@ class ChannelSpecRaw(Strict):
     description: str = ""
     range: Range | None = None
     resolution: Annotated[float, Field(gt=0, le=1e6)] = 0.01
-    noise: Annotated[float, Field(ge=0, le=1e6)] = 0.0
+    noise: PerStateNoise = 0.0  # standard deviation; per state, e.g. 0 at a standstill
     target: PerState | None = None  # analog, digital
     tau_seconds: PerStateSeconds = 0.0  # analog: first-order response
     daily: Harmonic | None = None  # peak: hour of day

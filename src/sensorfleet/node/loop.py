@@ -30,7 +30,7 @@ from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
 from .layout import CLASSIC_TYPE
 from .lease import FileLease, LeaseConflictError, LeaseLostError
-from .readings import Block, Readings
+from .readings import Readings
 from .store import Store, backoff_after
 from .writer import BufferedWriter
 
@@ -75,8 +75,9 @@ class ReadingListener(Protocol):
     listener hands the work to its own thread.
     """
 
-    def publish(self, position: int, block: Block) -> None:
-        """Readings of the sensor at ``position`` (identity order), as they are written."""
+    def publish(self, position: int, block: Readings) -> None:
+        """Readings of the sensor at ``position`` (identity order), as they are written: a
+        classic ``Block`` or an equipment model's ``machine.MachineBlock``."""
 
     def reconfigured(self, config: Config, identities: Sequence[Identity]) -> None:
         """New settings in force, with every sensor's identity in identity order."""
@@ -151,6 +152,7 @@ class Summary:
     anomalies: dict[str, int]
     errors: dict[str, int]
     moved_aside: dict[str, int] = field(default_factory=dict)
+    restores: int = 0  # files found behind their id floor: restored backups
     rows_by_sensor: dict[str, int] = field(default_factory=dict)
     writers: list[WriterStatus] = field(default_factory=list)
     last_reading_at: float | None = None
@@ -368,9 +370,8 @@ class NodeLoop:
         sensor.readings_generated += count
         sensor.last_reading_at = float(block.times_us[-1]) / 1e6
         sensor.writer.add(block)
-        if isinstance(block, Block):
-            for listener in self._listeners:
-                listener.publish(self._positions[id(sensor)], block)
+        for listener in self._listeners:
+            listener.publish(self._positions[id(sensor)], block)
 
     def backfill(self, end_epoch: float) -> None:
         """Generate every reading scheduled before ``end_epoch`` as fast as possible."""
@@ -559,6 +560,7 @@ class NodeLoop:
             anomalies=dict(anomalies),
             errors=dict(errors),
             moved_aside=dict(moved),
+            restores=sum(w.store.restores for w in self.writers),
             rows_by_sensor=dict(by_sensor),
             writers=statuses,
             last_reading_at=max(times) if times else None,

@@ -68,13 +68,16 @@ class MachineSettings:
     def labels(self) -> Labels:
         return identity_labels(self.identity)
 
-    def restarts_machine(self, other: MachineSettings) -> bool:
-        """Whether moving from ``other`` to these settings needs a fresh simulation: the
-        model's definition, the reading interval or the onset multiplier changed."""
+    def utc_offset_hours(self, epoch: float) -> float:
+        """The identity's time zone offset in force at ``epoch`` (the simulation keeps it)."""
+        offset = datetime.fromtimestamp(epoch, ZoneInfo(self.identity.timezone)).utcoffset()
+        return offset.total_seconds() / 3600 if offset is not None else 0.0
+
+    def changes_simulation(self, other: MachineSettings) -> bool:
+        """Whether moving from ``other`` to these settings changes the simulation: the
+        model's definition, the onset multiplier or the time zone."""
         return (
-            self.model.name != other.model.name
-            or self.model.spec != other.model.spec
-            or self.interval_seconds != other.interval_seconds
+            self.model.spec != other.model.spec
             or self.rate_multiplier != other.rate_multiplier
             or self.identity.timezone != other.identity.timezone
         )
@@ -295,14 +298,26 @@ class EquipmentGenerator(ReadingStream[MachineBlock]):
     # ---- changing the stream from the next reading on ---------------------------------
     def reconfigure(self, settings: MachineSettings) -> None:
         """Use ``settings`` from the next reading on. New identity fields only relabel the
-        rows; a changed model, interval or onset multiplier starts a fresh simulation of
-        the machine at the next reading, on the same schedule phase."""
+        rows; a changed model definition, onset multiplier or time zone carries the machine
+        over (its state, fault and health stay). A new reading interval, or a model with
+        other states, channels or faults, is another machine: a fresh simulation starts at
+        the next reading, on the same schedule phase."""
         self._rewind()
         previous, self.settings = self.settings, settings
-        if settings.restarts_machine(previous):
-            self._rebase()
-            self._generation += 1
-            self._sim = self._simulator(self.time_of(self.next_index))
+        now = self.time_of(self.next_index)
+        if settings.interval_seconds == previous.interval_seconds:
+            if not settings.changes_simulation(previous):
+                return
+            try:
+                self._sim.reconfigure(
+                    settings.model, settings.rate_multiplier, settings.utc_offset_hours(now)
+                )
+                return
+            except ValueError:
+                pass  # other states, channels or faults: a new machine below
+        self._rebase()
+        self._generation += 1
+        self._sim = self._simulator(now)
 
     def force_fault(
         self, name: str, severity: float = 1.0, duration_seconds: float | None = None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import quote
@@ -42,6 +43,7 @@ from .dbfile import (
     quarantine,
     set_aside_stale_companions,
 )
+from .idfloor import Floors, IdFloor, raise_sequences, sequences
 from .layout import (
     CLASSIC,
     LABEL_COLUMNS,
@@ -274,9 +276,13 @@ def insert_tables(
     parts: Sequence[TableRows],
     also: Callable[[sqlite3.Connection], None] | None = None,
     database: str | None = None,
+    first: Callable[[sqlite3.Connection], None] | None = None,
 ) -> int:
-    """Insert every part's rows (and truth) in one transaction; return rows written."""
+    """Insert every part's rows (and truth) in one transaction, ``first`` before them and
+    ``also`` after them in it; return rows written."""
     with transaction(conn):
+        if first is not None:
+            first(conn)
         written = 0
         for part in parts:
             before = conn.total_changes
@@ -353,6 +359,12 @@ class Store:
         self._pragmas: tuple[int, str] | None = None
         self._known_good_at = 0.0  # wall time the file was last seen to be ours
         self.database_id: str | None = None
+        # The highest id each table of this database handed out, kept where a restore
+        # cannot roll it back (the side file, and this process's memory while it runs).
+        self.id_floor = IdFloor(path)
+        self.restores = 0  # times the file was found behind its floors (a restored backup)
+        self._high: Floors = {}
+        self._floor_unsaved = False
         # Taken at every (re)open, refreshed in flush transactions, given back at finish.
         self.lease: Lease | None = None
 
@@ -420,13 +432,18 @@ class Store:
         self._ready = set()
         try:
             try:
-                self.database_id = ensure_schema(conn)
+                found = ensure_schema(conn)
+                if found != self.database_id:  # another database: its ids are its own
+                    self.database_id, self._high = found, {}
                 self._attach_truth(conn)
                 self._ensure_tables(conn, list(self.layouts.values()))
             except ForeignTableError as exc:
                 raise self._foreign_table(exc.problems) from None
             if self.lease is not None:
                 self.lease.acquire(conn, patient)
+            # A restore made while the node was stopped is caught here, before any write.
+            with transaction(conn):
+                self._guard_ids(conn, from_file=True)
             inode = file_key(self.path)
         except BaseException:
             conn.close()
@@ -569,13 +586,71 @@ class Store:
                     self._ensure_tables(conn, [p.layout for p in parts if p.layout.table != TABLE])
                     lease = self.lease
                     beat = lease.beat if lease is not None and lease.due() else None
-                    written = insert_tables(conn, parts, beat, self.database_id)
+                    # The guard also catches a restore in place (same inode, older contents).
+                    written = insert_tables(
+                        conn,
+                        parts,
+                        partial(self._after_rows, beat),
+                        self.database_id,
+                        self._guard_ids,
+                    )
                 except BaseException:
                     self.close()  # reconnect (re-checking the file) on the next attempt
                     raise
                 self._known_good_at = time.time()
                 return written
         raise AssertionError("unreachable: tenacity reraises")
+
+    def _guard_ids(self, conn: sqlite3.Connection, from_file: bool = False) -> None:
+        """Inside a write transaction: each table's next id is above every id it ever handed
+        out in this database. A file behind that is a restored backup: its sequences rise.
+
+        The side file is read at open; between opens the floors in memory are current
+        (every flush moves them to the file's newest ids, whoever wrote those), so a
+        restore in place is caught without a read per flush.
+        """
+        assert self.database_id is not None
+        floors = dict(self._high)
+        if from_file:
+            for table, high in self.id_floor.read(self.database_id).items():
+                floors[table] = max(floors.get(table, 0), high)
+        behind = raise_sequences(conn, floors) if floors else {}
+        if behind:
+            self.restores += 1
+            for table, (last, floor) in behind.items():
+                log.warning(
+                    "database restore detected",
+                    path=str(self.path),
+                    database_id=self.database_id,
+                    table=table,
+                    file_last_id=last,
+                    ids_handed_out=floor,
+                    action=f"new rows get ids above {floor}, never an id already used",
+                )
+        self._high = floors
+
+    def _after_rows(
+        self, beat: Callable[[sqlite3.Connection], None] | None, conn: sqlite3.Connection
+    ) -> None:
+        self._record_ids(conn)
+        if beat is not None:
+            beat(conn)
+
+    def _record_ids(self, conn: sqlite3.Connection) -> None:
+        """Inside the write transaction, after the rows: save the new floors beside the file."""
+        assert self.database_id is not None
+        for table, last in sequences(conn).items():
+            self._high[table] = max(self._high.get(table, 0), last)
+        try:
+            self.id_floor.record(self.database_id, self._high)
+        except OSError as exc:
+            # The rows matter more than the floor: they are written, and central stores
+            # still keep both readings should a restore reuse an id (see docs/sync.md).
+            if not self._floor_unsaved:
+                log.warning("row id floor not saved", path=str(self.id_floor.path), error=str(exc))
+            self._floor_unsaved = True
+        else:
+            self._floor_unsaved = False
 
     def change_sensor_ids(self, sensor_ids: Iterable[str]) -> None:
         """Lease exactly these sensor ids from now on, before a live edit writes under them.

@@ -24,6 +24,11 @@ class SyncMetrics:
             "Rows new to the sink; lower than rows shipped when a batch was sent again.",
             registry=r,
         )
+        self.key_conflicts = Counter(
+            "sensorfleet_sync_key_conflicts",
+            "Readings kept beside the central table because their key held another reading.",
+            registry=r,
+        )
         self.batches = Counter(
             "sensorfleet_sync_batches", "Batches acknowledged by the sink.", registry=r
         )

@@ -19,6 +19,7 @@ from ...node.config import Config
 from ...node.identity import Identity
 
 if TYPE_CHECKING:  # the face machinery (asyncio, threads) loads only when a face is on
+    from ...equipment import EquipmentModel
     from .base import Face, FaceServer
 
 # Modbus addresses units 1–247; more sensors than that need another process.
@@ -55,7 +56,11 @@ def face_problems(config: Config, sensors: int) -> list[str]:
     return problems
 
 
-def start_faces(config: Config, identities: Sequence[Identity]) -> list[Face]:
+def start_faces(
+    config: Config,
+    identities: Sequence[Identity],
+    models: Sequence[EquipmentModel | None] = (),
+) -> list[Face]:
     """Start every enabled face on its own thread; binding happens in the background.
 
     A face whose port cannot be bound logs ``<name> unavailable`` and stops;
@@ -67,7 +72,7 @@ def start_faces(config: Config, identities: Sequence[Identity]) -> list[Face]:
     for name in enabled_faces(config):
         module_name, class_name, _, title = _FACES[name]
         factory = functools.partial(_build_server, module_name, class_name)
-        face = Face(name, title, factory, config, identities)
+        face = Face(name, title, factory, config, identities, models)
         face.start()
         faces.append(face)
     return faces

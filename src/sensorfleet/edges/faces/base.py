@@ -19,13 +19,18 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ... import logs
 from ...node.config import Config
 from ...node.identity import Identity
-from ...node.readings import Block
+from ...node.readings import Block, Readings
+
+if TYPE_CHECKING:
+    from ...equipment import EquipmentModel
+    from ...node.machine import MachineBlock
 
 log = structlog.get_logger("sensorfleet.faces")
 
@@ -60,26 +65,77 @@ def readings_of(block: Block) -> Iterator[Reading]:
 
 
 @dataclass(frozen=True)
+class MachineReading:
+    """One equipment reading as written: channels in catalogue order (NaN where the row
+    holds NULL) and its ground truth (served only while the labels are inline)."""
+
+    time_us: int
+    channels: tuple[float, ...]
+    state: str
+    fault: str | None
+    fault_severity: float
+    instrument_fault: str | None
+    health: float
+    rul_seconds: float  # NaN while healthy
+    maintenance: bool
+
+
+def machine_readings(block: MachineBlock) -> Iterator[MachineReading]:
+    """The readings of an equipment block, oldest first."""
+    data = block.data
+    channels = [data.channels[c.name].tolist() for c in block.model.channels]
+    state, fault, severity, _started, instrument, health, rul, maintenance = block.truth_columns()
+    for i, time_us in enumerate(block.times_us.tolist()):
+        yield MachineReading(
+            time_us,
+            tuple(values[i] for values in channels),
+            state[i],
+            fault[i],
+            severity[i],
+            instrument[i],
+            health[i],
+            rul[i],
+            bool(maintenance[i]),
+        )
+
+
+@dataclass(frozen=True)
 class _Reconfigure:
     config: Config
     identities: list[Identity]
 
 
 class FaceServer(ABC):
-    """The protocol part of a face, built and run on the face's own thread and loop."""
+    """The protocol part of a face, built and run on the face's own thread and loop.
 
-    def __init__(self, config: Config, identities: Sequence[Identity], host: str, port: int):
+    ``models`` holds, per identity, its equipment model (None for a classic sensor).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        identities: Sequence[Identity],
+        host: str,
+        port: int,
+        models: Sequence[EquipmentModel | None] = (),
+    ):
         self.config = config
         self.identities = list(identities)
         self.host = host
         self.port = port
+        self.models = list(models) or [None] * len(self.identities)
+
+    @property
+    def labels_hidden(self) -> bool:
+        """Ground truth stays out of the faces too when the labels are hidden."""
+        return self.config.labels.mode == "hidden"
 
     @abstractmethod
     async def serve(self) -> int:
         """Build the address space, bind and start serving; return the bound port."""
 
     @abstractmethod
-    async def apply(self, position: int, block: Block) -> int:
+    async def apply(self, position: int, block: Readings) -> int:
         """Serve the readings of ``block``; return how many were published."""
 
     @abstractmethod
@@ -95,7 +151,9 @@ class FaceServer(ABC):
         return {}
 
 
-ServerFactory = Callable[[Config, Sequence[Identity], str, int], FaceServer]
+ServerFactory = Callable[
+    [Config, Sequence[Identity], str, int, Sequence["EquipmentModel | None"]], FaceServer
+]
 
 
 class Face:
@@ -111,6 +169,7 @@ class Face:
         factory: ServerFactory,
         config: Config,
         identities: Sequence[Identity],
+        models: Sequence[EquipmentModel | None] = (),
     ) -> None:
         settings = getattr(config, name)
         self.name = name  # config section and log event prefix: "opcua", "modbus"
@@ -124,11 +183,12 @@ class Face:
         self._factory = factory
         self._config = config
         self._identities = list(identities)
+        self._models = list(models)
         self._server: FaceServer | None = None
-        self._inbox: deque[tuple[int, Block] | _Reconfigure] = deque()
+        self._inbox: deque[tuple[int, Readings] | _Reconfigure] = deque()
         # Until the server is up no client can be subscribed: keep only each sensor's
         # newest block (its current value) instead of a backlog to catch up on.
-        self._early: dict[int, Block] | None = {}
+        self._early: dict[int, Readings] | None = {}
         self._early_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -138,7 +198,7 @@ class Face:
         self._thread.daemon = True
 
     # ---- called from the node loop's thread ------------------------------------------
-    def publish(self, position: int, block: Block) -> None:
+    def publish(self, position: int, block: Readings) -> None:
         """Queue the readings of the sensor at ``position``; never blocks."""
         if self._early is not None:
             with self._early_lock:
@@ -203,7 +263,9 @@ class Face:
         if self._stopping:  # the node finished before this thread got going
             return
         try:
-            self._server = self._factory(self._config, self._identities, self.host, self.port)
+            self._server = self._factory(
+                self._config, self._identities, self.host, self.port, self._models
+            )
             self.bound_port = await self._server.serve()
         except Exception as exc:  # OSError when the port is taken; any setup failure
             log.error(

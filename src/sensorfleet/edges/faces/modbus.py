@@ -10,6 +10,9 @@ the newest reading in nine registers, readable as input registers (function
     6    status_code   0 or 1, as in SQLite
     7    anomaly_flag  0 or 1
     8    anomaly type  0 none, 1 spike, 2 trend, 3 pattern, 4 missing_data, 5 noise
+
+A unit simulating an equipment model holds its channels and ground truth instead,
+as ``registers.register_map`` lays them out (``sensorfleet models --registers``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from ...equipment import EquipmentModel
 from ...node.config import Config
 from ...node.identity import Identity
-from ...node.readings import Block
-from .base import FaceServer, Reading, readings_of
+from ...node.machine import MachineBlock
+from ...node.readings import Block, Readings
+from .base import FaceServer, Reading, machine_readings, readings_of
+from .registers import NAN_WORDS, machine_registers, register_count
 
 REGISTER_COUNT = 9
 _NAN_WORDS = list(struct.unpack(">HH", struct.pack(">f", float("nan"))))
@@ -45,12 +51,28 @@ class ModbusServer(FaceServer):
     """Serves the newest reading of every sensor as unit 1, 2, …"""
 
     def __init__(
-        self, config: Config, identities: Sequence[Identity], host: str, port: int
+        self,
+        config: Config,
+        identities: Sequence[Identity],
+        host: str,
+        port: int,
+        models: Sequence[EquipmentModel | None] = (),
     ) -> None:
-        super().__init__(config, identities, host, port)
-        # Before the first reading: NaN values, no anomaly.
-        self._latest = [[*_NAN_WORDS * 3, 0, 0, 0] for _ in self.identities]
+        super().__init__(config, identities, host, port, models)
+        # Registers per unit, and before the first reading: NaN values, no anomaly.
+        self._counts = [
+            REGISTER_COUNT if model is None else register_count(model, self.labels_hidden)
+            for model in self.models
+        ]
+        self._latest = [
+            [*_NAN_WORDS * 3, 0, 0, 0] if model is None else self._empty(model)
+            for model in self.models
+        ]
         self.server: ModbusTcpServer | None = None
+
+    def _empty(self, model: EquipmentModel) -> list[int]:
+        channels = [*NAN_WORDS] * len(model.channels)
+        return channels + [0] * (register_count(model, self.labels_hidden) - len(channels))
 
     async def serve(self) -> int:
         devices = [
@@ -59,7 +81,7 @@ class ModbusServer(FaceServer):
                 simdata=[
                     SimData(
                         address=0,
-                        count=REGISTER_COUNT,
+                        count=self._counts[position],
                         values=0,
                         datatype=DataType.REGISTERS,
                         readonly=True,
@@ -91,10 +113,19 @@ class ModbusServer(FaceServer):
         _set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         # Called for every request to the unit: put its newest reading in place.
-        current_registers[:REGISTER_COUNT] = self._latest[position]
+        latest = self._latest[position]
+        current_registers[: len(latest)] = latest
         return None
 
-    async def apply(self, position: int, block: Block) -> int:
+    async def apply(self, position: int, block: Readings) -> int:
+        if isinstance(block, MachineBlock):
+            model = self.models[position]
+            if model is not None and len(block):
+                last = block.slice(len(block) - 1, len(block))  # registers hold the newest
+                (machine,) = machine_readings(last)
+                self._latest[position] = machine_registers(model, machine, self.labels_hidden)
+            return len(block)
+        assert isinstance(block, Block)
         newest = None
         published = 0
         for reading in readings_of(block):

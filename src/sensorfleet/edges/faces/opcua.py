@@ -8,6 +8,12 @@ Address space (namespace ``urn:sensorfleet``, string node ids)::
         StatusCode (Int32), AnomalyFlag (Boolean), AnomalyType (String, null if none)
         FirmwareVersion, Model, Manufacturer, Location   properties, follow hot reload
 
+An equipment sensor's object holds one AnalogItemType variable per channel, named as
+the channel (``ns;s=<sensor_id>.power_kw``; EURange from the catalogue's range,
+EngineeringUnits by UNECE code where one is known, else UnitId -1 with the symbol),
+and, unless the labels are hidden, State, Fault, FaultSeverity, InstrumentFault,
+Health, RulSeconds (null while healthy) and Maintenance.
+
 Every reading written to SQLite updates the variables in order with
 SourceTimestamp = the reading's timestamp, so a subscription (queue size 0 or
 large enough, trigger StatusValueTimestamp to also see repeated values) sees
@@ -28,11 +34,13 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_server import InternalServer
 
+from ...equipment import EquipmentModel
 from ...node.config import Config, OpcUa, ParameterRange
 from ...node.identity import Identity
 from ...node.layout import CLASSIC, Column
-from ...node.readings import KIND_NAMES, Block
-from .base import FaceServer, readings_of
+from ...node.machine import MachineBlock
+from ...node.readings import KIND_NAMES, Block, Readings
+from .base import FaceServer, machine_readings, readings_of
 
 NAMESPACE = "urn:sensorfleet"
 APPLICATION_URI = "urn:sensorfleet:node"
@@ -45,7 +53,22 @@ UNECE_CODES: dict[str, tuple[str, str]] = {
     "°C": ("CEL", "degree Celsius"),
     "mm/s²": ("M41", "millimetre per second squared"),
     "V": ("VLT", "volt"),
+    "A": ("AMP", "ampere"),
+    "kW": ("KWT", "kilowatt"),
+    "kWh": ("KWH", "kilowatt hour"),
+    "bar": ("BAR", "bar"),
+    "s": ("SEC", "second"),
 }
+# A machine's label variables (left out while the labels are hidden): name, column, type.
+LABEL_VARIABLES: tuple[tuple[str, str, ua.VariantType], ...] = (
+    ("State", "state", ua.VariantType.String),
+    ("Fault", "fault", ua.VariantType.String),
+    ("FaultSeverity", "fault_severity", ua.VariantType.Double),
+    ("InstrumentFault", "instrument_fault", ua.VariantType.String),
+    ("Health", "health", ua.VariantType.Double),
+    ("RulSeconds", "rul_seconds", ua.VariantType.Double),
+    ("Maintenance", "maintenance", ua.VariantType.Boolean),
+)
 
 
 def _analog_item(column: Column) -> tuple[str, str, str, str, str]:
@@ -72,6 +95,20 @@ _POLICIES = {
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def channel_unit(symbol: str) -> ua.EUInformation:
+    """EngineeringUnits of a channel: its UNECE code where known, else UnitId -1 (the
+    value OPC UA Part 8 gives a unit without a code) with the symbol as display name."""
+    known = UNECE_CODES.get(symbol)
+    if known is not None:
+        return unece_unit(known[0], symbol, known[1])
+    return ua.EUInformation(
+        NamespaceUri=UNECE_UNITS,
+        UnitId=-1,
+        DisplayName=ua.LocalizedText(symbol),
+        Description=ua.LocalizedText(symbol),
+    )
+
+
 def unece_unit(code: str, symbol: str, description: str) -> ua.EUInformation:
     """EUInformation for a UNECE Recommendation 20 common code (OPC UA Part 8)."""
     unit_id = 0
@@ -96,6 +133,12 @@ class _SensorNodes:
     status: ua.NodeId
     flag: ua.NodeId
     kind: ua.NodeId
+
+
+@dataclass(frozen=True)
+class _MachineNodes:
+    channels: tuple[ua.NodeId, ...]  # catalogue order
+    labels: tuple[ua.NodeId, ...]  # LABEL_VARIABLES order; empty while hidden
 
 
 class _PasswordUsers:
@@ -125,13 +168,18 @@ class OpcUaServer(FaceServer):
     """Serves every sensor of the node under ``Objects/Sensors``."""
 
     def __init__(
-        self, config: Config, identities: Sequence[Identity], host: str, port: int
+        self,
+        config: Config,
+        identities: Sequence[Identity],
+        host: str,
+        port: int,
+        models: Sequence[EquipmentModel | None] = (),
     ) -> None:
-        super().__init__(config, identities, host, port)
+        super().__init__(config, identities, host, port, models)
         self.settings: OpcUa = config.opcua
         self.server: Server | None = None
         self.namespace_index = 0
-        self._nodes: list[_SensorNodes] = []
+        self._nodes: list[_SensorNodes | _MachineNodes] = []
         self._object_ids: list[str] = []
 
     # ---- building -------------------------------------------------------------------
@@ -177,7 +225,7 @@ class OpcUaServer(FaceServer):
             )
         ]
         ranges = self.config.normal_parameters
-        for identity in self.identities:
+        for identity, model in zip(self.identities, self.models, strict=True):
             sensor = ua.NodeId(identity.id, ns)
             items.append(
                 _object_item(
@@ -188,6 +236,11 @@ class OpcUaServer(FaceServer):
                     ua.ObjectIds.Organizes,
                 )
             )
+            items.extend(self._identity_items(sensor, identity))
+            self._object_ids.append(identity.id)
+            if model is not None:
+                self._nodes.append(self._machine_items(sensor, identity, model, items))
+                continue
             values = []
             for name, parameter, code, symbol, description in ANALOG_ITEMS:
                 node = ua.NodeId(f"{identity.id}.{name}", ns)
@@ -226,17 +279,6 @@ class OpcUaServer(FaceServer):
                         ua.ObjectIds.BaseDataVariableType,
                     )
                 )
-            for name, field in IDENTITY_PROPERTIES:
-                items.append(
-                    _property_item(
-                        sensor,
-                        f"{identity.id}.{name}",
-                        name,
-                        ua.Variant(getattr(identity, field), ua.VariantType.String),
-                        ua.ObjectIds.String,
-                    )
-                )
-            self._object_ids.append(identity.id)
             self._nodes.append(
                 _SensorNodes(
                     (values[0], values[1], values[2]),
@@ -248,24 +290,71 @@ class OpcUaServer(FaceServer):
         for result in await server.iserver.isession.add_nodes(items):
             result.StatusCode.check()
 
+    @staticmethod
+    def _identity_items(sensor: ua.NodeId, identity: Identity) -> list[ua.AddNodesItem]:
+        return [
+            _property_item(
+                sensor,
+                f"{identity.id}.{name}",
+                name,
+                ua.Variant(getattr(identity, field), ua.VariantType.String),
+                ua.ObjectIds.String,
+            )
+            for name, field in IDENTITY_PROPERTIES
+        ]
+
+    def _machine_items(
+        self,
+        sensor: ua.NodeId,
+        identity: Identity,
+        model: EquipmentModel,
+        items: list[ua.AddNodesItem],
+    ) -> _MachineNodes:
+        """A machine's channels as AnalogItems (EURange from the catalogue's range, units),
+        and its labels as variables unless they are hidden; appended to ``items``."""
+        ns = self.namespace_index
+        channels = []
+        for channel in model.channels:
+            node = ua.NodeId(f"{identity.id}.{channel.name}", ns)
+            channels.append(node)
+            items.append(_variable_item(sensor, node, ua.QualifiedName(channel.name, ns),
+                                        ua.Variant(), ua.ObjectIds.Double,
+                                        ua.ObjectIds.AnalogItemType))  # fmt: skip
+            low = channel.minimum if channel.minimum is not None else float("-inf")
+            high = channel.maximum if channel.maximum is not None else float("inf")
+            items.append(_property_item(node, f"{identity.id}.{channel.name}.EURange", "EURange",
+                                        ua.Variant(ua.Range(Low=low, High=high)),
+                                        ua.ObjectIds.Range))  # fmt: skip
+            items.append(_property_item(node, f"{identity.id}.{channel.name}.EngineeringUnits",
+                                        "EngineeringUnits", ua.Variant(channel_unit(channel.unit)),
+                                        ua.ObjectIds.EUInformation))  # fmt: skip
+        labels = []
+        for name, _column, variant_type in () if self.labels_hidden else LABEL_VARIABLES:
+            node = ua.NodeId(f"{identity.id}.{name}", ns)
+            labels.append(node)
+            items.append(_variable_item(sensor, node, ua.QualifiedName(name, ns), ua.Variant(),
+                                        getattr(ua.ObjectIds, variant_type.name),
+                                        ua.ObjectIds.BaseDataVariableType))  # fmt: skip
+        return _MachineNodes(tuple(channels), tuple(labels))
+
     # ---- serving --------------------------------------------------------------------
-    async def apply(self, position: int, block: Block) -> int:
+    async def apply(self, position: int, block: Readings) -> int:
         server = self.server
         assert server is not None
+        nodes = self._nodes[position]
+        if isinstance(nodes, _MachineNodes):
+            assert isinstance(block, MachineBlock)
+            return await self._apply_machine(nodes, block)
+        assert isinstance(block, Block)
         write = server.iserver.aspace.write_attribute_value
         value_attr = ua.AttributeIds.Value
-        nodes = self._nodes[position]
         now = datetime.now(UTC)
         published = 0
         for reading in readings_of(block):
             stamp = source_time(reading.time_us)
             measured = (reading.temperature, reading.vibration, reading.voltage)
             for node, value in zip(nodes.values, measured, strict=True):
-                if value != value:  # NaN: no value (NULL in SQLite)
-                    data = _data_value(ua.Variant(), MISSING, stamp, now)
-                else:
-                    data = _data_value(ua.Variant(value, ua.VariantType.Double), GOOD, stamp, now)
-                await write(node, value_attr, data)
+                await write(node, value_attr, _measured(value, stamp, now))
             flag = reading.kind > 0
             for node, variant in (
                 (nodes.status, ua.Variant(int(flag), ua.VariantType.Int32)),
@@ -276,21 +365,55 @@ class OpcUaServer(FaceServer):
             published += 1
         return published
 
+    async def _apply_machine(self, nodes: _MachineNodes, block: MachineBlock) -> int:
+        server = self.server
+        assert server is not None
+        write = server.iserver.aspace.write_attribute_value
+        value_attr = ua.AttributeIds.Value
+        now = datetime.now(UTC)
+        published = 0
+        for reading in machine_readings(block):
+            stamp = source_time(reading.time_us)
+            for node, value in zip(nodes.channels, reading.channels, strict=True):
+                await write(node, value_attr, _measured(value, stamp, now))
+            labels: tuple[object, ...] = (
+                reading.state,
+                reading.fault,
+                reading.fault_severity,
+                reading.instrument_fault,
+                reading.health,
+                None if reading.rul_seconds != reading.rul_seconds else reading.rul_seconds,
+                reading.maintenance,
+            )
+            for node, label, (_, _, variant_type) in zip(
+                nodes.labels, labels, LABEL_VARIABLES, strict=False
+            ):
+                variant = ua.Variant() if label is None else ua.Variant(label, variant_type)
+                await write(node, value_attr, _data_value(variant, GOOD, stamp, now))
+            published += 1
+        return published
+
     async def reconfigure(self, config: Config, identities: Sequence[Identity]) -> None:
         self.config, self.identities = config, list(identities)
         server = self.server
         assert server is not None
         ns = self.namespace_index
         ranges = self.config.normal_parameters
-        for identity, object_id in zip(self.identities, self._object_ids, strict=True):
+        for identity, object_id, model in zip(
+            self.identities, self._object_ids, self.models, strict=True
+        ):
             updates: list[tuple[str, ua.Variant]] = [
                 (f"{object_id}.{name}", ua.Variant(getattr(identity, field), ua.VariantType.String))
                 for name, field in IDENTITY_PROPERTIES
             ]
-            updates.extend(
-                (f"{object_id}.{name}.EURange", ua.Variant(_eu_range(getattr(ranges, parameter))))
-                for name, parameter, *_ in ANALOG_ITEMS
-            )
+            if model is None:  # the classic ranges come from the config
+                updates.extend(
+                    (
+                        f"{object_id}.{name}.EURange",
+                        ua.Variant(_eu_range(getattr(ranges, parameter))),
+                    )
+                    for name, parameter, *_ in ANALOG_ITEMS
+                )
             for node_id, variant in updates:
                 node = ua.NodeId(node_id, ns)
                 if server.read_attribute_value(node).Value != variant:
@@ -357,6 +480,14 @@ def _data_value(
 ) -> ua.DataValue:
     # Positional: the status field's keyword is StatusCode_ before asyncua 2.0.
     return ua.DataValue(value, status, source, server)
+
+
+def _measured(value: float, source: datetime, server: datetime) -> ua.DataValue:
+    """A measured value; NaN (NULL in SQLite: missing data, an instrument dropout) is
+    Bad_SensorFailure with no value."""
+    if value != value:
+        return _data_value(ua.Variant(), MISSING, source, server)
+    return _data_value(ua.Variant(value, ua.VariantType.Double), GOOD, source, server)
 
 
 def _eu_range(parameter: ParameterRange) -> ua.Range:

@@ -10,11 +10,15 @@ storage upsert on the key ``(database_id, source_row_id)`` so it is stored once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from ...node.layout import CLASSIC, TableLayout
+
+log = structlog.get_logger("sensorfleet.sync")
 
 # Columns of a central row, in order: the duplicate-free key, every column the
 # node writes for a reading, and when the central side received it.
@@ -27,6 +31,26 @@ def central_columns(layout: TableLayout) -> tuple[str, ...]:
 
 
 CENTRAL_COLUMNS: tuple[str, ...] = central_columns(CLASSIC)
+
+
+# A sink with storage keeps the second reading a key names here, beside its table.
+CONFLICTS_SUFFIX = "_conflicts"
+# Keys named in one warning line; the count covers them all.
+LOGGED_KEYS = 20
+
+
+def log_conflicts(sink: str, table: str, database_id: str, source_row_ids: Sequence[int]) -> None:
+    """Say that keys already held a different reading, and where the new one was kept."""
+    log.warning(
+        "key holds a different reading",
+        sink=sink,
+        table=table,
+        database_id=database_id,
+        source_row_ids=list(source_row_ids[:LOGGED_KEYS]),
+        count=len(source_row_ids),
+        kept_in=table + CONFLICTS_SUFFIX,
+        action="both readings kept: the stored one in place, the new one beside it",
+    )
 
 
 class SinkError(Exception):

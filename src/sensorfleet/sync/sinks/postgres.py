@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..._redaction import scrub
 from ...node.layout import CLASSIC, TableLayout
-from .base import Batch, SinkError
+from .base import CONFLICTS_SUFFIX, Batch, SinkError, log_conflicts
 
 if TYPE_CHECKING:
     import psycopg
@@ -36,6 +36,26 @@ CREATE TABLE IF NOT EXISTS {{table}} (
 """
 
 
+# A second, different reading under a key the table holds is kept here, never dropped.
+# Made from the table itself, so a table written by an earlier version gains it as it is.
+_CONFLICTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {conflicts} (LIKE {table} INCLUDING DEFAULTS)",
+    "ALTER TABLE {conflicts} ADD COLUMN IF NOT EXISTS detected_at timestamptz NOT NULL "
+    "DEFAULT now()",
+    "CREATE INDEX IF NOT EXISTS {index} ON {conflicts} (database_id, source_row_id)",
+)
+# Rows of the batch whose key the table holds with another reading, not kept beside it yet.
+_KEEP_CONFLICTS = """
+INSERT INTO {conflicts} ({columns}) SELECT {staged} FROM {staging} AS s
+JOIN {table} AS c ON c.database_id = s.database_id AND c.source_row_id = s.source_row_id
+WHERE ({stored}) IS DISTINCT FROM ({incoming}) AND NOT EXISTS (
+    SELECT 1 FROM {conflicts} AS k
+    WHERE k.database_id = s.database_id AND k.source_row_id = s.source_row_id
+    AND ({kept}) IS NOT DISTINCT FROM ({incoming}))
+RETURNING source_row_id
+"""
+
+
 class PostgresSink:
     """Rows upserted into one PostgreSQL table."""
 
@@ -54,6 +74,7 @@ class PostgresSink:
         self.timeout = timeout
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._ready: set[TableLayout] = set()  # tables and staging made on this connection
+        self.conflicts = 0  # readings kept beside a table because their key was taken
 
     @property
     def name(self) -> str:
@@ -77,11 +98,16 @@ class PostgresSink:
             return
         table, staging = sql.Identifier(self._table(layout)), sql.Identifier(self._staging(layout))
         conn.execute(sql.SQL(_schema(layout)).format(table=table))
+        conflicts = sql.Identifier(self._table(layout) + CONFLICTS_SUFFIX)
+        index = sql.Identifier(f"idx_{self._table(layout)}{CONFLICTS_SUFFIX}_key")
+        for statement in _CONFLICTS_SCHEMA:
+            conn.execute(sql.SQL(statement).format(conflicts=conflicts, table=table, index=index))
+        add_channel = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} double precision"
         for column in layout.channels:
-            conn.execute(
-                sql.SQL("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} double precision")
-                .format(table=table, column=sql.Identifier(column.name))
-            )  # fmt: skip
+            for name in (table, conflicts):
+                conn.execute(
+                    sql.SQL(add_channel).format(table=name, column=sql.Identifier(column.name))
+                )
         conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{staging}").format(staging=staging))
         conn.execute(
             sql.SQL(
@@ -140,10 +166,37 @@ class PostgresSink:
                         "ON CONFLICT (database_id, source_row_id) DO NOTHING"
                     ).format(table=table, columns=columns, staging=staging)
                 )
-                return max(cur.rowcount, 0)
+                stored = max(cur.rowcount, 0)
+                if stored < len(batch):  # some keys were there: the same readings?
+                    cur.execute(self._keep_conflicts(batch))
+                    found = sorted(int(str(row[0])) for row in cur.fetchall())
+                    if found:
+                        self.conflicts += len(found)
+                        table_name = self._table(layout)
+                        log_conflicts(self.name, table_name, batch.database_id, found)
+                return stored
         except psycopg.Error as exc:
             self.close()  # a fresh connection next time; the transaction was rolled back
             raise SinkError(f"{self.name}: write batch: {self._one_line(exc)}") from None
+
+    def _keep_conflicts(self, batch: Batch) -> psycopg.sql.Composed:
+        from psycopg import sql
+
+        def of(alias: str, names: tuple[str, ...]) -> sql.Composed:
+            return sql.SQL(", ").join(sql.Identifier(alias, n) for n in names)
+
+        table = self._table(batch.layout)
+        readings = batch.layout.names
+        return sql.SQL(_KEEP_CONFLICTS).format(
+            conflicts=sql.Identifier(table + CONFLICTS_SUFFIX),
+            table=sql.Identifier(table),
+            staging=sql.Identifier(self._staging(batch.layout)),
+            columns=sql.SQL(", ").join(sql.Identifier(c) for c in batch.columns),
+            staged=of("s", batch.columns),
+            stored=of("c", readings),
+            incoming=of("s", readings),
+            kept=of("k", readings),
+        )
 
     def close(self) -> None:
         self._ready = set()

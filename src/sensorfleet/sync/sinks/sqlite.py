@@ -24,7 +24,7 @@ from urllib.parse import quote
 from ...node import store
 from ...node.config import Database
 from ...node.layout import CLASSIC, TableLayout
-from .base import Batch, SinkError, central_columns
+from .base import CONFLICTS_SUFFIX, Batch, SinkError, central_columns, log_conflicts
 
 DEFAULT_TABLE = "sensor_readings"
 
@@ -41,16 +41,29 @@ CREATE TABLE IF NOT EXISTS {table} (
     received_at TEXT NOT NULL,
     PRIMARY KEY (database_id, source_row_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp)
+CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp);
+-- A second, different reading under a key the table holds: kept here, never dropped.
+CREATE TABLE IF NOT EXISTS {table}{CONFLICTS_SUFFIX} (
+    database_id TEXT NOT NULL,
+    source_row_id INTEGER NOT NULL,
+{layout.sqlite_columns_sql()},
+    received_at TEXT NOT NULL,
+    detected_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_{table}{CONFLICTS_SUFFIX}_key
+    ON {table}{CONFLICTS_SUFFIX}(database_id, source_row_id)
 """
 
 
 @dataclass(frozen=True)
 class _Statements:
-    """Insert and copy of one central table."""
+    """Insert and copy of one central table, and the keeping of readings whose key it
+    holds with another reading (``keep``, with ``{source}`` for where the batch's rows are)."""
 
     insert: str
     copy: str
+    from_node: str
+    keep: str
 
 
 _NODE = "sensorfleet_node"  # schema name of the attached node file
@@ -81,6 +94,7 @@ class SQLiteSink:
         self._conn: sqlite3.Connection | None = None
         self._attached: str | None = None
         self._statements: dict[TableLayout, _Statements] = {}
+        self.conflicts = 0  # readings kept beside a table because their key was taken
 
     def _table(self, layout: TableLayout) -> str:
         """The central table of ``layout``: ``table`` for classic readings (the URL may
@@ -96,27 +110,48 @@ class SQLiteSink:
         table = self._table(layout)
         for statement in _schema(table, layout).split(";"):
             conn.execute(statement)
-        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for column in layout.channels:
-            if column.name not in present:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column.sqlite_sql()}")
+        for name in (table, table + CONFLICTS_SUFFIX):
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
+            for column in layout.channels:
+                if column.name not in present:
+                    conn.execute(f"ALTER TABLE {name} ADD COLUMN {column.sqlite_sql()}")
         found = self._statements.get(layout)
         if found is not None:
             return found
         columns = central_columns(layout)
         names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+        # The batch's rows in the attached node file, as central rows.
+        from_node = (
+            "SELECT ? AS database_id, r.id AS source_row_id, "
+            + ", ".join(f"r.{c}" for c in layout.names)
+            + f", ? AS received_at FROM {_NODE}.{layout.table} AS r "
+            "WHERE r.id IN (SELECT value FROM json_each(?))"
+        )
+        # Rows of the batch whose key the table holds with another reading and that are
+        # not kept beside it yet: a key never names two readings with one dropped.
+        same = " AND ".join(f"c.{c} IS s.{c}" for c in layout.names)
+        kept = " AND ".join(f"k.{c} IS s.{c}" for c in layout.names)
+        conflicts = table + CONFLICTS_SUFFIX
+        keep = (
+            f"INSERT INTO {conflicts} ({names}, detected_at) SELECT "
+            + ", ".join(f"s.{c}" for c in columns)
+            + f", ? FROM ({{source}}) AS s JOIN {table} AS c "
+            "ON c.database_id = s.database_id AND c.source_row_id = s.source_row_id "
+            f"WHERE NOT ({same}) AND NOT EXISTS (SELECT 1 FROM {conflicts} AS k "
+            "WHERE k.database_id = s.database_id AND k.source_row_id = s.source_row_id "
+            f"AND {kept}) RETURNING source_row_id"
+        )
         statements = _Statements(
             insert=(
                 f"INSERT INTO {table} ({names}) VALUES ({marks}) "
                 "ON CONFLICT (database_id, source_row_id) DO NOTHING"
             ),
             copy=(
-                f"INSERT INTO {table} ({names}) SELECT ?, r.id, "
-                + ", ".join(f"r.{c}" for c in layout.names)
-                + f", ? FROM {_NODE}.{layout.table} AS r "
-                "WHERE r.id IN (SELECT value FROM json_each(?)) "
+                f"INSERT INTO {table} ({names}) {from_node} "
                 "ON CONFLICT (database_id, source_row_id) DO NOTHING"
             ),
+            from_node=from_node,
+            keep=keep,
         )
         self._statements[layout] = statements
         return statements
@@ -157,11 +192,31 @@ class SQLiteSink:
                             )
                         else:
                             conn.executemany(statements.insert, batch.central_rows())
-                        return conn.total_changes - before
+                        stored = conn.total_changes - before
+                        if stored < len(batch):  # some keys were there: the same readings?
+                            self._keep_different(conn, statements, batch, ids)
+                        return stored
         except (sqlite3.Error, OSError) as exc:
             self.close()  # reopen next time, in case the file was replaced
             raise SinkError(f"{self.name}: write batch: {exc}") from None
         raise AssertionError("unreachable: tenacity reraises")
+
+    def _keep_different(
+        self, conn: sqlite3.Connection, statements: _Statements, batch: Batch, ids: str
+    ) -> None:
+        """Keep, beside the table, the batch's readings whose key holds another reading."""
+        now = batch.received_at
+        if ids:
+            sql = statements.keep.format(source=statements.from_node)
+            params = [(now, batch.database_id, now, ids)]
+        else:  # rows from Python (no URI support): one row at a time
+            one_row = "SELECT " + ", ".join(f"? AS {c}" for c in batch.columns)
+            sql = statements.keep.format(source=one_row)
+            params = [(now, *row) for row in batch.central_rows()]
+        found = sorted(int(r[0]) for p in params for r in conn.execute(sql, p))
+        if found:
+            self.conflicts += len(found)
+            log_conflicts(self.name, self._table(batch.layout), batch.database_id, found)
 
     def _check_source(self, conn: sqlite3.Connection, batch: Batch) -> None:
         found = conn.execute(f"SELECT database_id FROM {_NODE}.sensorfleet_meta").fetchone()
