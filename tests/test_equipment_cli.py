@@ -11,10 +11,15 @@ from conftest import clean_env, run_main, write_config, write_identity
 BUILT_IN = [
     "compressor",
     "fan",
+    "heater",
     "hvac",
     "hydraulic_pump",
     "injection_molding",
+    "lamp",
     "motor",
+    "oven",
+    "pm_sensor",
+    "process_machine",
     "production_machine",
 ]
 
