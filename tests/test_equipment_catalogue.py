@@ -12,7 +12,20 @@ from sensorfleet.equipment import build_catalogue, load_catalogue
 from sensorfleet.equipment.formula import parse_formula
 from sensorfleet.errors import InputError
 
-REFERENCE_TYPES = ("compressor", "fan", "hvac", "motor")
+REFERENCE_TYPES = (
+    "compressor",
+    "fan",
+    "heater",
+    "hvac",
+    "hydraulic_pump",
+    "injection_molding",
+    "lamp",
+    "motor",
+    "oven",
+    "pm_sensor",
+    "process_machine",
+    "production_machine",
+)
 
 
 def problem(tmp_path: Path, text: str, name: str = "plant.yaml") -> str:
@@ -26,7 +39,7 @@ def problem(tmp_path: Path, text: str, name: str = "plant.yaml") -> str:
 
 
 def test_builtin_catalogue_has_the_reference_models() -> None:
-    """The package ships the four reference types, each with states, faults and channels."""
+    """The package ships the reference types, each with states, faults and channels."""
     catalogue = load_catalogue()
     assert catalogue.names() == REFERENCE_TYPES
     compressor = catalogue.get("compressor")
@@ -63,10 +76,10 @@ def test_user_file_changes_one_fault_rate_and_keeps_the_rest(tmp_path: Path) -> 
 
 def test_user_file_adds_a_model(tmp_path: Path) -> None:
     """A file can add a whole new type beside the built-in ones."""
-    path = tmp_path / "lamp.yaml"
+    path = tmp_path / "beacon.yaml"
     path.write_text(
         "models:\n"
-        "  lamp:\n"
+        "  beacon:\n"
         "    interval_seconds: 60\n"
         "    operation: {states: {lit: {share: 0.5, mean_dwell_seconds: 600},"
         " dark: {share: 0.5, mean_dwell_seconds: 600}}}\n"
@@ -74,9 +87,9 @@ def test_user_file_adds_a_model(tmp_path: Path) -> None:
         "      lamp_on: {kind: digital, target: {default: 0, lit: 1}}\n"
     )
     catalogue = load_catalogue([path])
-    assert catalogue.names() == ("compressor", "fan", "hvac", "lamp", "motor")
-    assert catalogue.get("lamp").interval_seconds == 60
-    assert catalogue.get("lamp").states == ("lit", "dark", "fault", "maintenance")
+    assert catalogue.names() == tuple(sorted((*REFERENCE_TYPES, "beacon")))
+    assert catalogue.get("beacon").interval_seconds == 60
+    assert catalogue.get("beacon").states == ("lit", "dark", "fault", "maintenance")
 
 
 def test_later_files_win_and_merging_is_a_function_of_contents() -> None:
@@ -113,7 +126,7 @@ def test_later_files_win_and_merging_is_a_function_of_contents() -> None:
         (
             "models: {hvac: {channels: {cop: {formula: '__import__(\"os\")'}}}}\n",
             "models.hvac.channels.cop.formula: formula '__import__(\"os\")' calls '__import__'; "
-            "the functions are abs, clip, exp, log, max, min, sqrt, where",
+            "the functions are abs, clip, exp, log, max, min, sin, sqrt, where",
         ),
         (
             "models: {motor: {faults: {belt_slip: {effects: {speed: {mode: add, to: 1}}}}}}\n",
@@ -206,7 +219,7 @@ def test_unknown_type_names_the_types_that_exist() -> None:
         load_catalogue().get("boiler", where="node.yaml: type")
     assert caught.value.problems == [
         "node.yaml: type: unknown equipment type 'boiler' "
-        "(the catalogue has: compressor, fan, hvac, motor)"
+        f"(the catalogue has: {', '.join(REFERENCE_TYPES)})"
     ]
 
 
@@ -219,3 +232,5 @@ def test_formulas_compute_with_numpy_and_refuse_attributes() -> None:
     with pytest.raises(ValueError, match="is not allowed"):
         parse_formula("x.real", frozenset("x"))
     assert math.isclose(float(parse_formula("exp(0) + sqrt(4)", frozenset()).evaluate({})), 3.0)
+    wave = parse_formula("sin(2 * 3.141592653589793 * x)", frozenset("x"))
+    assert np.allclose(wave.evaluate({"x": np.array([0.0, 0.25, 0.75])}), [0.0, 1.0, -1.0])

@@ -63,21 +63,15 @@ CREATE TABLE sensor_readings (
 """
 
 
-def sync_once(cwd: Path, sink: str, *sources: Path) -> list[dict[str, Any]]:
-    """``sensorfleet sync SOURCES --once`` to completion; its JSON log events."""
+def sync_once(
+    cwd: Path, sink: str, *sources: Path, cursor: str | None = None
+) -> list[dict[str, Any]]:
+    """``sensorfleet sync SOURCES --once`` (read-only with ``cursor``) to completion; its JSON
+    log events."""
+    command = [sys.executable, "-m", "sensorfleet", "sync", *map(str, sources), "--sink", sink]
+    command += ["--once", "--log-format", "json", *(["--cursor", cursor] if cursor else [])]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sensorfleet",
-            "sync",
-            *map(str, sources),
-            "--sink",
-            sink,
-            "--once",
-            "--log-format",
-            "json",
-        ],
+        command,
         cwd=cwd,
         env=node_env(),
         capture_output=True,
@@ -196,6 +190,22 @@ def test_restored_backup_never_reuses_a_shipped_id(
     assert rows(db, "count(*)", "synced = 0") == [(0,)]
 
 
+def write_with_a_backup(folder: Path, db: Path) -> None:
+    """A node writes 50 rows, ``backup.db`` is taken, it writes 100 more and stops."""
+    with start_node(folder) as node:
+        grow(node, db, 50)
+        backup(db, folder / "backup.db")
+        grow(node, db, 100)
+        assert node.stop() == 0
+
+
+def write_more(folder: Path, db: Path) -> None:
+    """The node starts again on ``db``, writes 150 rows and stops."""
+    with start_node(folder) as node:
+        grow(node, db, 150)
+        assert node.stop() == 0
+
+
 @pytest.mark.parametrize("sink", ["sqlite", "postgresql"])
 def test_sink_keeps_both_readings_when_a_key_is_reused(
     tmp_path: Path, request: pytest.FixtureRequest, sink: str
@@ -204,21 +214,12 @@ def test_sink_keeps_both_readings_when_a_key_is_reused(
     store, which keeps both readings of each such key, logs the keys and counts them."""
     db = tmp_path / "data.db"
     url, read_central = central(sink, tmp_path, request)
-    node = start_node(tmp_path)
-    try:
-        grow(node, db, 50)
-        backup(db, tmp_path / "backup.db")
-        grow(node, db, 100)
-        assert node.stop() == 0
-        events = sync_once(tmp_path, url, db)
-        before_restore = stamps(db)
-        restore(tmp_path / "backup.db", db)
-        (tmp_path / "data.db-ids").unlink()  # e.g. the file alone copied to a new machine
-        node = start_node(tmp_path)
-        grow(node, db, 150)
-        assert node.stop() == 0
-    finally:
-        node.kill()
+    write_with_a_backup(tmp_path, db)
+    events = sync_once(tmp_path, url, db)
+    before_restore = stamps(db)
+    restore(tmp_path / "backup.db", db)
+    (tmp_path / "data.db-ids").unlink()  # e.g. the file alone copied to a new machine
+    write_more(tmp_path, db)
     events += sync_once(tmp_path, url, db)
     stored, kept_beside = read_central()
     assert sorted(stored + kept_beside) == sorted(before_restore | stamps(db))
@@ -293,3 +294,26 @@ def test_a_floor_that_cannot_be_saved_never_stops_the_rows(tmp_path: Path) -> No
     assert len(unsaved) == 1 and unsaved[0]["log_level"] == "warning"
     assert [e["ids_handed_out"] for e in logs if e["event"] == "database restore detected"] == [40]
     assert query(db, "SELECT min(id), max(id), count(*) FROM sensor_readings") == [(1, 50, 40)]
+
+
+def test_cursor_collector_ships_reused_ids_after_a_rollback(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A read-only collector whose cursor is past a restored file's newest id reads from that
+    id on, so readings under reused ids (the floor lost too) are shipped, kept beside the
+    stored ones, instead of skipped as if shipped already."""
+    db = tmp_path / "data.db"
+    url, read_central = central("sqlite", tmp_path, request)
+    write_with_a_backup(tmp_path, db)
+    events = sync_once(tmp_path, url, db, cursor="cursor.json")
+    before_restore = stamps(db)
+    restore(tmp_path / "backup.db", db)
+    (tmp_path / "data.db-ids").unlink()
+    events += sync_once(tmp_path, url, db, cursor="cursor.json")
+    write_more(tmp_path, db)
+    events += sync_once(tmp_path, url, db, cursor="cursor.json")
+    stored, kept_beside = read_central()
+    assert sorted(stored + kept_beside) == sorted(before_restore | stamps(db))
+    (behind,) = [e for e in events if e["event"] == "source behind the cursor"]
+    assert behind["file_last_id"] < behind["cursor_last_id"] == len(before_restore)
+    assert rows(db, "count(*)", "synced = 1") == [(0,)]  # read-only: never marked

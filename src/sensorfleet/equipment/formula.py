@@ -51,6 +51,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Value], int]] = {
     "log": (np.log, 1),
     "sqrt": (np.sqrt, 1),
     "abs": (np.abs, 1),
+    "sin": (np.sin, 1),  # periodic terms: a thermostat hunting, a pulsating load
     "min": (np.minimum, 2),
     "max": (np.maximum, 2),
     "clip": (_clip, 3),

@@ -322,6 +322,8 @@ class Collector:
         try:
             if self.options.once and state.until_database != database_id:
                 state.until, state.until_database = state.source.newest_id(), database_id
+            if self.cursor is not None:
+                self._rewind_if_rolled_back(state, database_id)
             batch = self._read(state, database_id, 0)
             acked: _Acked | None = None
             while batch is not None:
@@ -352,6 +354,33 @@ class Collector:
         state.done = self.options.once
         self._source_recovered(state)
         return False
+
+    def _rewind_if_rolled_back(self, state: _State, database_id: str) -> None:
+        """``--cursor``: a file whose newest id is below the mark was restored from a backup.
+
+        The node continues above every id it handed out, but should its record of
+        them be lost with the file, the ids between the file's newest and the mark
+        will name new readings: read from the file's newest id on, so they are
+        shipped (and a central store keeps both readings of such a key).
+        """
+        assert self.cursor is not None
+        key = _cursor_key(state, database_id)
+        mark, newest = self.cursor.get(key), state.source.newest_id()
+        if newest >= mark:
+            return
+        log.warning(
+            "source behind the cursor",
+            source=str(state.source.path),
+            database_id=database_id,
+            table=state.source.layout.table,
+            cursor_last_id=mark,
+            file_last_id=newest,
+            action=f"reading from id {newest} on: the file was rolled back (a restored backup?)",
+        )
+        try:
+            self.cursor.rewind(key, newest, str(state.source.path), self._clock.now())
+        except OSError as exc:
+            raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
 
     def _settle(self, state: _State, acked: _Acked | None, error: SourceError | None) -> None:
         """Mark the acknowledged batch, then raise ``error`` (the first cause) if given."""

@@ -66,6 +66,14 @@ class CursorStore:
         """Record that every row up to ``last_id`` is acknowledged at ``now``, and persist it."""
         if last_id <= self.get(database_id):
             return
+        self._set(database_id, last_id, source, now)
+
+    def rewind(self, database_id: str, last_id: int, source: str, now: float) -> None:
+        """Move the mark back to ``last_id`` (the file was rolled back below it), and persist."""
+        if last_id < self.get(database_id):
+            self._set(database_id, last_id, source, now)
+
+    def _set(self, database_id: str, last_id: int, source: str, now: float) -> None:
         self._marks[database_id] = {
             "last_id": last_id,
             "source": source,
