@@ -48,6 +48,7 @@ td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 figcaption { margin-bottom: 4px; font-size: 15px; }
 footer, .note { color: var(--muted); font-size: 12px; }
 details summary { cursor: pointer; color: var(--accent); margin-top: 8px; }
+.scroll { overflow-x: auto; }
 """
 
 

@@ -8,7 +8,8 @@ writes when its labels are hidden from the readings. Any table with
 
 - the classic sensor's ``anomaly_flag`` and ``anomaly_type`` (a missing-data
   row is flagged, so it is an anomaly of type ``missing_data``), or
-- an equipment model's ``fault`` (NULL or empty while healthy), with
+- an equipment model's ``fault`` (NULL or empty while healthy) and, where the table has
+  it, ``instrument_fault`` (a fault of the measuring instrument), with
   ``rul_seconds`` when the model predicts a remaining useful life.
 
 ``model`` and ``firmware_version`` are read when present, for the
@@ -47,14 +48,14 @@ from .tables import (
     file_kind,
     read_file,
     read_rows,
-    read_sqlite_table,
     split_table_argument,
+    sqlite_chunks,
     table_columns,
 )
 
 KEYS = ("sensor_id", "timestamp")
 CLASSIC_LABELS = ("anomaly_flag", "anomaly_type")
-EQUIPMENT_LABELS = ("fault", "rul_seconds")
+EQUIPMENT_LABELS = ("fault", "instrument_fault", "rul_seconds")
 GROUPS = ("model", "firmware_version")
 CLASSIC_CHANNELS = ("temperature", "vibration", "voltage")
 # REAL columns of an equipment table that are labels, not measurements.
@@ -151,12 +152,21 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
                         c for c, kind in declared
                         if kind == "REAL" and c not in NOT_CHANNELS and c not in wanted
                     ]  # fmt: skip
-                read = read_sqlite_table(conn, name, wanted, f"{path} (table {name})")
-                _check(read)
-                found.append(read)
+                label = f"{path} (table {name})"
+                for chunk in sqlite_chunks(conn, name, wanted, label, _sparse_labels(declared)):
+                    _check(chunk)
+                    found.append(chunk)
             return found
         except sqlite3.Error as exc:
             raise TableError(f"cannot read the database ({exc})") from None
+
+
+def _sparse_labels(declared: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The classic labels are read only from flagged rows (a few percent of them)."""
+    if "anomaly_flag" not in {name for name, _ in declared}:
+        return {}
+    flagged = '"anomaly_flag" != 0'
+    return {"anomaly_flag": flagged, "anomaly_type": flagged}
 
 
 def _label_tables(conn: sqlite3.Connection) -> list[str]:
@@ -239,7 +249,7 @@ def _combine(source: str, parts: list[Columns]) -> Truth:
         key: np.concatenate([p[key] for p in pieces])
         for key in ("sensor", "time", "anomaly", "kind", "model", "firmware", "rul")
     }
-    order = np.lexsort((joined["time"], joined["sensor"]))
+    order = _by_sensor_then_time(joined["sensor"], joined["time"])
     values = {}
     for name in channel_names:
         filled = [p.get(name, np.full(len(p["time"]), np.nan)) for p in pieces]
@@ -262,6 +272,21 @@ def _combine(source: str, parts: list[Columns]) -> Truth:
     )
 
 
+def _by_sensor_then_time(sensor: Codes, time: Ints) -> Ints:
+    """The order that sorts readings by sensor, then time.
+
+    A node writes each sensor's readings in time order, interleaved with the
+    other sensors'; a stable sort on the sensor alone (a radix sort for small
+    codes) then suffices, which is checked before it is trusted.
+    """
+    small = sensor.astype(np.int16) if len(sensor) and sensor.max() < 2**15 else sensor
+    order = np.argsort(small, kind="stable")
+    ordered, times = sensor[order], time[order]
+    if (np.diff(times)[ordered[1:] == ordered[:-1]] >= 0).all():
+        return order
+    return np.lexsort((time, sensor))
+
+
 def _decode(
     part: Columns,
     sensors: dict[str, int],
@@ -274,12 +299,11 @@ def _decode(
     sensor, _ = to_codes(v["sensor_id"], sensors)
     time = to_micros(v["timestamp"])
     if "fault" in v:
-        fault, labels = to_codes(v["fault"], {})
-        healthy = np.array([t.strip().lower() in ("", "none", "normal") for t in labels])
-        anomaly = ~healthy[fault] if len(labels) else np.zeros(n, bool)
-        names = [NORMAL if h else t for t, h in zip(labels, healthy, strict=True)]
-        mapping = np.array([kinds.setdefault(t, len(kinds)) for t in names], dtype=np.int32)
-        kind = mapping[fault] if len(labels) else np.zeros(n, np.int32)
+        anomaly, kind = _faults(v["fault"], kinds, n)
+        if "instrument_fault" in v:  # a wrong reading is an anomaly too, named after its fault
+            broken, instrument = _faults(v["instrument_fault"], kinds, n)
+            kind = np.where(anomaly, kind, instrument)
+            anomaly |= broken
     else:
         anomaly, _ = to_flags(v["anomaly_flag"])
         if "anomaly_type" in v:
@@ -303,6 +327,17 @@ def _decode(
         if name not in (*KEYS, *CLASSIC_LABELS, *EQUIPMENT_LABELS, *GROUPS):
             piece[f"channel:{name}"] = to_floats(column)
     return piece
+
+
+def _faults(column: TextColumn, kinds: dict[str, int], n: int) -> tuple[Bools, Codes]:
+    """Which readings have a fault (not NULL, empty, none or normal), and its kind."""
+    fault, labels = to_codes(column, {})
+    if not labels:
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int32)
+    healthy = np.array([t.strip().lower() in ("", "none", "normal") for t in labels])
+    names = [NORMAL if h else t for t, h in zip(labels, healthy, strict=True)]
+    mapping = np.array([kinds.setdefault(t, len(kinds)) for t in names], dtype=np.int32)
+    return ~healthy[fault], mapping[fault]
 
 
 def _group(values: dict[str, TextColumn], name: str, table: dict[str, int], n: int) -> Codes:
