@@ -89,7 +89,12 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"{'all' if d['all_sensors_within_1pct'] else 'NOT all'} within 1 %, "
             f"{d['timestamps_off_schedule']} off-schedule timestamps, newest-row lag p95 "
             f"{d['newest_row_lag_p95_s']} s"
-            + (f", databases opened in {d['open_seconds']} s" if d.get("open_seconds") else "")
+            + (
+                f", databases opened in {d['open_seconds']} s "
+                f"({d['live_seconds_after_opening']} s of the run left live)"
+                if d.get("open_seconds") is not None
+                else ""
+            )
             + " |"
             for mode, d in runs
         ]
