@@ -13,6 +13,8 @@ import pytest
 from conftest import ROOT, clean_env, query, write_config, write_identity
 from test_equipment_cli import sensorfleet
 
+from sensorfleet.equipment import load_catalogue
+
 # Leaks made frequent and short, so three days hold dozens of onsets.
 FREQUENT_LEAKS = (
     "models:\n  compressor:\n    faults:\n"
@@ -127,3 +129,19 @@ def test_hidden_labels_are_noted_not_reported(tmp_path: Path) -> None:
     data = report(tmp_path, "config.yaml")
     assert data["equipment"] == {"fault_onsets": [], "states": []}
     assert any("labels hidden (in the truth file)" in note for note in data["notes"])
+
+
+def test_html_report_plots_each_models_channels(fleet: Path) -> None:
+    """The HTML report has a Machines section with the fault and state tables and, for the
+    compressor, one chart holding every one of its channels."""
+    result = sensorfleet(
+        ["report", "fleet.db", "--config", "config.yaml", "--html", "r.html"], fleet
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = (fleet / "r.html").read_text()
+    machines = page[page.index("<h2>Machines</h2>") :]
+    assert "Machine fault onsets by firmware" in machines
+    assert "Operating states by model" in machines
+    figure = machines[machines.index("<b>compressor</b>") : machines.index("</figure>")]
+    for channel in load_catalogue().get("compressor").channels:
+        assert channel.name in figure, channel.name
