@@ -13,6 +13,8 @@ import pytest
 from conftest import ROOT, clean_env, query, write_config, write_identity
 from test_equipment_cli import sensorfleet
 
+from sensorfleet.equipment import load_catalogue
+
 # Leaks made frequent and short, so three days hold dozens of onsets.
 FREQUENT_LEAKS = (
     "models:\n  compressor:\n    faults:\n"
@@ -56,8 +58,8 @@ def report(folder: Path, config: str) -> dict[str, Any]:
 
 
 def test_fault_onsets_agree_with_the_catalogue_the_nodes_ran(fleet: Path) -> None:
-    """With the catalogue the node ran, fault onsets per model, firmware and manufacturer
-    agree with the expected counts; firmware 1.3 (×1.5) sees more than 1.4 (×0.7)."""
+    """With the catalogue the node ran, fault onsets per model, firmware, manufacturer and
+    location agree with the expected counts; firmware 1.3 (×1.5) sees more than 1.4 (×0.7)."""
     data = report(fleet, "config.yaml")
     faults = {(r["dimension"], r["group"]): r for r in data["equipment"]["fault_onsets"]}
     assert set(faults) == {
@@ -65,7 +67,9 @@ def test_fault_onsets_agree_with_the_catalogue_the_nodes_ran(fleet: Path) -> Non
         ("firmware_version", "1.3"),
         ("firmware_version", "1.4"),
         ("manufacturer", "SensorTech"),
+        ("location", "Factory A"),
     }
+    assert faults[("location", "Factory A")]["onsets"] == faults[("type", "compressor")]["onsets"]
     assert all(row["status"] == "ok" for row in faults.values()), faults
     compressor = faults[("type", "compressor")]
     onsets = query(
@@ -125,3 +129,19 @@ def test_hidden_labels_are_noted_not_reported(tmp_path: Path) -> None:
     data = report(tmp_path, "config.yaml")
     assert data["equipment"] == {"fault_onsets": [], "states": []}
     assert any("labels hidden (in the truth file)" in note for note in data["notes"])
+
+
+def test_html_report_plots_each_models_channels(fleet: Path) -> None:
+    """The HTML report has a Machines section with the fault and state tables and, for the
+    compressor, one chart holding every one of its channels."""
+    result = sensorfleet(
+        ["report", "fleet.db", "--config", "config.yaml", "--html", "r.html"], fleet
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = (fleet / "r.html").read_text()
+    machines = page[page.index("<h2>Machines</h2>") :]
+    assert "Machine fault onsets by firmware" in machines
+    assert "Operating states by model" in machines
+    figure = machines[machines.index("<b>compressor</b>") : machines.index("</figure>")]
+    for channel in load_catalogue().get("compressor").channels:
+        assert channel.name in figure, channel.name

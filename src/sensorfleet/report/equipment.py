@@ -33,6 +33,7 @@ FAULT_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("type", "model"),
     ("firmware_version", "firmware"),
     ("manufacturer", "manufacturer"),
+    ("location", "location"),  # a site file's '<factory> - <line>'
 )
 
 
@@ -62,6 +63,19 @@ class StateRow:
     energy_kwh: float | None  # None: the model has no kWh counter
 
 
+@dataclass(frozen=True)
+class MachineSeries:
+    """One machine's channels over time, in buckets (the HTML report plots each model's)."""
+
+    model: str
+    sensor_id: str
+    source: str
+    times: list[float]  # epoch seconds, the first reading of each bucket
+    means: dict[str, list[float | None]]  # channel → mean per bucket
+    units: dict[str, str]
+    faults: list[tuple[float, float, str]]  # (start, end, fault) of each fault in view
+
+
 @dataclass
 class EquipmentReport:
     """What the equipment tables hold, for the renderers."""
@@ -69,6 +83,7 @@ class EquipmentReport:
     faults: list[FaultRow] = field(default_factory=list)
     states: list[StateRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    series: list[MachineSeries] = field(default_factory=list)
 
     def flagged(self) -> list[str]:
         """One line per fault rate whose interval excludes the expected count."""
@@ -111,6 +126,17 @@ def equipment_tables(conn: sqlite3.Connection) -> list[str]:
     return [name for name in names if name != CLASSIC.table]
 
 
+def _group_keys(
+    type_name: str, firmware: object, maker: object, location: object
+) -> list[tuple[str, str]]:
+    """The (dimension, group) pairs a machine's hours and onsets count towards."""
+    values = (type_name, firmware, maker, location)
+    return [
+        (dimension, str(value))
+        for (dimension, _), value in zip(FAULT_DIMENSIONS, values, strict=True)
+    ]
+
+
 def _table_facts(
     conn: sqlite3.Connection,
     table: str,
@@ -147,18 +173,18 @@ def _table_facts(
             model=str(hardware),
             location=str(location),
         ).probability_multiplier
-        for key in (("type", model.name), ("firmware_version", firmware), ("manufacturer", maker)):
-            group = groups[(key[0], str(key[1]))]
+        for key in _group_keys(model.name, firmware, maker, location):
+            group = groups[key]
             group.sensors.add(sensor)
             group.hours += hours
             group.expected += hours * onset_rate * multiplier
     onsets = conn.execute(
-        f"SELECT min(firmware_version), min(manufacturer) FROM {table} "
+        f"SELECT min(firmware_version), min(manufacturer), min(location) FROM {table} "
         "WHERE fault IS NOT NULL GROUP BY sensor_id, fault_started_at"
     )
-    for firmware, maker in onsets:
-        for key in (("type", model.name), ("firmware_version", firmware), ("manufacturer", maker)):
-            groups[(key[0], str(key[1]))].onsets += 1
+    for firmware, maker, location in onsets:
+        for key in _group_keys(model.name, firmware, maker, location):
+            groups[key].onsets += 1
     for state, rows in conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
         states[(model.name, str(state))] += int(rows)
     counter = next(
@@ -173,13 +199,57 @@ def _table_facts(
             energy[(model.name, str(state))] += float(kwh or 0.0)
 
 
+SERIES_BUCKETS = 300
+
+
+def machine_series(
+    conn: sqlite3.Connection, table: str, model: EquipmentModel, source: str
+) -> MachineSeries | None:
+    """The first machine of ``table`` over its whole run, every channel averaged into
+    ``SERIES_BUCKETS`` buckets, with its faults as spans."""
+    first = conn.execute(f"SELECT sensor_id FROM {table} ORDER BY id LIMIT 1").fetchone()
+    if first is None:
+        return None
+    sensor = str(first[0])
+    epoch = "(julianday(timestamp) - 2440587.5) * 86400.0"
+    low, high = conn.execute(
+        f"SELECT min({epoch}), max({epoch}) FROM {table} WHERE sensor_id = ?", (sensor,)
+    ).fetchone()
+    width = max((float(high) - float(low)) / SERIES_BUCKETS, 1e-6)
+    names = [channel.name for channel in model.channels]
+    rows = conn.execute(
+        f"SELECT CAST(({epoch} - ?) / ? AS INTEGER) AS b, min({epoch}), "
+        + ", ".join(f"avg({name})" for name in names)
+        + f" FROM {table} WHERE sensor_id = ? GROUP BY b ORDER BY b",
+        (low, width, sensor),
+    ).fetchall()
+    spans = conn.execute(
+        f"SELECT min({epoch}), max({epoch}), min(fault) FROM {table} "
+        "WHERE sensor_id = ? AND fault IS NOT NULL GROUP BY fault_started_at ORDER BY 1",
+        (sensor,),
+    ).fetchall()
+    return MachineSeries(
+        model=model.name,
+        sensor_id=sensor,
+        source=source,
+        times=[float(row[1]) for row in rows],
+        means={name: [row[2 + i] for row in rows] for i, name in enumerate(names)},
+        units={channel.name: channel.unit for channel in model.channels},
+        faults=[(float(a), float(b), str(fault)) for a, b, fault in spans],
+    )
+
+
 def read_equipment(
-    sources: Sequence[ReportSource], config: Config, interval_confidence: float
+    sources: Sequence[ReportSource],
+    config: Config,
+    interval_confidence: float,
+    plot: bool = False,
 ) -> EquipmentReport | None:
     """The equipment part of the report, or None when no source holds an equipment table.
 
     The catalogue (built in, with the config's ``equipment.catalogues``) is loaded only
-    when a source has an equipment table."""
+    when a source has an equipment table. ``plot`` also reads each model's channels over
+    time (its first machine in the first source holding it)."""
     catalogue: Catalogue | None = None
     groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
     states: Counter[tuple[str, str]] = Counter()
@@ -212,6 +282,11 @@ def read_equipment(
                 if any(c.kind == "counter" and c.unit == "kWh" for c in model.channels):
                     with_counter.add(model.name)
                 _table_facts(conn, table, model, config, groups, states, energy)
+                plotted = {series.model for series in report.series}
+                if plot and model.name not in plotted:
+                    series = machine_series(conn, table, model, source.label)
+                    if series is not None:
+                        report.series.append(series)
         except sqlite3.Error as exc:
             report.notes.append(f"{source.label}: equipment tables not read ({exc})")
         finally:

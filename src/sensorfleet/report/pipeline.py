@@ -190,7 +190,9 @@ def _build(options: ReportOptions, progress: ReadProgress | None) -> Report:
     )
     report.notes[:0] = notes
     report.problems = problems
-    report.equipment = read_equipment(sources, config, report.interval_confidence)
+    report.equipment = read_equipment(
+        sources, config, report.interval_confidence, plot=bool(options.html)
+    )
     if report.equipment is not None:
         report.notes.extend(report.equipment.notes)
     if options.html:

@@ -171,6 +171,20 @@ def render_html(report: Report) -> str:
                 f"</span></figcaption>{plots.series_chart(series)}</figure>"
             )
         parts.append("</section>")
+    equipment = report.equipment
+    if equipment is not None and (equipment.faults or equipment.states):
+        parts.append("<section><h2>Machines</h2>")
+        for title, section in tables.items():
+            if title.startswith(("Machine fault onsets", "Operating states")):
+                parts.append(f"<h3>{escape(title)}</h3>" + table_html(section))
+        for machine in equipment.series:
+            parts.append(
+                f'<figure class="series"><figcaption><b>{escape(machine.model)}</b> '
+                f'<span class="note">{escape(machine.sensor_id)} · every channel, bucket means '
+                f"· from {escape(machine.source)}</span></figcaption>"
+                f"{plots.machine_chart(machine)}</figure>"
+            )
+        parts.append("</section>")
     parts.append('<section><h2>Sync status</h2><div class="pair">')
     parts.append("<div>" + table_html(tables["Sync status by firmware"]) + "</div>")
     parts.append("<div>" + table_html(tables["Sync status by source"]) + "</div>")
