@@ -112,6 +112,9 @@ def test_piped_console_errors_are_one_line_and_the_prompt_goes_on(tmp_path: Path
         assert console.ask("m C1 soon") == (
             "error: DURATION: expected a duration such as 90s, 2h, 7d or 1h30m (got 'soon')"
         )
+        assert console.ask("a A").startswith(
+            "error: sensor 'A' is a temperature_vibration sensor, which has anomaly episodes"
+        )
         assert console.ask("x") == "error: unknown command 'x'; h lists the commands"
         assert console.ask("c") == "error: usage: c ID"
         assert console.ask("h").startswith("a ID [FAULT]       inject FAULT into sensor ID")
