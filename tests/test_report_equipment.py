@@ -58,8 +58,8 @@ def report(folder: Path, config: str) -> dict[str, Any]:
 
 
 def test_fault_onsets_agree_with_the_catalogue_the_nodes_ran(fleet: Path) -> None:
-    """With the catalogue the node ran, fault onsets per model, firmware and manufacturer
-    agree with the expected counts; firmware 1.3 (×1.5) sees more than 1.4 (×0.7)."""
+    """With the catalogue the node ran, fault onsets per model, firmware, manufacturer and
+    location agree with the expected counts; firmware 1.3 (×1.5) sees more than 1.4 (×0.7)."""
     data = report(fleet, "config.yaml")
     faults = {(r["dimension"], r["group"]): r for r in data["equipment"]["fault_onsets"]}
     assert set(faults) == {
@@ -67,7 +67,9 @@ def test_fault_onsets_agree_with_the_catalogue_the_nodes_ran(fleet: Path) -> Non
         ("firmware_version", "1.3"),
         ("firmware_version", "1.4"),
         ("manufacturer", "SensorTech"),
+        ("location", "Factory A"),
     }
+    assert faults[("location", "Factory A")]["onsets"] == faults[("type", "compressor")]["onsets"]
     assert all(row["status"] == "ok" for row in faults.values()), faults
     compressor = faults[("type", "compressor")]
     onsets = query(

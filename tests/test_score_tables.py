@@ -113,3 +113,11 @@ def test_flag_spellings() -> None:
     assert blank.tolist() == [False] * 5 + [True]
     with pytest.raises(ColumnError, match=r"expected 0 or 1 \(got 'yes'\)"):
         to_flags(from_strings(["0", "yes"]))
+
+
+def test_numbers_of_an_all_empty_column_are_nan() -> None:
+    """A column with no value at all (a healthy machine's rul_seconds) is all NaN."""
+    from sensorfleet.score.columns import from_strings
+
+    assert np.isnan(to_floats(from_strings([None, "", None]))).all()
+    assert to_floats(from_strings(["", "2"])).tolist()[1] == 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -164,7 +165,8 @@ def test_cli_site_error_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_a_site_fleet_runs_and_its_rows_group_by_line(tmp_path: Path) -> None:
-    """The example site's machines run in one node; their rows carry their line's location."""
+    """The example site's machines run in one node; their rows carry their line's location,
+    and the report breaks machine fault onsets down by those lines."""
     result = _cli("identities", "--site", str(ROOT / "fleet/site.yaml"), "-o", "ids", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     expected = site_identities(load_site(str(ROOT / "fleet/site.yaml"), KNOWN))
@@ -192,3 +194,8 @@ def test_a_site_fleet_runs_and_its_rows_group_by_line(tmp_path: Path) -> None:
                 (item.identity.id,),
             ).fetchone()
             assert location == item.identity.location
+    report = _cli("report", "site.db", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    onsets = json.loads(report.stdout)["equipment"]["fault_onsets"]
+    by_location = {r["group"]: r["sensors"] for r in onsets if r["dimension"] == "location"}
+    assert by_location == Counter(item.identity.location for item in expected)

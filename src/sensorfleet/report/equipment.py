@@ -33,6 +33,7 @@ FAULT_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("type", "model"),
     ("firmware_version", "firmware"),
     ("manufacturer", "manufacturer"),
+    ("location", "location"),  # a site file's '<factory> - <line>'
 )
 
 
@@ -125,6 +126,17 @@ def equipment_tables(conn: sqlite3.Connection) -> list[str]:
     return [name for name in names if name != CLASSIC.table]
 
 
+def _group_keys(
+    type_name: str, firmware: object, maker: object, location: object
+) -> list[tuple[str, str]]:
+    """The (dimension, group) pairs a machine's hours and onsets count towards."""
+    values = (type_name, firmware, maker, location)
+    return [
+        (dimension, str(value))
+        for (dimension, _), value in zip(FAULT_DIMENSIONS, values, strict=True)
+    ]
+
+
 def _table_facts(
     conn: sqlite3.Connection,
     table: str,
@@ -161,18 +173,18 @@ def _table_facts(
             model=str(hardware),
             location=str(location),
         ).probability_multiplier
-        for key in (("type", model.name), ("firmware_version", firmware), ("manufacturer", maker)):
-            group = groups[(key[0], str(key[1]))]
+        for key in _group_keys(model.name, firmware, maker, location):
+            group = groups[key]
             group.sensors.add(sensor)
             group.hours += hours
             group.expected += hours * onset_rate * multiplier
     onsets = conn.execute(
-        f"SELECT min(firmware_version), min(manufacturer) FROM {table} "
+        f"SELECT min(firmware_version), min(manufacturer), min(location) FROM {table} "
         "WHERE fault IS NOT NULL GROUP BY sensor_id, fault_started_at"
     )
-    for firmware, maker in onsets:
-        for key in (("type", model.name), ("firmware_version", firmware), ("manufacturer", maker)):
-            groups[(key[0], str(key[1]))].onsets += 1
+    for firmware, maker, location in onsets:
+        for key in _group_keys(model.name, firmware, maker, location):
+            groups[key].onsets += 1
     for state, rows in conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
         states[(model.name, str(state))] += int(rows)
     counter = next(

@@ -127,8 +127,8 @@ def to_floats(column: TextColumn, expected: str = "a number") -> Floats:
     """Numbers; an empty value is NaN. ``ColumnError`` names the first value that is not."""
     strings = column.strings()
     blank = strings == b""
-    if blank.any():
-        strings = strings.copy()
+    if blank.any():  # wide enough for "nan" even when every value is empty
+        strings = strings.astype(f"S{max(strings.dtype.itemsize, 3)}")
         strings[blank] = b"nan"
     try:
         return strings.astype(np.float64)

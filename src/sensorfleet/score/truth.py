@@ -28,6 +28,7 @@ import numpy as np
 
 from .._redaction import redact
 from ..errors import InputError
+from ..node import store
 from ..report import postgres
 from ..report.sources import expand_path, open_readonly
 from .columns import (
@@ -37,6 +38,7 @@ from .columns import (
     Floats,
     Ints,
     TextColumn,
+    concat,
     to_codes,
     to_flags,
     to_floats,
@@ -138,12 +140,13 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
     with closing(conn):
         try:
             tables = [table] if table is not None else _label_tables(conn)
-            if not tables:
+            hidden = [] if table is not None else _hidden_label_tables(conn)
+            if not tables and not hidden:
                 raise TableError(
                     "no table with sensor_id, timestamp and labels (anomaly_flag, or fault); "
                     "readings written with hidden labels are scored against the labels file"
                 )
-            found = []
+            found = [_with_hidden_labels(conn, path, name, channels) for name in hidden]
             for name in tables:
                 declared = table_columns(conn, name)
                 wanted = _wanted(channels)
@@ -159,6 +162,67 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
             return found
         except sqlite3.Error as exc:
             raise TableError(f"cannot read the database ({exc})") from None
+
+
+def _hidden_label_tables(conn: sqlite3.Connection) -> list[str]:
+    """Equipment tables whose labels went to a truth file (``labels.mode: hidden``)."""
+    names = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%\\_readings' "
+            "ESCAPE '\\' ORDER BY name"
+        )
+    ]
+    hidden = []
+    for name in names:
+        columns = [c for c, _ in table_columns(conn, name)]
+        if set(KEYS) <= set(columns) and not _labelled(columns):
+            hidden.append(name)
+    return hidden
+
+
+def _with_hidden_labels(
+    conn: sqlite3.Connection, path: Path, table: str, channels: bool
+) -> Columns:
+    """A node table's readings with the labels from its truth file (``NAME.truth.db``
+    beside it, the node's default), matched row for row: the truth file keys each label
+    by the node file's database id and the reading's row id."""
+    type_name = table.removesuffix("_readings")
+    truth_path = path.with_name(f"{path.stem}.truth.db")
+    if not truth_path.is_file():
+        raise TableError(
+            f"table {table} holds readings whose labels are hidden, and there is no truth "
+            f"file {truth_path} beside it; pass the truth file as --truth"
+        )
+    declared = table_columns(conn, table)
+    wanted = [*KEYS, *GROUPS]
+    if channels:
+        wanted += [c for c, kind in declared if kind == "REAL" and c not in NOT_CHANNELS]
+    chunks = list(sqlite_chunks(conn, table, wanted, f"{path} (table {table})"))
+    readings = {c: concat([chunk.values[c] for chunk in chunks]) for c in chunks[0].values}
+    rows = sum(chunk.rows for chunk in chunks)
+    database = store.database_id(conn)
+    with closing(open_readonly(truth_path)) as labels_conn:
+        names = [c for c, _ in table_columns(labels_conn, f"{type_name}_truth")]
+        present = [c for c in (*KEYS, *EQUIPMENT_LABELS) if c in names]
+        if not {"fault", "reading_id", "database_id"} <= set(names):
+            raise TableError(f"{truth_path}: no {type_name}_truth table with the labels")
+        listed = ", ".join(f'"{c}"' for c in present)
+        cursor = labels_conn.execute(
+            f'SELECT {listed} FROM "{type_name}_truth" WHERE database_id = ? ORDER BY reading_id',
+            (database,),
+        )
+        labels = read_rows(cursor, present, names, f"{truth_path} (table {type_name}_truth)")
+    same = labels.rows == rows and all(
+        np.array_equal(labels.values[k].strings(), readings[k].strings()) for k in KEYS
+    )
+    if not same:
+        raise TableError(
+            f"table {table}: its {rows:,} readings and the {labels.rows:,} labels in "
+            f"{truth_path} do not pair up row for row (rows deleted from one of them?)"
+        )
+    values = {**readings, **{c: v for c, v in labels.values.items() if c not in KEYS}}
+    return Columns(labels.label, rows, values, tuple(dict.fromkeys([*names, *readings])))
 
 
 def _sparse_labels(declared: Sequence[tuple[str, str]]) -> dict[str, str]:
