@@ -32,6 +32,7 @@ BENCHMARKS: tuple[str, ...] = (
     "containers",
     "probes",
     "faces",
+    "score",
 )
 
 
@@ -88,7 +89,12 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"{'all' if d['all_sensors_within_1pct'] else 'NOT all'} within 1 %, "
             f"{d['timestamps_off_schedule']} off-schedule timestamps, newest-row lag p95 "
             f"{d['newest_row_lag_p95_s']} s"
-            + (f", databases opened in {d['open_seconds']} s" if d.get("open_seconds") else "")
+            + (
+                f", databases opened in {d['open_seconds']} s "
+                f"({d['live_seconds_after_opening']} s of the run left live)"
+                if d.get("open_seconds") is not None
+                else ""
+            )
             + " |"
             for mode, d in runs
         ]
@@ -165,6 +171,15 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"{base['cpu_cores_used']} cores | "
             f"{'all' if served['all_sensors_within_1pct'] else 'NOT all'} sensors on schedule, "
             f"server built in {ua.get('build_s')} s |"
+        ]
+    if name == "score":
+        stages = ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in r["stages"].items())
+        return [
+            f"| score {r['rows']:,} readings (SQLite truth, CSV predictions) | {r['seconds']} s "
+            f"({r['cpu_seconds']} s CPU: {stages}) | plain numpy pass over the same arrays "
+            f"{r['plain_numpy_seconds']} s; target < {r['target_seconds']:.0f} s | "
+            f"{'met' if r['seconds'] < r['target_seconds'] else 'not met'}, ratio "
+            f"{r['ratio_to_plain_numpy']} |"
         ]
     figures = ", ".join(
         f"{k}={v}"

@@ -24,6 +24,7 @@ class Measured:
     cpu_seconds: float
     peak_rss_mb: float
     lags: list[float] = field(default_factory=list)  # seconds behind, sampled each second
+    lag_at: list[float] = field(default_factory=list)  # when each lag was sampled, from start
     stderr: str = ""
 
     @property
@@ -31,8 +32,10 @@ class Measured:
         return self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
 
 
-def _watch_lag(db: Path, stop: threading.Event, lags: list[float]) -> None:
-    """Sample how far the newest row in ``db`` trails the wall clock."""
+def _watch_lag(
+    db: Path, stop: threading.Event, lags: list[float], lag_at: list[float], started: float
+) -> None:
+    """Sample how far the newest row in ``db`` trails the wall clock, and when."""
     while not stop.wait(1.0):
         if not db.exists():
             continue
@@ -46,6 +49,7 @@ def _watch_lag(db: Path, stop: threading.Event, lags: list[float]) -> None:
             continue
         if newest is not None:
             lags.append(float(newest))
+            lag_at.append(time.perf_counter() - started)
 
 
 def run_node(
@@ -63,10 +67,12 @@ def run_node(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-        stop, lags = threading.Event(), list[float]()
+        stop, lags, lag_at = threading.Event(), list[float](), list[float]()
         watcher = None
         if watch_db is not None:
-            watcher = threading.Thread(target=_watch_lag, args=(watch_db, stop, lags), daemon=True)
+            watcher = threading.Thread(
+                target=_watch_lag, args=(watch_db, stop, lags, lag_at, started), daemon=True
+            )
             watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -80,6 +86,7 @@ def run_node(
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,
         lags=lags,
+        lag_at=lag_at,
         stderr=stderr_path.read_text(),
     )
 

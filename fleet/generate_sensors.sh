@@ -4,6 +4,9 @@
 # Run from the directory holding config.yaml (the repository root):
 #   ./fleet/generate_sensors.sh                    the original demo: 15 sensors
 #   ./fleet/generate_sensors.sh --count 100        a generated mix of 100 sensors
+#   ./fleet/generate_sensors.sh --types compressor=5,hvac=2   machines of those types
+#   ./fleet/generate_sensors.sh --site site.yaml   the machines of a site file
+#   ./fleet/generate_sensors.sh --site site.yaml --dry-run    write the identities, show the plan
 #   ./fleet/generate_sensors.sh --backfill 1d      each node writes a day of history first
 #   ./fleet/generate_sensors.sh --sync sqlite:///fleet.db   plus one collector: central/fleet.db
 #   ./fleet/generate_sensors.sh --status           containers, row counts, unsynced rows
@@ -23,6 +26,10 @@ Fleet:
   --count N             generated fleet of N sensors instead of the demo 15
   --seed S              seed of the generated mix (default: 0)
   --firmware-mix MIX    firmware weights of the generated mix (default: 1.3=0.5,1.4=0.5)
+  --types TYPES         machines by type, TYPE=COUNT pairs (compressor=5,hvac=2); with
+                        --count N the counts are proportions of N
+  --site FILE           the machines of a site file: factories, lines, machines of
+                        each type (docs/containers.md#site-files)
   --db-per-node         one database per sensor (data/sensor_<ID>.db) instead of
                         the shared data/sensor_data.db
   --backfill DURATION   each node first writes this much history (2h, 1d, ...),
@@ -47,6 +54,8 @@ Collection:
   --central-dir DIR     folder for file sinks of --sync (default: ./central)
 
 Actions (default: create identities and start the fleet):
+  --dry-run             write the identities with this host's sensorfleet command and
+                        print the container each would run in; needs no Docker
   --status              list the fleet's containers with their rows and unsynced rows
   --down                stop the fleet (each node flushes; every one must exit 0),
                         let the collector ship the last rows, and remove the containers
@@ -73,6 +82,8 @@ data_dir=data
 identities_dir=identities
 prefix=sensor_
 count=
+types=
+site=
 seed=0
 firmware_mix=
 db_per_node=false
@@ -90,6 +101,9 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --count) count=${2:?--count needs a number}; shift ;;
         --seed) seed=${2:?--seed needs a number}; shift ;;
+        --types) types=${2:?--types needs TYPE=COUNT pairs}; shift ;;
+        --site) site=${2:?--site needs a file}; shift ;;
+        --dry-run) action=plan ;;
         --firmware-mix) firmware_mix=${2:?--firmware-mix needs a value}; shift ;;
         --db-per-node) db_per_node=true ;;
         --backfill) backfill=${2:?--backfill needs a duration}; shift ;;
@@ -119,8 +133,10 @@ done
 opcua_base=${BASH_REMATCH[1]}
 modbus_base=${BASH_REMATCH[2]}
 
-command -v docker >/dev/null || die "docker is not installed or not on PATH"
-docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (is it running, may this user use it?)"
+if [[ $action != plan ]]; then
+    command -v docker >/dev/null || die "docker is not installed or not on PATH"
+    docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (is it running, may this user use it?)"
+fi
 
 fleet_label=sensorfleet.fleet=$prefix
 sync_name=${prefix}sync
@@ -245,16 +261,42 @@ take_down() {
     echo "Fleet '$prefix' removed: ${#remove[@]} containers, every one exited 0; the data stays in $data_dir/."
 }
 
-# Identity files via the image's own CLI, written as the invoking user.
+# Identity files via the image's own CLI, written as the invoking user. A site file is
+# mounted at its own path, so a mistake in it is reported under the name the user gave.
+# With --dry-run, this host's sensorfleet command writes them and no image is needed.
 generate_identities() {
-    local dir=$1 args=(identities --output-dir /out)
-    if [[ -n $count ]]; then
-        args+=(--count "$count" --seed "$seed")
+    local dir=$1 args=() mounts=()
+    [[ -z $count ]] || args+=(--count "$count")
+    [[ -z $types ]] || args+=(--types "$types")
+    [[ -z $site ]] || args+=(--site "$site_path")
+    if [[ -n $count$types$site ]]; then
+        args+=(--seed "$seed")
         [[ -z $firmware_mix ]] || args+=(--firmware-mix "$firmware_mix")
     fi
+    if [[ $action == plan ]]; then
+        command -v sensorfleet >/dev/null \
+            || die "--dry-run needs the sensorfleet command on PATH (pip install ., or . .venv/bin/activate)"
+        sensorfleet identities --output-dir "$dir" "${args[@]}"
+        return
+    fi
+    [[ -z $site ]] || mounts+=(-v "$site_path:$site_path:ro")
     docker run --rm --user "$(id -u):$(id -g)" --entrypoint sensorfleet \
-        -v "$dir:/out" "$image" "${args[@]}" \
+        -v "$dir:/out" "${mounts[@]}" "$image" identities --output-dir /out "${args[@]}" \
         | sed "s|^/out/|$dir/|"
+}
+
+# What --dry-run prints for each identity: the container, its type, location and database.
+show_plan() {
+    local identity sensor_id type location db
+    printf '%-40s %-22s %-28s %s\n' CONTAINER TYPE LOCATION DATABASE
+    for identity in "$@"; do
+        sensor_id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$identity" | head -n 1)
+        type=$(sed -n 's/.*"type": *"\([^"]*\)".*/\1/p' "$identity" | head -n 1)
+        location=$(sed -n 's/.*"location": *"\([^"]*\)".*/\1/p' "$identity" | head -n 1)
+        db=sensor_data.db
+        ! $db_per_node || db=sensor_$sensor_id.db
+        printf '%-40s %-22s %-28s %s\n' "$prefix$sensor_id" "$type" "$location" "$data_dir/$db"
+    done
 }
 
 start_node() {
@@ -362,16 +404,27 @@ case "$action" in
     down) take_down; exit 0 ;;
 esac
 
-require_image
-[[ -f $config ]] || die "no config file at $config; run from the repository root or pass --config"
-config_path=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
-data_path=$(absolute "$data_dir")
+[[ $action == plan ]] || require_image
+if [[ -n $site ]]; then
+    [[ -f $site ]] || die "--site: no site file at $site"
+    site_path=$(cd "$(dirname "$site")" && pwd)/$(basename "$site")
+fi
 identities_path=$(absolute "$identities_dir")
 
 echo "Generating sensor identities..."
-mapfile -t identities < <(generate_identities "$identities_path")
-((${#identities[@]} > 0)) || die "no identities were generated"
+# A mistake in the options or the site file was reported by the command: keep its status.
+listing=$(generate_identities "$identities_path") || exit $?
+mapfile -t identities <<<"$listing"
+[[ -n $listing ]] || die "no identities were generated"
 echo "Generated ${#identities[@]} sensor identities in $identities_dir/"
+if [[ $action == plan ]]; then
+    show_plan "${identities[@]}"
+    exit 0
+fi
+
+[[ -f $config ]] || die "no config file at $config; run from the repository root or pass --config"
+config_path=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
+data_path=$(absolute "$data_dir")
 
 echo "Starting one container per sensor, $parallel at a time..."
 started_at=$SECONDS

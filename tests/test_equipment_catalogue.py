@@ -15,10 +15,15 @@ from sensorfleet.errors import InputError
 REFERENCE_TYPES = (
     "compressor",
     "fan",
+    "heater",
     "hvac",
     "hydraulic_pump",
     "injection_molding",
+    "lamp",
     "motor",
+    "oven",
+    "pm_sensor",
+    "process_machine",
     "production_machine",
 )
 

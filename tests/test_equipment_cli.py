@@ -11,10 +11,15 @@ from conftest import clean_env, run_main, write_config, write_identity
 BUILT_IN = [
     "compressor",
     "fan",
+    "heater",
     "hvac",
     "hydraulic_pump",
     "injection_molding",
+    "lamp",
     "motor",
+    "oven",
+    "pm_sensor",
+    "process_machine",
     "production_machine",
 ]
 
@@ -102,4 +107,50 @@ def test_models_prints_each_register_map(tmp_path: Path) -> None:
     start = lines.index("compressor (Modbus unit registers):")
     assert lines[start + 1].split() == ["0", "float32", "pressure_bar", "bar"]
     state = next(line for line in lines[start:] if " state " in line).split()
-    assert state[:3] == ["22", "uint16", "state"] and state[3:5] == ["0", "loaded,"]
+    assert state[:3] == ["24", "uint16", "state"] and state[3:5] == ["0", "loaded,"]
+
+
+def test_models_show_prints_one_model_with_its_sources(tmp_path: Path) -> None:
+    """`sensorfleet models show NAME` prints the model's states, channels, failure modes
+    with their courses and effects, and the sources of its figures."""
+    result = sensorfleet(["models", "show", "motor"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("motor: Conveyor line")
+    assert "  running: 88% of the time, 2 h a visit\n" in text
+    assert "  vibration_mm_s (analog mm/s [0, 50])" in text
+    assert (
+        "  bearing_wear: exponential over 7-21 d, 5e-05 per operating hour: "
+        "vibration_mm_s ×3.55, bearing_temp_c +25 (lag 2 h)."
+    ) in text
+    assert "  speed_dropout: speed_rpm dropout" in text
+    sources = text.split("\nsources:\n", 1)[1]
+    assert "ISO 10816-3:2009" in sources
+
+
+def test_models_show_example_in_the_docs_is_the_real_output(tmp_path: Path) -> None:
+    """The `models show lamp` excerpt in docs/equipment.md is what the command prints."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "equipment.md").read_text()
+    excerpt = docs.split("$ sensorfleet models show lamp\n", 1)[1].split("…\n", 1)[0]
+    result = sensorfleet(["models", "show", "lamp"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(excerpt)
+
+
+def test_models_show_an_unknown_model_exits_2_naming_the_models(tmp_path: Path) -> None:
+    """An unknown NAME is exit 2 with one line that lists the models there are."""
+    result = sensorfleet(["models", "show", "motr"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: models show NAME: unknown equipment type 'motr' "
+        f"(the catalogue has: {', '.join(BUILT_IN)})\n"
+    )
+
+
+def test_every_built_in_model_cites_its_sources(tmp_path: Path) -> None:
+    """Each built-in model shows at least two sources behind its figures."""
+    for name in BUILT_IN:
+        result = sensorfleet(["models", "show", name], tmp_path)
+        assert result.returncode == 0, result.stderr
+        sources = result.stdout.split("\nsources:\n", 1)[1].splitlines()
+        assert len(sources) >= 2 and "none given" not in sources[0], name

@@ -20,19 +20,26 @@ import yaml
 from conftest import ROOT, clean_env
 from servers import free_port
 
+from sensorfleet.equipment import load_catalogue
 from sensorfleet.errors import InputError
 from sensorfleet.fleet import (
+    FIRMWARE_VERSIONS,
+    MANUFACTURERS,
+    MODELS,
     demo_identities,
     generate_identities,
     identity_document,
     numbered,
     parse_firmware_mix,
+    parse_types,
     render_configmap,
     render_identity,
+    typed_identities,
     write_identities,
 )
 from sensorfleet.node.config import load_config
 from sensorfleet.node.identity import load_identity
+from sensorfleet.site import load_site, site_identities
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -485,3 +492,155 @@ def test_node_healthcheck_reports_a_node_that_does_not_listen() -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip() == f"healthcheck: http://127.0.0.1:{port}/healthz unreachable"
+
+
+KNOWN_TYPES = ["temperature_vibration", "compressor", "fan", "hvac", "motor"]
+
+
+def test_typed_fleet_counts_each_type_with_the_classic_maker_and_firmware_mix() -> None:
+    """``typed_identities`` gives COUNT machines of each type, drawn from the classic mix."""
+    fleet = typed_identities({"compressor": 40, "hvac": 20}, seed=5)
+    assert Counter(item.identity.type for item in fleet) == {"compressor": 40, "hvac": 20}
+    assert [item.identity.id for item in fleet[:2]] == ["COMPRESSOR_0001", "COMPRESSOR_0002"]
+    assert fleet[40].name == "hvac_0001"
+    assert {item.identity.manufacturer for item in fleet} == set(MANUFACTURERS)
+    assert {item.identity.model for item in fleet} == set(MODELS)
+    assert {item.identity.firmware_version for item in fleet} == set(FIRMWARE_VERSIONS)
+    kinds = {item.identity.location.split()[0] for item in fleet}
+    assert kinds == {"Factory", "Warehouse", "Outdoor"}
+
+
+def test_typed_fleet_is_seeded_and_keeps_each_sensor_when_others_are_added() -> None:
+    """One seed gives one fleet; more of a type or a new type leaves the others as they were."""
+    small = typed_identities({"compressor": 3, "fan": 2}, seed=1)
+    assert small == typed_identities({"compressor": 3, "fan": 2}, seed=1)
+    grown = typed_identities({"motor": 4, "compressor": 5, "fan": 2}, seed=1)
+    by_id = {item.identity.id: item for item in grown}
+    assert all(by_id[item.identity.id] == item for item in small)
+    assert small != typed_identities({"compressor": 3, "fan": 2}, seed=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "total", "expected"),
+    [
+        ("compressor=5,hvac=2", None, {"compressor": 5, "hvac": 2}),
+        ("compressor=5,hvac=2", 70, {"compressor": 50, "hvac": 20}),
+        ("compressor=5,hvac=2", 10, {"compressor": 7, "hvac": 3}),
+        ("fan=1,motor=1,hvac=1", 4, {"fan": 2, "motor": 1, "hvac": 1}),
+        ("fan=3, fan=1", None, {"fan": 4}),
+    ],
+)
+def test_types_are_counts_or_with_a_total_proportions(
+    text: str, total: int | None, expected: dict[str, int]
+) -> None:
+    """TYPE=COUNT pairs are exact counts, or scaled to ``--count`` by largest remainder."""
+    assert parse_types(text, KNOWN_TYPES, total) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("pump=3", "--types: unknown type 'pump'; expected one of temperature_vibration, "),
+        ("compressor", "expected TYPE=COUNT pairs"),
+        ("compressor=-1", "expected TYPE=COUNT pairs"),
+        ("compressor=0", "expected at least one sensor"),
+    ],
+)
+def test_bad_types_say_what_is_expected(text: str, message: str) -> None:
+    """A mistyped ``--types`` is one problem naming the option and what it takes."""
+    with pytest.raises(InputError) as caught:
+        parse_types(text, KNOWN_TYPES)
+    assert message in str(caught.value)
+
+
+def test_cli_writes_machines_of_each_type(tmp_path: Path) -> None:
+    """``--types`` writes one file per machine, loadable as the library's identities."""
+    result = run_cli(
+        "identities", "--types", "compressor=2,hvac=1", "--seed", "4", "-o", "ids", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "ids/compressor_0001.json",
+        "ids/compressor_0002.json",
+        "ids/hvac_0001.json",
+    ]
+    expected = typed_identities({"compressor": 2, "hvac": 1}, seed=4)
+    assert [load_identity(str(tmp_path / p)) for p in result.stdout.split()] == [
+        item.identity for item in expected
+    ]
+
+
+def test_cli_unknown_type_exits_2_naming_the_known_ones(tmp_path: Path) -> None:
+    """An unknown type is exit 2 with one line listing the catalogue's types; nothing is written."""
+    result = run_cli("identities", "--count", "9", "--types", "pump=3", cwd=tmp_path)
+    assert result.returncode == 2
+    known = ["temperature_vibration", *load_catalogue().names()]
+    assert result.stderr.splitlines() == [
+        f"error: --types: unknown type 'pump'; expected one of {', '.join(known)}"
+    ]
+    assert not (tmp_path / "identities").exists()
+
+
+def _fleet_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run fleet/generate_sensors.sh with this interpreter's ``sensorfleet`` first on PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    return subprocess.run(
+        ["bash", str(ROOT / "fleet/generate_sensors.sh"), *args],
+        cwd=cwd,
+        env=clean_env({"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_fleet_script_plans_a_site_file_without_docker(tmp_path: Path) -> None:
+    """``--site FILE --dry-run`` writes the site's identities and lists a container per machine."""
+    result = _fleet_script(
+        "--site",
+        str(ROOT / "fleet/site.yaml"),
+        "--seed",
+        "3",
+        "--dry-run",
+        "--db-per-node",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = site_identities(load_site(str(ROOT / "fleet/site.yaml"), KNOWN_TYPES), seed=3)
+    written = [load_identity(str(p)) for p in (tmp_path / "identities").iterdir()]
+    by_id = {identity.id: identity for identity in written}
+    assert by_id == {item.identity.id: item.identity for item in expected}
+    plan = [line.split() for line in result.stdout.splitlines() if line.startswith("sensor_")]
+    assert [(row[0], row[1], row[-1]) for row in plan] == [
+        (f"sensor_{i.identity.id}", i.identity.type, f"data/sensor_{i.identity.id}.db")
+        for i in expected
+    ]
+
+
+def test_fleet_script_passes_types_and_count_through(tmp_path: Path) -> None:
+    """``--count 6 --types compressor=2,fan=1`` plans four compressors and two fans."""
+    result = _fleet_script(
+        "--count", "6", "--types", "compressor=2,fan=1", "--dry-run", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    plan = [line.split() for line in result.stdout.splitlines() if line.startswith("sensor_")]
+    assert Counter(row[1] for row in plan) == {"compressor": 4, "fan": 2}
+    assert {row[-1] for row in plan} == {"data/sensor_data.db"}
+
+
+def test_fleet_script_stops_with_the_commands_error_for_an_unknown_type(tmp_path: Path) -> None:
+    """A bad ``--types`` ends the script with exit 2 and the one-line error; nothing is planned."""
+    result = _fleet_script("--types", "pump=2", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: --types: unknown type 'pump'; expected one of" in result.stderr
+    assert "sensor_" not in result.stdout
+
+
+def test_fleet_script_plans_the_demo_by_default(tmp_path: Path) -> None:
+    """``--dry-run`` alone plans the 15 demo sensors, all on the shared database."""
+    result = _fleet_script("--dry-run", "--prefix", "demo_", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan = [line.split() for line in result.stdout.splitlines() if line.startswith("demo_")]
+    assert [row[0] for row in plan] == [f"demo_{i.identity.id}" for i in demo_identities()]
+    assert {row[-1] for row in plan} == {"data/sensor_data.db"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import servers
 from conftest import ROOT, clean_env, write_config
+
+postgres_server = servers.postgres_server
+postgres_url = servers.postgres_url
 
 IDENTITIES = ROOT / "identities"
 START = "2024-03-04T00:00:00Z"
@@ -86,7 +91,8 @@ def test_perfect_flags_score_one(fleet: Path, tmp_path: Path) -> None:
         assert result[dimension], dimension
         for group in result[dimension].values():
             assert group["range"]["f1"] == 1.0 and group["point"]["f1"] == 1.0
-            assert "unmatched" in group and group["roc_auc"] is None
+            assert set(group["unmatched"]) == set(overall["unmatched"])
+            assert group["unmatched"]["unknown_sensor"] is None and group["roc_auc"] is None
     assert set(result["by_firmware"]) == {"1.3", "1.4"}
     assert result["baselines"] == {}
 
@@ -135,6 +141,30 @@ def test_scores_give_auc_and_an_html_page(fleet: Path, tmp_path: Path) -> None:
     assert result["overall"]["roc_auc"] == 1.0 and result["overall"]["pr_auc"] == 1.0
 
 
+def test_central_stores_score_like_the_node_file(
+    fleet: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    """The central SQLite and PostgreSQL stores that 'sensorfleet sync' fills give the same
+    scores as the node file they came from."""
+    central = tmp_path / "central.db"
+    for index, sink in enumerate((f"sqlite:///{central}", postgres_url)):
+        node = tmp_path / f"node{index}.db"  # a fresh copy: a sync marks the rows it sent
+        shutil.copy(fleet, node)
+        synced = sensorfleet("sync", "--once", "--sink", sink, str(node), cwd=tmp_path)
+        assert synced.returncode == 0, synced.stderr[-2000:]
+    predictions = write_predictions(
+        fleet, tmp_path / "s.csv", "anomaly_flag * (id % 3 > 0)", "anomaly_flag + (id % 7) / 10.0"
+    )
+    results = []
+    for truth in (str(node), str(central), postgres_url):
+        status, result, stderr = score_json("--truth", truth, "--predictions", str(predictions),
+                                            cwd=tmp_path)  # fmt: skip
+        assert status == 0, stderr
+        results.append({k: v for k, v in result.items() if k != "truth"})
+    assert results[0]["overall"]["range"]["recall"] < 1
+    assert results[0] == results[1] == results[2]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -154,6 +184,7 @@ def test_scores_give_auc_and_an_html_page(fleet: Path, tmp_path: Path) -> None:
         ),
         (["--baseline", "magic"], "--baseline 'magic': expected one of rolling-zscore, isolation"),
         ([], "expected --predictions FILE, --baseline NAME, or both"),
+        (["--predictions", "{p}", "--threshold", "0.5"], "--threshold: {p} has no score column"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(

@@ -124,3 +124,41 @@ def test_bad_value_names_row_and_column(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match=r"row 2: flag: expected 0 or 1 \(got 'yes'\)"):
         read_predictions(str(path))
+
+
+def test_detection_delay_and_false_alarms_by_hand(tmp_path: Path) -> None:
+    """Episodes at 10-19 s, 40-49 s and 70-79 s; flags at 12-15 s (2 s late), 40 s (on
+    time), 30-31 s and 90 s (two false alarms): delays 2 and 0 s (median 1, p95 1.9), one
+    episode missed, and 2 false alarms in 100 s of one sensor = 1,728 per sensor-day."""
+    truth_path = tmp_path / "labels.csv"
+    episodes = {*range(10, 20), *range(40, 50), *range(70, 80)}
+    truth_path.write_text(
+        "sensor_id,timestamp,anomaly_flag,anomaly_type\n"
+        + "".join(
+            f"A,2024-03-01T00:{s // 60:02d}:{s % 60:02d}Z,{int(s in episodes)},"
+            f"{'trend' if s in episodes else ''}\n"
+            for s in range(100)
+        )
+    )
+    flagged = {*range(12, 16), 40, 30, 31, 90}
+    predictions = tmp_path / "p.csv"
+    predictions.write_text(
+        "sensor_id,timestamp,flag\n"
+        + "".join(
+            f"A,2024-03-01T00:{s // 60:02d}:{s % 60:02d}Z,{int(s in flagged)}\n" for s in range(100)
+        )
+    )
+    truth = read_truth(str(truth_path))
+    scored = evaluate(
+        truth, align(truth, read_predictions(str(predictions)), 0), ScoreOptions(), "p"
+    )
+    delay = scored.overall.delay
+    assert (delay.detected, delay.missed) == (2, 1)
+    assert delay.median_seconds == pytest.approx(1.0)
+    assert delay.p95_seconds == pytest.approx(1.9)
+    assert scored.overall.false_alarms == 2
+    assert scored.overall.sensor_days == pytest.approx(100 / 86400)
+    assert scored.overall.false_alarms_per_sensor_day == pytest.approx(1728.0)
+    # Range recall: 4/10 and 1/10 covered, the third missed; precision: 4/4, 1/1, 0, 0.
+    assert scored.overall.range.recall == pytest.approx((0.4 + 0.1 + 0) / 3)
+    assert scored.overall.range.precision == pytest.approx((1 + 1 + 0 + 0) / 4)

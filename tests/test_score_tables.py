@@ -102,3 +102,22 @@ def test_timestamp_spellings(text: str, micros: int) -> None:
     from sensorfleet.score.columns import from_strings
 
     assert to_micros(from_strings([text, text])).tolist() == [micros, micros]
+
+
+def test_flag_spellings() -> None:
+    """Flags may be 0/1, true/false in any case, or 0.0/1.0; anything else names its row."""
+    from sensorfleet.score.columns import ColumnError, from_strings
+
+    flags, blank = to_flags(from_strings(["1", "TRUE", "false", "0.0", "1.0", ""]))
+    assert flags.tolist() == [True, True, False, False, True, False]
+    assert blank.tolist() == [False] * 5 + [True]
+    with pytest.raises(ColumnError, match=r"expected 0 or 1 \(got 'yes'\)"):
+        to_flags(from_strings(["0", "yes"]))
+
+
+def test_numbers_of_an_all_empty_column_are_nan() -> None:
+    """A column with no value at all (a healthy machine's rul_seconds) is all NaN."""
+    from sensorfleet.score.columns import from_strings
+
+    assert np.isnan(to_floats(from_strings([None, "", None]))).all()
+    assert to_floats(from_strings(["", "2"])).tolist()[1] == 2.0

@@ -90,15 +90,18 @@ def test_equipment_table_faults_and_rul(tmp_path: Path) -> None:
 
 
 def test_hidden_labels_file(tmp_path: Path) -> None:
-    """A labels file holding only sensor_id, timestamp and fault is a truth source."""
+    """A labels file holding only sensor_id, timestamp and the faults is a truth source; an
+    instrument fault is an anomaly too, named after it where no machine fault is active."""
     path = tmp_path / "labels.csv"
     path.write_text(
-        "sensor_id,timestamp,fault\nP1,2024-03-01T00:00:00Z,\nP1,2024-03-01T00:00:01Z,jam\n"
-        "P1,2024-03-01T00:00:02Z,jam\nP1,2024-03-01T00:00:03Z,none\n"
+        "sensor_id,timestamp,fault,instrument_fault\n"
+        "P1,2024-03-01T00:00:00Z,,\nP1,2024-03-01T00:00:01Z,jam,\n"
+        "P1,2024-03-01T00:00:02Z,jam,dropout\nP1,2024-03-01T00:00:03Z,none,dropout\n"
+        "P1,2024-03-01T00:00:04Z,,\n"
     )
     truth = read_truth(str(path))
-    assert truth.anomaly.tolist() == [False, True, True, False]
-    assert truth.kinds == ["", "jam"]
+    assert truth.anomaly.tolist() == [False, True, True, True, False]
+    assert [truth.kinds[k] for k in truth.kind] == ["", "jam", "jam", "dropout", ""]
 
 
 def test_classic_database_counts_missing_data_rows(tmp_path: Path) -> None:
@@ -134,3 +137,52 @@ def test_truth_without_labels_is_refused(tmp_path: Path) -> None:
     path.write_text("sensor_id,timestamp,temperature\nA,2024-03-01T00:00:00Z,20\n")
     with pytest.raises(InputError, match=r"expected sensor_id, timestamp and labels"):
         read_truth(str(path))
+
+
+def test_readings_out_of_time_order_are_sorted(tmp_path: Path) -> None:
+    """A labels file whose rows are not in time order is read sorted by sensor, then time."""
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "sensor_id,timestamp,anomaly_flag,anomaly_type\n"
+        "B,2024-03-01T00:00:02Z,0,\nA,2024-03-01T00:00:01Z,1,spike\n"
+        "B,2024-03-01T00:00:00Z,1,noise\nA,2024-03-01T00:00:00Z,0,\n"
+    )
+    truth = read_truth(str(path))
+    assert [truth.sensors[s] for s in truth.sensor] == ["B", "B", "A", "A"]
+    assert (truth.time // 10**6 % 60).tolist() == [0, 2, 0, 1]
+    assert truth.anomaly.tolist() == [True, False, False, True]
+
+
+def test_hidden_labels_pair_with_the_truth_file(tmp_path: Path) -> None:
+    """An equipment node run with hidden labels: scoring its database finds the truth file
+    beside it and pairs each reading with its labels (the model and the channels from the
+    database, the faults from the truth file); the truth file alone gives the same labels;
+    without it, one line says where it was looked for."""
+    catalogue = tmp_path / "faulty.yaml"
+    catalogue.write_text("models:\n  compressor:\n    faults:\n      leak: {onset_per_hour: 0.5}\n")
+    config = write_config(
+        tmp_path / "config.yaml",
+        labels={"mode": "hidden"},
+        equipment={"catalogues": [str(catalogue)]},
+    )
+    identity = write_identity(tmp_path / "id.json", id="COMP_1", type="compressor", model="GA-30")
+    db = tmp_path / "plant.db"
+    done = run_main(
+        ["--config", str(config), "--identity", str(identity), "--db", str(db),
+         "--backfill", "6h", "--start", START, "--seed", "5"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    truth_file = tmp_path / "plant.truth.db"
+    with sqlite3.connect(truth_file) as conn:
+        faulty = conn.execute("SELECT count(*) FROM compressor_truth WHERE fault IS NOT NULL")
+        expected = faulty.fetchone()[0]
+    assert expected > 0
+    paired = read_truth(str(db), channels=True)
+    alone = read_truth(str(truth_file))
+    assert int(paired.anomaly.sum()) == int(alone.anomaly.sum()) == expected
+    assert (paired.time == alone.time).all() and paired.scheme == "fault"
+    assert paired.models == ["GA-30"] and "pressure_bar" in paired.channels
+    truth_file.rename(tmp_path / "elsewhere.db")
+    with pytest.raises(InputError, match=r"labels are hidden, and there is no truth file"):
+        read_truth(str(db))

@@ -78,11 +78,15 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[st
     """Field names valid at ``loc`` (used to suggest a fix for a typo)."""
     current: Any = model
     for part in loc[:-1]:
+        if isinstance(part, int) and typing.get_origin(current) is list:
+            current = typing.get_args(current)[0]  # an item of a list of models
+            continue
         fields = getattr(current, "model_fields", None)
         if fields is None or not isinstance(part, str) or part not in fields:
             return []
         annotation = fields[part].annotation
-        current = annotation if isinstance(annotation, type) else None
+        is_list = typing.get_origin(annotation) is list
+        current = annotation if isinstance(annotation, type) or is_list else None
     fields = getattr(current, "model_fields", None)
     return list(fields) if fields else []
 

@@ -23,7 +23,7 @@ HIDDEN = "***"
 MIN_SCRUBBED = 4
 
 # Query options sensorfleet itself reads (sqlite, jsonl, csv, postgresql).
-_OWN_OPTIONS = frozenset({"table", "max_bytes", "max_seconds"})
+_OWN_OPTIONS = frozenset({"table", "max_bytes", "max_seconds", "partition", "retention"})
 # libpq connection parameters that carry no secret (passwords, keys and passfiles do).
 _LIBPQ_HARMLESS = frozenset(
     {"sslmode", "connect_timeout", "application_name", "target_session_attrs", "gssencmode"}

@@ -139,6 +139,36 @@ def _pick(rng: random.Random, weights: Mapping[str, float]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
+def _check_firmware_mix(firmware_mix: Mapping[str, float]) -> None:
+    weights = list(firmware_mix.values())
+    if not weights or min(weights) < 0 or not any(weights):
+        raise InputError(["--firmware-mix: expected positive weights such as 1.3=0.7,1.4=0.3"])
+
+
+def _draw_sensor(
+    rng: random.Random,
+    sensor_id: str,
+    site: _Site,
+    firmware_mix: Mapping[str, float],
+    **fields: str,
+) -> Identity:
+    """One sensor at a random position of ``site``, with the site's maker and model mix.
+
+    The order of the draws is fixed: a seeded fleet generated before stays the same.
+    """
+    letter = rng.choice("ABCD")
+    position = rng.randint(1, site.positions)
+    return _identity(
+        id=sensor_id,
+        location=site.location.format(letter=letter, position=position),
+        manufacturer=_pick(rng, site.manufacturers),
+        model=_pick(rng, site.models),
+        firmware_version=_pick(rng, firmware_mix),
+        timezone=site.timezone,
+        **fields,
+    )
+
+
 def generate_identities(
     count: int,
     seed: int = 0,
@@ -152,9 +182,7 @@ def generate_identities(
     """
     if count < 1:
         raise InputError([f"--count: expected a number of sensors of 1 or more (got {count})"])
-    weights = list(firmware_mix.values())
-    if not weights or min(weights) < 0 or not any(weights):
-        raise InputError(["--firmware-mix: expected positive weights such as 1.3=0.7,1.4=0.3"])
+    _check_firmware_mix(firmware_mix)
     rng = random.Random(seed)
     width = max(4, len(str(count)))
     shares = {site.kind: site.share for site in _SITES}
@@ -162,23 +190,100 @@ def generate_identities(
     fleet = []
     for number in range(1, count + 1):
         site = sites[_pick(rng, shares)]
-        letter = rng.choice("ABCD")
-        position = rng.randint(1, site.positions)
         sensor_id = f"{site.kind.upper()}_{number:0{width}d}"
         fleet.append(
-            NamedIdentity(
-                sensor_id.lower(),
-                _identity(
-                    id=sensor_id,
-                    location=site.location.format(letter=letter, position=position),
-                    manufacturer=_pick(rng, site.manufacturers),
-                    model=_pick(rng, site.models),
-                    firmware_version=_pick(rng, firmware_mix),
-                    timezone=site.timezone,
-                ),
-            )
+            NamedIdentity(sensor_id.lower(), _draw_sensor(rng, sensor_id, site, firmware_mix))
         )
     return fleet
+
+
+def sensor_rng(seed: int, sensor_id: str) -> random.Random:
+    """A generator of its own for one sensor: adding or removing other sensors (more of
+    one type, a new line in a site file) leaves this sensor's identity as it was."""
+    return random.Random(f"{seed}/{sensor_id}")
+
+
+def typed_identities(
+    types: Mapping[str, int],
+    seed: int = 0,
+    firmware_mix: Mapping[str, float] = DEFAULT_FIRMWARE_MIX,
+) -> list[NamedIdentity]:
+    """A reproducible fleet of machines: ``types`` maps each type to how many of it.
+
+    Ids count per type (``COMPRESSOR_0001``…); each sensor draws its site, maker, model
+    and firmware from the classic generator's mix with a generator seeded by its id, so
+    five compressors stay the same five when the fleet gains fans or compressors.
+    """
+    _check_firmware_mix(firmware_mix)
+    shares = {site.kind: site.share for site in _SITES}
+    sites = {site.kind: site for site in _SITES}
+    width = max(4, len(str(max(types.values(), default=1))))
+    fleet = []
+    for type_name, count in types.items():
+        for number in range(1, count + 1):
+            sensor_id = f"{type_name.upper()}_{number:0{width}d}"
+            rng = sensor_rng(seed, sensor_id)
+            site = sites[_pick(rng, shares)]
+            identity = _draw_sensor(rng, sensor_id, site, firmware_mix, type=type_name)
+            fleet.append(NamedIdentity(sensor_id.lower(), identity))
+    return fleet
+
+
+def placed_identity(
+    seed: int,
+    sensor_id: str,
+    type_name: str,
+    location: str,
+    timezone: str = "UTC",
+    firmware_mix: Mapping[str, float] = DEFAULT_FIRMWARE_MIX,
+) -> Identity:
+    """A sensor at a known place (a site file's line) with the factory maker, model and
+    firmware mix, drawn with a generator seeded by its id."""
+    rng = sensor_rng(seed, sensor_id)
+    factory = _SITES[0]
+    return _identity(
+        id=sensor_id,
+        type=type_name,
+        location=location,
+        manufacturer=_pick(rng, factory.manufacturers),
+        model=_pick(rng, factory.models),
+        firmware_version=_pick(rng, firmware_mix),
+        timezone=timezone,
+    )
+
+
+def parse_types(text: str, known: Sequence[str], total: int | None = None) -> dict[str, int]:
+    """Read ``compressor=5,hvac=2`` into type → number of sensors.
+
+    With ``total`` the numbers are proportions: they are scaled to ``total`` sensors
+    (largest remainder, ties to the type named first), so ``--count 70`` with
+    ``compressor=5,hvac=2`` gives 50 and 20.
+    """
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, number = (item.strip() for item in part.partition("="))
+        if not sep or not name or not number.isdigit():
+            raise InputError(
+                [f"--types: expected TYPE=COUNT pairs such as compressor=5,hvac=2 (got {text!r})"]
+            )
+        if name not in known:
+            raise InputError(
+                [f"--types: unknown type {name!r}; expected one of {', '.join(known)}"]
+            )
+        counts[name] = counts.get(name, 0) + int(number)
+    if not any(counts.values()):
+        raise InputError([f"--types: expected at least one sensor (got {text!r})"])
+    if total is None:
+        return counts
+    if total < 1:
+        raise InputError([f"--count: expected a number of sensors of 1 or more (got {total})"])
+    weight = sum(counts.values())
+    scaled = {name: count * total / weight for name, count in counts.items()}
+    shares = {name: int(value) for name, value in scaled.items()}
+    by_remainder = sorted(scaled, key=lambda name: shares[name] - scaled[name])
+    for name in by_remainder[: total - sum(shares.values())]:
+        shares[name] += 1
+    return {name: count for name, count in shares.items() if count}
 
 
 def parse_firmware_mix(text: str) -> dict[str, float]:

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import SensorfleetError
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("run", "models", "identities", "sync", "report", "score")
+COMMANDS: tuple[str, ...] = ("run", "models", "identities", "console", "sync", "report", "score")
 
 # NumPy's BLAS (OpenBLAS in the wheels; MKL or an OpenMP build elsewhere) starts one
 # worker thread per core when numpy is imported, sized from the host's cores, not the

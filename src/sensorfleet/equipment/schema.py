@@ -282,6 +282,8 @@ class ModelSpec(Strict):
     faults: dict[Name, FaultSpec] = Field(default_factory=dict)
     instrument_faults: dict[Name, InstrumentFaultSpec] = Field(default_factory=dict)
     maintenance: Maintenance = Maintenance()
+    # What the figures rest on: a figure (a channel, state, fault or topic) → its source.
+    sources: dict[str, str] = Field(default_factory=dict)
 
 
 class CatalogueFile(Strict):

@@ -25,6 +25,17 @@ def _text(value: Any) -> Any:
     return value
 
 
+def known_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone; a ValueError saying what is expected if not."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"must be an IANA time zone such as 'Europe/Berlin' (got {value!r})"
+        ) from None
+    return value
+
+
 Label = Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=200)]
 
 
@@ -42,16 +53,7 @@ class Identity(BaseModel):
     timezone: str = "UTC"
     tags: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"must be an IANA time zone such as 'Europe/Berlin' (got {value!r})"
-            ) from None
-        return value
+    _known_zone = field_validator("timezone")(known_timezone)
 
     def with_changes(self, **changes: str) -> Identity:
         """A validated copy with some fields replaced."""

@@ -7,9 +7,13 @@ renderer decides how to show them and a script reading JSON gets full precision.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from .equipment import EquipmentReport
 
 # Report groupings, as (row column, heading) pairs.
 DIMENSIONS: tuple[tuple[str, str], ...] = (
@@ -143,6 +147,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     series: list[SensorSeries] = field(default_factory=list)
+    equipment: EquipmentReport | None = None  # when a source holds equipment tables
 
     def flagged(self) -> list[str]:
         """One line per observed value whose interval excludes the expected value."""
@@ -164,10 +169,13 @@ class Report:
                         f"{share.observed:.2%} observed ({share.low:.2%}–{share.high:.2%}), "
                         f"{share.expected or 0:.2%} expected"
                     )
+        if self.equipment is not None:
+            lines.extend(self.equipment.flagged())
         return lines
 
     def comparisons(self) -> int:
         """How many observed values were checked against an expected one."""
         checked = [r for rows in self.rates.values() for r in rows if r.expected is not None]
         shared = [s for rows in self.shares.values() for s in rows if s.expected is not None]
-        return len(checked) + len(shared)
+        machines = len(self.equipment.faults) if self.equipment is not None else 0
+        return len(checked) + len(shared) + machines

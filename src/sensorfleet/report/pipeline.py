@@ -20,6 +20,7 @@ from ..node.clock import parse_duration
 from ..node.config import load_config
 from .aggregate import drop_duplicate_origins, read_sources
 from .analysis import build_report
+from .equipment import read_equipment
 from .expected import Expectations
 from .model import Report
 from .render_data import render_csv, render_json
@@ -189,6 +190,11 @@ def _build(options: ReportOptions, progress: ReadProgress | None) -> Report:
     )
     report.notes[:0] = notes
     report.problems = problems
+    report.equipment = read_equipment(
+        sources, config, report.interval_confidence, plot=bool(options.html)
+    )
+    if report.equipment is not None:
+        report.notes.extend(report.equipment.notes)
     if options.html:
         picks, missing = choose_sensors(summaries, list(options.sensors))
         problems.extend(missing)

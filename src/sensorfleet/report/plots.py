@@ -26,6 +26,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from ..node.layout import CLASSIC
+from .equipment import MachineSeries
 from .model import ABOVE, BELOW, RateRow, SensorSeries, ShareRow
 
 TYPE_COLORS: dict[str, str] = {
@@ -259,6 +260,33 @@ def series_chart(series: SensorSeries) -> str:
         panels[-1].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.42),
                           ncol=len(handles), fontsize=9)  # fmt: skip
         figure.align_ylabels(panels)
+        return to_svg(figure)
+
+
+def machine_chart(series: MachineSeries) -> str:
+    """Every channel of one machine over time (bucket means), its faults shaded."""
+    names = list(series.means)
+    with plt.rc_context(_STYLE):
+        figure, panels = plt.subplots(
+            len(names), 1, figsize=(10, 0.9 * len(names) + 0.8), sharex=True, squeeze=False
+        )
+        times = np.array([datetime.fromtimestamp(t, UTC) for t in series.times])
+        for (panel,), name in zip(panels, names, strict=True):
+            for start, end, _fault in series.faults:
+                panel.axvspan(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC),
+                              color=FLAG_COLOR, alpha=0.15, linewidth=0, zorder=1)  # fmt: skip
+            values = np.array([np.nan if v is None else v for v in series.means[name]])
+            if len(times):
+                panel.plot(times, values, color="#1d4ed8", linewidth=0.9, zorder=3,
+                           rasterized=True)  # fmt: skip
+            unit = series.units.get(name) or ""
+            panel.set_ylabel(f"{name}\n{unit}", fontsize=8, rotation=0, ha="right", va="center")
+            panel.grid(axis="x", visible=False)
+        last = panels[-1][0]
+        locator = mdates.AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
+        last.xaxis.set_major_locator(locator)
+        last.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
+        last.set_xlabel("UTC (shaded: a machine fault in progress)", fontsize=9, color=MUTED)
         return to_svg(figure)
 
 

@@ -57,6 +57,12 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for r in report.sync_by_source
             ],
         },
+        "equipment": None
+        if report.equipment is None
+        else {
+            "fault_onsets": [asdict(r) for r in report.equipment.faults],
+            "states": [asdict(r) for r in report.equipment.states],
+        },
         "flags": report.flagged(),
         "notes": report.notes,
         "problems": report.problems,

@@ -48,6 +48,7 @@ td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 figcaption { margin-bottom: 4px; font-size: 15px; }
 footer, .note { color: var(--muted); font-size: 12px; }
 details summary { cursor: pointer; color: var(--accent); margin-top: 8px; }
+.scroll { overflow-x: auto; }
 """
 
 
@@ -168,6 +169,20 @@ def render_html(report: Report) -> str:
                 f'<span class="note">{escape(series.identity)} · {series.rows:,} readings '
                 f"· {len(series.episodes)} anomaly episodes · from {escape(series.source)}"
                 f"</span></figcaption>{plots.series_chart(series)}</figure>"
+            )
+        parts.append("</section>")
+    equipment = report.equipment
+    if equipment is not None and (equipment.faults or equipment.states):
+        parts.append("<section><h2>Machines</h2>")
+        for title, section in tables.items():
+            if title.startswith(("Machine fault onsets", "Operating states")):
+                parts.append(f"<h3>{escape(title)}</h3>" + table_html(section))
+        for machine in equipment.series:
+            parts.append(
+                f'<figure class="series"><figcaption><b>{escape(machine.model)}</b> '
+                f'<span class="note">{escape(machine.sensor_id)} · every channel, bucket means '
+                f"· from {escape(machine.source)}</span></figcaption>"
+                f"{plots.machine_chart(machine)}</figure>"
             )
         parts.append("</section>")
     parts.append('<section><h2>Sync status</h2><div class="pair">')

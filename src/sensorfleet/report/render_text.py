@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .equipment import FAULT_DIMENSIONS, EquipmentReport
 from .model import ABOVE, BELOW, DIMENSION_TITLES, OK, RateRow, Report, ShareRow, SyncRow
 
 _MARKS = {OK: "ok", ABOVE: "▲ above", BELOW: "▼ below"}
@@ -115,6 +116,46 @@ def sections(report: Report) -> list[Section]:
         found.append(_rate_section(dimension, report.rates[dimension]))
     found.append(_sync_section("Sync status by firmware", "firmware", report.sync_by_firmware))
     found.append(_sync_section("Sync status by source", "source", report.sync_by_source))
+    if report.equipment is not None:
+        found.extend(_equipment_sections(report.equipment))
+    return found
+
+
+def _equipment_sections(equipment: EquipmentReport) -> list[Section]:
+    """Fault onsets per model, firmware and manufacturer; states and energy per model."""
+    found = []
+    for dimension, heading in FAULT_DIMENSIONS:
+        rows = [r for r in equipment.faults if r.dimension == dimension]
+        if not rows:
+            continue
+        found.append(
+            Section(
+                title=f"Machine fault onsets by {heading}",
+                headers=(heading, "sensors", "hours at risk", "onsets", "interval", "expected",
+                         "check"),
+                rows=[
+                    (r.group, f"{r.sensors:,}", f"{r.hours_at_risk:,.1f}", f"{r.onsets:,}",
+                     f"{r.low:.1f}–{r.high:.1f}", f"{r.expected:.1f}",
+                     _MARKS.get(r.status, r.status))
+                    for r in rows
+                ],
+                right=(False, True, True, True, True, True, False),
+                status=tuple(r.status for r in rows),
+            )
+        )  # fmt: skip
+    if equipment.states:
+        found.append(
+            Section(
+                title="Operating states by model",
+                headers=("model", "state", "rows", "share", "energy kWh"),
+                rows=[
+                    (r.model, r.state, f"{r.rows:,}", percent(r.share),
+                     "–" if r.energy_kwh is None else f"{r.energy_kwh:,.1f}")
+                    for r in equipment.states
+                ],
+                right=(False, False, True, True, True),
+            )
+        )  # fmt: skip
     return found
 
 
@@ -137,7 +178,8 @@ def verdict(report: Report) -> list[str]:
     """The closing lines: do observations agree with the config?"""
     flagged = report.flagged()
     total = report.comparisons()
-    if report.rows == 0:
+    machines = report.equipment is not None and bool(report.equipment.faults)
+    if report.rows == 0 and not machines:
         return ["No readings in the sources: nothing to compare."]
     if not flagged:
         return [f"All {total} observed values agree with {report.expected_from}."]

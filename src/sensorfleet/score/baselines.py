@@ -74,9 +74,13 @@ def _sensor_bounds(truth: Truth) -> np.ndarray:
 
 
 def _missing(truth: Truth) -> Bools:
+    """Readings lacking a value their sensor reports elsewhere. A channel a sensor never
+    reports (another model's, in a file holding several) does not count."""
     missing = np.zeros(len(truth), dtype=bool)
     for values in truth.channels.values():
-        missing |= np.isnan(values)
+        absent = np.isnan(values)
+        reports = np.bincount(truth.sensor, weights=~absent, minlength=len(truth.sensors)) > 0
+        missing |= absent & reports[truth.sensor]
     return missing
 
 
@@ -125,10 +129,10 @@ def isolation(truth: Truth) -> tuple[Floats, Bools]:
     missing = _missing(truth)
     columns = []
     for values in truth.channels.values():
-        filled = np.where(np.isnan(values), 0.0, values)
         change = np.zeros(n)
-        change[1:] = np.abs(np.diff(filled))
-        columns += [filled, change]
+        change[1:] = np.abs(np.diff(values))
+        # No change is known next to a missing value (NaN in, 0 out).
+        columns += [np.where(np.isnan(values), 0.0, values), np.nan_to_num(change, nan=0.0)]
     features = np.column_stack(columns)
     bounds = _sensor_bounds(truth)
     first = np.zeros(n, dtype=bool)

@@ -38,6 +38,11 @@ def score_detectors(request: ScoreRequest) -> list[Evaluation]:
     scored = None
     if request.predictions is not None:
         predictions = read_predictions(request.predictions)
+        if request.options.threshold is not None and predictions.score is None:
+            raise InputError(
+                [f"--threshold: {predictions.source} has no score column to apply it to "
+                 "(its flags are scored as they are)"]
+            )  # fmt: skip
         tolerance = round(request.options.tolerance_seconds * 1_000_000)
         aligned = align(truth, predictions, tolerance)
         if not aligned.predicted.any():

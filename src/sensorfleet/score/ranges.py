@@ -20,7 +20,7 @@ cardinality, both equal the point-wise figures.
 
 Everything is computed from the range bounds alone: the pairs of overlapping
 ranges are found with two binary searches, and each weight sum has a closed
-form, so a million ranges take well under a second.
+form: the cost grows with the number of ranges, never with their length.
 """
 
 from __future__ import annotations

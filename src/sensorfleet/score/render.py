@@ -14,7 +14,6 @@ from typing import Any
 
 from ..report.render_text import Section, plain_table
 from .evaluate import Evaluation, GroupScore
-from .match import OVERALL_ONLY
 
 FORMATS: tuple[str, ...] = ("text", "json")
 BREAKDOWN_TITLES = {
@@ -220,9 +219,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def group_dict(g: GroupScore, overall: bool = False) -> dict[str, Any]:
-    """One group's figures as JSON-ready data."""
-    unmatched = {k: v for k, v in g.unmatched.items() if overall or k not in OVERALL_ONLY}
+def group_dict(g: GroupScore) -> dict[str, Any]:
+    """One group's figures as JSON-ready data (in a breakdown, the unmatched counts that
+    belong to no group are null)."""
     return {
         "readings": g.readings,
         "anomalous_readings": g.anomalous_readings,
@@ -238,7 +237,7 @@ def group_dict(g: GroupScore, overall: bool = False) -> dict[str, Any]:
             "sensor_days": g.sensor_days,
             "per_sensor_day": g.false_alarms_per_sensor_day,
         },
-        "unmatched": unmatched,
+        "unmatched": g.unmatched,
         "confusion": None if g.confusion is None else asdict(g.confusion),
         "rul": None if g.rul is None else asdict(g.rul),
     }
@@ -257,7 +256,7 @@ def evaluation_dict(e: Evaluation) -> dict[str, Any]:
             "range": asdict(r),
             "rul_unit_seconds": e.options.rul_unit_seconds,
         },
-        "overall": group_dict(e.overall, overall=True),
+        "overall": group_dict(e.overall),
     }
     for dimension, groups in e.breakdowns.items():
         data[f"by_{dimension}"] = {name: group_dict(g) for name, g in groups.items()}
@@ -291,7 +290,7 @@ def render_html(evaluations: list[Evaluation]) -> str:
         card("missed episodes", f"{o.delay.missed:,}"),
         "</div>",
         "<section><h2>Overall</h2>",
-        table_html(comparison_section(evaluations)),
+        f'<div class="scroll">{table_html(comparison_section(evaluations))}</div>',
         "</section>",
     ]
     curves = [(e.detector, e.overall.pr_curve) for e in evaluations if e.overall.pr_curve]
@@ -302,11 +301,13 @@ def render_html(evaluations: list[Evaluation]) -> str:
             '<p class="note">Point-wise: each reading counts once. The area under each '
             "curve is its PR-AUC (average precision).</p></section>",
         ]
-    for section in breakdown_sections(primary):
-        parts += [f"<section><h2>{escape(section.title)}</h2>", table_html(section), "</section>"]
-    for extra in (confusion_section(primary), rul_section(evaluations)):
-        if extra is not None:
-            parts += [f"<section><h2>{escape(extra.title)}</h2>", table_html(extra), "</section>"]
+    extras = [s for s in (confusion_section(primary), rul_section(evaluations)) if s]
+    for section in [*breakdown_sections(primary), *extras]:
+        parts += [
+            f"<section><h2>{escape(section.title)}</h2>",
+            f'<div class="scroll">{table_html(section)}</div>',  # wide tables scroll alone
+            "</section>",
+        ]
     parts += [
         f"<section><h2>{escape(unmatched_section(primary).title)}</h2>",
         table_html(unmatched_section(primary)),

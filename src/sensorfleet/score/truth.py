@@ -8,7 +8,8 @@ writes when its labels are hidden from the readings. Any table with
 
 - the classic sensor's ``anomaly_flag`` and ``anomaly_type`` (a missing-data
   row is flagged, so it is an anomaly of type ``missing_data``), or
-- an equipment model's ``fault`` (NULL or empty while healthy), with
+- an equipment model's ``fault`` (NULL or empty while healthy) and, where the table has
+  it, ``instrument_fault`` (a fault of the measuring instrument), with
   ``rul_seconds`` when the model predicts a remaining useful life.
 
 ``model`` and ``firmware_version`` are read when present, for the
@@ -27,6 +28,7 @@ import numpy as np
 
 from .._redaction import redact
 from ..errors import InputError
+from ..node import store
 from ..report import postgres
 from ..report.sources import expand_path, open_readonly
 from .columns import (
@@ -36,6 +38,7 @@ from .columns import (
     Floats,
     Ints,
     TextColumn,
+    concat,
     to_codes,
     to_flags,
     to_floats,
@@ -47,14 +50,14 @@ from .tables import (
     file_kind,
     read_file,
     read_rows,
-    read_sqlite_table,
     split_table_argument,
+    sqlite_chunks,
     table_columns,
 )
 
 KEYS = ("sensor_id", "timestamp")
 CLASSIC_LABELS = ("anomaly_flag", "anomaly_type")
-EQUIPMENT_LABELS = ("fault", "rul_seconds")
+EQUIPMENT_LABELS = ("fault", "instrument_fault", "rul_seconds")
 GROUPS = ("model", "firmware_version")
 CLASSIC_CHANNELS = ("temperature", "vibration", "voltage")
 # REAL columns of an equipment table that are labels, not measurements.
@@ -137,12 +140,13 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
     with closing(conn):
         try:
             tables = [table] if table is not None else _label_tables(conn)
-            if not tables:
+            hidden = [] if table is not None else _hidden_label_tables(conn)
+            if not tables and not hidden:
                 raise TableError(
                     "no table with sensor_id, timestamp and labels (anomaly_flag, or fault); "
                     "readings written with hidden labels are scored against the labels file"
                 )
-            found = []
+            found = [_with_hidden_labels(conn, path, name, channels) for name in hidden]
             for name in tables:
                 declared = table_columns(conn, name)
                 wanted = _wanted(channels)
@@ -151,12 +155,82 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
                         c for c, kind in declared
                         if kind == "REAL" and c not in NOT_CHANNELS and c not in wanted
                     ]  # fmt: skip
-                read = read_sqlite_table(conn, name, wanted, f"{path} (table {name})")
-                _check(read)
-                found.append(read)
+                label = f"{path} (table {name})"
+                for chunk in sqlite_chunks(conn, name, wanted, label, _sparse_labels(declared)):
+                    _check(chunk)
+                    found.append(chunk)
             return found
         except sqlite3.Error as exc:
             raise TableError(f"cannot read the database ({exc})") from None
+
+
+def _hidden_label_tables(conn: sqlite3.Connection) -> list[str]:
+    """Equipment tables whose labels went to a truth file (``labels.mode: hidden``)."""
+    names = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%\\_readings' "
+            "ESCAPE '\\' ORDER BY name"
+        )
+    ]
+    hidden = []
+    for name in names:
+        columns = [c for c, _ in table_columns(conn, name)]
+        if set(KEYS) <= set(columns) and not _labelled(columns):
+            hidden.append(name)
+    return hidden
+
+
+def _with_hidden_labels(
+    conn: sqlite3.Connection, path: Path, table: str, channels: bool
+) -> Columns:
+    """A node table's readings with the labels from its truth file (``NAME.truth.db``
+    beside it, the node's default), matched row for row: the truth file keys each label
+    by the node file's database id and the reading's row id."""
+    type_name = table.removesuffix("_readings")
+    truth_path = path.with_name(f"{path.stem}.truth.db")
+    if not truth_path.is_file():
+        raise TableError(
+            f"table {table} holds readings whose labels are hidden, and there is no truth "
+            f"file {truth_path} beside it; pass the truth file as --truth"
+        )
+    declared = table_columns(conn, table)
+    wanted = [*KEYS, *GROUPS]
+    if channels:
+        wanted += [c for c, kind in declared if kind == "REAL" and c not in NOT_CHANNELS]
+    chunks = list(sqlite_chunks(conn, table, wanted, f"{path} (table {table})"))
+    readings = {c: concat([chunk.values[c] for chunk in chunks]) for c in chunks[0].values}
+    rows = sum(chunk.rows for chunk in chunks)
+    database = store.database_id(conn)
+    with closing(open_readonly(truth_path)) as labels_conn:
+        names = [c for c, _ in table_columns(labels_conn, f"{type_name}_truth")]
+        present = [c for c in (*KEYS, *EQUIPMENT_LABELS) if c in names]
+        if not {"fault", "reading_id", "database_id"} <= set(names):
+            raise TableError(f"{truth_path}: no {type_name}_truth table with the labels")
+        listed = ", ".join(f'"{c}"' for c in present)
+        cursor = labels_conn.execute(
+            f'SELECT {listed} FROM "{type_name}_truth" WHERE database_id = ? ORDER BY reading_id',
+            (database,),
+        )
+        labels = read_rows(cursor, present, names, f"{truth_path} (table {type_name}_truth)")
+    same = labels.rows == rows and all(
+        np.array_equal(labels.values[k].strings(), readings[k].strings()) for k in KEYS
+    )
+    if not same:
+        raise TableError(
+            f"table {table}: its {rows:,} readings and the {labels.rows:,} labels in "
+            f"{truth_path} do not pair up row for row (rows deleted from one of them?)"
+        )
+    values = {**readings, **{c: v for c, v in labels.values.items() if c not in KEYS}}
+    return Columns(labels.label, rows, values, tuple(dict.fromkeys([*names, *readings])))
+
+
+def _sparse_labels(declared: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The classic labels are read only from flagged rows (a few percent of them)."""
+    if "anomaly_flag" not in {name for name, _ in declared}:
+        return {}
+    flagged = '"anomaly_flag" != 0'
+    return {"anomaly_flag": flagged, "anomaly_type": flagged}
 
 
 def _label_tables(conn: sqlite3.Connection) -> list[str]:
@@ -239,7 +313,7 @@ def _combine(source: str, parts: list[Columns]) -> Truth:
         key: np.concatenate([p[key] for p in pieces])
         for key in ("sensor", "time", "anomaly", "kind", "model", "firmware", "rul")
     }
-    order = np.lexsort((joined["time"], joined["sensor"]))
+    order = _by_sensor_then_time(joined["sensor"], joined["time"])
     values = {}
     for name in channel_names:
         filled = [p.get(name, np.full(len(p["time"]), np.nan)) for p in pieces]
@@ -262,6 +336,21 @@ def _combine(source: str, parts: list[Columns]) -> Truth:
     )
 
 
+def _by_sensor_then_time(sensor: Codes, time: Ints) -> Ints:
+    """The order that sorts readings by sensor, then time.
+
+    A node writes each sensor's readings in time order, interleaved with the
+    other sensors'; a stable sort on the sensor alone (a radix sort for small
+    codes) then suffices, which is checked before it is trusted.
+    """
+    small = sensor.astype(np.int16) if len(sensor) and sensor.max() < 2**15 else sensor
+    order = np.argsort(small, kind="stable")
+    ordered, times = sensor[order], time[order]
+    if (np.diff(times)[ordered[1:] == ordered[:-1]] >= 0).all():
+        return order
+    return np.lexsort((time, sensor))
+
+
 def _decode(
     part: Columns,
     sensors: dict[str, int],
@@ -274,12 +363,11 @@ def _decode(
     sensor, _ = to_codes(v["sensor_id"], sensors)
     time = to_micros(v["timestamp"])
     if "fault" in v:
-        fault, labels = to_codes(v["fault"], {})
-        healthy = np.array([t.strip().lower() in ("", "none", "normal") for t in labels])
-        anomaly = ~healthy[fault] if len(labels) else np.zeros(n, bool)
-        names = [NORMAL if h else t for t, h in zip(labels, healthy, strict=True)]
-        mapping = np.array([kinds.setdefault(t, len(kinds)) for t in names], dtype=np.int32)
-        kind = mapping[fault] if len(labels) else np.zeros(n, np.int32)
+        anomaly, kind = _faults(v["fault"], kinds, n)
+        if "instrument_fault" in v:  # a wrong reading is an anomaly too, named after its fault
+            broken, instrument = _faults(v["instrument_fault"], kinds, n)
+            kind = np.where(anomaly, kind, instrument)
+            anomaly |= broken
     else:
         anomaly, _ = to_flags(v["anomaly_flag"])
         if "anomaly_type" in v:
@@ -303,6 +391,17 @@ def _decode(
         if name not in (*KEYS, *CLASSIC_LABELS, *EQUIPMENT_LABELS, *GROUPS):
             piece[f"channel:{name}"] = to_floats(column)
     return piece
+
+
+def _faults(column: TextColumn, kinds: dict[str, int], n: int) -> tuple[Bools, Codes]:
+    """Which readings have a fault (not NULL, empty, none or normal), and its kind."""
+    fault, labels = to_codes(column, {})
+    if not labels:
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int32)
+    healthy = np.array([t.strip().lower() in ("", "none", "normal") for t in labels])
+    names = [NORMAL if h else t for t, h in zip(labels, healthy, strict=True)]
+    mapping = np.array([kinds.setdefault(t, len(kinds)) for t in names], dtype=np.int32)
+    return ~healthy[fault], mapping[fault]
 
 
 def _group(values: dict[str, TextColumn], name: str, table: dict[str, int], n: int) -> Codes:

@@ -4,7 +4,7 @@ URL forms (paths follow the SQLAlchemy convention: three slashes and a
 relative path, four slashes and an absolute one):
 
     sqlite:///central.db[?table=NAME]
-    postgresql://user:password@host:5432/dbname[?table=NAME&sslmode=…]
+    postgresql://user:password@host:5432/dbname[?table=NAME&partition=daily&retention=30d&sslmode=…]
     jsonl:///out/dir[?max_bytes=N&max_seconds=S]
     csv:///out/dir[?max_bytes=N&max_seconds=S]
     http://host:port/path   https://host/path
@@ -18,13 +18,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .._redaction import redact, scrub, secrets_of
 from ..errors import InputError
+from ..node.clock import parse_duration
 from .sinks.base import Sink
+from .sinks.postgres_partitions import Partitioning
 from .topics import TemplateError, TopicTemplate
 
 FORMS = (
@@ -133,10 +136,16 @@ def _build(url: str, timeout: float) -> Sink:
         _ = parts.port  # raises ValueError for a bad port
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         table = _table(dict(pairs), PG_TABLE)
-        rest = urlencode([(k, v) for k, v in pairs if k != "table"])
+        own = ("table", "partition", "retention")
+        rest = urlencode([(k, v) for k, v in pairs if k not in own])
         conninfo = urlunsplit((scheme, parts.netloc, parts.path, rest, ""))
         return PostgresSink(
-            conninfo, redact(url), table=table, timeout=timeout, secrets=secrets_of(url)
+            conninfo,
+            redact(url),
+            table=table,
+            timeout=timeout,
+            secrets=secrets_of(url),
+            partitioning=_partitioning(dict(pairs)),
         )
     if scheme in ("http", "https"):
         from .sinks.http import HTTPSink
@@ -182,6 +191,28 @@ def _build(url: str, timeout: float) -> Sink:
     if scheme == "kafka":
         return _kafka(url, parts.netloc, parts.path, parts.query, timeout)
     raise _Problem(f"unknown sink type {parts.scheme!r}; expected one of " + ", ".join(FORMS))
+
+
+def _partitioning(options: dict[str, str]) -> Partitioning:
+    """``partition=daily`` and ``retention=DURATION`` of a PostgreSQL URL."""
+    partition = options.get("partition")
+    if partition not in (None, "daily"):
+        raise _Problem(f"option partition: expected daily (got {partition!r})")
+    retention = None
+    if "retention" in options:
+        if partition is None:
+            raise _Problem("option retention: drops whole daily partitions; add partition=daily")
+        try:
+            seconds = parse_duration(options["retention"], "option retention")
+        except InputError as exc:
+            raise _Problem(exc.problems[0]) from None
+        if seconds < 86400:
+            raise _Problem(
+                "option retention: at least 1d, a partition holds a day "
+                f"(got {options['retention']!r})"
+            )
+        retention = timedelta(seconds=seconds)
+    return Partitioning(daily=partition == "daily", retention=retention)
 
 
 def _template(topic: str) -> TopicTemplate:

@@ -3,7 +3,8 @@
 Each batch is one transaction: ``COPY`` into a session-local staging table,
 then ``INSERT … SELECT … ON CONFLICT (database_id, source_row_id) DO
 NOTHING``; the commit is the acknowledgement. COPY keeps the wire cost of a
-batch to one round trip of row data.
+batch to one round trip of row data. With ``?partition=daily`` the tables are split by
+day (``postgres_partitions``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..._redaction import scrub
 from ...node.layout import CLASSIC, TableLayout
-from .base import CONFLICTS_SUFFIX, Batch, SinkError, log_conflicts
+from .base import CONFLICTS_SUFFIX, KEY_COLUMNS, Batch, SinkError, log_conflicts
+from .postgres_partitions import DailyPartitions, Partitioning, days_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -22,17 +24,19 @@ DEFAULT_TABLE = "sensor_readings"
 _STAGING = "sensorfleet_incoming"
 
 
-def _schema(layout: TableLayout) -> str:
+def _schema(layout: TableLayout, partitions: DailyPartitions) -> str:
     """The central copy of a node table's reading columns, keyed by where each row came
-    from (``{table}`` left for psycopg to quote)."""
+    from (``{table}`` left for psycopg to quote); a partitioned table's key also holds
+    the partition key, as PostgreSQL requires."""
+    key = ", ".join(f'"{name}"' for name in (*KEY_COLUMNS, *partitions.key_extra))
     return f"""
 CREATE TABLE IF NOT EXISTS {{table}} (
     database_id text NOT NULL,
     source_row_id bigint NOT NULL,
 {layout.postgres_columns_sql()},
     received_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (database_id, source_row_id)
-)
+    PRIMARY KEY ({key})
+){partitions.table_suffix()}
 """
 
 
@@ -66,6 +70,7 @@ class PostgresSink:
         table: str = DEFAULT_TABLE,
         timeout: float = 10.0,
         secrets: Sequence[str] = (),
+        partitioning: Partitioning | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.display = display
@@ -75,6 +80,7 @@ class PostgresSink:
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._ready: set[TableLayout] = set()  # tables and staging made on this connection
         self.conflicts = 0  # readings kept beside a table because their key was taken
+        self.partitions = DailyPartitions(partitioning or Partitioning(), display)
 
     @property
     def name(self) -> str:
@@ -97,7 +103,7 @@ class PostgresSink:
         if layout in self._ready:
             return
         table, staging = sql.Identifier(self._table(layout)), sql.Identifier(self._staging(layout))
-        conn.execute(sql.SQL(_schema(layout)).format(table=table))
+        self._create(conn, layout)
         conflicts = sql.Identifier(self._table(layout) + CONFLICTS_SUFFIX)
         index = sql.Identifier(f"idx_{self._table(layout)}{CONFLICTS_SUFFIX}_key")
         for statement in _CONFLICTS_SCHEMA:
@@ -117,6 +123,21 @@ class PostgresSink:
         )
         self._ready.add(layout)
 
+    def _create(self, conn: psycopg.Connection[tuple[object, ...]], layout: TableLayout) -> None:
+        """Create the central table of ``layout``, or check that an existing one is
+        partitioned as the URL asks."""
+        from psycopg import sql
+
+        name, partitions = self._table(layout), self.partitions
+        partitions.detect(conn)
+        existed = conn.execute("SELECT to_regclass(%s)", (f'"{name}"',)).fetchone() != (None,)
+        conn.execute(sql.SQL(_schema(layout, partitions)).format(table=sql.Identifier(name)))
+        if existed:
+            partitions.check(conn, name)
+        if partitions.partitioning.daily:
+            partitions.register(conn, name)
+            partitions.maintain(conn, name, force=True)
+
     def _one_line(self, exc: BaseException) -> str:
         text = " ".join(scrub(str(exc), self.secrets).split())
         return text or type(exc).__name__
@@ -129,6 +150,7 @@ class PostgresSink:
         except psycopg.Error as exc:
             raise SinkError(f"{self.name}: connect: {self._one_line(exc)}") from None
         self._ready = set()
+        self.partitions.reset()
         try:
             with conn.transaction():
                 self._prepare(conn, CLASSIC)
@@ -150,22 +172,28 @@ class PostgresSink:
         layout = batch.layout
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in batch.columns)
         staging = sql.Identifier(self._staging(layout))
-        table = sql.Identifier(self._table(layout))
         try:
+            if layout not in self._ready:
+                with conn.transaction():
+                    self._prepare(conn, layout)
+            insert, params = self._insert(batch)
+            if self.partitions.partitioning.daily:
+                at = 1 + layout.names.index("timestamp")
+                self.partitions.ensure(
+                    conn, self._table(layout), days_of(r[at] for r in batch.rows)
+                )
+                self.partitions.maintain(conn, self._table(layout))
             with conn.transaction(), conn.cursor() as cur:
-                self._prepare(conn, layout)
                 copy_sql = sql.SQL("COPY {staging} ({columns}) FROM STDIN").format(
                     staging=staging, columns=columns
                 )
                 with cur.copy(copy_sql) as copy:
                     for row in batch.central_rows():
                         copy.write_row(row)
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} "
-                        "ON CONFLICT (database_id, source_row_id) DO NOTHING"
-                    ).format(table=table, columns=columns, staging=staging)
-                )
+                if self.partitions.partitioning.daily:
+                    key = f"{self._table(layout)} {batch.database_id}"
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+                cur.execute(insert, params)
                 stored = max(cur.rowcount, 0)
                 if stored < len(batch):  # some keys were there: the same readings?
                     cur.execute(self._keep_conflicts(batch))
@@ -178,6 +206,31 @@ class PostgresSink:
         except psycopg.Error as exc:
             self.close()  # a fresh connection next time; the transaction was rolled back
             raise SinkError(f"{self.name}: write batch: {self._one_line(exc)}") from None
+
+    def _insert(self, batch: Batch) -> tuple[psycopg.sql.Composed, tuple[object, ...]]:
+        """The statement that adds the staged rows the table does not hold yet."""
+        from psycopg import sql
+
+        partitions = self.partitions
+        key = (*KEY_COLUMNS, *partitions.key_extra)
+        text = "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} AS s"
+        params: tuple[object, ...] = ()
+        if partitions.partitioning.daily:
+            # The table's unique key holds the timestamp too: a key stored with another
+            # timestamp is found here, so (database_id, source_row_id) stays unique. One
+            # batch of a database at a time, so two collectors cannot both add it.
+            same = " AND ".join(f'c."{name}" = s."{name}"' for name in KEY_COLUMNS)
+            keep, params = partitions.insert_filter()
+            text += f" WHERE {keep} AND NOT EXISTS (SELECT 1 FROM {{table}} AS c WHERE {same})"
+        text += " ON CONFLICT ({key}) DO NOTHING"
+        table = self._table(batch.layout)
+        statement = sql.SQL(text).format(
+            table=sql.Identifier(table),
+            columns=sql.SQL(", ").join(sql.Identifier(c) for c in batch.columns),
+            staging=sql.Identifier(self._staging(batch.layout)),
+            key=sql.SQL(", ").join(sql.Identifier(c) for c in key),
+        )
+        return statement, params
 
     def _keep_conflicts(self, batch: Batch) -> psycopg.sql.Composed:
         from psycopg import sql
@@ -200,6 +253,7 @@ class PostgresSink:
 
     def close(self) -> None:
         self._ready = set()
+        self.partitions.reset()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()

@@ -1,0 +1,325 @@
+"""The report's equipment part: fault onsets observed against the catalogue, state shares
+and energy per state, for every ``<type>_readings`` table of the SQLite sources.
+
+Expected onsets come from the same figures the simulator runs on: each machine fault's
+``onset_per_hour`` in the catalogue (with the config's catalogue files), times the
+identity's profile ``probability_multiplier``, over the hours the machine was at risk:
+readings in an operating state with no fault in progress, each standing for its
+sensor's reading interval. A forced fault (HTTP control) counts as observed but was not
+expected. The interval around an observed count is the square-root (Anscombe) Poisson
+interval at the report's per-comparison confidence.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..equipment import Catalogue, EquipmentModel, load_catalogue
+from ..node.config import Config
+from ..node.layout import CLASSIC
+from ..node.profiles import resolve
+from .model import status_of
+from .sources import open_readonly
+from .stats import z_value
+from .table import ReportSource
+
+# Fault-rate groupings: (row column, heading); "type" is the table's model.
+FAULT_DIMENSIONS: tuple[tuple[str, str], ...] = (
+    ("type", "model"),
+    ("firmware_version", "firmware"),
+    ("manufacturer", "manufacturer"),
+    ("location", "location"),  # a site file's '<factory> - <line>'
+)
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    """Machine fault onsets of one group: observed, with an interval, and expected."""
+
+    dimension: str
+    group: str
+    sensors: int
+    hours_at_risk: float
+    onsets: int
+    low: float
+    high: float
+    expected: float
+    status: str
+
+
+@dataclass(frozen=True)
+class StateRow:
+    """One operating state of a model: its share of readings and the energy drawn in it."""
+
+    model: str
+    state: str
+    rows: int
+    share: float
+    energy_kwh: float | None  # None: the model has no kWh counter
+
+
+@dataclass(frozen=True)
+class MachineSeries:
+    """One machine's channels over time, in buckets (the HTML report plots each model's)."""
+
+    model: str
+    sensor_id: str
+    source: str
+    times: list[float]  # epoch seconds, the first reading of each bucket
+    means: dict[str, list[float | None]]  # channel → mean per bucket
+    units: dict[str, str]
+    faults: list[tuple[float, float, str]]  # (start, end, fault) of each fault in view
+
+
+@dataclass
+class EquipmentReport:
+    """What the equipment tables hold, for the renderers."""
+
+    faults: list[FaultRow] = field(default_factory=list)
+    states: list[StateRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    series: list[MachineSeries] = field(default_factory=list)
+
+    def flagged(self) -> list[str]:
+        """One line per fault rate whose interval excludes the expected count."""
+        return [
+            f"fault onsets of {dict(FAULT_DIMENSIONS)[r.dimension]} {r.group}: {r.onsets} "
+            f"observed ({r.low:.1f}–{r.high:.1f}), {r.expected:.1f} expected"
+            for r in self.faults
+            if r.status in ("above", "below")
+        ]
+
+
+def poisson_interval(count: int, z: float) -> tuple[float, float]:
+    """Square-root (Anscombe) interval for the mean of a Poisson count."""
+    root = math.sqrt(count + 3 / 8)
+    low = max(0.0, root - z / 2) ** 2 - 3 / 8
+    return max(0.0, low), (root + z / 2) ** 2 - 3 / 8
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class _Group:
+    sensors: set[str] = field(default_factory=set)
+    hours: float = 0.0
+    onsets: int = 0
+    expected: float = 0.0
+
+
+def equipment_tables(conn: sqlite3.Connection) -> list[str]:
+    """``<type>_readings`` tables of a file (node or central) other than the classic one."""
+    names = [
+        str(name)
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%\\_readings' "
+            "ESCAPE '\\' ORDER BY name"
+        )
+    ]
+    return [name for name in names if name != CLASSIC.table]
+
+
+def _group_keys(
+    type_name: str, firmware: object, maker: object, location: object
+) -> list[tuple[str, str]]:
+    """The (dimension, group) pairs a machine's hours and onsets count towards."""
+    values = (type_name, firmware, maker, location)
+    return [
+        (dimension, str(value))
+        for (dimension, _), value in zip(FAULT_DIMENSIONS, values, strict=True)
+    ]
+
+
+def _table_facts(
+    conn: sqlite3.Connection,
+    table: str,
+    model: EquipmentModel,
+    config: Config,
+    groups: dict[tuple[str, str], _Group],
+    states: Counter[tuple[str, str]],
+    energy: defaultdict[tuple[str, str], float],
+) -> None:
+    operating = [s for s, on in zip(model.states, model.operating, strict=True) if on]
+    marks = ", ".join("?" * len(operating))
+    spans = {
+        sensor: (count, _epoch(first), _epoch(last))
+        for sensor, count, first, last in conn.execute(
+            f"SELECT sensor_id, count(*), min(timestamp), max(timestamp) FROM {table} "
+            "GROUP BY sensor_id"
+        )
+    }
+    onset_rate = sum(spec.onset_per_hour for spec in model.spec.faults.values())
+    at_risk = conn.execute(
+        f"SELECT sensor_id, firmware_version, manufacturer, model, location, "
+        f"sum(CASE WHEN fault IS NULL AND state IN ({marks}) THEN 1 ELSE 0 END) "
+        f"FROM {table} GROUP BY 1, 2, 3, 4, 5",
+        operating,
+    )
+    for sensor, firmware, maker, hardware, location, risky in at_risk:
+        count, first, last = spans[sensor]
+        interval = (last - first) / (count - 1) if count > 1 else model.interval_seconds
+        hours = risky * interval / 3600
+        multiplier = resolve(
+            config.profiles,
+            firmware_version=str(firmware),
+            manufacturer=str(maker),
+            model=str(hardware),
+            location=str(location),
+        ).probability_multiplier
+        for key in _group_keys(model.name, firmware, maker, location):
+            group = groups[key]
+            group.sensors.add(sensor)
+            group.hours += hours
+            group.expected += hours * onset_rate * multiplier
+    onsets = conn.execute(
+        f"SELECT min(firmware_version), min(manufacturer), min(location) FROM {table} "
+        "WHERE fault IS NOT NULL GROUP BY sensor_id, fault_started_at"
+    )
+    for firmware, maker, location in onsets:
+        for key in _group_keys(model.name, firmware, maker, location):
+            groups[key].onsets += 1
+    for state, rows in conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
+        states[(model.name, str(state))] += int(rows)
+    counter = next(
+        (c.name for c in model.channels if c.kind == "counter" and c.unit == "kWh"), None
+    )
+    if counter is not None:
+        drawn = conn.execute(
+            f"SELECT state, sum(d) FROM (SELECT state, {counter} - lag({counter}) OVER "
+            f"(PARTITION BY sensor_id ORDER BY id) AS d FROM {table}) WHERE d >= 0 GROUP BY state"
+        )
+        for state, kwh in drawn:
+            energy[(model.name, str(state))] += float(kwh or 0.0)
+
+
+SERIES_BUCKETS = 300
+
+
+def machine_series(
+    conn: sqlite3.Connection, table: str, model: EquipmentModel, source: str
+) -> MachineSeries | None:
+    """The first machine of ``table`` over its whole run, every channel averaged into
+    ``SERIES_BUCKETS`` buckets, with its faults as spans."""
+    first = conn.execute(f"SELECT sensor_id FROM {table} ORDER BY id LIMIT 1").fetchone()
+    if first is None:
+        return None
+    sensor = str(first[0])
+    epoch = "(julianday(timestamp) - 2440587.5) * 86400.0"
+    low, high = conn.execute(
+        f"SELECT min({epoch}), max({epoch}) FROM {table} WHERE sensor_id = ?", (sensor,)
+    ).fetchone()
+    width = max((float(high) - float(low)) / SERIES_BUCKETS, 1e-6)
+    names = [channel.name for channel in model.channels]
+    rows = conn.execute(
+        f"SELECT CAST(({epoch} - ?) / ? AS INTEGER) AS b, min({epoch}), "
+        + ", ".join(f"avg({name})" for name in names)
+        + f" FROM {table} WHERE sensor_id = ? GROUP BY b ORDER BY b",
+        (low, width, sensor),
+    ).fetchall()
+    spans = conn.execute(
+        f"SELECT min({epoch}), max({epoch}), min(fault) FROM {table} "
+        "WHERE sensor_id = ? AND fault IS NOT NULL GROUP BY fault_started_at ORDER BY 1",
+        (sensor,),
+    ).fetchall()
+    return MachineSeries(
+        model=model.name,
+        sensor_id=sensor,
+        source=source,
+        times=[float(row[1]) for row in rows],
+        means={name: [row[2 + i] for row in rows] for i, name in enumerate(names)},
+        units={channel.name: channel.unit for channel in model.channels},
+        faults=[(float(a), float(b), str(fault)) for a, b, fault in spans],
+    )
+
+
+def read_equipment(
+    sources: Sequence[ReportSource],
+    config: Config,
+    interval_confidence: float,
+    plot: bool = False,
+) -> EquipmentReport | None:
+    """The equipment part of the report, or None when no source holds an equipment table.
+
+    The catalogue (built in, with the config's ``equipment.catalogues``) is loaded only
+    when a source has an equipment table. ``plot`` also reads each model's channels over
+    time (its first machine in the first source holding it)."""
+    catalogue: Catalogue | None = None
+    groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
+    states: Counter[tuple[str, str]] = Counter()
+    energy: defaultdict[tuple[str, str], float] = defaultdict(float)
+    with_counter: set[str] = set()
+    report = EquipmentReport()
+    found = False
+    for source in sources:
+        if source.path is None:
+            report.notes.append(f"{source.label}: equipment tables are read from SQLite only")
+            continue
+        conn = open_readonly(source.path)
+        try:
+            for table in equipment_tables(conn):
+                type_name = table.removesuffix("_readings")
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if catalogue is None:
+                    catalogue = load_catalogue(config.equipment.catalogues)
+                if type_name not in catalogue.models:
+                    report.notes.append(f"{source.label}: {table}: no model {type_name!r}")
+                    continue
+                if "state" not in columns:
+                    report.notes.append(
+                        f"{source.label}: {table}: labels hidden (in the truth file), "
+                        "so no fault rates or states"
+                    )
+                    continue
+                model = catalogue.get(type_name)
+                found = True
+                if any(c.kind == "counter" and c.unit == "kWh" for c in model.channels):
+                    with_counter.add(model.name)
+                _table_facts(conn, table, model, config, groups, states, energy)
+                plotted = {series.model for series in report.series}
+                if plot and model.name not in plotted:
+                    series = machine_series(conn, table, model, source.label)
+                    if series is not None:
+                        report.series.append(series)
+        except sqlite3.Error as exc:
+            report.notes.append(f"{source.label}: equipment tables not read ({exc})")
+        finally:
+            conn.close()
+    if not found:
+        return report if report.notes else None
+    z = z_value(interval_confidence)
+    for (dimension, group), facts in sorted(groups.items()):
+        low, high = poisson_interval(facts.onsets, z)
+        report.faults.append(
+            FaultRow(
+                dimension,
+                group,
+                len(facts.sensors),
+                facts.hours,
+                facts.onsets,
+                low,
+                high,
+                facts.expected,
+                status_of(facts.expected, low, high),
+            )
+        )
+    totals: Counter[str] = Counter()
+    for (model_name, _), rows in states.items():
+        totals[model_name] += rows
+    for (model_name, state), rows in sorted(states.items()):
+        report.states.append(
+            StateRow(
+                model_name,
+                state,
+                rows,
+                rows / totals[model_name],
+                energy.get((model_name, state), 0.0) if model_name in with_counter else None,
+            )
+        )
+    return report
