@@ -261,9 +261,11 @@ take_down() {
     echo "Fleet '$prefix' removed: ${#remove[@]} containers, every one exited 0; the data stays in $data_dir/."
 }
 
-# The options of 'sensorfleet identities' for this fleet (the site file by absolute path).
-identity_options() {
-    local args=()
+# Identity files via the image's own CLI, written as the invoking user. A site file is
+# mounted at its own path, so a mistake in it is reported under the name the user gave.
+# With --dry-run, this host's sensorfleet command writes them and no image is needed.
+generate_identities() {
+    local dir=$1 args=() mounts=()
     [[ -z $count ]] || args+=(--count "$count")
     [[ -z $types ]] || args+=(--types "$types")
     [[ -z $site ]] || args+=(--site "$site_path")
@@ -271,15 +273,6 @@ identity_options() {
         args+=(--seed "$seed")
         [[ -z $firmware_mix ]] || args+=(--firmware-mix "$firmware_mix")
     fi
-    echo "${args[@]@Q}"
-}
-
-# Identity files via the image's own CLI, written as the invoking user. A site file is
-# mounted at its own path, so a mistake in it is reported under the name the user gave.
-# With --dry-run, this host's sensorfleet command writes them and no image is needed.
-generate_identities() {
-    local dir=$1 args mounts=()
-    eval "args=($(identity_options))"
     if [[ $action == plan ]]; then
         command -v sensorfleet >/dev/null \
             || die "--dry-run needs the sensorfleet command on PATH (pip install ., or . .venv/bin/activate)"

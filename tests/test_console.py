@@ -112,8 +112,16 @@ def test_piped_console_errors_are_one_line_and_the_prompt_goes_on(tmp_path: Path
         assert console.ask("m C1 soon") == (
             "error: DURATION: expected a duration such as 90s, 2h, 7d or 1h30m (got 'soon')"
         )
+        assert console.ask("a A").startswith(
+            "error: sensor 'A' is a temperature_vibration sensor, which has anomaly episodes"
+        )
         assert console.ask("x") == "error: unknown command 'x'; h lists the commands"
         assert console.ask("c") == "error: usage: c ID"
+        assert console.ask("h").startswith("a ID [FAULT]       inject FAULT into sensor ID")
+        assert [console.read() for _ in range(5)][-1].startswith("q                  quit")
+        assert console.ask("s C1") == "C1:"
+        detail = dict(console.read().strip().split(": ", 1) for _ in range(9))
+        assert detail["type"] == '"compressor"' and '"leak"' in detail["faults"]
         assert console.ask("a C1").startswith("C1: fault ")  # the model's first fault
         wait_until(lambda: shown(url, "fault") is not None, what="a fault in GET /sensors/C1")
         status, out, err = console.quit("")  # end of input, no 'q'
@@ -259,3 +267,22 @@ def test_console_in_a_real_terminal(tmp_path: Path) -> None:
         assert node.stop() == 0
     history = (tmp_path / ".sensorfleet_console_history").read_text()
     assert "a C1 leak" in history and "m C1 2s" in history
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_console_asks_for_the_token_without_echoing_it(tmp_path: Path) -> None:
+    """--ask-token reads the token at a hidden prompt; control then works, and the token
+    never appears on the terminal."""
+    with start_mixed_node(tmp_path, token=TOKEN) as node:
+        url = monitoring_url(node)
+        command = [sys.executable, "-m", "sensorfleet", "console", url, "--ask-token"]
+        with terminal(command, console_env(tmp_path, TERM="xterm"), tmp_path) as term:
+            term.wait_for("token:")
+            term.keys(TOKEN, "Enter")
+            term.wait_for("sensorfleet>")
+            term.keys("c C1", "Enter")
+            term.wait_for("C1: cleared no active fault")
+            term.keys("q", "Enter")
+            term.wait_for("exited with 0")
+            assert TOKEN not in term.screen()
+        assert node.stop() == 0

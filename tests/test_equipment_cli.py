@@ -107,7 +107,7 @@ def test_models_prints_each_register_map(tmp_path: Path) -> None:
     start = lines.index("compressor (Modbus unit registers):")
     assert lines[start + 1].split() == ["0", "float32", "pressure_bar", "bar"]
     state = next(line for line in lines[start:] if " state " in line).split()
-    assert state[:3] == ["22", "uint16", "state"] and state[3:5] == ["0", "loaded,"]
+    assert state[:3] == ["24", "uint16", "state"] and state[3:5] == ["0", "loaded,"]
 
 
 def test_models_show_prints_one_model_with_its_sources(tmp_path: Path) -> None:

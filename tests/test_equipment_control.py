@@ -37,7 +37,8 @@ def machine_rows(db: Path, where: str = "1") -> int:
 
 def test_sensors_show_type_state_health_and_last_reading(tmp_path: Path) -> None:
     """GET /sensors lists both sensors with their type and table; GET /sensors/C1 gives the
-    machine's state, health, fault and last reading; an unknown id is 404."""
+    machine's state, health, fault and last reading, /status its state too; an unknown id
+    is 404."""
     db = tmp_path / "node.db"
     with start_mixed_node(tmp_path) as node:
         url = monitoring_url(node)
@@ -54,6 +55,11 @@ def test_sensors_show_type_state_health_and_last_reading(tmp_path: Path) -> None
         assert detail["fault"] is None and "leak" in detail["faults"]
         assert set(detail["last_reading"]) >= {"timestamp", "power_kw", "pressure_bar"}
         assert detail["identity"]["location"] == "Hall 2"
+        machines = {
+            s["identity"]["id"]: s["machine"]
+            for s in http_json("GET", f"{url}/status")[1]["sensors"]
+        }
+        assert machines["A"] is None and machines["C1"]["table"] == "compressor_readings"
         status, missing = http_json("GET", f"{url}/sensors/NOPE")
         assert status == 404 and "no sensor 'NOPE'" in missing["error"]
         assert node.stop() == 0

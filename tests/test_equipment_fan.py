@@ -81,3 +81,44 @@ def test_a_month_matches_the_on_off_shares() -> None:
     fan = model("fan")
     block = simulator("fan", seed=11).generate(30 * DAY_READINGS)
     assert abs(np.mean(block.state == fan.states.index("on")) - 0.7) <= 0.06
+
+
+def test_speed_spikes_carry_the_power_with_the_cube() -> None:
+    """While the controller surges, about a fifth of the readings run fast, by 100 rpm ×
+    severity, and the power of those readings follows the fan laws."""
+    fan = model("fan")
+    sim = simulator("fan")
+    block = sim.generate(DAY_READINGS)
+    while block.state[-1] != fan.states.index("on"):
+        block = sim.generate(60)
+    snapshot = sim.snapshot()
+    steady = sim.generate(120)
+    sim.restore(snapshot)
+    sim.force_fault("spike", severity=0.8, duration_seconds=600)
+    surging = sim.generate(120)
+    both = (steady.state == fan.states.index("on")) & (surging.state == steady.state)
+    jump = (surging.channels["rpm"] - steady.channels["rpm"])[both]
+    spiked = jump > 40
+    assert 0.1 < spiked.mean() < 0.3
+    assert abs(np.median(jump[spiked]) - 80) < 5
+    rpm = surging.channels["rpm"][both]
+    assert np.allclose(
+        surging.channels["power_kw"][both], RATED_KW * (rpm / RATED_RPM) ** 3, atol=0.05
+    )
+
+
+def test_imbalance_triples_vibration_over_its_course() -> None:
+    """Blade fouling raises vibration linearly to three times its healthy level at the end
+    of the course, when the fan trips."""
+    fan = model("fan")
+    course = 3 * 86_400
+    healthy = simulator("fan").generate(3 * DAY_READINGS)
+    sim = simulator("fan")
+    sim.force_fault("vibration", duration_seconds=course)
+    fouled = sim.generate(3 * DAY_READINGS + 1)
+    on = (healthy.state == fan.states.index("on")) & (fouled.state[:-1] == healthy.state)
+    progress = np.arange(3 * DAY_READINGS) * 5 / course
+    late = on & (progress > 0.9)
+    ratio = fouled.channels["vibration_mm_s"][:-1][late] / healthy.channels["vibration_mm_s"][late]
+    assert abs(np.median(ratio) - (1 + 2 * np.median(progress[late]))) < 0.1
+    assert fouled.state[-1] == fan.states.index("fault")

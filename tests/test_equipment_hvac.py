@@ -59,3 +59,17 @@ def test_dirty_coils_lower_cop_until_condition_based_maintenance() -> None:
     done = service + int(np.argmax(dirty.maintenance[service:] == 0))
     assert (dirty.fault[:done] == hvac.faults.index("dirty_coils")).all()
     assert (dirty.fault[done:] == -1).all() and (dirty.health[done:] == 1.0).all()
+
+
+def test_compressor_stages_follow_the_cooling_load() -> None:
+    """Four 62.5 kW stages: the number running is the least that covers the load, and
+    summer days run more of them than winter days."""
+    summer = simulator("hvac", start=JULY).generate(DAY_READINGS)
+    winter = simulator("hvac", start=JANUARY).generate(DAY_READINGS)
+    for block in (summer, winter):
+        load, stages = block.channels["cooling_load_kw"], block.channels["stages_on"]
+        clear = np.abs(load / 62.5 - np.round(load / 62.5)) * 62.5 > 0.1  # load is rounded
+        assert np.array_equal(stages[clear], np.ceil(load[clear] / 62.5))
+    cooling = summer.channels["cooling_load_kw"] > 0
+    cold = winter.channels["cooling_load_kw"] > 0
+    assert summer.channels["stages_on"][cooling].mean() > winter.channels["stages_on"][cold].mean()

@@ -21,16 +21,14 @@ LABELS = [column.name for column in LABEL_COLUMNS]
 
 def machine(path: Path, sensor_id: str, type_name: str, **fields: Any) -> Path:
     """An equipment identity file."""
-    return write_identity(
-        path,
-        id=sensor_id,
-        type=type_name,
-        location="Factory A - Hall 2",
-        manufacturer="SensorTech",
-        model="GA-55",
-        firmware_version="1.3",
+    identity = {
+        "location": "Factory A - Hall 2",
+        "manufacturer": "SensorTech",
+        "model": "GA-55",
+        "firmware_version": "1.3",
         **fields,
-    )
+    }
+    return write_identity(path, id=sensor_id, type=type_name, **identity)
 
 
 def backfill(
@@ -241,3 +239,19 @@ def _count(db: Path) -> int:
         return int(query(db, "SELECT count(*) FROM compressor_readings")[0][0])
     except sqlite3.OperationalError:
         return 0
+
+
+def test_the_documented_firmware_sql_runs_on_equipment_tables(tmp_path: Path) -> None:
+    """The original documentation's sync-status query, pointed at compressor_readings, and
+    the shipped fault-rate query answer per firmware from the identity fields on each row."""
+    identities = [
+        machine(tmp_path / "c1.json", "C1", "compressor"),
+        machine(tmp_path / "c2.json", "C2", "compressor", firmware_version="1.4"),
+    ]
+    db = backfill(tmp_path, identities, "1h")
+    sync_status = (ROOT / "queries" / "sync_status.sql").read_text()
+    rows = query(db, sync_status.replace("FROM sensor_readings", "FROM compressor_readings"))
+    assert sorted(rows) == [("1.3", 3600, 0, 0.0), ("1.4", 3600, 0, 0.0)]
+    faults = query(db, (ROOT / "queries" / "fault_rates_by_firmware.sql").read_text())
+    assert sorted(row[:2] for row in faults) == [("1.3", 3600), ("1.4", 3600)]
+    assert all(0 <= row[3] <= 100 for row in faults)

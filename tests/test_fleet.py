@@ -635,3 +635,12 @@ def test_fleet_script_stops_with_the_commands_error_for_an_unknown_type(tmp_path
     assert result.returncode == 2
     assert "error: --types: unknown type 'pump'; expected one of" in result.stderr
     assert "sensor_" not in result.stdout
+
+
+def test_fleet_script_plans_the_demo_by_default(tmp_path: Path) -> None:
+    """``--dry-run`` alone plans the 15 demo sensors, all on the shared database."""
+    result = _fleet_script("--dry-run", "--prefix", "demo_", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan = [line.split() for line in result.stdout.splitlines() if line.startswith("demo_")]
+    assert [row[0] for row in plan] == [f"demo_{i.identity.id}" for i in demo_identities()]
+    assert {row[-1] for row in plan} == {"data/sensor_data.db"}

@@ -258,3 +258,29 @@ def test_identity_edit_to_an_id_another_live_node_writes_is_rejected(tmp_path: P
     assert f"pid {first.proc.pid}" in rejected["problem"]
     assert rejected["action"] == "keeping the last good settings"
     assert _rows_of(db, "S1", "C") == []  # never a second writer of S1
+
+
+def test_node_resumed_after_a_stall_keeps_ids_nobody_took(tmp_path: Path) -> None:
+    """A stalled node judged dead by a node writing another id takes its own id back on
+    waking and goes on writing it: only an id another node took is given up."""
+    db = tmp_path / "shared.db"
+    with _node_writing(tmp_path / "a", db, "A", ["S1"]) as first:
+        wait_until(lambda: _rows_of(db, "S1", "A"), what="rows from the first node")
+        first.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(LEASE_TIMEOUT_SECONDS + 1)  # the holder's heartbeat grows stale
+            with _node_writing(tmp_path / "b", db, "B", ["S2"]) as second:
+                second.wait_for("stale sensor lease taken over")
+                first.proc.send_signal(signal.SIGCONT)
+                renewed = first.wait_for("sensor lease renewed after a stall")
+                before = len(_rows_of(db, "S1", "A"))
+                wait_until(lambda: len(_rows_of(db, "S1", "A")) > before + 20, what="S1 rows")
+                holders = dict(query(db, f"SELECT holder, pid FROM {HOLDERS}"))
+                leases = {
+                    s: holders[h] for s, h in query(db, f"SELECT sensor_id, holder FROM {LEASES}")
+                }
+                assert leases == {"S1": first.proc.pid, "S2": second.proc.pid}
+                assert second.stop() == 0 and first.stop() == 0
+        finally:
+            first.proc.send_signal(signal.SIGCONT)
+    assert renewed["sensor_ids"] == ["S1"] and not first.named("sensor dropped, lease taken over")

@@ -145,3 +145,15 @@ def test_html_report_plots_each_models_channels(fleet: Path) -> None:
     figure = machines[machines.index("<b>compressor</b>") : machines.index("</figure>")]
     for channel in load_catalogue().get("compressor").channels:
         assert channel.name in figure, channel.name
+
+
+def test_a_central_store_reports_the_same_machines(fleet: Path, tmp_path: Path) -> None:
+    """After `sensorfleet sync` into a central SQLite file, the report of that file shows the
+    same fault onsets and energy per state as the node file's."""
+    central = tmp_path / "central.db"
+    synced = sensorfleet(["sync", "fleet.db", "--sink", f"sqlite:///{central}", "--once"], fleet)
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    args = ["report", str(central), "--config", "config.yaml", "--format", "json"]
+    result = sensorfleet(args, fleet)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["equipment"] == report(fleet, "config.yaml")["equipment"]

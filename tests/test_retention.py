@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from servers import make_node_db, node_env, sqlite_rows
+from test_sync_equipment import make_mixed_db
 
 from sensorfleet.node import store
 from sensorfleet.node.clock import format_instant
@@ -141,3 +143,24 @@ def test_node_runs_retention_when_configured(node_db: Path, tmp_path: Path) -> N
     old = "SELECT count(*) FROM sensor_readings WHERE timestamp < ?"
     assert sqlite_rows(node_db, old, (cutoff,)) == [(0,)]
     assert counts(node_db)[0] >= 40  # the rows written live are unsynced and kept
+
+
+def test_retention_covers_equipment_tables(tmp_path: Path) -> None:
+    """Age and size rules delete synced rows of every equipment table too, never unsynced."""
+    db = make_mixed_db(tmp_path / "node")
+    with closing(sqlite3.connect(db)) as conn, conn:
+        for table in ("sensor_readings", "compressor_readings"):
+            conn.execute(f"UPDATE {table} SET synced = 1 WHERE id <= 300")
+    newest = sqlite_rows(db, "SELECT max(timestamp) FROM compressor_readings")[0][0]
+    now = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp()
+    result = run(db, Retention(synced_max_age_seconds=60), now)
+    assert result.deleted_by_age == 600  # 300 synced rows of each table, all old enough
+    for table in ("sensor_readings", "compressor_readings"):
+        left = sqlite_rows(db, f"SELECT synced, count(*) FROM {table} GROUP BY synced")
+        assert left == [(0, 300)], table
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE compressor_readings SET synced = 1")
+    result = run(db, Retention(max_size_mb=0.01), now)
+    assert sqlite_rows(db, "SELECT count(*) FROM compressor_readings") == [(0,)]
+    assert sqlite_rows(db, "SELECT count(*) FROM sensor_readings") == [(300,)]  # unsynced
+    assert result.deleted_by_size == 300 and not result.within_size

@@ -199,7 +199,8 @@ class Console:
             fault = args[1]
         else:
             known = self.faults_of(sensor_id)
-            if not known:
+            if not known:  # a classic sensor: the node's refusal says to use /anomalies
+                self.client.control("POST", sensor_id, "faults", {})
                 raise NodeError(f"sensor {sensor_id!r} has no faults to inject")
             fault = known[0]
         answer = self.client.control("POST", sensor_id, "faults", {"fault": fault})

@@ -434,6 +434,8 @@ def _sensor_status(view: SensorView, rows_by_sensor: Mapping[str, int]) -> dict[
         "rows_written": rows_by_sensor.get(view.identity.id, 0),
         "last_reading_at": format_instant(view.last_reading_at) if view.last_reading_at else None,
         "anomaly_episode": current,
+        # An equipment sensor's latest state (None for a classic sensor): /sensors/{id} has more.
+        "machine": resources.summary(view) if view.machine is not None else None,
     }
 
 

@@ -29,18 +29,40 @@ import structlog
 from . import store
 from .clock import format_instant
 from .config import Database, Retention
+from .layout import TABLES_TABLE
 
 log = structlog.get_logger("sensorfleet.retention")
 
-_TABLE = store.TABLE
-DELETE_OLD_SYNCED = (
-    f"DELETE FROM {_TABLE} WHERE id IN "
-    f"(SELECT id FROM {_TABLE} WHERE synced = 1 AND timestamp < ? LIMIT ?)"
-)
-DELETE_OLDEST_SYNCED = (
-    f"DELETE FROM {_TABLE} WHERE id IN "
-    f"(SELECT id FROM {_TABLE} WHERE synced = 1 ORDER BY id LIMIT ?)"
-)
+
+def delete_old_synced(table: str) -> str:
+    """Delete a chunk of ``table``'s synced rows older than a cutoff."""
+    return (
+        f"DELETE FROM {table} WHERE id IN "
+        f"(SELECT id FROM {table} WHERE synced = 1 AND timestamp < ? LIMIT ?)"
+    )
+
+
+def delete_oldest_synced(table: str) -> str:
+    """Delete a chunk of ``table``'s oldest synced rows."""
+    return (
+        f"DELETE FROM {table} WHERE id IN "
+        f"(SELECT id FROM {table} WHERE synced = 1 ORDER BY id LIMIT ?)"
+    )
+
+
+DELETE_OLD_SYNCED = delete_old_synced(store.TABLE)
+DELETE_OLDEST_SYNCED = delete_oldest_synced(store.TABLE)
+
+
+def reading_tables(conn: sqlite3.Connection) -> list[str]:
+    """``sensor_readings`` and every equipment table the file's registry names."""
+    try:
+        found = conn.execute(f"SELECT name FROM {TABLES_TABLE} ORDER BY name").fetchall()
+    except sqlite3.OperationalError:
+        found = []  # a file of classic sensors only
+    return [store.TABLE, *(str(name) for (name,) in found)]
+
+
 # Stop deleting for size at this share of the limit, so every check is not a delete.
 SIZE_TARGET = 0.9
 _INCREMENTAL = 2  # PRAGMA auto_vacuum value
@@ -76,6 +98,7 @@ def _delete_chunks(
     attempts: int,
     pause: float,
     done: Callable[[], bool] = lambda: False,
+    once: bool = False,
 ) -> int:
     deleted = 0
     while not done():
@@ -86,6 +109,8 @@ def _delete_chunks(
         if count == 0:
             break
         time.sleep(pause)  # let the node's writer take the lock between chunks
+        if once:
+            break
     return deleted
 
 
@@ -111,29 +136,41 @@ def apply_retention(
     pause: float = 0.005,
     stopping: Callable[[], bool] = lambda: False,
 ) -> RetentionResult:
-    """Delete synced rows by age and/or size on an open node connection; never unsynced rows.
+    """Delete synced rows by age and/or size on an open node connection, from every readings
+    table (``sensor_readings`` and each equipment table); never unsynced rows.
 
+    For size, the tables give up a chunk of their oldest synced rows in turn.
     ``stopping`` is asked between chunks, so a node shutting down is not held up.
     """
     by_age = by_size = 0
+    tables = reading_tables(conn)
     if rules.synced_max_age_seconds is not None:
         cutoff = format_instant(now - rules.synced_max_age_seconds)
-        by_age = _delete_chunks(
-            conn, DELETE_OLD_SYNCED, lambda: (cutoff, chunk), attempts, pause, stopping
-        )
+        for table in tables:
+            by_age += _delete_chunks(
+                conn, delete_old_synced(table), lambda: (cutoff, chunk), attempts, pause, stopping
+            )
     within = True
     if rules.max_size_mb is not None:
         limit = rules.max_size_mb * 1024 * 1024
-        if used_bytes(conn) > limit:
-            target = limit * SIZE_TARGET
-            by_size = _delete_chunks(
-                conn,
-                DELETE_OLDEST_SYNCED,
-                lambda: (chunk,),
-                attempts,
-                pause,
-                done=lambda: stopping() or used_bytes(conn) <= target,
+        target = limit * SIZE_TARGET
+        over = used_bytes(conn) > limit
+        while over and used_bytes(conn) > target and not stopping():
+            freed = sum(
+                _delete_chunks(
+                    conn,
+                    delete_oldest_synced(table),
+                    lambda: (chunk,),
+                    attempts,
+                    pause,
+                    done=lambda: stopping() or used_bytes(conn) <= target,
+                    once=True,
+                )
+                for table in tables
             )
+            by_size += freed
+            if not freed:
+                break  # only unsynced rows left
         within = used_bytes(conn) <= limit
     if (by_age or by_size) and conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
         _release_free_pages(conn, attempts, pause, stopping)

@@ -192,8 +192,10 @@ def _table_facts(
     )
     if counter is not None:
         drawn = conn.execute(
+            # By timestamp, not id: a central store's rows have no node id.
             f"SELECT state, sum(d) FROM (SELECT state, {counter} - lag({counter}) OVER "
-            f"(PARTITION BY sensor_id ORDER BY id) AS d FROM {table}) WHERE d >= 0 GROUP BY state"
+            f"(PARTITION BY sensor_id ORDER BY timestamp) AS d FROM {table}) "
+            "WHERE d >= 0 GROUP BY state"
         )
         for state, kwh in drawn:
             energy[(model.name, str(state))] += float(kwh or 0.0)
@@ -207,7 +209,7 @@ def machine_series(
 ) -> MachineSeries | None:
     """The first machine of ``table`` over its whole run, every channel averaged into
     ``SERIES_BUCKETS`` buckets, with its faults as spans."""
-    first = conn.execute(f"SELECT sensor_id FROM {table} ORDER BY id LIMIT 1").fetchone()
+    first = conn.execute(f"SELECT sensor_id FROM {table} ORDER BY sensor_id LIMIT 1").fetchone()
     if first is None:
         return None
     sensor = str(first[0])
