@@ -200,6 +200,8 @@ class PostgresSink:
                     params = (*params, stored_max[0] if stored_max else 0)
                 cur.execute(insert, params)
                 stored = max(cur.rowcount, 0)
+                if stored < len(batch) and self.partitions.partitioning.retention:
+                    self.partitions.note_expired(cur, self._table(layout), self._staging(layout))
                 if stored < len(batch):  # some keys were there: the same readings?
                     cur.execute(self._keep_conflicts(batch))
                     found = sorted(int(str(row[0])) for row in cur.fetchall())
