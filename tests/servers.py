@@ -286,6 +286,7 @@ class Receiver(ThreadingHTTPServer):
         self.headers_seen: list[dict[str, str]] = []
         self.requests = 0
         self.fail_next = 0
+        self.fail_after = 0  # batches taken before fail_next starts refusing
         self.fail_status = 503
         self.lock = threading.Lock()
 
@@ -305,7 +306,9 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with self.server.lock:
             self.server.requests += 1
-            failing = self.server.fail_next > 0
+            failing = (
+                self.server.fail_next > 0 and len(self.server.batches) >= self.server.fail_after
+            )
             if failing:
                 self.server.fail_next -= 1
             else:

@@ -16,9 +16,11 @@ from ..node.clock import parse_duration
 from ..node.config import Database
 from ..sync.collector import Collector, SyncOptions
 from ..sync.cursor import CursorStore
+from ..sync.features import parse_features
 from ..sync.metrics import SyncMetrics
 from ..sync.sink_url import parse_sink_url
 from ..sync.sinks.base import SinkError
+from ..sync.sinks.postgres import PostgresSink
 from ..sync.sinks.sqlite import SQLiteSink
 
 log = structlog.get_logger("sensorfleet.sync")
@@ -67,6 +69,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--batch-size", type=int, default=5000, metavar="N", help="rows per batch (5000)"
+    )
+    parser.add_argument(
+        "--features",
+        metavar="SETS",
+        help="add derived features to each stream record: time, ratios, rolling "
+        "(comma-separated) or all; JSON sinks only",
     )
     parser.add_argument(
         "--cursor",
@@ -140,6 +148,12 @@ def _options(args: argparse.Namespace) -> SyncOptions:
         for source in args.sources:
             if not Path(source).exists():
                 problems.append(f"{source}: no such file or folder")
+    features: frozenset[str] = frozenset()
+    if args.features is not None:
+        try:
+            features = parse_features(args.features)
+        except InputError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise InputError(problems)
     return SyncOptions(
@@ -149,6 +163,7 @@ def _options(args: argparse.Namespace) -> SyncOptions:
         log_interval=durations["log_interval"],
         watch_interval=durations["watch_interval"],
         database=Database(busy_timeout_ms=max(args.busy_timeout_ms, 0)),
+        features=features,
     )
 
 
@@ -168,10 +183,22 @@ def _refuse_source_as_sink(central: Path, sources: list[str], name: str) -> None
             )
 
 
+def _sends_records(sink: object) -> bool:
+    """Whether a sink ships each reading as a JSON record (where features can go)."""
+    return not isinstance(sink, (SQLiteSink, PostgresSink)) and getattr(sink, "fmt", "") != "csv"
+
+
 def handle(args: argparse.Namespace) -> int:
     options = _options(args)
     timeout = parse_duration(args.sink_timeout, "--sink-timeout")
     sink = parse_sink_url(args.sink or os.environ.get("SYNC_SINK") or DEFAULT_SINK, timeout)
+    if options.features and not _sends_records(sink):
+        raise InputError(
+            [
+                f"--features: {sink.name} stores the node's columns as they are; derived "
+                "features go to JSON records (-, jsonl, http, mqtt, kafka)"
+            ]
+        )
     cursor = CursorStore(Path(args.cursor)) if args.cursor else None
     for problem in logs.configure(args.log_level, None, True, args.log_format):
         log.warning("logging degraded", problem=problem)

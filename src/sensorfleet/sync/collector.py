@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -24,6 +24,7 @@ from ..node.config import Database
 from ..node.layout import CLASSIC
 from ..node.store import backoff_after
 from .cursor import CursorStore
+from .features import Features
 from .metrics import SyncMetrics
 from .sinks.base import Batch, Sink, SinkClosedError, SinkError, SinkInterruptedError
 from .source import NodeDatabase, NotNodeDatabaseError, SourceError
@@ -49,6 +50,8 @@ class SyncOptions:
     # Following: how often to look at each file's WAL for new commits (0 = poll only).
     watch_interval: float = 0.05
     database: Database = field(default_factory=Database)
+    # Derived features added to stream records (features.SETS); none by default.
+    features: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -149,6 +152,7 @@ class Collector:
         # Sink writes run here so the next batch is read while the sink stores this one.
         self._sink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink")
         self.summary = SyncSummary()
+        self._features = Features(options.features) if options.features else None
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight and return (safe from a signal handler).
@@ -232,7 +236,10 @@ class Collector:
         if not rows:
             return None
         received = format_instant(self._clock.now())
-        return Batch(database_id, str(source.path), rows, received, source.layout)
+        batch = Batch(database_id, str(source.path), rows, received, source.layout)
+        if self._features is not None:
+            batch = replace(batch, extras=self._features.annotate(batch))
+        return batch
 
     def _wait_for_ack(
         self, future: Future[int | None], state: _State, batch: Batch, since: float
@@ -268,6 +275,8 @@ class Collector:
                 raise SourceError(f"save cursor {self.cursor.path}: {exc}") from None
         else:
             state.source.mark(batch.ids, batch.database_id)
+        if self._features is not None:
+            self._features.acknowledged(batch)
         self._sink_recovered()
         self._count(state, len(batch), stored, self._monotonic.now() - since)
 

@@ -92,6 +92,8 @@ class Batch:
     rows: list[tuple[Any, ...]]
     received_at: str
     layout: TableLayout = CLASSIC
+    # Derived features of each row (``sync --features``), added to its stream record.
+    extras: tuple[dict[str, Any], ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -126,18 +128,30 @@ class Batch:
     def head(self, count: int) -> Batch:
         """The first ``count`` rows of this batch (what a closed destination did receive)."""
         return Batch(
-            self.database_id, self.source, self.rows[:count], self.received_at, self.layout
+            self.database_id,
+            self.source,
+            self.rows[:count],
+            self.received_at,
+            self.layout,
+            self.extras[:count],
         )
 
     def records(self) -> list[dict[str, Any]]:
         """Rows as mappings keyed by ``columns`` (for JSON sinks). An equipment reading's
         record also names its ``table`` and ``type``; a record without them is a classic
-        reading, byte for byte as before."""
+        reading, byte for byte as before. Derived features follow the row's columns."""
         columns = self.columns
         if not self.equipment:
-            return [dict(zip(columns, row, strict=True)) for row in self.central_rows()]
-        origin = {"table": self.layout.table, "type": self.layout.type_name}
-        return [{**origin, **dict(zip(columns, row, strict=True))} for row in self.central_rows()]
+            records = [dict(zip(columns, row, strict=True)) for row in self.central_rows()]
+        else:
+            origin = {"table": self.layout.table, "type": self.layout.type_name}
+            records = [
+                {**origin, **dict(zip(columns, row, strict=True))} for row in self.central_rows()
+            ]
+        if self.extras:
+            for record, extra in zip(records, self.extras, strict=True):
+                record.update(extra)
+        return records
 
     def json_lines(self) -> list[str]:
         """Each row as one compact JSON object (no newline): the JSONL, stdout, Kafka and

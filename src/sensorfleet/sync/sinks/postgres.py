@@ -195,8 +195,15 @@ class PostgresSink:
                 if self.partitions.partitioning.daily:
                     key = f"{self._table(layout)} {batch.database_id}"
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+                    newest = sql.SQL(
+                        "SELECT coalesce(max(source_row_id), 0) FROM {table} WHERE database_id = %s"
+                    ).format(table=sql.Identifier(self._table(layout)))
+                    stored_max = cur.execute(newest, (batch.database_id,)).fetchone()
+                    params = (*params, stored_max[0] if stored_max else 0)
                 cur.execute(insert, params)
                 stored = max(cur.rowcount, 0)
+                if stored < len(batch) and self.partitions.partitioning.retention:
+                    self.partitions.note_expired(cur, self._table(layout), self._staging(layout))
                 if stored < len(batch):  # some keys were there: the same readings?
                     cur.execute(self._keep_conflicts(batch))
                     found = sorted(int(str(row[0])) for row in cur.fetchall())
@@ -210,7 +217,8 @@ class PostgresSink:
             raise SinkError(f"{self.name}: write batch: {self._one_line(exc)}") from None
 
     def _insert(self, batch: Batch) -> tuple[psycopg.sql.Composed, tuple[object, ...]]:
-        """The statement that adds the staged rows the table does not hold yet."""
+        """The statement that adds the staged rows the table does not hold yet, and its
+        parameters (partitioned: the newest stored id of the batch's database follows)."""
         from psycopg import sql
 
         partitions = self.partitions
@@ -223,7 +231,12 @@ class PostgresSink:
             # batch of a database at a time, so two collectors cannot both add it.
             same = " AND ".join(f'c."{name}" = s."{name}"' for name in KEY_COLUMNS)
             keep, params = partitions.insert_filter()
-            text += f" WHERE {keep} AND NOT EXISTS (SELECT 1 FROM {{table}} AS c WHERE {same})"
+            # Ids above the newest this database stored cannot be there (a live node's rows):
+            # only the others are looked up, in every partition.
+            text += (
+                f" WHERE {keep} AND (s.source_row_id > %s OR NOT EXISTS "
+                f"(SELECT 1 FROM {{table}} AS c WHERE {same}))"
+            )
         text += " ON CONFLICT ({key}) DO NOTHING"
         table = self._table(batch.layout)
         statement = sql.SQL(text).format(
