@@ -96,24 +96,26 @@ class PostgresSink:
         return _STAGING if layout.table == CLASSIC.table else f"{_STAGING}_{layout.type_name}"
 
     def _prepare(self, conn: psycopg.Connection[tuple[object, ...]], layout: TableLayout) -> None:
-        """Create the central table of ``layout`` and its session staging table, once per
-        connection; a channel the node's table gained since is added to both."""
+        """Create the central table of ``layout`` (labels nullable, ``relaxed``) and its
+        session staging table, once per connection; a column the table lacks (a new channel,
+        labels a first node hid) is added."""
         from psycopg import sql
 
         if layout in self._ready:
             return
         table, staging = sql.Identifier(self._table(layout)), sql.Identifier(self._staging(layout))
-        self._create(conn, layout)
+        central = layout.relaxed()
+        self._create(conn, central)
         conflicts = sql.Identifier(self._table(layout) + CONFLICTS_SUFFIX)
         index = sql.Identifier(f"idx_{self._table(layout)}{CONFLICTS_SUFFIX}_key")
         for statement in _CONFLICTS_SCHEMA:
             conn.execute(sql.SQL(statement).format(conflicts=conflicts, table=table, index=index))
-        add_channel = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} double precision"
-        for column in layout.channels:
+        # A channel a node's table gained since, or labels that another node hid: added.
+        add = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+        for column in () if layout is CLASSIC else central.columns:
+            definition = sql.SQL(column.postgres_sql())
             for name in (table, conflicts):
-                conn.execute(
-                    sql.SQL(add_channel).format(table=name, column=sql.Identifier(column.name))
-                )
+                conn.execute(sql.SQL(add).format(table=name) + definition)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{staging}").format(staging=staging))
         conn.execute(
             sql.SQL(
