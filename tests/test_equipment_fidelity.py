@@ -4,14 +4,12 @@ follow the schedule."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from equipment_helpers import MONDAY, model
 
 from sensorfleet.equipment import EquipmentSimulator, load_catalogue
-from sensorfleet.equipment.expected import busy_states, state_shares
+from sensorfleet.equipment.expected import busy_states, share_tolerance, state_shares
 
 MONTH_S = 30 * 86_400
 # A CI-sized month: one reading a minute whatever the model's own interval (readings
@@ -29,18 +27,6 @@ def month(name: str) -> tuple[np.ndarray, np.ndarray]:
     return block.state, sim.calendar.times(epochs).production
 
 
-def tolerance(name: str, state: str, share: float) -> float:
-    """Four standard errors of a state's share over the month, from the number of visits
-    its dwell times allow (cycle and load/unload states, with thousands of visits, get a
-    floor of 0.01)."""
-    states = model(name).spec.operation.states
-    if states is None or share in (0.0, 1.0):
-        return 0.01
-    visits = {n: MONTH_S * s.share / s.mean_dwell_seconds for n, s in states.items()}
-    rest = sum(v for n, v in visits.items() if n != state)
-    return 4 * share * (1 - share) * math.sqrt(1 / visits[state] + 1 / rest) + 0.005
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_a_month_matches_the_state_shares(name: str) -> None:
     """Each operating state's share of a healthy month is its expected share within four
@@ -50,7 +36,8 @@ def test_a_month_matches_the_state_shares(name: str) -> None:
     expected = state_shares(spec, production)
     for state, share in expected.items():
         observed = float(np.mean(codes == spec.states.index(state)))
-        assert abs(observed - share) <= tolerance(name, state, share), (state, observed, share)
+        allowed = share_tolerance(spec, state, share, MONTH_S)
+        assert abs(observed - share) <= allowed, (state, observed, share)
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if busy_states(model(n))])

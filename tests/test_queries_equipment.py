@@ -154,6 +154,7 @@ def test_factory_query_columns_say_what_was_found(factory: Path) -> None:
     assert all(row["avg_oee"] < 70 for row in run_query(factory, "factory_low_oee.sql"))
     for row in run_query(factory, "factory_sensor_health.sql"):
         assert row["instrument_fault"] == "sensor_drift" and row["drift_percentage"] > 5
+        assert 0.7 < row["days_since_calibration"] <= 20 / 24  # never serviced in the run
     for row in run_query(factory, "factory_multi_sensor_anomalies.sql"):
         assert {"vibration", "torque"} <= set(row["affected_sensor_types"].split(", "))
 

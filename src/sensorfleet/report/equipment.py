@@ -15,15 +15,20 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from ..equipment import Catalogue, EquipmentModel, load_catalogue
+from ..equipment.calendar import Calendar
+from ..equipment.expected import share_tolerance, state_shares
+from ..equipment.schema import BUILTIN_STATES
 from ..node.config import Config
 from ..node.layout import CLASSIC
 from ..node.profiles import resolve
 from .dialect import POSTGRES, Dialect
-from .model import status_of
+from .model import ABOVE, BELOW, UNKNOWN, status_of
 from .sources import database_errors, open_source
 from .stats import z_value
 from .table import ReportSource
@@ -61,6 +66,13 @@ class StateRow:
     rows: int
     share: float
     energy_kwh: float | None  # None: the model has no kWh counter
+    # Among the rows without a machine fault: the state's share, the catalogue's share at
+    # those rows' production factors (None for fault and maintenance), how far the
+    # observed share may stray, and the check.
+    healthy_share: float | None = None
+    expected: float | None = None
+    tolerance: float | None = None
+    status: str = UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -86,12 +98,18 @@ class EquipmentReport:
     series: list[MachineSeries] = field(default_factory=list)
 
     def flagged(self) -> list[str]:
-        """One line per fault rate whose interval excludes the expected count."""
+        """One line per fault rate whose interval excludes the expected count, and per
+        state whose share strays from the catalogue's by more than its tolerance."""
         return [
             f"fault onsets of {dict(FAULT_DIMENSIONS)[r.dimension]} {r.group}: {r.onsets} "
             f"observed ({r.low:.1f}–{r.high:.1f}), {r.expected:.1f} expected"
             for r in self.faults
-            if r.status in ("above", "below")
+            if r.status in (ABOVE, BELOW)
+        ] + [
+            f"state {r.model} {r.state}: {r.healthy_share:.1%} of rows without a fault, "
+            f"{r.expected:.1%} ± {r.tolerance:.1%} expected"
+            for r in self.states
+            if r.status in (ABOVE, BELOW) and None not in (r.healthy_share, r.expected, r.tolerance)
         ]
 
 
@@ -146,6 +164,35 @@ def _group_keys(
     ]
 
 
+@dataclass
+class _Shares:
+    """Healthy rows by (model, state, minute of the week), and seconds of running per model."""
+
+    rows: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+# 1970-01-05 00:00 UTC, a Monday: minute m of the week is this plus m minutes.
+_MONDAY_EPOCH = 4 * 86_400.0
+
+
+def _expected_states(model: EquipmentModel, shares: _Shares) -> tuple[dict[str, float], float]:
+    """The catalogue's healthy state shares at the production factors of the model's
+    healthy rows, and the seconds its machines ran."""
+    by_minute: Counter[int] = Counter()
+    for (name, _, minute), rows in shares.rows.items():
+        if name == model.name:
+            by_minute[minute] += rows
+    if not by_minute:
+        return {}, 0.0
+    minutes = sorted(by_minute)
+    weights = [by_minute[minute] for minute in minutes]
+    calendar = Calendar(model.spec.schedule, model.spec.climate, 0.0)
+    epochs = _MONDAY_EPOCH + 60.0 * np.array(minutes, dtype=np.float64) + 30.0
+    production = calendar.times(epochs).production
+    return state_shares(model, production, weights), float(shares.seconds[model.name])
+
+
 def _table_facts(
     conn: Any,
     dialect: Dialect,
@@ -155,6 +202,7 @@ def _table_facts(
     groups: dict[tuple[str, str], _Group],
     states: Counter[tuple[str, str]],
     energy: defaultdict[tuple[str, str], float],
+    shares: _Shares,
 ) -> None:
     operating = [s for s, on in zip(model.states, model.operating, strict=True) if on]
     marks = ", ".join("?" * len(operating))
@@ -201,6 +249,32 @@ def _table_facts(
     by_state = conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state").fetchall()
     for state, rows in by_state:
         states[(model.name, str(state))] += int(rows)
+    # Rows without a machine fault by state and minute of the week (UTC, the nodes'
+    # default time zone): each minute's production factor gives the catalogue's shares.
+    if dialect is POSTGRES:
+        utc = """("timestamp" AT TIME ZONE 'UTC')"""
+        weekday = f"CAST(EXTRACT(DOW FROM {utc}) AS INTEGER)"
+        minute = f"CAST(EXTRACT(HOUR FROM {utc}) * 60 + EXTRACT(MINUTE FROM {utc}) AS INTEGER)"
+    else:
+        weekday = "CAST(strftime('%w', timestamp) AS INTEGER)"
+        minute = (
+            "CAST(strftime('%H', timestamp) AS INTEGER) * 60 "
+            "+ CAST(strftime('%M', timestamp) AS INTEGER)"
+        )
+    healthy = conn.execute(
+        sql(
+            f"SELECT state, {weekday}, {minute}, count(*) FROM {table} "
+            f"WHERE fault IS NULL AND state NOT IN ({', '.join('?' * len(BUILTIN_STATES))}) "
+            "GROUP BY 1, 2, 3"
+        ),
+        BUILTIN_STATES,
+    ).fetchall()
+    for state, sunday_first, minute, rows in healthy:
+        minute_of_week = ((int(sunday_first) + 6) % 7) * 1440 + int(minute)  # Monday 0
+        shares.rows[(model.name, str(state), minute_of_week)] += int(rows)
+    shares.seconds[model.name] += sum(
+        (last - first) for count, first, last in spans.values() if count > 1
+    )
     counter = next(
         (c.name for c in model.channels if c.kind == "counter" and c.unit == "kWh"), None
     )
@@ -279,6 +353,8 @@ def read_equipment(
     groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
     states: Counter[tuple[str, str]] = Counter()
     energy: defaultdict[tuple[str, str], float] = defaultdict(float)
+    shares = _Shares()
+    models: dict[str, EquipmentModel] = {}
     with_counter: set[str] = set()
     report = EquipmentReport()
     found = False
@@ -303,7 +379,10 @@ def read_equipment(
                     found = True
                     if any(c.kind == "counter" and c.unit == "kWh" for c in model.channels):
                         with_counter.add(model.name)
-                    _table_facts(conn, dialect, table, model, config, groups, states, energy)
+                    _table_facts(
+                        conn, dialect, table, model, config, groups, states, energy, shares
+                    )
+                    models[model.name] = model
                     plotted = {series.model for series in report.series}
                     if plot and model.name not in plotted:
                         series = machine_series(conn, dialect, table, model, source.label)
@@ -332,14 +411,32 @@ def read_equipment(
     totals: Counter[str] = Counter()
     for (model_name, _), rows in states.items():
         totals[model_name] += rows
+    expected = {name: _expected_states(model, shares) for name, model in models.items()}
+    healthy_rows: Counter[tuple[str, str]] = Counter()
+    for (model_name, state, _), rows in shares.rows.items():
+        healthy_rows[(model_name, state)] += rows
+    healthy_totals: Counter[str] = Counter()
+    for (model_name, _), rows in healthy_rows.items():
+        healthy_totals[model_name] += rows
     for (model_name, state), rows in sorted(states.items()):
-        report.states.append(
-            StateRow(
-                model_name,
-                state,
-                rows,
-                rows / totals[model_name],
-                energy.get((model_name, state), 0.0) if model_name in with_counter else None,
-            )
+        row = StateRow(
+            model_name,
+            state,
+            rows,
+            rows / totals[model_name],
+            energy.get((model_name, state), 0.0) if model_name in with_counter else None,
         )
+        healthy_shares, seconds = expected[model_name]
+        if state in healthy_shares and healthy_totals[model_name]:
+            observed = healthy_rows[(model_name, state)] / healthy_totals[model_name]
+            want = healthy_shares[state]
+            allowed = share_tolerance(models[model_name], state, want, seconds)
+            row = replace(
+                row,
+                healthy_share=observed,
+                expected=want,
+                tolerance=allowed,
+                status=status_of(want, observed - allowed, observed + allowed),
+            )
+        report.states.append(row)
     return report
