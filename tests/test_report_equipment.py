@@ -131,7 +131,7 @@ def test_hidden_labels_are_noted_not_reported(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     data = report(tmp_path, "config.yaml")
-    assert data["equipment"] == {"fault_onsets": [], "states": []}
+    assert data["equipment"] == {"fault_onsets": [], "states": [], "shifts": []}
     assert any("labels hidden (in the truth file)" in note for note in data["notes"])
 
 
@@ -210,5 +210,8 @@ def test_a_catalogue_with_another_demand_flags_the_state_shares(fleet: Path) -> 
     data = report(fleet, "thirsty_config.yaml")
     flagged = [line for line in data["flags"] if line.startswith("state compressor loaded")]
     assert flagged, data["flags"]
+    full_rate = next(row for row in data["equipment"]["shifts"] if row["factor"] == 1.0)
+    assert full_rate["status"] == "below" and full_rate["expected"] == pytest.approx(8 / 9)
+    assert any(line.startswith("busy share of compressor") for line in data["flags"])
     text = sensorfleet(["report", "fleet.db", "--config", "thirsty_config.yaml"], fleet).stdout
     assert "Operating states by model" in text and "▼ below" in text

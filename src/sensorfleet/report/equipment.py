@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..equipment import Catalogue, EquipmentModel, load_catalogue
 from ..equipment.calendar import Calendar
-from ..equipment.expected import share_tolerance, state_shares
+from ..equipment.expected import busy_states, share_tolerance, state_shares
 from ..equipment.schema import BUILTIN_STATES
 from ..node.config import Config
 from ..node.layout import CLASSIC
@@ -76,6 +77,26 @@ class StateRow:
 
 
 @dataclass(frozen=True)
+class ShiftRow:
+    """A scheduled machine's busy share (cycle phases, or loaded) among its rows without a
+    fault taken at one production factor (a shift, a weekend, a closed plant)."""
+
+    model: str
+    factor: float
+    hours: float
+    busy_share: float
+    expected: float
+    tolerance: float
+    status: str
+
+
+# How far a busy share at one production factor may stray: cycles and load/unload turns
+# last seconds, so an hour holds hundreds of them; factors seen for less are not checked.
+SHIFT_TOLERANCE = 0.03
+SHIFT_MIN_HOURS = 1.0
+
+
+@dataclass(frozen=True)
 class MachineSeries:
     """One machine's channels over time, in buckets (the HTML report plots each model's)."""
 
@@ -94,23 +115,35 @@ class EquipmentReport:
 
     faults: list[FaultRow] = field(default_factory=list)
     states: list[StateRow] = field(default_factory=list)
+    shifts: list[ShiftRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     series: list[MachineSeries] = field(default_factory=list)
 
     def flagged(self) -> list[str]:
-        """One line per fault rate whose interval excludes the expected count, and per
-        state whose share strays from the catalogue's by more than its tolerance."""
-        return [
-            f"fault onsets of {dict(FAULT_DIMENSIONS)[r.dimension]} {r.group}: {r.onsets} "
-            f"observed ({r.low:.1f}–{r.high:.1f}), {r.expected:.1f} expected"
-            for r in self.faults
-            if r.status in (ABOVE, BELOW)
-        ] + [
-            f"state {r.model} {r.state}: {r.healthy_share:.1%} of rows without a fault, "
-            f"{r.expected:.1%} ± {r.tolerance:.1%} expected"
-            for r in self.states
-            if r.status in (ABOVE, BELOW) and None not in (r.healthy_share, r.expected, r.tolerance)
-        ]
+        """One line per fault rate whose interval excludes the expected count, per state
+        whose share strays from the catalogue's by more than its tolerance, and per
+        production factor whose busy share does."""
+        return (
+            [
+                f"fault onsets of {dict(FAULT_DIMENSIONS)[r.dimension]} {r.group}: {r.onsets} "
+                f"observed ({r.low:.1f}–{r.high:.1f}), {r.expected:.1f} expected"
+                for r in self.faults
+                if r.status in (ABOVE, BELOW)
+            ]
+            + [
+                f"state {r.model} {r.state}: {r.healthy_share:.1%} of rows without a fault, "
+                f"{r.expected:.1%} ± {r.tolerance:.1%} expected"
+                for r in self.states
+                if r.status in (ABOVE, BELOW)
+                and None not in (r.healthy_share, r.expected, r.tolerance)
+            ]
+            + [
+                f"busy share of {r.model} at production factor {r.factor:g}: {r.busy_share:.1%}, "
+                f"{r.expected:.1%} ± {r.tolerance:.1%} expected"
+                for r in self.shifts
+                if r.status in (ABOVE, BELOW)
+            ]
+        )
 
 
 def poisson_interval(count: int, z: float) -> tuple[float, float]:
@@ -176,6 +209,57 @@ class _Shares:
 _MONDAY_EPOCH = 4 * 86_400.0
 
 
+def _minute_factors(model: EquipmentModel, minutes: Sequence[int]) -> npt.NDArray[np.float64]:
+    """The model's production factor in each minute of the week (Monday 00:00 UTC is 0)."""
+    calendar = Calendar(model.spec.schedule, model.spec.climate, 0.0)
+    epochs = _MONDAY_EPOCH + 60.0 * np.array(minutes, dtype=np.float64) + 30.0
+    return calendar.times(epochs).production
+
+
+def _shift_rows(model: EquipmentModel, shares: _Shares) -> list[ShiftRow]:
+    """The busy share at each production factor of a scheduled model, against the share
+    the catalogue expects at that factor."""
+    busy = set(busy_states(model))
+    if not busy:
+        return []
+    rows: Counter[int] = Counter()
+    busy_rows: Counter[int] = Counter()
+    for (name, state, minute), count in shares.rows.items():
+        if name == model.name:
+            rows[minute] += count
+            busy_rows[minute] += count if state in busy else 0
+    total = sum(rows.values())
+    if not total:
+        return []
+    minutes = sorted(rows)
+    factors = _minute_factors(model, minutes)
+    by_factor: dict[float, list[int]] = {}
+    for minute, factor in zip(minutes, factors.tolist(), strict=True):
+        counts = by_factor.setdefault(float(factor), [0, 0])
+        counts[0] += rows[minute]
+        counts[1] += busy_rows[minute]
+    found = []
+    for factor, (count, busy_count) in sorted(by_factor.items()):
+        hours = shares.seconds[model.name] * count / total / 3600
+        if hours < SHIFT_MIN_HOURS:
+            continue
+        expected = state_shares(model, [factor])
+        want = sum(expected.get(state, 0.0) for state in busy)
+        observed = busy_count / count
+        found.append(
+            ShiftRow(
+                model.name,
+                factor,
+                hours,
+                observed,
+                want,
+                SHIFT_TOLERANCE,
+                status_of(want, observed - SHIFT_TOLERANCE, observed + SHIFT_TOLERANCE),
+            )
+        )
+    return found
+
+
 def _expected_states(model: EquipmentModel, shares: _Shares) -> tuple[dict[str, float], float]:
     """The catalogue's healthy state shares at the production factors of the model's
     healthy rows, and the seconds its machines ran."""
@@ -187,9 +271,7 @@ def _expected_states(model: EquipmentModel, shares: _Shares) -> tuple[dict[str, 
         return {}, 0.0
     minutes = sorted(by_minute)
     weights = [by_minute[minute] for minute in minutes]
-    calendar = Calendar(model.spec.schedule, model.spec.climate, 0.0)
-    epochs = _MONDAY_EPOCH + 60.0 * np.array(minutes, dtype=np.float64) + 30.0
-    production = calendar.times(epochs).production
+    production = _minute_factors(model, minutes)
     return state_shares(model, production, weights), float(shares.seconds[model.name])
 
 
@@ -439,4 +521,6 @@ def read_equipment(
                 status=status_of(want, observed - allowed, observed + allowed),
             )
         report.states.append(row)
+    for name in sorted(models):
+        report.shifts.extend(_shift_rows(models[name], shares))
     return report
