@@ -74,3 +74,32 @@ def test_welding_drift_sags_voltage_and_raises_current() -> None:
     assert abs(np.median(volts) - 0.92) < 0.005
     drive = (drifting.channels["current_a"][end] - 3) / (healthy.channels["current_a"][end] - 3)
     assert abs(np.median(drive) - 1 / 0.92) < 0.02
+
+
+def test_days_since_calibration_restart_at_each_service() -> None:
+    """The calibration age grows one a day, holds at 0 through a service and counts again
+    from its end, the same however the readings are split into blocks."""
+    sim = simulator("production_machine")
+    before = sim.generate(DAY_READINGS)
+    sim.start_maintenance(3600)
+    during_and_after = sim.generate(DAY_READINGS // 2)
+    age = np.concatenate(
+        [
+            before.channels["days_since_calibration"],
+            during_and_after.channels["days_since_calibration"],
+        ]
+    )
+    assert abs(age[DAY_READINGS - 1] - 1.0) < 0.001
+    service = np.concatenate([before.maintenance, during_and_after.maintenance]) == 1
+    assert (
+        service[DAY_READINGS : DAY_READINGS + 360].all() and not service[DAY_READINGS + 360 :].any()
+    )
+    assert (age[service] == 0).all()
+    hours_after = (len(age) - 1 - (DAY_READINGS + 359)) * 10 / 86_400
+    assert abs(age[-1] - hours_after) < 0.001
+    split = simulator("production_machine")
+    parts = [split.generate(DAY_READINGS // 3) for _ in range(3)]
+    split.start_maintenance(3600)
+    parts += [split.generate(n) for n in (7, 1000, DAY_READINGS // 2 - 1007)]
+    pieces = np.concatenate([p.channels["days_since_calibration"] for p in parts])
+    assert np.array_equal(pieces, age)

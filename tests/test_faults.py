@@ -295,7 +295,10 @@ def test_full_disk_then_read_only_folder_lose_nothing(small_volume: Path, tmp_pa
     data = small_volume / "data"
     data.mkdir()
     db = data / "data.db"
-    config = {"database": {**QUICK_FAILURES, "path": str(db)}}
+    # Commits every 0.5 s, not 0.05: each commit adds pages to the WAL (about 7, some
+    # 570 KB/s at 20 commits a second), which on its own filled the 2 MB volume within
+    # seconds, before fill() could, in about half the runs on a busy machine.
+    config = {"database": {**QUICK_FAILURES, "path": str(db), "flush_interval_seconds": 0.5}}
     with start_node(tmp_path, config, wait_rows=False) as node:
         wait_until(lambda: count_rows(db) > 20, what="rows")
         filler = fill(small_volume)

@@ -127,7 +127,7 @@ def test_hidden_labels_are_noted_not_reported(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     data = report(tmp_path, "config.yaml")
-    assert data["equipment"] == {"fault_onsets": [], "states": []}
+    assert data["equipment"] == {"fault_onsets": [], "states": [], "shifts": []}
     assert any("labels hidden (in the truth file)" in note for note in data["notes"])
 
 
@@ -157,3 +157,37 @@ def test_a_central_store_reports_the_same_machines(fleet: Path, tmp_path: Path) 
     result = sensorfleet(args, fleet)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["equipment"] == report(fleet, "config.yaml")["equipment"]
+
+
+def test_state_shares_agree_with_the_catalogue_at_the_shift_factors(fleet: Path) -> None:
+    """Among rows without a fault, the compressors' loaded share is the duty the catalogue
+    expects at each row's production factor (shifts and weekends), within its tolerance;
+    fault and maintenance rows have no expectation."""
+    data = report(fleet, "config.yaml")
+    states = {row["state"]: row for row in data["equipment"]["states"]}
+    loaded, unloaded = states["loaded"], states["unloaded"]
+    assert loaded["status"] == unloaded["status"] == "ok", states
+    assert abs(loaded["healthy_share"] - loaded["expected"]) <= loaded["tolerance"] == 0.01
+    assert loaded["expected"] + unloaded["expected"] == pytest.approx(1)
+    # Demand 4.5 of 9 m³/min at full production: below a half once nights and weekends count.
+    assert 0.15 < loaded["expected"] < 0.5
+    for name in ("fault", "maintenance"):
+        assert name not in states or states[name]["expected"] is None
+    assert not [line for line in data["flags"] if line.startswith("state ")]
+
+
+def test_a_catalogue_with_another_demand_flags_the_state_shares(fleet: Path) -> None:
+    """Compared with a catalogue whose plant draws 8 of 9 m³/min, the observed loaded share
+    is flagged below what is expected, in the flags and the text table."""
+    (fleet / "thirsty.yaml").write_text(
+        FREQUENT_LEAKS + "    operation: {demand: {demand_m3_min: 8.0}}\n"
+    )
+    write_config(fleet / "thirsty_config.yaml", equipment={"catalogues": ["thirsty.yaml"]})
+    data = report(fleet, "thirsty_config.yaml")
+    flagged = [line for line in data["flags"] if line.startswith("state compressor loaded")]
+    assert flagged, data["flags"]
+    full_rate = next(row for row in data["equipment"]["shifts"] if row["factor"] == 1.0)
+    assert full_rate["status"] == "below" and full_rate["expected"] == pytest.approx(8 / 9)
+    assert any(line.startswith("busy share of compressor") for line in data["flags"])
+    text = sensorfleet(["report", "fleet.db", "--config", "thirsty_config.yaml"], fleet).stdout
+    assert "Operating states by model" in text and "▼ below" in text

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +114,22 @@ def central(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[
     import psycopg
 
     url = request.getfixturevalue("postgres_url")
+    if kind == "postgresql-daily":  # a table split by day is new with its partitioning
+        return url + "?partition=daily", partial(read_postgres, url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(OLD_POSTGRES_CENTRAL)
+    return url, partial(read_postgres, url)
 
-    def read_postgres() -> tuple[list[str], list[str]]:
-        stamp = """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-        with psycopg.connect(url) as conn:
-            main = [r[0] for r in conn.execute(f"SELECT {stamp} FROM sensor_readings")]
-            kept = [r[0] for r in conn.execute(f"SELECT {stamp} FROM sensor_readings_conflicts")]
-        return main, kept
 
-    return url, read_postgres
+def read_postgres(url: str) -> tuple[list[str], list[str]]:
+    """Timestamps in a central PostgreSQL table and kept beside it, as the node writes them."""
+    import psycopg
+
+    stamp = """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+    with psycopg.connect(url) as conn:
+        main = [r[0] for r in conn.execute(f"SELECT {stamp} FROM sensor_readings")]
+        kept = [r[0] for r in conn.execute(f"SELECT {stamp} FROM sensor_readings_conflicts")]
+    return main, kept
 
 
 def restore(backup_file: Path, db: Path) -> None:
@@ -206,7 +212,7 @@ def write_more(folder: Path, db: Path) -> None:
         assert node.stop() == 0
 
 
-@pytest.mark.parametrize("sink", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("sink", ["sqlite", "postgresql", "postgresql-daily"])
 def test_sink_keeps_both_readings_when_a_key_is_reused(
     tmp_path: Path, request: pytest.FixtureRequest, sink: str
 ) -> None:

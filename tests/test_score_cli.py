@@ -203,6 +203,20 @@ def test_user_errors_are_one_line_and_exit_2(
     assert expected.format(**names) in lines[0]
 
 
+def test_a_folder_of_databases_and_a_zero_tolerance(fleet: Path, tmp_path: Path) -> None:
+    """A folder holding the node file is a truth source like the file itself, and a
+    tolerance written 0.0s means exact matching."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(fleet, folder / "fleet.db")
+    predictions = write_predictions(fleet, tmp_path / "p.csv", "anomaly_flag * (id % 2)")
+    args = ("--predictions", str(predictions), "--tolerance", "0.0s")
+    _, from_folder, _ = score_json("--truth", str(folder), *args, cwd=tmp_path)
+    _, from_file, _ = score_json("--truth", str(fleet), *args, cwd=tmp_path)
+    assert from_folder["overall"] == from_file["overall"]
+    assert from_file["parameters"]["tolerance_seconds"] == 0.0
+
+
 def test_unreadable_truth_is_one_line(tmp_path: Path) -> None:
     """A truth file that is not a database or a labels file is exit 2, one line."""
     bogus = tmp_path / "notes.db"

@@ -121,3 +121,12 @@ def test_numbers_of_an_all_empty_column_are_nan() -> None:
 
     assert np.isnan(to_floats(from_strings([None, "", None]))).all()
     assert to_floats(from_strings(["", "2"])).tolist()[1] == 2.0
+
+
+def test_values_of_mixed_lengths_up_to_the_buffer_end() -> None:
+    """Values of different lengths, empty ones, and one ending at the very end of the
+    buffer come back exactly."""
+    from sensorfleet.score.columns import from_strings
+
+    values = ["a", "", "abc", "xy"]
+    assert from_strings(values).strings().tolist() == [v.encode() for v in values]

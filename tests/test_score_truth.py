@@ -186,3 +186,31 @@ def test_hidden_labels_pair_with_the_truth_file(tmp_path: Path) -> None:
     truth_file.rename(tmp_path / "elsewhere.db")
     with pytest.raises(InputError, match=r"labels are hidden, and there is no truth file"):
         read_truth(str(db))
+
+
+def test_fault_and_rul_sections_render(tmp_path: Path) -> None:
+    """With fault and rul_seconds predictions, the text, JSON and HTML outputs carry the
+    confusion matrix and the RUL errors."""
+    import json
+
+    from sensorfleet.score.render import render_html, render_json, render_text
+
+    db = equipment_db(tmp_path / "plant.db")
+    truth = read_truth(str(db))
+    lines = ["sensor_id,timestamp,flag,fault,rul_seconds"]
+    for i in range(100):
+        stamp = f"2024-03-01T{i // 60:02d}:{i % 60:02d}:00Z"
+        fault = "bearing_wear" if 40 <= i < 60 else ""
+        lines.append(f"COMP_1,{stamp},{int(bool(fault))},{fault},{(60 - i) * 60 if fault else ''}")
+    predictions = tmp_path / "p.csv"
+    predictions.write_text("\n".join(lines) + "\n")
+    aligned = align(truth, read_predictions(str(predictions)), 0)
+    evaluations = [evaluate(truth, aligned, ScoreOptions(), "p.csv")]
+    text = render_text(evaluations)
+    assert "Confusion of types" in text and "Remaining useful life" in text
+    data = json.loads(render_json(evaluations))
+    assert data["overall"]["rul"]["mae_seconds"] == 0.0
+    assert data["by_fault"]["leak"]["point"]["recall"] == 0.0
+    assert data["overall"]["confusion"]["true_labels"] == ["normal", "bearing_wear", "leak"]
+    page = render_html(evaluations)
+    assert "Remaining useful life" in page and "Confusion of types" in page

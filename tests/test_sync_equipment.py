@@ -200,3 +200,33 @@ def test_hidden_labels_reach_no_sink_and_cursors_are_per_table(tmp_path: Path) -
     again = sync(str(db), "--sink", "-", "--once", "--cursor", str(cursor), cwd=tmp_path)
     assert again.returncode == 0 and again.stdout == ""
     assert query(db, "SELECT DISTINCT synced FROM compressor_readings") == [(0,)]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_nodes_with_and_without_hidden_labels_share_a_central_table(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One central store takes the compressor rows of a node that hides its labels and of one
+    that carries them, whichever comes first: the hidden node's rows have NULL labels."""
+    inline = make_mixed_db(tmp_path / "inline")
+    hidden = make_mixed_db(tmp_path / "hidden", labels="hidden")
+    if kind == "sqlite":
+        url, order = f"sqlite:///{tmp_path / 'central.db'}", (hidden, inline)
+    else:
+        url, order = request.getfixturevalue("postgres_url"), (inline, hidden)
+    for db in order:
+        result = sync(str(db), "--sink", url, "--once", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    sql = (
+        "SELECT database_id, count(*), count(state), count(power_kw) FROM compressor_readings "
+        "GROUP BY database_id"
+    )
+    if kind == "sqlite":
+        found = query(tmp_path / "central.db", sql)
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            found = [tuple(row) for row in conn.execute(sql)]
+    ids = {db: query(db, "SELECT database_id FROM sensorfleet_meta")[0][0] for db in order}
+    assert sorted(found) == sorted([(ids[inline], 600, 600, 600), (ids[hidden], 600, 0, 600)])

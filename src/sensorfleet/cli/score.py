@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from typing import Any
 
@@ -110,8 +111,12 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=handle)
 
 
+_ZERO = re.compile(r"0+(\.0*)?(ms|s|m|h|d|w)?")
+
+
 def _tolerance(text: str) -> float:
-    if text.strip() in ("0", "0s", "0ms"):
+    """A duration, where 0 (exact matching) is allowed too."""
+    if _ZERO.fullmatch(text.strip().lower()):
         return 0.0
     return parse_duration(text, "--tolerance")
 

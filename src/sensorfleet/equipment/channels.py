@@ -185,7 +185,7 @@ class Channels:
                 # A rate a formula cannot give (0/0, log 0) adds nothing rather than
                 # turning the count into NaN for good.
                 increments[~np.isfinite(increments)] = 0.0
-                value = self._count(name, raw, increments, times.shift_id)
+                value = self._count(name, raw, increments, times.shift_id, labels.state)
             else:
                 if raw.kind == "derived":
                     value = self._evaluate(name, env, n)
@@ -245,10 +245,25 @@ class Channels:
         )
 
     def _count(
-        self, name: str, raw: ChannelSpecRaw, increments: FloatArray, shift_id: IntArray
+        self,
+        name: str,
+        raw: ChannelSpecRaw,
+        increments: FloatArray,
+        shift_id: IntArray,
+        state: IntArray,
     ) -> FloatArray:
-        """Running sums in reading order, restarting at each shift when ``reset: shift``."""
-        runs = shift_id if raw.reset == "shift" else np.zeros(len(increments), dtype=np.int64)
+        """Running sums in reading order, restarting at each shift when ``reset: shift``
+        and at every reading in maintenance when ``reset: maintenance``."""
+        if raw.reset == "shift":
+            runs = shift_id
+        elif raw.reset == "maintenance":
+            # Each reading in maintenance opens a new run, numbered on from the last block's:
+            # the same runs however the readings are split into blocks.
+            serviced = state == self.model.states.index("maintenance")
+            base = self.counters[name][0] if name in self.counters else 0
+            runs = base + np.cumsum(serviced, dtype=np.int64)
+        else:
+            runs = np.zeros(len(increments), dtype=np.int64)
         run, carry = self.counters.get(name, (int(runs[0]), 0.0))
         bounds = [0, *(np.flatnonzero(np.diff(runs)) + 1).tolist(), len(increments)]
         out = np.empty(len(increments))

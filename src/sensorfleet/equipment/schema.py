@@ -194,7 +194,7 @@ class ChannelSpecRaw(Strict):
     seasonal: Harmonic | None = None  # peak: day of year
     formula: str | None = None  # derived
     rate: str | None = None  # counter: increase per second
-    reset: Literal["never", "shift"] = "never"  # counter
+    reset: Literal["never", "shift", "maintenance"] = "never"  # counter
     integer: bool = False  # counter: whole counts
 
     @model_validator(mode="after")

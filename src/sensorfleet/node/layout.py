@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, Protocol
 
 from ..errors import InputError
@@ -125,6 +125,18 @@ CREATE INDEX IF NOT EXISTS idx_{table}_unsynced ON {table}(id) WHERE synced = 0;
 CREATE INDEX IF NOT EXISTS idx_{table}_timestamp ON {table}(timestamp);
 CREATE INDEX IF NOT EXISTS idx_{table}_sensor_time ON {table}(sensor_id, timestamp);
 """
+
+    def relaxed(self) -> TableLayout:
+        """The layout a central table of many nodes uses: an equipment model's label
+        columns nullable, so rows of nodes that hide their labels fit beside rows that
+        carry them (the classic layout is returned as it is)."""
+        if self.type_name == CLASSIC_TYPE:
+            return self
+        columns = tuple(
+            replace(column, nullable=True, default=None) if column.role == "label" else column
+            for column in self.columns
+        )
+        return TableLayout(self.table, self.type_name, columns)
 
     def to_json(self) -> str:
         """The columns as JSON, as the node file's ``sensorfleet_tables`` keeps them so a

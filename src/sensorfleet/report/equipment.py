@@ -16,14 +16,20 @@ import math
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
+
 from ..equipment import Catalogue, EquipmentModel, load_catalogue
+from ..equipment.calendar import Calendar
+from ..equipment.expected import busy_states, share_tolerance, state_shares
+from ..equipment.schema import BUILTIN_STATES
 from ..node.config import Config
 from ..node.layout import CLASSIC
 from ..node.profiles import resolve
-from .model import status_of
+from .model import ABOVE, BELOW, UNKNOWN, status_of
 from .sources import open_readonly
 from .stats import z_value
 from .table import ReportSource
@@ -61,6 +67,33 @@ class StateRow:
     rows: int
     share: float
     energy_kwh: float | None  # None: the model has no kWh counter
+    # Among the rows without a machine fault: the state's share, the catalogue's share at
+    # those rows' production factors (None for fault and maintenance), how far the
+    # observed share may stray, and the check.
+    healthy_share: float | None = None
+    expected: float | None = None
+    tolerance: float | None = None
+    status: str = UNKNOWN
+
+
+@dataclass(frozen=True)
+class ShiftRow:
+    """A scheduled machine's busy share (cycle phases, or loaded) among its rows without a
+    fault taken at one production factor (a shift, a weekend, a closed plant)."""
+
+    model: str
+    factor: float
+    hours: float
+    busy_share: float
+    expected: float
+    tolerance: float
+    status: str
+
+
+# How far a busy share at one production factor may stray: cycles and load/unload turns
+# last seconds, so an hour holds hundreds of them; factors seen for less are not checked.
+SHIFT_TOLERANCE = 0.03
+SHIFT_MIN_HOURS = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,17 +115,35 @@ class EquipmentReport:
 
     faults: list[FaultRow] = field(default_factory=list)
     states: list[StateRow] = field(default_factory=list)
+    shifts: list[ShiftRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     series: list[MachineSeries] = field(default_factory=list)
 
     def flagged(self) -> list[str]:
-        """One line per fault rate whose interval excludes the expected count."""
-        return [
-            f"fault onsets of {dict(FAULT_DIMENSIONS)[r.dimension]} {r.group}: {r.onsets} "
-            f"observed ({r.low:.1f}–{r.high:.1f}), {r.expected:.1f} expected"
-            for r in self.faults
-            if r.status in ("above", "below")
-        ]
+        """One line per fault rate whose interval excludes the expected count, per state
+        whose share strays from the catalogue's by more than its tolerance, and per
+        production factor whose busy share does."""
+        return (
+            [
+                f"fault onsets of {dict(FAULT_DIMENSIONS)[r.dimension]} {r.group}: {r.onsets} "
+                f"observed ({r.low:.1f}–{r.high:.1f}), {r.expected:.1f} expected"
+                for r in self.faults
+                if r.status in (ABOVE, BELOW)
+            ]
+            + [
+                f"state {r.model} {r.state}: {r.healthy_share:.1%} of rows without a fault, "
+                f"{r.expected:.1%} ± {r.tolerance:.1%} expected"
+                for r in self.states
+                if r.status in (ABOVE, BELOW)
+                and None not in (r.healthy_share, r.expected, r.tolerance)
+            ]
+            + [
+                f"busy share of {r.model} at production factor {r.factor:g}: {r.busy_share:.1%}, "
+                f"{r.expected:.1%} ± {r.tolerance:.1%} expected"
+                for r in self.shifts
+                if r.status in (ABOVE, BELOW)
+            ]
+        )
 
 
 def poisson_interval(count: int, z: float) -> tuple[float, float]:
@@ -137,6 +188,84 @@ def _group_keys(
     ]
 
 
+@dataclass
+class _Shares:
+    """Healthy rows by (model, state, minute of the week), and seconds of running per model."""
+
+    rows: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+# 1970-01-05 00:00 UTC, a Monday: minute m of the week is this plus m minutes.
+_MONDAY_EPOCH = 4 * 86_400.0
+
+
+def _minute_factors(model: EquipmentModel, minutes: Sequence[int]) -> npt.NDArray[np.float64]:
+    """The model's production factor in each minute of the week (Monday 00:00 UTC is 0)."""
+    calendar = Calendar(model.spec.schedule, model.spec.climate, 0.0)
+    epochs = _MONDAY_EPOCH + 60.0 * np.array(minutes, dtype=np.float64) + 30.0
+    return calendar.times(epochs).production
+
+
+def _shift_rows(model: EquipmentModel, shares: _Shares) -> list[ShiftRow]:
+    """The busy share at each production factor of a scheduled model, against the share
+    the catalogue expects at that factor."""
+    busy = set(busy_states(model))
+    if not busy:
+        return []
+    rows: Counter[int] = Counter()
+    busy_rows: Counter[int] = Counter()
+    for (name, state, minute), count in shares.rows.items():
+        if name == model.name:
+            rows[minute] += count
+            busy_rows[minute] += count if state in busy else 0
+    total = sum(rows.values())
+    if not total:
+        return []
+    minutes = sorted(rows)
+    factors = _minute_factors(model, minutes)
+    by_factor: dict[float, list[int]] = {}
+    for minute, factor in zip(minutes, factors.tolist(), strict=True):
+        counts = by_factor.setdefault(float(factor), [0, 0])
+        counts[0] += rows[minute]
+        counts[1] += busy_rows[minute]
+    found = []
+    for factor, (count, busy_count) in sorted(by_factor.items()):
+        hours = shares.seconds[model.name] * count / total / 3600
+        if hours < SHIFT_MIN_HOURS:
+            continue
+        expected = state_shares(model, [factor])
+        want = sum(expected.get(state, 0.0) for state in busy)
+        observed = busy_count / count
+        found.append(
+            ShiftRow(
+                model.name,
+                factor,
+                hours,
+                observed,
+                want,
+                SHIFT_TOLERANCE,
+                status_of(want, observed - SHIFT_TOLERANCE, observed + SHIFT_TOLERANCE),
+            )
+        )
+    return found
+
+
+def _expected_states(model: EquipmentModel, shares: _Shares) -> tuple[dict[str, float], float]:
+    """The catalogue's healthy state shares at the production factors of the model's
+    healthy rows, and the seconds its machines ran."""
+    by_minute: Counter[int] = Counter()
+    for (name, _, minute), rows in shares.rows.items():
+        if name == model.name:
+            by_minute[minute] += rows
+    if not by_minute:
+        return {}, 0.0
+    minutes = sorted(by_minute)
+    weights = [by_minute[minute] for minute in minutes]
+    production = _minute_factors(model, minutes)
+    return state_shares(model, production, weights), float(shares.seconds[model.name])
+
+
 def _table_facts(
     conn: sqlite3.Connection,
     table: str,
@@ -145,6 +274,7 @@ def _table_facts(
     groups: dict[tuple[str, str], _Group],
     states: Counter[tuple[str, str]],
     energy: defaultdict[tuple[str, str], float],
+    shares: _Shares,
 ) -> None:
     operating = [s for s, on in zip(model.states, model.operating, strict=True) if on]
     marks = ", ".join("?" * len(operating))
@@ -187,6 +317,22 @@ def _table_facts(
             groups[key].onsets += 1
     for state, rows in conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
         states[(model.name, str(state))] += int(rows)
+    # Rows without a machine fault by state and minute of the week (UTC, the nodes'
+    # default time zone): each minute's production factor gives the catalogue's shares.
+    healthy = conn.execute(
+        f"SELECT state, CAST(strftime('%w', timestamp) AS INTEGER), "
+        f"CAST(strftime('%H', timestamp) AS INTEGER) * 60 "
+        f"+ CAST(strftime('%M', timestamp) AS INTEGER), count(*) FROM {table} "
+        f"WHERE fault IS NULL AND state NOT IN ({', '.join('?' * len(BUILTIN_STATES))}) "
+        "GROUP BY 1, 2, 3",
+        BUILTIN_STATES,
+    )
+    for state, sunday_first, minute, rows in healthy:
+        minute_of_week = ((int(sunday_first) + 6) % 7) * 1440 + int(minute)  # Monday 0
+        shares.rows[(model.name, str(state), minute_of_week)] += int(rows)
+    shares.seconds[model.name] += sum(
+        (last - first) for count, first, last in spans.values() if count > 1
+    )
     counter = next(
         (c.name for c in model.channels if c.kind == "counter" and c.unit == "kWh"), None
     )
@@ -256,6 +402,8 @@ def read_equipment(
     groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
     states: Counter[tuple[str, str]] = Counter()
     energy: defaultdict[tuple[str, str], float] = defaultdict(float)
+    shares = _Shares()
+    models: dict[str, EquipmentModel] = {}
     with_counter: set[str] = set()
     report = EquipmentReport()
     found = False
@@ -283,7 +431,8 @@ def read_equipment(
                 found = True
                 if any(c.kind == "counter" and c.unit == "kWh" for c in model.channels):
                     with_counter.add(model.name)
-                _table_facts(conn, table, model, config, groups, states, energy)
+                _table_facts(conn, table, model, config, groups, states, energy, shares)
+                models[model.name] = model
                 plotted = {series.model for series in report.series}
                 if plot and model.name not in plotted:
                     series = machine_series(conn, table, model, source.label)
@@ -314,14 +463,34 @@ def read_equipment(
     totals: Counter[str] = Counter()
     for (model_name, _), rows in states.items():
         totals[model_name] += rows
+    expected = {name: _expected_states(model, shares) for name, model in models.items()}
+    healthy_rows: Counter[tuple[str, str]] = Counter()
+    for (model_name, state, _), rows in shares.rows.items():
+        healthy_rows[(model_name, state)] += rows
+    healthy_totals: Counter[str] = Counter()
+    for (model_name, _), rows in healthy_rows.items():
+        healthy_totals[model_name] += rows
     for (model_name, state), rows in sorted(states.items()):
-        report.states.append(
-            StateRow(
-                model_name,
-                state,
-                rows,
-                rows / totals[model_name],
-                energy.get((model_name, state), 0.0) if model_name in with_counter else None,
-            )
+        row = StateRow(
+            model_name,
+            state,
+            rows,
+            rows / totals[model_name],
+            energy.get((model_name, state), 0.0) if model_name in with_counter else None,
         )
+        healthy_shares, seconds = expected[model_name]
+        if state in healthy_shares and healthy_totals[model_name]:
+            observed = healthy_rows[(model_name, state)] / healthy_totals[model_name]
+            want = healthy_shares[state]
+            allowed = share_tolerance(models[model_name], state, want, seconds)
+            row = replace(
+                row,
+                healthy_share=observed,
+                expected=want,
+                tolerance=allowed,
+                status=status_of(want, observed - allowed, observed + allowed),
+            )
+        report.states.append(row)
+    for name in sorted(models):
+        report.shifts.extend(_shift_rows(models[name], shares))
     return report

@@ -147,13 +147,34 @@ def _equipment_sections(equipment: EquipmentReport) -> list[Section]:
         found.append(
             Section(
                 title="Operating states by model",
-                headers=("model", "state", "rows", "share", "energy kWh"),
+                headers=("model", "state", "rows", "share", "without fault", "expected",
+                         "energy kWh", "check"),
                 rows=[
                     (r.model, r.state, f"{r.rows:,}", percent(r.share),
-                     "–" if r.energy_kwh is None else f"{r.energy_kwh:,.1f}")
+                     percent(r.healthy_share),
+                     "–" if r.expected is None or r.tolerance is None
+                     else f"{percent(r.expected)} ± {percent(r.tolerance)}",
+                     "–" if r.energy_kwh is None else f"{r.energy_kwh:,.1f}",
+                     _MARKS.get(r.status, r.status) if r.expected is not None else "–")
                     for r in equipment.states
                 ],
-                right=(False, False, True, True, True),
+                right=(False, False, True, True, True, True, True, False),
+                status=tuple(r.status if r.expected is not None else "" for r in equipment.states),
+            )
+        )  # fmt: skip
+    if equipment.shifts:
+        found.append(
+            Section(
+                title="Busy share by production factor (scheduled machines)",
+                headers=("model", "factor", "hours", "busy", "expected", "check"),
+                rows=[
+                    (r.model, f"{r.factor:g}", f"{r.hours:,.1f}", percent(r.busy_share),
+                     f"{percent(r.expected)} ± {percent(r.tolerance)}",
+                     _MARKS.get(r.status, r.status))
+                    for r in equipment.shifts
+                ],
+                right=(False, True, True, True, True, False),
+                status=tuple(r.status for r in equipment.shifts),
             )
         )  # fmt: skip
     return found

@@ -55,24 +55,20 @@ class TextColumn:
         out = np.zeros((n, width), dtype=np.uint8)
         if n == 0 or len(self.buffer) == 0:
             return out.view(f"S{width}").ravel()
-        last = len(self.buffer) - 1
-        uniform = bool((lengths == width).all())
-        if uniform and n > 1:
-            stride = int(self.starts[1] - self.starts[0])
-            regular = stride >= width and bool((np.diff(self.starts) == stride).all())
-            if regular and int(self.starts[-1]) + width <= len(self.buffer):
-                # Equal values at equal spacing (the node's timestamps): a strided view.
-                grid = np.lib.stride_tricks.as_strided(
-                    self.buffer[int(self.starts[0]) :], shape=(n, width), strides=(stride, 1)
-                )
-                return np.ascontiguousarray(grid).view(f"S{width}").ravel()
-        # One gather per byte position: a few passes over n values, no (n x width) index.
-        for k in range(width):
-            if uniform:  # every value is this long: no position runs past the buffer
-                out[:, k] = self.buffer[self.starts + k]
-            else:
-                taken = self.buffer[np.minimum(self.starts + k, last)]
-                out[:, k] = np.where(lengths > k, taken, 0)
+        # A view of every ``width`` bytes of the buffer, one row per starting byte: picking
+        # the rows at ``starts`` copies every value in one gather.
+        limit = len(self.buffer) - width
+        inside = self.starts <= limit
+        if limit >= 0:
+            windows = np.lib.stride_tricks.as_strided(
+                self.buffer, shape=(limit + 1, width), strides=(1, 1), writeable=False
+            )
+            out[inside] = windows[self.starts[inside]]
+        for row in np.flatnonzero(~inside):  # the few values too near the buffer's end
+            value = self.buffer[self.starts[row] : self.ends[row]]
+            out[row, : len(value)] = value
+        if not (lengths == width).all():  # clear the bytes past each shorter value
+            out[np.arange(width) >= lengths[:, None]] = 0
         return out.view(f"S{width}").ravel()
 
 

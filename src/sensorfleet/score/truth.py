@@ -192,7 +192,8 @@ def _with_hidden_labels(
     if not truth_path.is_file():
         raise TableError(
             f"table {table} holds readings whose labels are hidden, and there is no truth "
-            f"file {truth_path} beside it; pass the truth file as --truth"
+            f"file {truth_path} beside it; pass the truth file as --truth, or name another "
+            "table as FILE?table=NAME"
         )
     declared = table_columns(conn, table)
     wanted = [*KEYS, *GROUPS]

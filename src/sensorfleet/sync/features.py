@@ -20,7 +20,6 @@ kept until the sink acknowledges it, so a resend never counts a reading twice.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -118,28 +117,26 @@ def rolling(
     ends = np.arange(len(window.times), len(all_times)) + 1
     starts = np.searchsorted(all_times, times - WINDOW_SECONDS, side="right")
     n = count[ends] - count[starts]
-    means: list[float | None] = []
-    deviations: list[float | None] = []
-    for k, size in enumerate(n):
-        if size == 0:
-            means.append(None)
-            deviations.append(None)
-            continue
-        s = total[ends[k]] - total[starts[k]]
-        q = squares[ends[k]] - squares[starts[k]]
-        mean = s / size
-        variance = q / size - mean * mean
-        if variance * _CANCELLATION <= q / size:
-            # Sums of squares far above the spread lose its digits (a constant or
-            # steadily counting channel): take this window's values themselves.
-            values_in = all_values[starts[k] : ends[k]]
-            values_in = values_in[~np.isnan(values_in)]
-            mean_in = float(values_in.mean())
-            means.append(mean_in)
-            deviations.append(float(np.sqrt(np.mean((values_in - mean_in) ** 2))))
-            continue
-        means.append(float(shift + mean))
-        deviations.append(math.sqrt(float(variance)))
+    with np.errstate(invalid="ignore", divide="ignore"):  # n = 0: no reading, null
+        mean = (total[ends] - total[starts]) / n
+        square = (squares[ends] - squares[starts]) / n
+        variance = square - mean * mean
+        deviation = np.sqrt(np.maximum(variance, 0.0))
+    mean = mean + shift
+    # Sums of squares far above the spread lose its digits (a constant or steadily
+    # counting channel): those windows are summed again from their values.
+    for k in np.flatnonzero((n > 0) & (variance * _CANCELLATION <= square)):
+        values_in = all_values[starts[k] : ends[k]]
+        values_in = values_in[~np.isnan(values_in)]
+        mean[k] = values_in.mean()
+        deviation[k] = np.sqrt(np.mean((values_in - mean[k]) ** 2))
+    empty = n == 0
+    means: list[float | None] = [
+        None if e else m for e, m in zip(empty.tolist(), mean.tolist(), strict=True)
+    ]
+    deviations: list[float | None] = [
+        None if e else d for e, d in zip(empty.tolist(), deviation.tolist(), strict=True)
+    ]
     keep = all_times > all_times[-1] - WINDOW_SECONDS
     return means, deviations, _Window(all_times[keep], all_values[keep])
 

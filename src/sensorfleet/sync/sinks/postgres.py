@@ -96,24 +96,26 @@ class PostgresSink:
         return _STAGING if layout.table == CLASSIC.table else f"{_STAGING}_{layout.type_name}"
 
     def _prepare(self, conn: psycopg.Connection[tuple[object, ...]], layout: TableLayout) -> None:
-        """Create the central table of ``layout`` and its session staging table, once per
-        connection; a channel the node's table gained since is added to both."""
+        """Create the central table of ``layout`` (labels nullable, ``relaxed``) and its
+        session staging table, once per connection; a column the table lacks (a new channel,
+        labels a first node hid) is added."""
         from psycopg import sql
 
         if layout in self._ready:
             return
         table, staging = sql.Identifier(self._table(layout)), sql.Identifier(self._staging(layout))
-        self._create(conn, layout)
+        central = layout.relaxed()
+        self._create(conn, central)
         conflicts = sql.Identifier(self._table(layout) + CONFLICTS_SUFFIX)
         index = sql.Identifier(f"idx_{self._table(layout)}{CONFLICTS_SUFFIX}_key")
         for statement in _CONFLICTS_SCHEMA:
             conn.execute(sql.SQL(statement).format(conflicts=conflicts, table=table, index=index))
-        add_channel = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} double precision"
-        for column in layout.channels:
+        # A channel a node's table gained since, or labels that another node hid: added.
+        add = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+        for column in () if layout is CLASSIC else central.columns:
+            definition = sql.SQL(column.postgres_sql())
             for name in (table, conflicts):
-                conn.execute(
-                    sql.SQL(add_channel).format(table=name, column=sql.Identifier(column.name))
-                )
+                conn.execute(sql.SQL(add).format(table=name) + definition)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{staging}").format(staging=staging))
         conn.execute(
             sql.SQL(
@@ -193,8 +195,15 @@ class PostgresSink:
                 if self.partitions.partitioning.daily:
                     key = f"{self._table(layout)} {batch.database_id}"
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+                    newest = sql.SQL(
+                        "SELECT coalesce(max(source_row_id), 0) FROM {table} WHERE database_id = %s"
+                    ).format(table=sql.Identifier(self._table(layout)))
+                    stored_max = cur.execute(newest, (batch.database_id,)).fetchone()
+                    params = (*params, stored_max[0] if stored_max else 0)
                 cur.execute(insert, params)
                 stored = max(cur.rowcount, 0)
+                if stored < len(batch) and self.partitions.partitioning.retention:
+                    self.partitions.note_expired(cur, self._table(layout), self._staging(layout))
                 if stored < len(batch):  # some keys were there: the same readings?
                     cur.execute(self._keep_conflicts(batch))
                     found = sorted(int(str(row[0])) for row in cur.fetchall())
@@ -208,7 +217,8 @@ class PostgresSink:
             raise SinkError(f"{self.name}: write batch: {self._one_line(exc)}") from None
 
     def _insert(self, batch: Batch) -> tuple[psycopg.sql.Composed, tuple[object, ...]]:
-        """The statement that adds the staged rows the table does not hold yet."""
+        """The statement that adds the staged rows the table does not hold yet, and its
+        parameters (partitioned: the newest stored id of the batch's database follows)."""
         from psycopg import sql
 
         partitions = self.partitions
@@ -221,7 +231,12 @@ class PostgresSink:
             # batch of a database at a time, so two collectors cannot both add it.
             same = " AND ".join(f'c."{name}" = s."{name}"' for name in KEY_COLUMNS)
             keep, params = partitions.insert_filter()
-            text += f" WHERE {keep} AND NOT EXISTS (SELECT 1 FROM {{table}} AS c WHERE {same})"
+            # Ids above the newest this database stored cannot be there (a live node's rows):
+            # only the others are looked up, in every partition.
+            text += (
+                f" WHERE {keep} AND (s.source_row_id > %s OR NOT EXISTS "
+                f"(SELECT 1 FROM {{table}} AS c WHERE {same}))"
+            )
         text += " ON CONFLICT ({key}) DO NOTHING"
         table = self._table(batch.layout)
         statement = sql.SQL(text).format(

@@ -314,6 +314,24 @@ class DailyPartitions:
             return "TRUE", ()
         return f"s.\"{PARTITION_COLUMN}\" >= date_trunc('day', now() - %s::interval)", (interval,)
 
+    def note_expired(self, cur: psycopg.Cursor[tuple[Any, ...]], table: str, staging: str) -> None:
+        """Log how many staged rows the retention kept out (acknowledged, not stored)."""
+        keep, params = self.insert_filter()
+        if not params:
+            return
+        from psycopg import sql
+
+        query = sql.SQL(f"SELECT count(*) FROM {{staging}} AS s WHERE NOT ({keep})")
+        row = cur.execute(query.format(staging=sql.Identifier(staging)), params).fetchone()
+        if row and row[0]:
+            log.info(
+                "rows past retention",
+                sink=self.display,
+                table=table,
+                rows=row[0],
+                action="acknowledged and not stored: older than the first day kept",
+            )
+
     def maintain(
         self, conn: psycopg.Connection[tuple[Any, ...]], table: str, force: bool = False
     ) -> None:

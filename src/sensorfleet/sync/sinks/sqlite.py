@@ -105,16 +105,18 @@ class SQLiteSink:
         """Create the central table of ``layout`` if needed (in the batch's transaction, so
         a rolled-back batch leaves no half-made table); its statements.
 
-        A table that lacks a channel the node's table has since gained gets the column,
-        as the node's own table did."""
+        An equipment table's labels are nullable there (``TableLayout.relaxed``), and a
+        column the table lacks (a channel the node's table gained since, labels a first
+        node hid) is added, so nodes with and without hidden labels share one table."""
         table = self._table(layout)
-        for statement in _schema(table, layout).split(";"):
+        central = layout.relaxed()
+        for statement in _schema(table, central).split(";"):
             conn.execute(statement)
-        for name in (table, table + CONFLICTS_SUFFIX):
-            present = {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
-            for column in layout.channels:
-                if column.name not in present:
-                    conn.execute(f"ALTER TABLE {name} ADD COLUMN {column.sqlite_sql()}")
+        # A channel a node's table gained since, or labels that another node hid: added.
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in central.columns:
+            if column.name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column.sqlite_sql()}")
         found = self._statements.get(layout)
         if found is not None:
             return found
