@@ -94,7 +94,7 @@ def test_speed_spikes_carry_the_power_with_the_cube() -> None:
     snapshot = sim.snapshot()
     steady = sim.generate(120)
     sim.restore(snapshot)
-    sim.force_fault("spike", severity=0.8, duration_seconds=600)
+    sim.force_fault("spikes", severity=0.8, duration_seconds=600)
     surging = sim.generate(120)
     both = (steady.state == fan.states.index("on")) & (surging.state == steady.state)
     jump = (surging.channels["rpm"] - steady.channels["rpm"])[both]

@@ -20,8 +20,9 @@ RATE = "0.0166667"
 @pytest.mark.slow
 def test_a_backfilled_month_of_every_model_agrees_with_the_catalogue(tmp_path: Path) -> None:
     """Thirty days of one machine of each built-in type: every state's share among rows
-    without a fault is its expected share at the rows' production factors, every fault
-    onset count is within its interval, and the report flags nothing."""
+    without a fault is its expected share at the rows' production factors, the scheduled
+    machines are busy for each shift's factor, every fault onset count is within its
+    interval, and the report flags nothing."""
     names = load_catalogue().names()
     write_config(tmp_path / "config.yaml")
     (tmp_path / "ids").mkdir()
@@ -47,4 +48,9 @@ def test_a_backfilled_month_of_every_model_agrees_with_the_catalogue(tmp_path: P
         assert row["status"] == "ok", row
         assert row["rows"] > 500 or row["expected"] < 0.05, row
     assert all(row["status"] == "ok" for row in equipment["fault_onsets"])
+    # The scheduled machines, at each shift and weekend factor, are busy for that factor.
+    shifts = equipment["shifts"]
+    assert {row["model"] for row in shifts} == {"compressor", "hydraulic_pump", "injection_molding"}
+    assert {row["factor"] for row in shifts} == {0.15, 0.3, 0.5, 1.0}
+    assert all(row["status"] == "ok" for row in shifts), shifts
     assert not json.loads(result.stdout)["flags"]

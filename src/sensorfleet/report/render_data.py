@@ -62,6 +62,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         else {
             "fault_onsets": [asdict(r) for r in report.equipment.faults],
             "states": [asdict(r) for r in report.equipment.states],
+            "shifts": [asdict(r) for r in report.equipment.shifts],
         },
         "flags": report.flagged(),
         "notes": report.notes,

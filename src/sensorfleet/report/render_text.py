@@ -162,6 +162,21 @@ def _equipment_sections(equipment: EquipmentReport) -> list[Section]:
                 status=tuple(r.status if r.expected is not None else "" for r in equipment.states),
             )
         )  # fmt: skip
+    if equipment.shifts:
+        found.append(
+            Section(
+                title="Busy share by production factor (scheduled machines)",
+                headers=("model", "factor", "hours", "busy", "expected", "check"),
+                rows=[
+                    (r.model, f"{r.factor:g}", f"{r.hours:,.1f}", percent(r.busy_share),
+                     f"{percent(r.expected)} ± {percent(r.tolerance)}",
+                     _MARKS.get(r.status, r.status))
+                    for r in equipment.shifts
+                ],
+                right=(False, True, True, True, True, False),
+                status=tuple(r.status for r in equipment.shifts),
+            )
+        )  # fmt: skip
     return found
 
 
