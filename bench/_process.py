@@ -89,17 +89,21 @@ class Measured:
 
 
 def _watch_lag(
-    db: Path, stop: threading.Event, lags: list[float], lag_at: list[float], started: float
+    db: Path,
+    table: str,
+    stop: threading.Event,
+    lags: list[float],
+    lag_at: list[float],
+    started: float,
 ) -> None:
-    """Sample how far the newest row in ``db`` trails the wall clock, and when."""
+    """Sample how far the newest row of ``table`` in ``db`` trails the wall clock, and when."""
     while not stop.wait(1.0):
         if not db.exists():
             continue
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
                 newest = conn.execute(
-                    "SELECT (julianday('now') - julianday(MAX(timestamp))) * 86400 "
-                    "FROM sensor_readings"
+                    f"SELECT (julianday('now') - julianday(MAX(timestamp))) * 86400 FROM {table}"
                 ).fetchone()[0]
         except sqlite3.Error:
             continue
@@ -109,9 +113,14 @@ def _watch_lag(
 
 
 def run_node(
-    args: list[str], cwd: Path, watch_db: Path | None = None, env: dict[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    watch_db: Path | None = None,
+    env: dict[str, str] | None = None,
+    watch_table: str = "sensor_readings",
 ) -> Measured:
-    """Run ``main.py ARGS`` to completion; its own peak RSS and CPU (see ``MeasuredChild``)."""
+    """Run ``main.py ARGS`` to completion; its own peak RSS and CPU (see ``MeasuredChild``),
+    sampling the lag of ``watch_table``'s newest row in ``watch_db`` while it runs."""
     environment = {**os.environ, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1", **(env or {})}
     started = time.perf_counter()
     stderr_path = cwd / "node.stderr"
@@ -127,7 +136,9 @@ def run_node(
         watcher = None
         if watch_db is not None:
             watcher = threading.Thread(
-                target=_watch_lag, args=(watch_db, stop, lags, lag_at, started), daemon=True
+                target=_watch_lag,
+                args=(watch_db, watch_table, stop, lags, lag_at, started),
+                daemon=True,
             )
             watcher.start()
         usage = child.wait()
