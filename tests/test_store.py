@@ -70,6 +70,20 @@ def test_schema_has_exactly_the_documented_columns(tmp_path: Path) -> None:
     assert store._current().execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
 
 
+def test_new_file_keeps_the_configured_synchronous_level(tmp_path: Path) -> None:
+    """A new file's header is written without syncs, then rows use the configured level."""
+    for level, code in (("full", 2), ("normal", 1), ("extra", 3)):
+        path = tmp_path / f"{level}.db"
+        conn = open_connection(path, Database(synchronous=level))
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == code
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+        again = open_connection(path, Database(synchronous=level))  # an existing file
+        assert again.execute("PRAGMA synchronous").fetchone()[0] == code
+        again.close()
+
+
 def test_unsynced_poll_uses_the_partial_index(tmp_path: Path) -> None:
     """`WHERE synced = 0 ORDER BY id LIMIT n` is answered from the partial index."""
     conn = open_connection(tmp_path / "a.db", Database())

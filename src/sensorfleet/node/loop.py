@@ -28,7 +28,7 @@ from .config import Config, Modbus, OpcUa, Override
 from .dbfile import unusable_reason
 from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
-from .layout import CLASSIC_TYPE
+from .layout import CLASSIC_TYPE, TableLayout
 from .lease import FileLease, LeaseConflictError, LeaseLostError
 from .readings import Readings
 from .store import Store, backoff_after
@@ -656,27 +656,31 @@ def build_sensors(
     """Open one writer per database file and one generator per identity."""
     writers: dict[Path, BufferedWriter] = {}
     sensors = []
-    identities = list(identities)
+    # Each identity's file, worked out once: with one file per sensor, looking every
+    # identity's up again for each file opened was quadratic (4 million paths for 2,000).
+    placed = [
+        (source, identity, database_path(config.database.path, identity.id))
+        for source, identity in identities
+    ]
     ids_by_path: dict[Path, list[str]] = {}
-    for _, identity in identities:
-        ids_by_path.setdefault(database_path(config.database.path, identity.id), []).append(
-            identity.id
-        )
+    for _, identity, path in placed:
+        ids_by_path.setdefault(path, []).append(identity.id)
     refuse_unusable_paths(ids_by_path)
     ensure_file_budget(len(ids_by_path), config.database.journal_mode)
     resolved = [
-        (source, identity, resolve_settings(config, identity, catalogue))
-        for source, identity in identities
+        (source, identity, resolve_settings(config, identity, catalogue), path)
+        for source, identity, path in placed
     ]
-    for source, identity, settings in resolved:
-        path = database_path(config.database.path, identity.id)
+    layouts_by_path: dict[Path, list[TableLayout]] = {}
+    for _, _, settings, path in resolved:
+        layouts_by_path.setdefault(path, []).append(settings.layout)
+    for source, identity, settings, path in resolved:
         writer = writers.get(path)
         if writer is None:
             store = Store(path, config.database, truth_path(config, path, identity.id))
             store.lease = FileLease(path, ids_by_path[path])
-            for _, other, other_settings in resolved:
-                if database_path(config.database.path, other.id) == path:
-                    store.add_layout(other_settings.layout)  # every table, checked at open
+            for layout in layouts_by_path[path]:
+                store.add_layout(layout)  # every table, checked at open
             try:
                 store.open()
             except BaseException:
