@@ -83,6 +83,7 @@ class ShiftRow:
 
     model: str
     factor: float
+    utc_offset_hours: float  # the time zone the rows fit best
     hours: float
     busy_share: float
     expected: float
@@ -205,6 +206,8 @@ class _Shares:
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
+FloatArray = npt.NDArray[np.float64]
+
 # 1970-01-05 00:00 UTC, a Monday: minute m of the week is this plus m minutes.
 _MONDAY_EPOCH = 4 * 86_400.0
 
@@ -216,40 +219,76 @@ def _minute_factors(model: EquipmentModel, minutes: Sequence[int]) -> npt.NDArra
     return calendar.times(epochs).production
 
 
-def _shift_rows(model: EquipmentModel, shares: _Shares) -> list[ShiftRow]:
-    """The busy share at each production factor of a scheduled model, against the share
-    the catalogue expects at that factor."""
-    busy = set(busy_states(model))
-    if not busy:
-        return []
-    rows: Counter[int] = Counter()
-    busy_rows: Counter[int] = Counter()
+MINUTES_PER_WEEK = 7 * 1440
+
+
+def _week(model: EquipmentModel, shares: _Shares) -> tuple[FloatArray, FloatArray]:
+    """The model's rows without a fault, and those of them busy, in each UTC minute of the
+    week."""
+    rows, busy = np.zeros(MINUTES_PER_WEEK), np.zeros(MINUTES_PER_WEEK)
+    scheduled = set(busy_states(model))
     for (name, state, minute), count in shares.rows.items():
         if name == model.name:
             rows[minute] += count
-            busy_rows[minute] += count if state in busy else 0
-    total = sum(rows.values())
-    if not total:
+            if state in scheduled:
+                busy[minute] += count
+    return rows, busy
+
+
+def _local_factors(
+    model: EquipmentModel, rows: FloatArray, busy: FloatArray
+) -> tuple[FloatArray, float]:
+    """The production factor of each UTC minute of the week, and the machines' UTC offset
+    in hours. The rows do not say which time zone their node kept, so for a machine that
+    follows the schedule the offset (in quarter hours, −12 to +14 h) is the one under
+    which its busy rows fit the schedule best, UTC on a tie; a dwell-time machine's shares
+    do not depend on it (UTC)."""
+    utc = _minute_factors(model, range(MINUTES_PER_WEEK))
+    scheduled = busy_states(model)
+    if not scheduled or not rows.any():
+        return utc, 0.0
+    busy_at = {
+        float(f): sum(state_shares(model, [f]).get(s, 0.0) for s in scheduled)
+        for f in np.unique(utc).tolist()
+    }
+    expected = np.array([busy_at[float(f)] for f in utc.tolist()])
+    weight = 1.0 / np.maximum(rows, 1.0)
+    best = min(
+        range(-12 * 60, 14 * 60 + 1, 15),
+        key=lambda k: (float(np.sum((busy - rows * np.roll(expected, -k)) ** 2 * weight)), abs(k)),
+    )
+    return np.roll(utc, -best), best / 60
+
+
+def _shift_rows(
+    model: EquipmentModel,
+    shares: _Shares,
+    rows: FloatArray,
+    busy: FloatArray,
+    factors: FloatArray,
+    offset_hours: float,
+) -> list[ShiftRow]:
+    """The busy share at each production factor of a scheduled model, against the share
+    the catalogue expects at that factor."""
+    scheduled = busy_states(model)
+    total = float(rows.sum())
+    if not scheduled or not total:
         return []
-    minutes = sorted(rows)
-    factors = _minute_factors(model, minutes)
-    by_factor: dict[float, list[int]] = {}
-    for minute, factor in zip(minutes, factors.tolist(), strict=True):
-        counts = by_factor.setdefault(float(factor), [0, 0])
-        counts[0] += rows[minute]
-        counts[1] += busy_rows[minute]
     found = []
-    for factor, (count, busy_count) in sorted(by_factor.items()):
+    for factor in np.unique(factors[rows > 0]).tolist():
+        at = factors == factor
+        count, busy_count = float(rows[at].sum()), float(busy[at].sum())
         hours = shares.seconds[model.name] * count / total / 3600
         if hours < SHIFT_MIN_HOURS:
             continue
         expected = state_shares(model, [factor])
-        want = sum(expected.get(state, 0.0) for state in busy)
+        want = sum(expected.get(state, 0.0) for state in scheduled)
         observed = busy_count / count
         found.append(
             ShiftRow(
                 model.name,
-                factor,
+                float(factor),
+                offset_hours,
                 hours,
                 observed,
                 want,
@@ -263,16 +302,12 @@ def _shift_rows(model: EquipmentModel, shares: _Shares) -> list[ShiftRow]:
 def _expected_states(model: EquipmentModel, shares: _Shares) -> tuple[dict[str, float], float]:
     """The catalogue's healthy state shares at the production factors of the model's
     healthy rows, and the seconds its machines ran."""
-    by_minute: Counter[int] = Counter()
-    for (name, _, minute), rows in shares.rows.items():
-        if name == model.name:
-            by_minute[minute] += rows
-    if not by_minute:
+    rows, busy = _week(model, shares)
+    if not rows.any():
         return {}, 0.0
-    minutes = sorted(by_minute)
-    weights = [by_minute[minute] for minute in minutes]
-    production = _minute_factors(model, minutes)
-    return state_shares(model, production, weights), float(shares.seconds[model.name])
+    factors, _ = _local_factors(model, rows, busy)
+    seen = rows > 0
+    return state_shares(model, factors[seen], rows[seen]), float(shares.seconds[model.name])
 
 
 def _table_facts(
@@ -522,5 +557,7 @@ def read_equipment(
             )
         report.states.append(row)
     for name in sorted(models):
-        report.shifts.extend(_shift_rows(models[name], shares))
+        minutes, busy = _week(models[name], shares)
+        factors, offset = _local_factors(models[name], minutes, busy)
+        report.shifts.extend(_shift_rows(models[name], shares, minutes, busy, factors, offset))
     return report
