@@ -6,13 +6,69 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
+
+
+# Started by a small interpreter that waits for the command and writes the
+# command's rusage to a file. ``wait4`` on a direct child of a large process is
+# no measure of the child: Linux carries the memory high-water mark of the
+# address space a child replaces at exec (with vfork, the parent's own peak)
+# into the child's ru_maxrss, so a test process that once held 280 MiB sees
+# every child it starts "peak" at 280 MiB. The launcher stays under 15 MiB,
+# below any interpreter that imports the project.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(f"{status} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+"""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How a measured command ended and what it used."""
+
+    exit_status: int  # as Popen.returncode: negative for a signal
+    peak_rss_kib: int
+    cpu_seconds: float
+
+
+class MeasuredChild:
+    """``argv`` as a subprocess whose own peak memory and CPU are read when it ends."""
+
+    def __init__(self, argv: list[str], **popen: Any) -> None:
+        handle, name = tempfile.mkstemp(prefix="rusage-", suffix=".txt")
+        os.close(handle)
+        self._report = Path(name)
+        self.argv = argv
+        self.process = subprocess.Popen(
+            [sys.executable, "-S", "-c", _LAUNCHER, name, *argv], **popen
+        )
+
+    def wait(self) -> Usage:
+        launcher = self.process.wait()
+        try:
+            report = self._report.read_text().split()
+        finally:
+            self._report.unlink()
+        if launcher != 0 or len(report) != 3:
+            raise RuntimeError(f"could not start {self.argv} (status {launcher})")
+        status, peak, cpu = report
+        return Usage(os.waitstatus_to_exitcode(int(status)), int(peak), float(cpu))
+
+
+def run_measured(argv: list[str], **popen: Any) -> Usage:
+    """Run ``argv`` to completion; its exit status, own peak RSS and CPU time."""
+    return MeasuredChild(argv, **popen).wait()
 
 
 @dataclass
@@ -33,17 +89,21 @@ class Measured:
 
 
 def _watch_lag(
-    db: Path, stop: threading.Event, lags: list[float], lag_at: list[float], started: float
+    db: Path,
+    table: str,
+    stop: threading.Event,
+    lags: list[float],
+    lag_at: list[float],
+    started: float,
 ) -> None:
-    """Sample how far the newest row in ``db`` trails the wall clock, and when."""
+    """Sample how far the newest row of ``table`` in ``db`` trails the wall clock, and when."""
     while not stop.wait(1.0):
         if not db.exists():
             continue
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
                 newest = conn.execute(
-                    "SELECT (julianday('now') - julianday(MAX(timestamp))) * 86400 "
-                    "FROM sensor_readings"
+                    f"SELECT (julianday('now') - julianday(MAX(timestamp))) * 86400 FROM {table}"
                 ).fetchone()[0]
         except sqlite3.Error:
             continue
@@ -53,14 +113,19 @@ def _watch_lag(
 
 
 def run_node(
-    args: list[str], cwd: Path, watch_db: Path | None = None, env: dict[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    watch_db: Path | None = None,
+    env: dict[str, str] | None = None,
+    watch_table: str = "sensor_readings",
 ) -> Measured:
-    """Run ``main.py ARGS`` to completion; peak RSS and CPU come from ``wait4``."""
+    """Run ``main.py ARGS`` to completion; its own peak RSS and CPU (see ``MeasuredChild``),
+    sampling the lag of ``watch_table``'s newest row in ``watch_db`` while it runs."""
     environment = {**os.environ, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1", **(env or {})}
     started = time.perf_counter()
     stderr_path = cwd / "node.stderr"
     with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(
+        child = MeasuredChild(
             [sys.executable, str(MAIN), *args],
             cwd=cwd,
             env=environment,
@@ -71,20 +136,21 @@ def run_node(
         watcher = None
         if watch_db is not None:
             watcher = threading.Thread(
-                target=_watch_lag, args=(watch_db, stop, lags, lag_at, started), daemon=True
+                target=_watch_lag,
+                args=(watch_db, watch_table, stop, lags, lag_at, started),
+                daemon=True,
             )
             watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        usage = child.wait()
         stop.set()
         if watcher is not None:
             watcher.join()
     wall = time.perf_counter() - started
     return Measured(
-        exit_status=proc.returncode,
+        exit_status=usage.exit_status,
         wall_seconds=wall,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        cpu_seconds=usage.cpu_seconds,
+        peak_rss_mb=usage.peak_rss_kib / 1024,
         lags=lags,
         lag_at=lag_at,
         stderr=stderr_path.read_text(),
@@ -115,10 +181,9 @@ def write_config(path: Path, database: str, extra: str = "") -> Path:
 
 def baseline_rss_mb(cwd: Path) -> float:
     """Peak RSS of an interpreter that only imports the node (the fixed cost)."""
-    proc = subprocess.Popen(
+    usage = run_measured(
         [sys.executable, "-c", "import sensorfleet.cli.run"],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
-    _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss / 1024
+    return usage.peak_rss_kib / 1024

@@ -16,7 +16,7 @@ from typing import Any
 
 from sensorfleet import logs
 from sensorfleet.node.clock import ManualClock
-from sensorfleet.node.config import build_config
+from sensorfleet.node.config import Config, build_config
 from sensorfleet.node.generator import SensorGenerator, Settings
 from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
 from sensorfleet.node.loop import NodeLoop, build_sensors
@@ -58,6 +58,17 @@ def ours(path: Path, rows: int, settings: Settings) -> float:
     return seconds
 
 
+def conditions(config: Config, rows: int, rounds: int) -> dict[str, Any]:
+    """What both sides of a backfill comparison shared."""
+    return {
+        "rows": rows,
+        "rounds": rounds,
+        "batch_size": config.database.batch_size,
+        "journal_mode": config.database.journal_mode,
+        "synchronous": config.database.synchronous,
+    }
+
+
 def run(rows: int, rounds: int) -> dict[str, Any]:
     logs.configure(level="WARNING")  # a log line per batch would be measured too
     config = build_config({}, "bench")
@@ -69,11 +80,7 @@ def run(rows: int, rounds: int) -> dict[str, Any]:
             ours_s.append(ours(Path(tmp) / f"ours{i}.db", rows, settings))
     ceiling_rate, ours_rate = rows / median(ceiling_s), rows / median(ours_s)
     return {
-        "rows": rows,
-        "rounds": rounds,
-        "batch_size": config.database.batch_size,
-        "journal_mode": config.database.journal_mode,
-        "synchronous": config.database.synchronous,
+        **conditions(config, rows, rounds),
         "ceiling_rows_per_s": round(ceiling_rate),
         "backfill_rows_per_s": round(ours_rate),
         "ratio": round(ours_rate / ceiling_rate, 3),

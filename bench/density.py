@@ -32,7 +32,9 @@ from ._common import parser, save
 from ._process import ROOT, baseline_rss_mb, percentile, rounded, run_node, write_config
 
 
-def make_identities(folder: Path, count: int) -> None:
+def make_identities(folder: Path, count: int, types: str | None = None) -> None:
+    """``count`` generated identities; with ``types`` (``compressor=1,motor=1``) machines of
+    those types in those proportions."""
     subprocess.run(
         [
             sys.executable,
@@ -41,6 +43,7 @@ def make_identities(folder: Path, count: int) -> None:
             "identities",
             "--count",
             str(count),
+            *(["--types", types] if types else []),
             "--seed",
             "7",
             "--output-dir",
@@ -52,18 +55,19 @@ def make_identities(folder: Path, count: int) -> None:
     )
 
 
-def check_rows(dbs: list[Path], sensors: int, expected: int) -> dict[str, Any]:
+def check_rows(
+    dbs: list[Path], sensors: int, expected: int, tables: tuple[str, ...] = ("sensor_readings",)
+) -> dict[str, Any]:
     counts: list[int] = []
     off_schedule = 0
-    for db in dbs:
+    for db, table in ((db, table) for db in dbs for table in tables):
         with sqlite3.connect(db) as conn:
             counts += [
-                c
-                for (c,) in conn.execute("SELECT COUNT(*) FROM sensor_readings GROUP BY sensor_id")
+                c for (c,) in conn.execute(f"SELECT COUNT(*) FROM {table} GROUP BY sensor_id")
             ]
             off_schedule += conn.execute(
                 "SELECT COUNT(*) FROM (SELECT julianday(timestamp) - julianday(LAG(timestamp) "
-                "OVER (PARTITION BY sensor_id ORDER BY id)) AS gap FROM sensor_readings) "
+                f"OVER (PARTITION BY sensor_id ORDER BY id)) AS gap FROM {table}) "
                 "WHERE gap IS NOT NULL AND abs(gap * 86400 - 1.0) > 0.001"
             ).fetchone()[0]
     within = sum(1 for c in counts if abs(c - expected) <= 0.01 * expected)
@@ -105,10 +109,19 @@ def sensor_ids(folder: Path) -> list[str]:
     return sorted(json.loads(path.read_text())["id"] for path in folder.glob("*.json"))
 
 
-def run(sensors: int, seconds: int, per_sensor_files: bool = False) -> dict[str, Any]:
+def run(
+    sensors: int, seconds: int, per_sensor_files: bool = False, types: str | None = None
+) -> dict[str, Any]:
+    """``sensors`` classic sensors (or machines of ``types``, each at 1 reading/s rather
+    than its model's own interval) for ``seconds`` in one node process."""
+    tables = (
+        tuple(f"{t.split('=')[0]}_readings" for t in types.split(","))
+        if types
+        else ("sensor_readings",)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_identities(work / "ids", sensors)
+        make_identities(work / "ids", sensors, types)
         ids = sensor_ids(work / "ids")
         if per_sensor_files:
             write_config(work / "config.yaml", "data/{sensor_id}.db")
@@ -116,19 +129,22 @@ def run(sensors: int, seconds: int, per_sensor_files: bool = False) -> dict[str,
         else:
             write_config(work / "config.yaml", "data/fleet.db")
             dbs = [work / "data" / "fleet.db"]
+        rate = ["--readings-per-second", "1"] if types else []
         measured = run_node(
-            ["--identity", "ids", "--run-time", str(seconds), "--seed", "1"],
+            ["--identity", "ids", "--run-time", str(seconds), "--seed", "1", *rate],
             work,
             watch_db=dbs[-1],  # the last file opened; every sensor shares one schedule
+            watch_table=tables[0],
         )
         if measured.exit_status != 0:
             raise SystemExit(f"density: node failed:\n{measured.stderr[-2000:]}")
-        rows = check_rows(dbs, sensors, seconds)
+        rows = check_rows(dbs, sensors, seconds, tables)
         fixed = baseline_rss_mb(work)
     opened = open_seconds(measured.stderr)
     steady_lags = live_lags(measured.lags, measured.lag_at, opened, seconds)
     return {
         "sensors": sensors,
+        **({"types": types} if types else {}),
         "database_files": len(dbs),
         "readings_per_second_each": 1,
         "seconds": seconds,

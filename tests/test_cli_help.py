@@ -81,3 +81,18 @@ def test_every_run_option_is_in_the_node_reference() -> None:
     options = {a.option_strings[-1] for a in sub._actions if a.option_strings} - {"--help"}
     text = (ROOT / "docs" / "node.md").read_text()
     assert sorted(o for o in options if f"`{o}" not in text) == []
+
+
+@pytest.mark.parametrize("args", [["models"], ["models", "show", "compressor"]])
+def test_a_reader_that_stops_reading_gets_no_traceback(args: list[str]) -> None:
+    """`sensorfleet … | head -1` ends quietly with 141 when the reader closes the pipe early."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sensorfleet", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+    )  # fmt: skip
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the reader is gone before the first line
+    stderr = child.stderr.read().decode()
+    status = child.wait(timeout=60)
+    assert "Traceback" not in stderr, stderr
+    assert status in (0, 141), (status, stderr)

@@ -154,3 +154,11 @@ def test_every_built_in_model_cites_its_sources(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         sources = result.stdout.split("\nsources:\n", 1)[1].splitlines()
         assert len(sources) >= 2 and "none given" not in sources[0], name
+
+
+def test_models_show_writes_courses_in_readable_units(tmp_path: Path) -> None:
+    """A course from minutes to weeks reads `5 min-14 d`, not thousands of minutes."""
+    result = sensorfleet(["models", "show", "production_machine"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "  hydraulic_pressure_loss: linear over 5 min-14 d," in result.stdout
+    assert "  motor_overheating: linear over 30-240 min," in result.stdout

@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import servers
 from conftest import ROOT, clean_env, query, write_config, write_identity
 from test_equipment_cli import sensorfleet
 
 from sensorfleet.equipment import load_catalogue
+
+postgres_server = servers.postgres_server
+postgres_url = servers.postgres_url
 
 # Leaks made frequent and short, so three days hold dozens of onsets.
 FREQUENT_LEAKS = (
@@ -147,16 +151,36 @@ def test_html_report_plots_each_models_channels(fleet: Path) -> None:
         assert channel.name in figure, channel.name
 
 
-def test_a_central_store_reports_the_same_machines(fleet: Path, tmp_path: Path) -> None:
-    """After `sensorfleet sync` into a central SQLite file, the report of that file shows the
-    same fault onsets and energy per state as the node file's."""
-    central = tmp_path / "central.db"
-    synced = sensorfleet(["sync", "fleet.db", "--sink", f"sqlite:///{central}", "--once"], fleet)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_central_store_reports_the_same_machines(
+    fleet: Path, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """After `sensorfleet sync` into a central SQLite file or PostgreSQL database, the report
+    of that store shows the same fault onsets and energy per state as the node file's."""
+    if kind == "sqlite":
+        central = str(tmp_path / "central.db")
+        sink = f"sqlite:///{central}"
+    else:
+        central = sink = request.getfixturevalue("postgres_url")
+    # A cursor of its own: each store gets every row, whatever an earlier test marked.
+    cursor = str(tmp_path / "cursor.json")
+    synced = sensorfleet(["sync", "fleet.db", "--sink", sink, "--once", "--cursor", cursor], fleet)
     assert synced.returncode == 0, synced.stderr[-2000:]
-    args = ["report", str(central), "--config", "config.yaml", "--format", "json"]
+    args = ["report", central, "--config", "config.yaml", "--format", "json"]
     result = sensorfleet(args, fleet)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout)["equipment"] == report(fleet, "config.yaml")["equipment"]
+    found = json.loads(result.stdout)["equipment"]
+    expected = report(fleet, "config.yaml")["equipment"]
+    # Times are epoch arithmetic in each engine: equal to well within a microsecond an hour.
+    for got, want in zip(
+        [*found["fault_onsets"], *found["states"]],
+        [*expected["fault_onsets"], *expected["states"]],
+        strict=True,
+    ):
+        assert got == {
+            key: pytest.approx(value, rel=1e-6) if isinstance(value, float) else value
+            for key, value in want.items()
+        }
 
 
 def test_state_shares_agree_with_the_catalogue_at_the_shift_factors(fleet: Path) -> None:

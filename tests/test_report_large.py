@@ -8,15 +8,15 @@ about as much memory as the report of the small one, and still agree with SQL.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import clean_env, query
 from test_report import FIRMWARE_RATES_SQL, FLEET, simulate, write_fleet, write_report_config
+
+from bench._process import run_measured
 
 COPIES = 20
 COLUMNS = (
@@ -26,18 +26,20 @@ COLUMNS = (
 
 
 def report_with_peak_memory(db: Path, tmp_path: Path) -> tuple[dict[str, object], int, str]:
-    """Run the report as a child process; return its JSON, peak RSS in KiB and stderr."""
+    """Run the report as a child process; return its JSON, its own peak RSS in KiB and stderr.
+
+    Measured through ``run_measured``: ``wait4`` on a direct child would report
+    this test process's peak instead whenever an earlier test made it larger.
+    """
     out, err = tmp_path / f"{db.stem}.json", tmp_path / f"{db.stem}.err"
     with out.open("w") as stdout, err.open("w") as stderr:
-        child = subprocess.Popen(
+        usage = run_measured(
             [sys.executable, "-m", "sensorfleet", "report", str(db), "--format", "json",
              "--progress"],
             stdout=stdout, stderr=stderr, env=clean_env(),
         )  # fmt: skip
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    assert child.returncode == 0, err.read_text()
-    return json.loads(out.read_text()), usage.ru_maxrss, err.read_text()
+    assert usage.exit_status == 0, err.read_text()
+    return json.loads(out.read_text()), usage.peak_rss_kib, err.read_text()
 
 
 @pytest.mark.slow

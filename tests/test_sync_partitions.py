@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,9 @@ def central(request: pytest.FixtureRequest, postgres_server: str) -> Iterator[tu
 
     if request.param == "pg_partman":
         _partman_installed()
-    name = f"p_{request.param[:4]}_{id(request)}"
+    # id(request) named these before: an address, free to come back once an earlier
+    # test's request is collected, and the database and role outlive their test.
+    name = f"p_{request.param[:4]}_{uuid.uuid4().hex[:12]}"
     base = postgres_server.rsplit("/", 1)[0]
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         if request.param == "declarative":

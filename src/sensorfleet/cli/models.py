@@ -101,15 +101,24 @@ def register_lines(config_path: str | None) -> list[str]:
     return lines
 
 
+_UNITS = (("d", 86_400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0))
+
+
+def _unit(seconds: float) -> tuple[str, float]:
+    """The largest unit in which ``seconds`` is at least one."""
+    return next(((u, size) for u, size in _UNITS if seconds >= size), _UNITS[-1])
+
+
 def _span(seconds: tuple[float, float]) -> str:
-    """A duration range in the largest unit that keeps it readable: ``7-21 d``."""
+    """A duration range, readable: ``7-21 d``, ``30-240 min``, ``5 min-14 d``."""
     lo, hi = seconds
-    for unit, size in (("d", 86_400.0), ("h", 3600.0), ("min", 60.0)):
-        if lo >= size:
-            return (
-                f"{lo / size:.3g}-{hi / size:.3g} {unit}" if lo != hi else f"{lo / size:.3g} {unit}"
-            )
-    return f"{lo:g}-{hi:g} s" if lo != hi else f"{lo:g} s"
+    unit, size = _unit(lo)
+    if lo == hi:
+        return f"{lo / size:.3g} {unit}"
+    if hi / size <= 1000:  # one unit reads well for both ends
+        return f"{lo / size:.3g}-{hi / size:.3g} {unit}"
+    top, top_size = _unit(hi)
+    return f"{lo / size:.3g} {unit}-{hi / top_size:.3g} {top}"
 
 
 def _hours(hour: float) -> str:

@@ -13,11 +13,10 @@ interval at the report's per-comparison confidence.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,8 +28,9 @@ from ..equipment.schema import BUILTIN_STATES
 from ..node.config import Config
 from ..node.layout import CLASSIC
 from ..node.profiles import resolve
+from .dialect import POSTGRES, Dialect
 from .model import ABOVE, BELOW, UNKNOWN, status_of
-from .sources import open_readonly
+from .sources import database_errors, open_source
 from .stats import z_value
 from .table import ReportSource
 
@@ -83,6 +83,7 @@ class ShiftRow:
 
     model: str
     factor: float
+    utc_offset_hours: float  # the time zone the rows fit best
     hours: float
     busy_share: float
     expected: float
@@ -153,10 +154,6 @@ def poisson_interval(count: int, z: float) -> tuple[float, float]:
     return max(0.0, low), (root + z / 2) ** 2 - 3 / 8
 
 
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 @dataclass
 class _Group:
     sensors: set[str] = field(default_factory=set)
@@ -165,16 +162,29 @@ class _Group:
     expected: float = 0.0
 
 
-def equipment_tables(conn: sqlite3.Connection) -> list[str]:
-    """``<type>_readings`` tables of a file (node or central) other than the classic one."""
-    names = [
-        str(name)
-        for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%\\_readings' "
-            "ESCAPE '\\' ORDER BY name"
+def equipment_tables(conn: Any, dialect: Dialect) -> list[str]:
+    """``<type>_readings`` tables of a source (node file or central store) other than the
+    classic one."""
+    if dialect is POSTGRES:
+        sql = (
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() ORDER BY 1"
         )
-    ]
-    return [name for name in names if name != CLASSIC.table]
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1"
+    names = [str(name) for (name,) in conn.execute(sql).fetchall()]
+    return [n for n in names if n.endswith("_readings") and n != CLASSIC.table]
+
+
+def _columns(conn: Any, dialect: Dialect, table: str) -> set[str]:
+    if dialect is POSTGRES:
+        found = conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s",
+            (table,),
+        ).fetchall()
+        return {str(name) for (name,) in found}
+    return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
 def _group_keys(
@@ -196,6 +206,8 @@ class _Shares:
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
+FloatArray = npt.NDArray[np.float64]
+
 # 1970-01-05 00:00 UTC, a Monday: minute m of the week is this plus m minutes.
 _MONDAY_EPOCH = 4 * 86_400.0
 
@@ -207,40 +219,76 @@ def _minute_factors(model: EquipmentModel, minutes: Sequence[int]) -> npt.NDArra
     return calendar.times(epochs).production
 
 
-def _shift_rows(model: EquipmentModel, shares: _Shares) -> list[ShiftRow]:
-    """The busy share at each production factor of a scheduled model, against the share
-    the catalogue expects at that factor."""
-    busy = set(busy_states(model))
-    if not busy:
-        return []
-    rows: Counter[int] = Counter()
-    busy_rows: Counter[int] = Counter()
+MINUTES_PER_WEEK = 7 * 1440
+
+
+def _week(model: EquipmentModel, shares: _Shares) -> tuple[FloatArray, FloatArray]:
+    """The model's rows without a fault, and those of them busy, in each UTC minute of the
+    week."""
+    rows, busy = np.zeros(MINUTES_PER_WEEK), np.zeros(MINUTES_PER_WEEK)
+    scheduled = set(busy_states(model))
     for (name, state, minute), count in shares.rows.items():
         if name == model.name:
             rows[minute] += count
-            busy_rows[minute] += count if state in busy else 0
-    total = sum(rows.values())
-    if not total:
+            if state in scheduled:
+                busy[minute] += count
+    return rows, busy
+
+
+def _local_factors(
+    model: EquipmentModel, rows: FloatArray, busy: FloatArray
+) -> tuple[FloatArray, float]:
+    """The production factor of each UTC minute of the week, and the machines' UTC offset
+    in hours. The rows do not say which time zone their node kept, so for a machine that
+    follows the schedule the offset (in quarter hours, −12 to +14 h) is the one under
+    which its busy rows fit the schedule best, UTC on a tie; a dwell-time machine's shares
+    do not depend on it (UTC)."""
+    utc = _minute_factors(model, range(MINUTES_PER_WEEK))
+    scheduled = busy_states(model)
+    if not scheduled or not rows.any():
+        return utc, 0.0
+    busy_at = {
+        float(f): sum(state_shares(model, [f]).get(s, 0.0) for s in scheduled)
+        for f in np.unique(utc).tolist()
+    }
+    expected = np.array([busy_at[float(f)] for f in utc.tolist()])
+    weight = 1.0 / np.maximum(rows, 1.0)
+    best = min(
+        range(-12 * 60, 14 * 60 + 1, 15),
+        key=lambda k: (float(np.sum((busy - rows * np.roll(expected, -k)) ** 2 * weight)), abs(k)),
+    )
+    return np.roll(utc, -best), best / 60
+
+
+def _shift_rows(
+    model: EquipmentModel,
+    shares: _Shares,
+    rows: FloatArray,
+    busy: FloatArray,
+    factors: FloatArray,
+    offset_hours: float,
+) -> list[ShiftRow]:
+    """The busy share at each production factor of a scheduled model, against the share
+    the catalogue expects at that factor."""
+    scheduled = busy_states(model)
+    total = float(rows.sum())
+    if not scheduled or not total:
         return []
-    minutes = sorted(rows)
-    factors = _minute_factors(model, minutes)
-    by_factor: dict[float, list[int]] = {}
-    for minute, factor in zip(minutes, factors.tolist(), strict=True):
-        counts = by_factor.setdefault(float(factor), [0, 0])
-        counts[0] += rows[minute]
-        counts[1] += busy_rows[minute]
     found = []
-    for factor, (count, busy_count) in sorted(by_factor.items()):
+    for factor in np.unique(factors[rows > 0]).tolist():
+        at = factors == factor
+        count, busy_count = float(rows[at].sum()), float(busy[at].sum())
         hours = shares.seconds[model.name] * count / total / 3600
         if hours < SHIFT_MIN_HOURS:
             continue
         expected = state_shares(model, [factor])
-        want = sum(expected.get(state, 0.0) for state in busy)
+        want = sum(expected.get(state, 0.0) for state in scheduled)
         observed = busy_count / count
         found.append(
             ShiftRow(
                 model.name,
-                factor,
+                float(factor),
+                offset_hours,
                 hours,
                 observed,
                 want,
@@ -254,20 +302,17 @@ def _shift_rows(model: EquipmentModel, shares: _Shares) -> list[ShiftRow]:
 def _expected_states(model: EquipmentModel, shares: _Shares) -> tuple[dict[str, float], float]:
     """The catalogue's healthy state shares at the production factors of the model's
     healthy rows, and the seconds its machines ran."""
-    by_minute: Counter[int] = Counter()
-    for (name, _, minute), rows in shares.rows.items():
-        if name == model.name:
-            by_minute[minute] += rows
-    if not by_minute:
+    rows, busy = _week(model, shares)
+    if not rows.any():
         return {}, 0.0
-    minutes = sorted(by_minute)
-    weights = [by_minute[minute] for minute in minutes]
-    production = _minute_factors(model, minutes)
-    return state_shares(model, production, weights), float(shares.seconds[model.name])
+    factors, _ = _local_factors(model, rows, busy)
+    seen = rows > 0
+    return state_shares(model, factors[seen], rows[seen]), float(shares.seconds[model.name])
 
 
 def _table_facts(
-    conn: sqlite3.Connection,
+    conn: Any,
+    dialect: Dialect,
     table: str,
     model: EquipmentModel,
     config: Config,
@@ -278,20 +323,23 @@ def _table_facts(
 ) -> None:
     operating = [s for s, on in zip(model.states, model.operating, strict=True) if on]
     marks = ", ".join("?" * len(operating))
+    epoch, sql = dialect.epoch, dialect.sql
     spans = {
-        sensor: (count, _epoch(first), _epoch(last))
+        sensor: (count, float(first), float(last))
         for sensor, count, first, last in conn.execute(
-            f"SELECT sensor_id, count(*), min(timestamp), max(timestamp) FROM {table} "
+            f"SELECT sensor_id, count(*), min({epoch}), max({epoch}) FROM {table} "
             "GROUP BY sensor_id"
-        )
+        ).fetchall()
     }
     onset_rate = sum(spec.onset_per_hour for spec in model.spec.faults.values())
     at_risk = conn.execute(
-        f"SELECT sensor_id, firmware_version, manufacturer, model, location, "
-        f"sum(CASE WHEN fault IS NULL AND state IN ({marks}) THEN 1 ELSE 0 END) "
-        f"FROM {table} GROUP BY 1, 2, 3, 4, 5",
+        sql(
+            f"SELECT sensor_id, firmware_version, manufacturer, model, location, "
+            f"sum(CASE WHEN fault IS NULL AND state IN ({marks}) THEN 1 ELSE 0 END) "
+            f"FROM {table} GROUP BY 1, 2, 3, 4, 5"
+        ),
         operating,
-    )
+    ).fetchall()
     for sensor, firmware, maker, hardware, location, risky in at_risk:
         count, first, last = spans[sensor]
         interval = (last - first) / (count - 1) if count > 1 else model.interval_seconds
@@ -311,22 +359,33 @@ def _table_facts(
     onsets = conn.execute(
         f"SELECT min(firmware_version), min(manufacturer), min(location) FROM {table} "
         "WHERE fault IS NOT NULL GROUP BY sensor_id, fault_started_at"
-    )
+    ).fetchall()
     for firmware, maker, location in onsets:
         for key in _group_keys(model.name, firmware, maker, location):
             groups[key].onsets += 1
-    for state, rows in conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
+    by_state = conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state").fetchall()
+    for state, rows in by_state:
         states[(model.name, str(state))] += int(rows)
     # Rows without a machine fault by state and minute of the week (UTC, the nodes'
     # default time zone): each minute's production factor gives the catalogue's shares.
+    if dialect is POSTGRES:
+        utc = """("timestamp" AT TIME ZONE 'UTC')"""
+        weekday = f"CAST(EXTRACT(DOW FROM {utc}) AS INTEGER)"
+        minute = f"CAST(EXTRACT(HOUR FROM {utc}) * 60 + EXTRACT(MINUTE FROM {utc}) AS INTEGER)"
+    else:
+        weekday = "CAST(strftime('%w', timestamp) AS INTEGER)"
+        minute = (
+            "CAST(strftime('%H', timestamp) AS INTEGER) * 60 "
+            "+ CAST(strftime('%M', timestamp) AS INTEGER)"
+        )
     healthy = conn.execute(
-        f"SELECT state, CAST(strftime('%w', timestamp) AS INTEGER), "
-        f"CAST(strftime('%H', timestamp) AS INTEGER) * 60 "
-        f"+ CAST(strftime('%M', timestamp) AS INTEGER), count(*) FROM {table} "
-        f"WHERE fault IS NULL AND state NOT IN ({', '.join('?' * len(BUILTIN_STATES))}) "
-        "GROUP BY 1, 2, 3",
+        sql(
+            f"SELECT state, {weekday}, {minute}, count(*) FROM {table} "
+            f"WHERE fault IS NULL AND state NOT IN ({', '.join('?' * len(BUILTIN_STATES))}) "
+            "GROUP BY 1, 2, 3"
+        ),
         BUILTIN_STATES,
-    )
+    ).fetchall()
     for state, sunday_first, minute, rows in healthy:
         minute_of_week = ((int(sunday_first) + 6) % 7) * 1440 + int(minute)  # Monday 0
         shares.rows[(model.name, str(state), minute_of_week)] += int(rows)
@@ -340,9 +399,9 @@ def _table_facts(
         drawn = conn.execute(
             # By timestamp, not id: a central store's rows have no node id.
             f"SELECT state, sum(d) FROM (SELECT state, {counter} - lag({counter}) OVER "
-            f"(PARTITION BY sensor_id ORDER BY timestamp) AS d FROM {table}) "
+            f'(PARTITION BY sensor_id ORDER BY "timestamp") AS d FROM {table}) AS steps '
             "WHERE d >= 0 GROUP BY state"
-        )
+        ).fetchall()
         for state, kwh in drawn:
             energy[(model.name, str(state))] += float(kwh or 0.0)
 
@@ -351,7 +410,7 @@ SERIES_BUCKETS = 300
 
 
 def machine_series(
-    conn: sqlite3.Connection, table: str, model: EquipmentModel, source: str
+    conn: Any, dialect: Dialect, table: str, model: EquipmentModel, source: str
 ) -> MachineSeries | None:
     """The first machine of ``table`` over its whole run, every channel averaged into
     ``SERIES_BUCKETS`` buckets, with its faults as spans."""
@@ -359,21 +418,26 @@ def machine_series(
     if first is None:
         return None
     sensor = str(first[0])
-    epoch = "(julianday(timestamp) - 2440587.5) * 86400.0"
+    epoch, sql = dialect.epoch, dialect.sql
     low, high = conn.execute(
-        f"SELECT min({epoch}), max({epoch}) FROM {table} WHERE sensor_id = ?", (sensor,)
+        sql(f"SELECT min({epoch}), max({epoch}) FROM {table} WHERE sensor_id = ?"), (sensor,)
     ).fetchone()
     width = max((float(high) - float(low)) / SERIES_BUCKETS, 1e-6)
     names = [channel.name for channel in model.channels]
+    bucket = dialect.floor(f"({epoch} - ?) / ?")
     rows = conn.execute(
-        f"SELECT CAST(({epoch} - ?) / ? AS INTEGER) AS b, min({epoch}), "
-        + ", ".join(f"avg({name})" for name in names)
-        + f" FROM {table} WHERE sensor_id = ? GROUP BY b ORDER BY b",
-        (low, width, sensor),
+        sql(
+            f"SELECT {bucket} AS b, min({epoch}), "
+            + ", ".join(f"avg({name})" for name in names)
+            + f" FROM {table} WHERE sensor_id = ? GROUP BY 1 ORDER BY 1"
+        ),
+        (float(low), width, sensor),
     ).fetchall()
     spans = conn.execute(
-        f"SELECT min({epoch}), max({epoch}), min(fault) FROM {table} "
-        "WHERE sensor_id = ? AND fault IS NOT NULL GROUP BY fault_started_at ORDER BY 1",
+        sql(
+            f"SELECT min({epoch}), max({epoch}), min(fault) FROM {table} "
+            "WHERE sensor_id = ? AND fault IS NOT NULL GROUP BY fault_started_at ORDER BY 1"
+        ),
         (sensor,),
     ).fetchall()
     return MachineSeries(
@@ -381,7 +445,10 @@ def machine_series(
         sensor_id=sensor,
         source=source,
         times=[float(row[1]) for row in rows],
-        means={name: [row[2 + i] for row in rows] for i, name in enumerate(names)},
+        means={
+            name: [None if row[2 + i] is None else float(row[2 + i]) for row in rows]
+            for i, name in enumerate(names)
+        },
         units={channel.name: channel.unit for channel in model.channels},
         faults=[(float(a), float(b), str(fault)) for a, b, fault in spans],
     )
@@ -396,7 +463,8 @@ def read_equipment(
     """The equipment part of the report, or None when no source holds an equipment table.
 
     The catalogue (built in, with the config's ``equipment.catalogues``) is loaded only
-    when a source has an equipment table. ``plot`` also reads each model's channels over
+    when a source has an equipment table. Node files, central SQLite files and PostgreSQL
+    stores are read alike. ``plot`` also reads each model's channels over
     time (its first machine in the first source holding it)."""
     catalogue: Catalogue | None = None
     groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
@@ -408,40 +476,37 @@ def read_equipment(
     report = EquipmentReport()
     found = False
     for source in sources:
-        if source.path is None:
-            report.notes.append(f"{source.label}: equipment tables are read from SQLite only")
-            continue
-        conn = open_readonly(source.path)
+        dialect = source.dialect
         try:
-            for table in equipment_tables(conn):
-                type_name = table.removesuffix("_readings")
-                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                if catalogue is None:
-                    catalogue = load_catalogue(config.equipment.catalogues)
-                if type_name not in catalogue.models:
-                    report.notes.append(f"{source.label}: {table}: no model {type_name!r}")
-                    continue
-                if "state" not in columns:
-                    report.notes.append(
-                        f"{source.label}: {table}: labels hidden (in the truth file), "
-                        "so no fault rates or states"
+            with open_source(source) as conn:
+                for table in equipment_tables(conn, dialect):
+                    type_name = table.removesuffix("_readings")
+                    if catalogue is None:
+                        catalogue = load_catalogue(config.equipment.catalogues)
+                    if type_name not in catalogue.models:
+                        report.notes.append(f"{source.label}: {table}: no model {type_name!r}")
+                        continue
+                    if "state" not in _columns(conn, dialect, table):
+                        report.notes.append(
+                            f"{source.label}: {table}: labels hidden (in the truth file), "
+                            "so no fault rates or states"
+                        )
+                        continue
+                    model = catalogue.get(type_name)
+                    found = True
+                    if any(c.kind == "counter" and c.unit == "kWh" for c in model.channels):
+                        with_counter.add(model.name)
+                    _table_facts(
+                        conn, dialect, table, model, config, groups, states, energy, shares
                     )
-                    continue
-                model = catalogue.get(type_name)
-                found = True
-                if any(c.kind == "counter" and c.unit == "kWh" for c in model.channels):
-                    with_counter.add(model.name)
-                _table_facts(conn, table, model, config, groups, states, energy, shares)
-                models[model.name] = model
-                plotted = {series.model for series in report.series}
-                if plot and model.name not in plotted:
-                    series = machine_series(conn, table, model, source.label)
-                    if series is not None:
-                        report.series.append(series)
-        except sqlite3.Error as exc:
+                    models[model.name] = model
+                    plotted = {series.model for series in report.series}
+                    if plot and model.name not in plotted:
+                        series = machine_series(conn, dialect, table, model, source.label)
+                        if series is not None:
+                            report.series.append(series)
+        except database_errors(source) as exc:
             report.notes.append(f"{source.label}: equipment tables not read ({exc})")
-        finally:
-            conn.close()
     if not found:
         return report if report.notes else None
     z = z_value(interval_confidence)
@@ -492,5 +557,7 @@ def read_equipment(
             )
         report.states.append(row)
     for name in sorted(models):
-        report.shifts.extend(_shift_rows(models[name], shares))
+        minutes, busy = _week(models[name], shares)
+        factors, offset = _local_factors(models[name], minutes, busy)
+        report.shifts.extend(_shift_rows(models[name], shares, minutes, busy, factors, offset))
     return report

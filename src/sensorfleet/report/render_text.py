@@ -166,14 +166,15 @@ def _equipment_sections(equipment: EquipmentReport) -> list[Section]:
         found.append(
             Section(
                 title="Busy share by production factor (scheduled machines)",
-                headers=("model", "factor", "hours", "busy", "expected", "check"),
+                headers=("model", "factor", "UTC offset", "hours", "busy", "expected", "check"),
                 rows=[
-                    (r.model, f"{r.factor:g}", f"{r.hours:,.1f}", percent(r.busy_share),
+                    (r.model, f"{r.factor:g}", f"{r.utc_offset_hours:+g} h", f"{r.hours:,.1f}",
+                     percent(r.busy_share),
                      f"{percent(r.expected)} ± {percent(r.tolerance)}",
                      _MARKS.get(r.status, r.status))
                     for r in equipment.shifts
                 ],
-                right=(False, True, True, True, True, False),
+                right=(False, True, True, True, True, True, False),
                 status=tuple(r.status for r in equipment.shifts),
             )
         )  # fmt: skip
