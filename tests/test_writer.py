@@ -133,6 +133,21 @@ def test_the_flush_interval_runs_from_the_newest_reading_written(tmp_path: Path)
     assert writer.next_deadline(newest + 0.5) == newest + 1.0
 
 
+def test_a_loop_catching_up_flushes_by_interval_not_after_every_block(tmp_path: Path) -> None:
+    """Readings far behind the clock do not make every next block due at once."""
+    writer, generator = make_writer(tmp_path / "a.db", flush_interval_seconds=0.2)
+    block = generator.generate(1)
+    now = int(block.times_us[-1]) / 1e6 + 30.0  # the loop is 30 s behind its readings
+    writer.add(block)
+    assert writer.flush(now) is True
+    for _ in range(5):  # more sensors' (or readings') blocks in the same pass
+        writer.add(generator.generate(1))
+        writer.maybe_flush(now)
+    assert writer.stats.flushes == 1
+    assert writer.pending_rows == 5
+    assert writer.next_deadline(now) == now + 0.2
+
+
 def test_backoff_doubles_up_to_its_cap(tmp_path: Path) -> None:
     """Each failed flush waits twice as long as the last, up to the cap."""
     path = tmp_path / "a.db"
