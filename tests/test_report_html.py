@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,40 @@ def test_unknown_sensor_and_unwritable_html_are_refused_before_reading(tmp_path:
     assert folder.returncode == 2 and folder.stdout == ""
     assert f"error: --html {tmp_path / 'taken'}: cannot write (Is a directory)" in folder.stderr
     assert "Traceback" not in folder.stderr and not list(tmp_path.glob(".*.tmp"))
+
+
+def _series_captions(html: str) -> list[tuple[str, datetime, datetime]]:
+    """(sensor, first, last) of every plotted sensor's caption."""
+    found = re.findall(
+        r"<b>([^<]+)</b> <span class=\"note\">[^<]*? readings from (\S+ \S+) to (\S+ \S+) UTC",
+        html,
+    )
+    stamp = "%Y-%m-%d %H:%M"
+    return [
+        (name, datetime.strptime(a, stamp), datetime.strptime(b, stamp)) for name, a, b in found
+    ]
+
+
+def test_sensor_charts_say_what_span_they_cover(html_report: Path) -> None:
+    """The over-time heading names the window, and each chart gives its first and last time."""
+    html = html_report.read_text()
+    assert "Sensors over time: the last 2h before each sensor&#x27;s last reading" in html
+    captions = _series_captions(html)
+    assert [name for name, _, _ in captions] == ["FACTORY_1_OLD", "OUTDOOR_1"]
+    for _, first, last in captions:
+        assert timedelta(hours=1, minutes=55) <= last - first <= timedelta(hours=2)
+
+
+def test_window_all_plots_the_whole_history(html_report: Path) -> None:
+    """`--window all` plots the six simulated hours and says so in the heading."""
+    folder = html_report.parent
+    out = folder / "all.html"
+    result = report(
+        str(folder / "fleet.db"), "--config", str(folder / "config.yaml"), "--html", str(out),
+        "--sensor", "OUTDOOR_1", "--window", "all",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    assert "Sensors over time: each sensor&#x27;s whole history" in html
+    [(_, first, last)] = _series_captions(html)
+    assert timedelta(hours=5, minutes=55) <= last - first <= timedelta(hours=6)

@@ -147,6 +147,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     series: list[SensorSeries] = field(default_factory=list)
+    # What each plotted series covers: the --window text ("6h"), or None for everything.
+    series_window: str | None = None
     equipment: EquipmentReport | None = None  # when a source holds equipment tables
 
     def flagged(self) -> list[str]:

@@ -199,6 +199,7 @@ def _build(options: ReportOptions, progress: ReadProgress | None) -> Report:
         picks, missing = choose_sensors(summaries, list(options.sensors))
         problems.extend(missing)
         window = _window(options.window)
+        report.series_window = None if window is None else options.window.strip()
         for pick in picks:
             source = pick.summary.source
             try:
