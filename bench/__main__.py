@@ -121,6 +121,7 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
                 if d.get("open_seconds") is not None
                 else ""
             )
+            + (f"; {d['notes']}" if d.get("notes") else "")
             + " |"
             for mode, d in runs
         ]

@@ -189,7 +189,7 @@ def main() -> None:
     if not options.smoke and (sensors, seconds, files) != (10_000, 300, 2_000):
         # A shortened run (a shared machine) says so in the file the README table reads.
         result["notes"] = (
-            f"shortened run: {sensors} sensors and {files} per-sensor files for {seconds} s "
+            f"shortened run: {sensors:,} sensors and {files:,} per-sensor files for {seconds} s "
             "(full: 10,000 and 2,000 for 300 s)"
         )
     print(line("one shared file", result))
