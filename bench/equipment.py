@@ -13,6 +13,8 @@ classic sensors (every machine within 1 % of its expected rows, timestamps one p
 apart, newest-row lag, cores).
 
     python -m bench.equipment [--rows N] [--rounds R] [--types compressor,motor]
+                              (default: every built-in model; --smoke: the four
+                              reference models)
                               [--sensors 1000] [--seconds 300] [--smoke]
 """
 
@@ -37,6 +39,8 @@ from ._common import median, parser, save, timed
 from .backfill import conditions
 
 START = 1_700_000_000.0
+# The engine's four reference models: the smoke run's set (a full run measures every
+# built-in model, one backfill row per model family of the catalogue).
 TYPES = ("compressor", "motor", "fan", "hvac")
 
 
@@ -116,11 +120,15 @@ def main() -> None:
     args = parser(__doc__ or "")
     args.add_argument("--rows", type=int, default=200_000)
     args.add_argument("--rounds", type=int, default=3)
-    args.add_argument("--types", default=",".join(TYPES), help="comma-separated model names")
+    args.add_argument(
+        "--types", default="", help="comma-separated model names (default: every built-in model)"
+    )
     args.add_argument("--sensors", type=int, default=1_000, help="machines in the live run")
     args.add_argument("--seconds", type=int, default=300, help="length of the live run")
     options = args.parse_args()
-    types = [t for t in options.types.split(",") if t]
+    types = [t for t in options.types.split(",") if t] or (
+        list(TYPES) if options.smoke else list(load_catalogue().names())
+    )
     rows, rounds = (20_000, 1) if options.smoke else (options.rows, options.rounds)
     sensors, seconds = (40, 6) if options.smoke else (options.sensors, options.seconds)
     result = run(types, rows, rounds)
