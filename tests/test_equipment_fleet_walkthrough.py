@@ -140,3 +140,19 @@ def test_the_report_finds_the_leak_at_the_leaking_machines_location(plant: Path)
     assert set(onsets.values()) == {0}
     (loaded,) = [s for s in report["equipment"]["states"] if s["state"] == "loaded"]
     assert loaded["share"] > loaded["healthy_share"] + 0.02
+
+
+def test_the_report_ranks_the_leaking_compressor_first_by_energy(plant: Path) -> None:
+    """The report's energy per machine puts the leaking compressor first, its kWh per day
+    equal to the SQL's and well above its model's median; the healthy ones sit near it."""
+    report = json.loads(sensorfleet(["report", str(plant), "--format", "json"], plant.parent))
+    machines = report["equipment"]["machines"]
+    assert [m["sensor_id"] for m in machines][0] == "COMPRESSOR_0006"
+    daily = kwh_per_day(plant)
+    for machine in machines:
+        assert machine["kwh_per_day"] == pytest.approx(daily[machine["sensor_id"]], rel=0.01)
+    leaking, *healthy = machines
+    assert leaking["vs_model_median"] > 1.25
+    assert all(0.9 < m["vs_model_median"] < 1.1 for m in healthy)
+    text = sensorfleet(["report", str(plant)], plant.parent)
+    assert "Energy per machine, against its model's median" in text

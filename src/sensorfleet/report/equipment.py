@@ -91,6 +91,27 @@ class ShiftRow:
     status: str
 
 
+@dataclass(frozen=True)
+class MachineEnergyRow:
+    """One machine's energy per day beside the median of its model's machines: a leak or a
+    worn part shows as one machine drawing more than its peers (a labelled fault is an
+    expected event to the fault-rate check, so this is where its cost shows)."""
+
+    model: str
+    sensor_id: str
+    location: str
+    days: float
+    kwh_per_day: float
+    vs_model_median: float | None  # None when the model's median is 0
+
+
+@dataclass
+class _MachineEnergy:
+    location: str = ""
+    seconds: float = 0.0
+    kwh: float = 0.0
+
+
 # How far a busy share at one production factor may stray: cycles and load/unload turns
 # last seconds, so an hour holds hundreds of them; factors seen for less are not checked.
 SHIFT_TOLERANCE = 0.03
@@ -119,6 +140,7 @@ class EquipmentReport:
     shifts: list[ShiftRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     series: list[MachineSeries] = field(default_factory=list)
+    machines: list[MachineEnergyRow] = field(default_factory=list)  # most above median first
 
     def flagged(self) -> list[str]:
         """One line per fault rate whose interval excludes the expected count, per state
@@ -320,6 +342,7 @@ def _table_facts(
     states: Counter[tuple[str, str]],
     energy: defaultdict[tuple[str, str], float],
     shares: _Shares,
+    machines: defaultdict[tuple[str, str], _MachineEnergy],
 ) -> None:
     operating = [s for s, on in zip(model.states, model.operating, strict=True) if on]
     marks = ", ".join("?" * len(operating))
@@ -398,12 +421,19 @@ def _table_facts(
     if counter is not None:
         drawn = conn.execute(
             # By timestamp, not id: a central store's rows have no node id.
-            f"SELECT state, sum(d) FROM (SELECT state, {counter} - lag({counter}) OVER "
-            f'(PARTITION BY sensor_id ORDER BY "timestamp") AS d FROM {table}) AS steps '
-            "WHERE d >= 0 GROUP BY state"
+            f"SELECT sensor_id, state, sum(d) FROM (SELECT sensor_id, state, {counter} - "
+            f'lag({counter}) OVER (PARTITION BY sensor_id ORDER BY "timestamp") AS d '
+            f"FROM {table}) AS steps WHERE d >= 0 GROUP BY sensor_id, state"
         ).fetchall()
-        for state, kwh in drawn:
+        locations = {str(row[0]): str(row[4]) for row in at_risk}
+        for sensor, state, kwh in drawn:
             energy[(model.name, str(state))] += float(kwh or 0.0)
+            machine = machines[(model.name, str(sensor))]
+            machine.location = locations.get(str(sensor), "")
+            machine.kwh += float(kwh or 0.0)
+        for sensor, (count, first, last) in spans.items():
+            if count > 1 and (model.name, str(sensor)) in machines:
+                machines[(model.name, str(sensor))].seconds += last - first
 
 
 SERIES_BUCKETS = 300
@@ -470,6 +500,7 @@ def read_equipment(
     groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
     states: Counter[tuple[str, str]] = Counter()
     energy: defaultdict[tuple[str, str], float] = defaultdict(float)
+    machines: defaultdict[tuple[str, str], _MachineEnergy] = defaultdict(_MachineEnergy)
     shares = _Shares()
     models: dict[str, EquipmentModel] = {}
     with_counter: set[str] = set()
@@ -497,8 +528,9 @@ def read_equipment(
                     if any(c.kind == "counter" and c.unit == "kWh" for c in model.channels):
                         with_counter.add(model.name)
                     _table_facts(
-                        conn, dialect, table, model, config, groups, states, energy, shares
-                    )
+                        conn, dialect, table, model, config, groups, states, energy, shares,
+                        machines,
+                    )  # fmt: skip
                     models[model.name] = model
                     plotted = {series.model for series in report.series}
                     if plot and model.name not in plotted:
@@ -556,8 +588,36 @@ def read_equipment(
                 status=status_of(want, observed - allowed, observed + allowed),
             )
         report.states.append(row)
+    report.machines = _machine_energy_rows(machines)
     for name in sorted(models):
         minutes, busy = _week(models[name], shares)
         factors, offset = _local_factors(models[name], minutes, busy)
         report.shifts.extend(_shift_rows(models[name], shares, minutes, busy, factors, offset))
     return report
+
+
+def _machine_energy_rows(
+    machines: dict[tuple[str, str], _MachineEnergy],
+) -> list[MachineEnergyRow]:
+    """Each machine's kWh per day against its model's median, the most above it first."""
+    per_day = {
+        key: machine.kwh / (machine.seconds / 86_400)
+        for key, machine in machines.items()
+        if machine.seconds > 0
+    }
+    medians = {
+        model: float(np.median([v for (m, _), v in per_day.items() if m == model]))
+        for model in {m for m, _ in per_day}
+    }
+    rows = [
+        MachineEnergyRow(
+            model,
+            sensor,
+            machines[(model, sensor)].location,
+            machines[(model, sensor)].seconds / 86_400,
+            value,
+            value / medians[model] if medians[model] > 0 else None,
+        )
+        for (model, sensor), value in per_day.items()
+    ]
+    return sorted(rows, key=lambda r: (-(r.vs_model_median or 0.0), r.model, r.sensor_id))

@@ -63,6 +63,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "fault_onsets": [asdict(r) for r in report.equipment.faults],
             "states": [asdict(r) for r in report.equipment.states],
             "shifts": [asdict(r) for r in report.equipment.shifts],
+            "machines": [asdict(r) for r in report.equipment.machines],
         },
         "flags": report.flagged(),
         "notes": report.notes,

@@ -183,7 +183,9 @@ def render_html(report: Report) -> str:
     if equipment is not None and (equipment.faults or equipment.states):
         parts.append("<section><h2>Machines</h2>")
         for title, section in tables.items():
-            if title.startswith(("Machine fault onsets", "Operating states", "Busy share")):
+            if title.startswith(
+                ("Machine fault onsets", "Operating states", "Energy per machine", "Busy share")
+            ):
                 parts.append(f"<h3>{escape(title)}</h3>" + table_html(section))
         for machine in equipment.series:
             parts.append(

@@ -121,6 +121,10 @@ def sections(report: Report) -> list[Section]:
     return found
 
 
+# Machines listed in the text and HTML energy table (JSON has them all).
+MACHINES_SHOWN = 12
+
+
 def _equipment_sections(equipment: EquipmentReport) -> list[Section]:
     """Fault onsets per model, firmware and manufacturer; states and energy per model."""
     found = []
@@ -160,6 +164,25 @@ def _equipment_sections(equipment: EquipmentReport) -> list[Section]:
                 ],
                 right=(False, False, True, True, True, True, True, False),
                 status=tuple(r.status if r.expected is not None else "" for r in equipment.states),
+            )
+        )  # fmt: skip
+    if equipment.machines:
+        shown = equipment.machines[:MACHINES_SHOWN]
+        more = len(equipment.machines) - len(shown)
+        found.append(
+            Section(
+                title="Energy per machine, against its model's median"
+                + (f" (the {len(shown)} most above it; {more} more in --format json)"
+                   if more else ""),
+                headers=("model", "machine", "location", "days", "kWh per day",
+                         "× model median"),
+                rows=[
+                    (r.model, r.sensor_id, r.location, f"{r.days:,.1f}",
+                     f"{r.kwh_per_day:,.1f}",
+                     "–" if r.vs_model_median is None else f"{r.vs_model_median:.2f}")
+                    for r in shown
+                ],
+                right=(False, False, False, True, True, True),
             )
         )  # fmt: skip
     if equipment.shifts:
