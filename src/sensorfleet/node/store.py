@@ -154,10 +154,8 @@ def open_connection(
             # Setting auto-vacuum and the journal mode on a new file writes its header
             # twice, each a rollback-journal transaction with four syncs (journal,
             # folder, journal, file): 8 of a new file's 12 syncs, most of the time it
-            # takes to open a fleet of per-sensor files. The file holds no reading yet,
-            # so a power cut here costs nothing a sync would keep: at worst a torn
-            # header, which the next start moves aside. The configured level is set
-            # below, before the schema and any row.
+            # takes to open a fleet of per-sensor files. The file holds no reading yet:
+            # the header is written without them and synced once below, file and folder.
             conn.execute("PRAGMA synchronous = OFF")
         # On a new file this must precede the journal mode, which writes the header.
         # It lets retention hand freed pages back to the filesystem (incremental_vacuum)
@@ -168,6 +166,10 @@ def open_connection(
             log.warning(
                 "journal mode not applied", wanted=settings.journal_mode, got=mode, path=str(path)
             )
+        if fresh and settings.synchronous != "off":
+            # Before any commit: a WAL whose database file has no header on disk after a
+            # power cut is discarded by SQLite, committed rows with it.
+            _sync_file_and_folder(Path(path))
     conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
     return conn
 
@@ -180,6 +182,15 @@ def _is_new_file(path: str | Path) -> bool:
         return True
     except OSError:
         return False  # let the open report what is wrong
+
+
+def _sync_file_and_folder(path: Path) -> None:
+    for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY | os.O_DIRECTORY)):
+        fd = os.open(target, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextmanager
