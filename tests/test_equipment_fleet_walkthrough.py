@@ -147,7 +147,7 @@ def test_the_report_ranks_the_leaking_compressor_first_by_energy(plant: Path) ->
     equal to the SQL's and well above its model's median; the healthy ones sit near it."""
     report = json.loads(sensorfleet(["report", str(plant), "--format", "json"], plant.parent))
     machines = report["equipment"]["machines"]
-    assert [m["sensor_id"] for m in machines][0] == "COMPRESSOR_0006"
+    assert machines[0]["sensor_id"] == "COMPRESSOR_0006"
     daily = kwh_per_day(plant)
     for machine in machines:
         assert machine["kwh_per_day"] == pytest.approx(daily[machine["sensor_id"]], rel=0.01)
