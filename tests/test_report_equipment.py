@@ -131,7 +131,7 @@ def test_hidden_labels_are_noted_not_reported(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     data = report(tmp_path, "config.yaml")
-    assert data["equipment"] == {"fault_onsets": [], "states": [], "shifts": []}
+    assert data["equipment"] == {"fault_onsets": [], "states": [], "shifts": [], "machines": []}
     assert any("labels hidden (in the truth file)" in note for note in data["notes"])
 
 
