@@ -17,6 +17,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
 
+# The built-in equipment catalogue's model names, as `sensorfleet models` lists them.
+BUILT_IN_MODELS: tuple[str, ...] = (
+    "compressor",
+    "fan",
+    "heater",
+    "hvac",
+    "hydraulic_pump",
+    "injection_molding",
+    "lamp",
+    "motor",
+    "oven",
+    "pm_sensor",
+    "process_machine",
+    "production_machine",
+)
+
 
 def write_config(path: Path, **sections: Any) -> Path:
     """Write a config.yaml with the given top-level sections (logging quiet by default)."""

@@ -7,25 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BUILT_IN_MODELS
 
 from sensorfleet.equipment import build_catalogue, load_catalogue
 from sensorfleet.equipment.formula import parse_formula
 from sensorfleet.errors import InputError
-
-REFERENCE_TYPES = (
-    "compressor",
-    "fan",
-    "heater",
-    "hvac",
-    "hydraulic_pump",
-    "injection_molding",
-    "lamp",
-    "motor",
-    "oven",
-    "pm_sensor",
-    "process_machine",
-    "production_machine",
-)
 
 
 def problem(tmp_path: Path, text: str, name: str = "plant.yaml") -> str:
@@ -41,7 +27,7 @@ def problem(tmp_path: Path, text: str, name: str = "plant.yaml") -> str:
 def test_builtin_catalogue_has_the_reference_models() -> None:
     """The package ships the reference types, each with states, faults and channels."""
     catalogue = load_catalogue()
-    assert catalogue.names() == REFERENCE_TYPES
+    assert catalogue.names() == BUILT_IN_MODELS
     compressor = catalogue.get("compressor")
     assert compressor.interval_seconds == 1
     assert compressor.states == ("loaded", "unloaded", "fault", "maintenance")
@@ -54,7 +40,7 @@ def test_builtin_catalogue_has_the_reference_models() -> None:
         catalogue.get("hvac").machine_faults
     )
     assert {"stall", "overspeed", "chatter"} <= set(catalogue.get("fan").machine_faults)
-    for name in REFERENCE_TYPES:
+    for name in BUILT_IN_MODELS:
         model = catalogue.get(name)
         assert len(set(model.faults)) == len(model.faults)
         assert model.faults == (*model.machine_faults, *model.instrument_faults)
@@ -87,7 +73,7 @@ def test_user_file_adds_a_model(tmp_path: Path) -> None:
         "      lamp_on: {kind: digital, target: {default: 0, lit: 1}}\n"
     )
     catalogue = load_catalogue([path])
-    assert catalogue.names() == tuple(sorted((*REFERENCE_TYPES, "beacon")))
+    assert catalogue.names() == tuple(sorted((*BUILT_IN_MODELS, "beacon")))
     assert catalogue.get("beacon").interval_seconds == 60
     assert catalogue.get("beacon").states == ("lit", "dark", "fault", "maintenance")
 
@@ -219,7 +205,7 @@ def test_unknown_type_names_the_types_that_exist() -> None:
         load_catalogue().get("boiler", where="node.yaml: type")
     assert caught.value.problems == [
         "node.yaml: type: unknown equipment type 'boiler' "
-        f"(the catalogue has: {', '.join(REFERENCE_TYPES)})"
+        f"(the catalogue has: {', '.join(BUILT_IN_MODELS)})"
     ]
 
 

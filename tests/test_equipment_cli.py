@@ -6,22 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import clean_env, run_main, write_config, write_identity
-
-BUILT_IN = [
-    "compressor",
-    "fan",
-    "heater",
-    "hvac",
-    "hydraulic_pump",
-    "injection_molding",
-    "lamp",
-    "motor",
-    "oven",
-    "pm_sensor",
-    "process_machine",
-    "production_machine",
-]
+from conftest import BUILT_IN_MODELS, clean_env, run_main, write_config, write_identity
 
 
 def sensorfleet(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -43,7 +28,7 @@ def test_models_lists_the_catalogue_one_model_a_line(tmp_path: Path) -> None:
     result = sensorfleet(["models"], tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == BUILT_IN
+    assert [line.split()[0] for line in lines] == list(BUILT_IN_MODELS)
     compressor = lines[0]
     assert "every 1 s" in compressor
     assert "power_kw (kW)" in compressor
@@ -93,7 +78,7 @@ def test_unknown_type_exits_2_naming_the_known_types(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == (
         "error: id.json: type: unknown sensor type 'compresor' (known types: "
-        f"temperature_vibration, {', '.join(BUILT_IN)})\n"
+        f"temperature_vibration, {', '.join(BUILT_IN_MODELS)})\n"
     )
     assert not (tmp_path / "data").exists()
 
@@ -143,13 +128,13 @@ def test_models_show_an_unknown_model_exits_2_naming_the_models(tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr == (
         "error: models show NAME: unknown equipment type 'motr' "
-        f"(the catalogue has: {', '.join(BUILT_IN)})\n"
+        f"(the catalogue has: {', '.join(BUILT_IN_MODELS)})\n"
     )
 
 
 def test_every_built_in_model_cites_its_sources(tmp_path: Path) -> None:
     """Each built-in model shows at least two sources behind its figures."""
-    for name in BUILT_IN:
+    for name in BUILT_IN_MODELS:
         result = sensorfleet(["models", "show", name], tmp_path)
         assert result.returncode == 0, result.stderr
         sources = result.stdout.split("\nsources:\n", 1)[1].splitlines()
