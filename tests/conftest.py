@@ -78,6 +78,19 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sensorfleet ARGS`` from the source tree, to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "sensorfleet", *args],
+        cwd=cwd,
+        env=clean_env({"PYTHONPATH": str(ROOT / "src")}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_main(
     args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, clean_env
+from conftest import ROOT, clean_env, run_cli
 from servers import free_port
 
 from sensorfleet.equipment import load_catalogue
@@ -40,19 +40,6 @@ from sensorfleet.fleet import (
 from sensorfleet.node.config import load_config
 from sensorfleet.node.identity import load_identity
 from sensorfleet.site import load_site, site_identities
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m sensorfleet ARGS`` from the source tree."""
-    return subprocess.run(
-        [sys.executable, "-m", "sensorfleet", *args],
-        cwd=cwd,
-        env=clean_env({"PYTHONPATH": str(ROOT / "src")}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_demo_fleet_is_the_original_fifteen() -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env
+from conftest import ROOT, run_cli
 
 from sensorfleet.errors import InputError
 from sensorfleet.fleet import FIRMWARE_VERSIONS, MANUFACTURERS, MODELS
@@ -141,15 +140,7 @@ def test_each_mistake_is_one_line_naming_the_file_and_the_key(text: str, problem
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sensorfleet", *args],
-        cwd=cwd,
-        env=clean_env({"PYTHONPATH": str(ROOT / "src")}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(*args, cwd=cwd, timeout=300)  # a node run and a report, not only a listing
 
 
 def test_cli_site_error_exits_2_with_one_line(tmp_path: Path) -> None:
