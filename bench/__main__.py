@@ -105,6 +105,7 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         ]
     if name == "density":
         runs = [("one process", r)]
+        runs += [("one process", more) for more in r.get("more_sensors", [])]
         if "per_sensor_files" in r:
             runs.append(("one process, one file per sensor", r["per_sensor_files"]))
         return [
