@@ -88,7 +88,7 @@ class Block:
 
     @property
     def row_count(self) -> int:
-        return len(self) if self.keep is None else int(self.keep.sum())
+        return int(self.times_us.shape[0]) if self.keep is None else int(self.keep.sum())
 
     def anomaly_counts(self) -> dict[str, int]:
         kinds = self.kinds if self.keep is None else self.kinds[self.keep]

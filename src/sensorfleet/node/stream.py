@@ -182,7 +182,7 @@ class ReadingStream(Generic[B]):
                 to_boundary = lookahead - (self._produced + self.stagger) % lookahead
                 self._ahead = self._produce(max(count, to_boundary))
             offset = self.next_index - self._ahead.first_index
-            take = min(count, len(self._ahead) - offset)
+            take = min(count, self._produced - self.next_index)  # the look-ahead ends there
             parts.append(self._ahead.slice(offset, offset + take))
             self.next_index += take
             count -= take
