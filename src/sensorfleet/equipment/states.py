@@ -16,6 +16,12 @@ Three ways a model runs, one small class each, chosen by the catalogue's
 
 Each draws a fixed number of numbers per decision from its own stream, so the
 states never depend on how readings are split into blocks.
+
+Dwell and cycle models also ``plan`` many decisions at once: the same draws and the
+same arithmetic as that many calls of ``next``, in arrays, without changing anything.
+The timeline keeps the leading decisions that no other event interrupts and
+``commit``s them (the stream then stands where that many ``next`` calls leave it), so
+a run of short phases costs numpy work, not Python work per phase.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from .schema import Cycle, Demand, ModelSpec
 
@@ -42,6 +49,22 @@ class Next:
     demand: float = math.nan
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The next decisions of an operator, as ``next`` would take them one by one.
+
+    ``factor_checks`` are the decisions that read the production factor: the plan
+    assumed ``factor`` there, so it holds only up to the first such decision whose
+    start sees another factor. ``positions`` are the cycle positions after each one.
+    """
+
+    states: list[int]
+    seconds: npt.NDArray[np.float64]
+    factor: float = math.nan
+    factor_checks: npt.NDArray[np.int64] | None = None
+    positions: list[int] | None = None
+
+
 class DwellStates:
     """A dwell-time state machine with long-run shares."""
 
@@ -57,6 +80,21 @@ class DwellStates:
         pick, dwell = rng.random(2)
         which = min(int(np.searchsorted(self.cumulative, pick, side="right")), len(self.codes) - 1)
         return Next(self.codes[which], -self.means[which] * math.log1p(-dwell))
+
+    def plan(self, rng: np.random.Generator, now: float, count: int) -> Plan:
+        """The next ``count`` decisions (the stream moves; ``commit`` sets it right)."""
+        draws = rng.random(2 * count)
+        last = len(self.codes) - 1
+        which = np.minimum(np.searchsorted(self.cumulative, draws[0::2], side="right"), last)
+        means = np.asarray(self.means)[which].tolist()
+        # math.log1p, as ``next`` uses: numpy's own log1p can differ in the last bit.
+        log1p, dwells = math.log1p, draws[1::2].tolist()
+        seconds = [-mean * log1p(-dwell) for mean, dwell in zip(means, dwells, strict=True)]
+        return Plan(np.asarray(self.codes)[which].tolist(), np.array(seconds))
+
+    def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
+        """Advance the stream (at the plan's start) past ``taken`` decisions."""
+        rng.random(2 * taken)
 
 
 class CycleStates:
@@ -86,6 +124,46 @@ class CycleStates:
             self.position = 0
         state, (low, high) = self.phases[self.position]
         return Next(state, low + (high - low) * draw)
+
+    def plan(self, rng: np.random.Generator, now: float, count: int) -> Plan:
+        """The next ``count`` decisions, assuming the production factor stays as it is now."""
+        draws = rng.random(count)
+        factor = self.production(now)
+        phases, pause = len(self.phases), self.pause
+        pausing = pause is not None and factor < 1
+        # ``next``'s position arithmetic (integers only); entry ``phases`` is the pause.
+        position, positions, entries, checks = self.position, [], [], []
+        for index in range(count):
+            position += 1
+            if position >= phases:
+                if position == phases and pause is not None:
+                    checks.append(index)  # this decision depends on the factor
+                    if pausing:
+                        position = phases - 1 if factor <= 0 else phases
+                        positions.append(position)
+                        entries.append(phases)
+                        continue
+                position = 0
+            positions.append(position)
+            entries.append(position)
+        which = np.array(entries, dtype=np.int64)
+        codes = [state for state, _ in self.phases] + [-1 if pause is None else pause]
+        lows = np.array([low for _, (low, _high) in self.phases] + [0.0])[which]
+        highs = np.array([high for _, (_low, high) in self.phases] + [0.0])[which]
+        seconds = lows + (highs - lows) * draws  # ``next``'s arithmetic, element by element
+        if pausing:  # a pause's length is no draw (its draw goes unused)
+            length = (
+                IDLE_RECHECK_SECONDS if factor <= 0 else self.mean_cycle * (1 - factor) / factor
+            )
+            seconds[which == phases] = length
+        states = np.array(codes, dtype=np.int64)[which].tolist()
+        return Plan(states, seconds, factor, np.array(checks, dtype=np.int64), positions)
+
+    def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
+        """Advance the stream past ``taken`` decisions and stand where they leave the cycle."""
+        rng.random(taken)
+        assert plan.positions is not None
+        self.position = plan.positions[taken - 1]
 
 
 class DemandStates:
