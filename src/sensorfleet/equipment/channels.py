@@ -133,19 +133,38 @@ class Channels:
         """Values at the start of segments 0..last (carried forward in closed form)."""
         if segments[0].x0 is None:
             segments[0].x0 = self.targets[segments[0].state].copy()
-        rates = self.rates
-        for j in range(last):
-            if segments[j + 1].x0 is not None:
-                continue
-            seg = segments[j]
-            assert seg.x0 is not None
-            level, span = self.targets[seg.state], seg.end - seg.start
-            if span <= 0:
-                segments[j + 1].x0 = seg.x0
-                continue
-            # e^(−span/τ), which is 0 for τ = 0 (rate = inf): the channel jumps to its target
-            segments[j + 1].x0 = level + (seg.x0 - level) * np.exp(-span * rates[seg.state])
+        known = last  # segments get their values in order: the known ones are a prefix
+        while segments[known].x0 is None:
+            known -= 1
+        if known < last:
+            self._carry(segments[known : last + 1])
         return np.array([seg.x0 for seg in segments[: last + 1]])
+
+    def _carry(self, segments: list[Segment]) -> None:
+        """Give each segment after the first its start values, from the one before."""
+        ending = segments[:-1]
+        spans = [seg.end - seg.start for seg in ending]
+        states = np.array([seg.state for seg in ending], dtype=np.int64)
+        # e^(−span/τ) for every segment at once (0 for τ = 0, rate = inf: the channel
+        # jumps to its target); the same values as one segment at a time.
+        with np.errstate(invalid="ignore"):
+            decays = np.exp(-np.array(spans)[:, None] * self.rates[states])
+        levels = self.targets[states]
+        values = np.empty((len(segments), len(self.analog)))
+        values[0] = segments[0].x0
+        step = np.empty(len(self.analog))
+        subtract, multiply, add = np.subtract, np.multiply, np.add
+        # x0' = L + (x0 − L)·decay, one segment after the other (each depends on the last),
+        # in place: three ufunc calls a segment, the arithmetic of the formula as written.
+        for j, span in enumerate(spans):
+            if span > 0:
+                subtract(values[j], levels[j], out=step)
+                multiply(step, decays[j], out=step)
+                add(levels[j], step, out=values[j + 1])
+            else:
+                values[j + 1] = values[j]
+        for seg, row in zip(segments[1:], values[1:], strict=True):
+            seg.x0 = row
 
     def _responses(
         self, t: FloatArray, segments: list[Segment], labels: Labels

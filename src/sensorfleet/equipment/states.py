@@ -131,22 +131,9 @@ class CycleStates:
         factor = self.production(now)
         phases, pause = len(self.phases), self.pause
         pausing = pause is not None and factor < 1
-        # ``next``'s position arithmetic (integers only); entry ``phases`` is the pause.
-        position, positions, entries, checks = self.position, [], [], []
-        for index in range(count):
-            position += 1
-            if position >= phases:
-                if position == phases and pause is not None:
-                    checks.append(index)  # this decision depends on the factor
-                    if pausing:
-                        position = phases - 1 if factor <= 0 else phases
-                        positions.append(position)
-                        entries.append(phases)
-                        continue
-                position = 0
-            positions.append(position)
-            entries.append(position)
-        which = np.array(entries, dtype=np.int64)
+        which, checks, positions = _cycle_positions(
+            self.position, phases, pause is not None, pausing, factor, count
+        )
         codes = [state for state, _ in self.phases] + [-1 if pause is None else pause]
         lows = np.array([low for _, (low, _high) in self.phases] + [0.0])[which]
         highs = np.array([high for _, (_low, high) in self.phases] + [0.0])[which]
@@ -157,13 +144,38 @@ class CycleStates:
             )
             seconds[which == phases] = length
         states = np.array(codes, dtype=np.int64)[which].tolist()
-        return Plan(states, seconds, factor, np.array(checks, dtype=np.int64), positions)
+        return Plan(states, seconds, factor, checks, positions.tolist())
 
     def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
         """Advance the stream past ``taken`` decisions and stand where they leave the cycle."""
         rng.random(taken)
         assert plan.positions is not None
         self.position = plan.positions[taken - 1]
+
+
+def _cycle_positions(
+    position: int, phases: int, has_pause: bool, pausing: bool, factor: float, count: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``CycleStates.next``'s positions for ``count`` decisions from ``position`` at a
+    constant ``factor``: each decision's entry (a phase, or ``phases`` for the pause),
+    the decisions that read the factor, and the position after each decision."""
+    steps = np.arange(count, dtype=np.int64)
+    after_last = position + 1
+    if not pausing:  # phases round and round
+        entries = (after_last if after_last < phases else 0) + steps
+        entries %= phases
+        previous = np.concatenate(([position], entries[:-1]))
+        reads = (entries == 0) & (previous == phases - 1) & has_pause
+        return entries, np.flatnonzero(reads), entries
+    first = after_last if after_last <= phases else 0
+    if factor > 0:  # phases, then a pause, round and round
+        entries = (first + steps) % (phases + 1)
+        return entries, np.flatnonzero(entries == phases), entries
+    # A closed plant: the cycle finishes, then pauses again and again (position stays
+    # on the last phase, so each pause reads the factor anew).
+    entries = np.minimum(first + steps, phases)
+    paused = entries == phases
+    return entries, np.flatnonzero(paused), np.where(paused, phases - 1, entries)
 
 
 class DemandStates:

@@ -22,9 +22,11 @@ operations in the same order (sequential sums, ``x - 0.0`` where the loop skips)
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 from dataclasses import replace
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +44,10 @@ EPSILON = 1e-9  # seconds: events this close count as simultaneous
 MAX_ONSETS_PER_HOUR = 3600.0
 # State decisions planned at once; the unused ones are given back to the stream.
 PLANNED_DECISIONS = 512
+
+
+def _end(segment: Segment) -> float:
+    return segment.end
 
 
 def _capped(rates: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -236,8 +242,15 @@ class Timeline:
         starts, ends = times[:taken].tolist(), times[1 : taken + 1].tolist()
         fault, instrument, nan = self.fault, self.instrument, math.nan
         self.segments.extend(
-            Segment(start, end, state, start, end, nan, fault, instrument)
-            for start, end, state in zip(starts, ends, plan.states[:taken], strict=True)
+            map(
+                Segment,
+                starts,
+                ends,
+                plan.states,
+                starts,
+                ends,
+                *map(repeat, (nan, fault, instrument)),
+            )
         )
         onset, instrument_budget, operating = (b.tolist() for b in budgets)
         self._marks = (onset[taken - 1], instrument_budget[taken - 1], operating[taken - 1])
@@ -322,10 +335,10 @@ class Timeline:
 
     def drop_before(self, instant: float) -> None:
         """Forget segments that end at or before ``instant`` (keeping the last one)."""
-        keep = 0
-        while keep < len(self.segments) - 1 and self.segments[keep].end <= instant:
-            keep += 1
-        del self.segments[:keep]
+        segments = self.segments
+        # Ends never decrease: the first to keep is found by bisection.
+        keep = bisect.bisect_right(segments, instant, hi=len(segments) - 1, key=_end)
+        del segments[:keep]
 
     def _elapse(self, seconds: float) -> None:
         if self.operating[self.state]:
