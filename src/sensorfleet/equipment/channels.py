@@ -143,27 +143,31 @@ class Channels:
     def _carry(self, segments: list[Segment]) -> None:
         """Give each segment after the first its start values, from the one before."""
         ending = segments[:-1]
-        spans = [seg.end - seg.start for seg in ending]
-        states = np.array([seg.state for seg in ending], dtype=np.int64)
+        spans = np.array([seg.end - seg.start for seg in ending])
+        moving = np.flatnonzero(spans > 0)  # a segment of no length hands its values on
+        states = np.array([seg.state for seg in ending], dtype=np.int64)[moving]
         # e^(−span/τ) for every segment at once (0 for τ = 0, rate = inf: the channel
         # jumps to its target); the same values as one segment at a time.
         with np.errstate(invalid="ignore"):
-            decays = np.exp(-np.array(spans)[:, None] * self.rates[states])
+            decays = np.exp(-spans[moving, None] * self.rates[states])
         levels = self.targets[states]
-        values = np.empty((len(segments), len(self.analog)))
-        values[0] = segments[0].x0
-        step = np.empty(len(self.analog))
-        subtract, multiply, add = np.subtract, np.multiply, np.add
-        # x0' = L + (x0 − L)·decay, one segment after the other (each depends on the last),
-        # in place: three ufunc calls a segment, the arithmetic of the formula as written.
-        for j, span in enumerate(spans):
-            if span > 0:
-                subtract(values[j], levels[j], out=step)
-                multiply(step, decays[j], out=step)
-                add(levels[j], step, out=values[j + 1])
-            else:
-                values[j + 1] = values[j]
-        for seg, row in zip(segments[1:], values[1:], strict=True):
+        first = segments[0].x0
+        assert first is not None
+        chain = np.empty((len(moving) + 1, len(self.analog)))
+        # x0' = L + (x0 − L)·decay, each value from the last: a loop in floats per
+        # channel, the formula's arithmetic exactly as numpy does it element by element.
+        for channel, start in enumerate(first.tolist()):
+            value, values = start, [start]
+            add = values.append
+            for level, decay in zip(
+                levels[:, channel].tolist(), decays[:, channel].tolist(), strict=True
+            ):
+                value = level + (value - level) * decay
+                add(value)
+            chain[:, channel] = values
+        # Each segment starts where the last segment of some length before it ended.
+        carried = chain[np.cumsum(spans > 0)]
+        for seg, row in zip(segments[1:], carried, strict=True):
             seg.x0 = row
 
     def _responses(
