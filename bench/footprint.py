@@ -57,11 +57,19 @@ VARIANTS: dict[str, dict[str, str]] = {
     # glibc's malloc arenas capped (threads otherwise get arenas of their own).
     "malloc_arena_max_2": {"MALLOC_ARENA_MAX": "2"},
     # asyncio imported before the node starts, as structlog did before the node deferred
-    # it: what the deferral saves.
+    # it (sensorfleet._deferred): what that saves. The same for http.client's ssl.
     "with_asyncio": {},
+    "with_ssl": {},
+    # OpenSSL's hashes refused, so hashlib and hmac use Python's own (measured, not done:
+    # the first /metrics scrape loads OpenSSL's libcrypto through ssl all the same).
+    "without_openssl_hashes": {},
 }
-# Modules a variant's interpreter imports before it runs the node.
-PRELOAD: dict[str, str] = {"with_asyncio": "asyncio"}
+# Code a variant's interpreter runs before it runs the node.
+PRELOAD: dict[str, str] = {
+    "with_asyncio": "import asyncio",
+    "with_ssl": "import ssl",
+    "without_openssl_hashes": "sys.modules['_hashlib'] = None",
+}
 
 # The node's imports in the order a node meets them, one interpreter, RSS after each.
 IMPORT_STEPS: tuple[tuple[str, str], ...] = (
@@ -256,9 +264,9 @@ def measure_node(
     }
 
 
-# Imports a module, then runs main.py (argv[1]) as the node's entry point.
+# Runs some code, then main.py (argv[1]) as the node's entry point.
 _PRELOADED = (
-    "import runpy, sys, {}; sys.argv = sys.argv[1:]; "
+    "import runpy, sys; {}; sys.argv = sys.argv[1:]; "
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
