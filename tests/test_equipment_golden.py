@@ -90,10 +90,10 @@ def catalogue() -> Catalogue:
 def rows_digest(name: str, rate_multiplier: float) -> str:
     """sha256 over ``READINGS`` rows of a machine of model ``name``, in backfill blocks."""
     config = build_config({}, "test")
-    identity = build_identity({**DEFAULT_IDENTITY, "id": f"{name}-golden"}, "test", {})
-    settings = MachineSettings.resolve(
-        config, identity.model_copy(update={"type": name}), catalogue()
+    identity = build_identity(
+        {**DEFAULT_IDENTITY, "id": f"{name}-golden", "type": name}, "test", {}
     )
+    settings = MachineSettings.resolve(config, identity, catalogue())
     behaviour = dataclasses.replace(settings.behaviour, probability_multiplier=rate_multiplier)
     generator = EquipmentGenerator(dataclasses.replace(settings, behaviour=behaviour), SEED, START)
     digest = hashlib.sha256()
