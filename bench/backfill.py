@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sensorfleet import logs
 from sensorfleet.node.clock import ManualClock
 from sensorfleet.node.config import Config, build_config
@@ -46,8 +48,9 @@ def ceiling(path: Path, rows: int, settings: Settings) -> float:
 
 def ours(path: Path, rows: int, settings: Settings) -> float:
     """Seconds for the node's real backfill path to write ``rows`` readings."""
-    config = settings.config.model_copy(
-        update={"database": settings.config.database.model_copy(update={"path": str(path)})}
+    config = msgspec.structs.replace(
+        settings.config,
+        database=msgspec.structs.replace(settings.config.database, path=str(path)),
     )
     sensors = build_sensors(config, [(None, settings.identity)], 1, START)
     loop = NodeLoop(config, sensors, ManualClock(START))

@@ -25,6 +25,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sensorfleet import logs
 from sensorfleet.equipment.catalogue import Catalogue, load_catalogue
 from sensorfleet.node.clock import ManualClock
@@ -67,8 +69,9 @@ def ceiling(path: Path, rows: int, settings: MachineSettings) -> float:
 
 def ours(path: Path, rows: int, settings: MachineSettings, catalogue: Catalogue) -> float:
     """Seconds for the node's real backfill path to write ``rows`` readings of the model."""
-    config = settings.config.model_copy(
-        update={"database": settings.config.database.model_copy(update={"path": str(path)})}
+    config = msgspec.structs.replace(
+        settings.config,
+        database=msgspec.structs.replace(settings.config.database, path=str(path)),
     )
     sensors = build_sensors(config, [(None, settings.identity)], 1, START, catalogue)
     loop = NodeLoop(config, sensors, ManualClock(START))
@@ -82,7 +85,7 @@ def measure(
     model: str, rows: int, rounds: int, config: Config, catalogue: Catalogue, tmp: Path
 ) -> dict[str, Any]:
     identity = build_identity({**DEFAULT_IDENTITY, "id": f"{model}-bench"}, "bench", {})
-    identity = identity.model_copy(update={"type": model})
+    identity = msgspec.structs.replace(identity, type=model)
     settings = MachineSettings.resolve(config, identity, catalogue)
     ceiling_s, ours_s = [], []
     for i in range(rounds):

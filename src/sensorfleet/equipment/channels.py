@@ -133,19 +133,42 @@ class Channels:
         """Values at the start of segments 0..last (carried forward in closed form)."""
         if segments[0].x0 is None:
             segments[0].x0 = self.targets[segments[0].state].copy()
-        rates = self.rates
-        for j in range(last):
-            if segments[j + 1].x0 is not None:
-                continue
-            seg = segments[j]
-            assert seg.x0 is not None
-            level, span = self.targets[seg.state], seg.end - seg.start
-            if span <= 0:
-                segments[j + 1].x0 = seg.x0
-                continue
-            # e^(−span/τ), which is 0 for τ = 0 (rate = inf): the channel jumps to its target
-            segments[j + 1].x0 = level + (seg.x0 - level) * np.exp(-span * rates[seg.state])
+        known = last  # segments get their values in order: the known ones are a prefix
+        while segments[known].x0 is None:
+            known -= 1
+        if known < last:
+            self._carry(segments[known : last + 1])
         return np.array([seg.x0 for seg in segments[: last + 1]])
+
+    def _carry(self, segments: list[Segment]) -> None:
+        """Give each segment after the first its start values, from the one before."""
+        ending = segments[:-1]
+        spans = np.array([seg.end - seg.start for seg in ending])
+        moving = np.flatnonzero(spans > 0)  # a segment of no length hands its values on
+        states = np.array([seg.state for seg in ending], dtype=np.int64)[moving]
+        # e^(−span/τ) for every segment at once (0 for τ = 0, rate = inf: the channel
+        # jumps to its target); the same values as one segment at a time.
+        with np.errstate(invalid="ignore"):
+            decays = np.exp(-spans[moving, None] * self.rates[states])
+        levels = self.targets[states]
+        first = segments[0].x0
+        assert first is not None
+        chain = np.empty((len(moving) + 1, len(self.analog)))
+        # x0' = L + (x0 − L)·decay, each value from the last: a loop in floats per
+        # channel, the formula's arithmetic exactly as numpy does it element by element.
+        for channel, start in enumerate(first.tolist()):
+            value, values = start, [start]
+            add = values.append
+            for level, decay in zip(
+                levels[:, channel].tolist(), decays[:, channel].tolist(), strict=True
+            ):
+                value = level + (value - level) * decay
+                add(value)
+            chain[:, channel] = values
+        # Each segment starts where the last segment of some length before it ended.
+        carried = chain[np.cumsum(spans > 0)]
+        for seg, row in zip(segments[1:], carried, strict=True):
+            seg.x0 = row
 
     def _responses(
         self, t: FloatArray, segments: list[Segment], labels: Labels
