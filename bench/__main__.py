@@ -219,8 +219,15 @@ def _startup(r: dict[str, Any]) -> list[str]:
         f"{stages.get('interpreter')} s, imports done {stages.get('imports')} s, database open "
         f"{stages.get('database_open')} s, first commit {stages.get('first_commit')} s) | bare "
         f"`python -c pass` container {one['bare_pass_s']} s; bare python committing one "
-        f"SQLite row {one['bare_row_first_row_s']} s | ratio "
-        f"{round(one['node_first_row_s'] / one['bare_row_first_row_s'], 2)} to the bare row |"
+        f"SQLite row {one['bare_row_first_row_s']} s"
+        + (
+            f"; the earlier build `{one['compare']['image']}` in the same rounds "
+            f"{one['compare']['node_first_row_s']} s"
+            if "compare" in one
+            else ""
+        )
+        + f" | ratio {round(one['node_first_row_s'] / one['bare_row_first_row_s'], 2)} to "
+        "the bare row |"
     ]
     if "fleet" in r:
         nodes, bare = r["fleet"], r["fleet_bare"]
@@ -233,7 +240,16 @@ def _startup(r: dict[str, Any]) -> list[str]:
             f"{nodes['all_rows_after_first_created_s']} s | {bare['containers']} bare "
             f"python containers committing a row, 8 started at a time: median "
             f"{bare['first_row_per_container_median_s']} s, all after "
-            f"{bare['all_rows_after_first_created_s']} s | {r['cpu_cores_available']} cores |"
+            f"{bare['all_rows_after_first_created_s']} s"
+            + (
+                f"; the earlier build: median "
+                f"{before['first_row_per_container_median_s']} s, max "
+                f"{before['first_row_per_container_max_s']} s, all after "
+                f"{before['all_rows_after_first_created_s']} s"
+                if (before := one.get("compare", {}).get("fleet"))
+                else ""
+            )
+            + f" | {r['cpu_cores_available']} cores |"
         )
     return lines
 

@@ -21,7 +21,11 @@ the script does: per container, from its creation (``docker inspect .Created``) 
 its first row (median, p95, max), and from the first container's creation until
 every one has a row.
 
-    python -m bench.startup [--repeats 5] [--fleet 200] [--image sensor-simulator] [--smoke]
+    python -m bench.startup [--repeats 5] [--fleet 200] [--image sensor-simulator]
+                            [--compare EARLIER_IMAGE] [--smoke]
+
+``--compare`` runs an earlier build's node beside the image's in every round, and its
+fleet before the image's: before and after a change, in one run.
 
 Needs Docker and the image; without them it reports itself skipped.
 """
@@ -201,41 +205,69 @@ def imports_by_package(stderr: str, top: int = 10) -> dict[str, float]:
     return {name: round(seconds, 3) for name, seconds in ranked}
 
 
-def single(image: str, repeats: int) -> dict[str, Any]:
-    """Each measure ``repeats`` times, interleaved; medians, and each round's figures."""
+def node_first_row(image: str) -> float:
+    """One node of ``image`` in a fresh data directory: ``docker run`` → first row."""
+    work, data = _work()
+    name = f"{PREFIX}node"
+    try:
+        args = [*_node_args(image, data, name, []), image]
+        return round(first_row_after(args, data / f"{name}.db"), 3)
+    finally:
+        _docker("rm", "-f", name)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bare_row_first_row(image: str) -> float:
+    """A bare interpreter committing one row: ``docker run`` → first row, as the node."""
+    work, data = _work()
+    name = f"{PREFIX}bare_row"
+    try:
+        return round(first_row_after(_bare_args(image, data, name), data / f"{name}.db"), 3)
+    finally:
+        _docker("rm", "-f", name)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def single(image: str, repeats: int, compare: str | None = None) -> dict[str, Any]:
+    """Each measure ``repeats`` times, interleaved (with ``compare``'s node, another image,
+    in the same rounds); medians, and each round's figures."""
+    images = [image] if compare is None else [image, compare]
     rounds: list[dict[str, Any]] = []
     for number in range(repeats):
-        round_: dict[str, Any] = {"bare_pass_s": round(bare_pass(image), 3)}
-        for kind in ("bare_row", "node"):
-            work, data = _work()
-            name = f"{PREFIX}{kind}"
-            args = (
-                _bare_args(image, data, name)
-                if kind == "bare_row"
-                else [*_node_args(image, data, name, []), image]
-            )
-            try:
-                round_[f"{kind}_first_row_s"] = round(first_row_after(args, data / f"{name}.db"), 3)
-            finally:
-                _docker("rm", "-f", name)
-                shutil.rmtree(work, ignore_errors=True)
-        round_["stages_s"] = breakdown(image, importtime=number == 0)
+        round_: dict[str, Any] = {
+            "bare_pass_s": round(bare_pass(image), 3),
+            "bare_row_first_row_s": bare_row_first_row(image),
+        }
+        for each in images:
+            round_[each] = {"node_first_row_s": node_first_row(each), "stages_s": breakdown(each)}
         rounds.append(round_)
-        print(f"startup: round {number + 1}: {json.dumps(round_)[:300]}", flush=True)
-    stages = {
-        stage: round(median([r["stages_s"][stage] for r in rounds]), 3)
-        for stage in STAGES
-        if all(stage in r["stages_s"] for r in rounds)
-    }
-    return {
+        print(f"startup: round {number + 1}: {json.dumps(round_)}", flush=True)
+    found: dict[str, Any] = {
         "repeats": repeats,
-        "node_first_row_s": round(median([r["node_first_row_s"] for r in rounds]), 3),
         "bare_pass_s": round(median([r["bare_pass_s"] for r in rounds]), 3),
         "bare_row_first_row_s": round(median([r["bare_row_first_row_s"] for r in rounds]), 3),
+        **node_medians(image, rounds),
+    }
+    if compare is not None:
+        found["compare"] = {"image": compare, **node_medians(compare, rounds)}
+    found["rounds"] = rounds
+    return found
+
+
+def node_medians(image: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The medians of one image's node over the rounds, and its imports (one more run
+    with ``-X importtime``, apart: the tracing slows the imports it measures)."""
+    runs = [r[image] for r in rounds]
+    stages = {
+        stage: round(median([run["stages_s"][stage] for run in runs]), 3)
+        for stage in STAGES
+        if all(stage in run["stages_s"] for run in runs)
+    }
+    return {
+        "node_first_row_s": round(median([run["node_first_row_s"] for run in runs]), 3),
         "stages_s": stages,
         "stage_durations_s": durations(stages),
-        "imports_by_package_s": rounds[0]["stages_s"].get("imports_by_package_s", {}),
-        "rounds": rounds,
+        "imports_by_package_s": breakdown(image, importtime=True)["imports_by_package_s"],
     }
 
 
@@ -361,6 +393,11 @@ def main() -> None:
     args.add_argument("--repeats", type=int, default=5, help="rounds of the one-container run")
     args.add_argument("--fleet", type=int, default=200, help="containers of the fleet (0: none)")
     args.add_argument("--image", default="sensor-simulator")
+    args.add_argument(
+        "--compare",
+        metavar="IMAGE",
+        help="another image (an earlier build) whose node runs in the same rounds and fleet",
+    )
     options = args.parse_args()
     repeats, fleet = (1, 2) if options.smoke else (options.repeats, options.fleet)
     reason = unavailable(options.image)
@@ -373,7 +410,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "image": options.image,
         "cpu_cores_available": os.cpu_count(),
-        "single": single(options.image, repeats),
+        "single": single(options.image, repeats, options.compare),
     }
     one = result["single"]
     print(
@@ -383,6 +420,9 @@ def main() -> None:
     )
     path = save("startup", result, options.out)
     if fleet:
+        if options.compare:
+            result["single"]["compare"]["fleet"] = node_fleet(options.compare, fleet)
+            save("startup", result, options.out)
         result["fleet"] = node_fleet(options.image, fleet)
         result["fleet_bare"] = bare_fleet(options.image, fleet)
         path = save("startup", result, options.out)
