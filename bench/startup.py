@@ -193,9 +193,10 @@ def breakdown(image: str, importtime: bool = False) -> dict[str, Any]:
 
 
 def imports_by_package(stderr: str, top: int = 10) -> dict[str, float]:
-    """``-X importtime`` self times summed by top-level package, the largest first."""
+    """``-X importtime`` self times summed by top-level package, the largest first: the
+    imports before the node's first commit."""
     totals: dict[str, float] = {}
-    for line in stderr.splitlines():
+    for line in stderr.split("startup-probe: first commit")[0].splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         _, self_us, _, name = (part.strip() for part in line.replace(":", "|", 1).split("|"))
@@ -272,10 +273,11 @@ def node_medians(image: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def durations(stages: dict[str, float]) -> dict[str, float]:
-    """How long each stage took: its end minus the previous stage's."""
+    """How long each stage took: its end minus the end of the stage before it in time
+    (a node may start its edges after its first row)."""
     previous = 0.0
     found = {}
-    for stage, end in stages.items():
+    for stage, end in sorted(stages.items(), key=lambda item: item[1]):
         found[stage] = round(end - previous, 3)
         previous = end
     return found
