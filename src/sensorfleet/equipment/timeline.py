@@ -44,8 +44,11 @@ EPSILON = 1e-9  # seconds: events this close count as simultaneous
 # fewer than readings, so a run's cost stays bounded).
 MAX_ONSETS_PER_HOUR = 3600.0
 # State decisions planned at once; the unused ones are given back to the stream.
-PLANNED_DECISIONS = 512
-PLANNED_DEMANDS = 64
+# How many: as many as the last run took, doubled, within these bounds (a dwell machine
+# changes state a few times a block, a moulding machine hundreds of times). The count
+# changes nothing but the cost: unused decisions are given back.
+FEWEST_PLANNED = 8
+MOST_PLANNED = 512
 
 
 def _end(segment: Segment) -> float:
@@ -97,6 +100,7 @@ class Timeline:
             "instrument": self._instrument_onset,
         }
         self.segments: list[Segment] = []
+        self._planned = FEWEST_PLANNED  # state decisions to plan at once (cost only)
         self.now = 0.0
         self.fault: MachineFault | None = None
         self.instrument: InstrumentFault | None = None
@@ -228,13 +232,13 @@ class Timeline:
             return False
         rng = self.streams["states"]
         start_state = rng.bit_generator.state
-        # A compressor's plan is a loop in floats, its phases long: fewer at a time.
-        count = PLANNED_DEMANDS if isinstance(operator, DemandStates) else PLANNED_DECISIONS
+        count = self._planned
         plan = operator.plan(rng, now, self.state, count)
         rng.bit_generator.state = start_state
         # Each state is entered when the last one ends: ends are a running sum.
         times = np.add.accumulate(np.concatenate(([now], plan.seconds)))
         taken, budgets = self._uninterrupted(plan, times, until)
+        self._planned = min(max(2 * taken, FEWEST_PLANNED), MOST_PLANNED)
         if taken == 0:
             return False
         operator.commit(rng, plan, taken)
