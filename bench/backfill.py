@@ -162,8 +162,7 @@ def run(rows: int, rounds: int, with_split: bool = False) -> dict[str, Any]:
         "cpu_ratio": round(ceiling_cpu / ours_cpu, 3),
         "backfill_cores_used": round(sum(t.cpu for t in runs) / sum(t.wall for t in runs), 2),
         "host_idle_share": round(
-            max(0.0, sum(t.host_idle for t in runs)) / max(sum(t.host_total for t in runs), 1e-9),
-            3,
+            sum(t.host_idle for t in runs) / max(sum(t.host_total for t in runs), 1e-9), 3
         ),
     }
     if parts is not None:
