@@ -1,10 +1,10 @@
 """Timestamp texts of readings, as SQLite stores them: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
 
 numpy's ``datetime_as_string`` formats one element at a time through its generic
-date printer: a third of the time a backfill spends outside SQLite (0.23 µs a row of
-about 0.6, docs/node.md#backfill-speed). Here the digits are looked up in tables for
-whole columns at once, written into 28-byte lines as seven 32-bit words, and the lines
-become strings with one decode and one split: 0.11 µs a row, the very same texts.
+date printer: 0.23 µs a row, the largest part of a classic backfill's time outside SQLite
+(docs/footprint.md, "Backfill: where the time goes"). Here the digits are looked up in
+tables for whole columns at once, written into 28-byte lines as seven 32-bit words, and
+the lines become strings with one decode and one split: 0.11 µs a row, the same texts.
 """
 
 from __future__ import annotations
