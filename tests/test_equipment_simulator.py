@@ -9,6 +9,7 @@ from equipment_helpers import MONDAY, model, simulator
 
 from sensorfleet.equipment import EquipmentBlock, EquipmentSimulator, build_catalogue
 from sensorfleet.equipment.calendar import Calendar
+from sensorfleet.equipment.channels import _recurrence
 from sensorfleet.equipment.timeline import Timeline
 
 LABELS = (
@@ -322,3 +323,17 @@ def test_production_of_many_instants_is_the_one_of_each(name: str) -> None:
         calendar = Calendar(spec.schedule, spec.climate, offset)
         expected = [calendar.production_at(instant) for instant in instants.tolist()]
         assert calendar.production_many(instants).tolist() == expected
+
+
+@pytest.mark.parametrize("largest_decay", [0.0, 1e-6, 0.05, 0.2, 0.9, 1.0])
+def test_the_start_value_recurrence_is_the_step_by_step_one(largest_decay: float) -> None:
+    """Solved by whole-array passes (fast channels) or step by step (slow ones), every
+    segment's start value is the formula's, applied one segment after the other."""
+    rng = np.random.default_rng(int(largest_decay * 1000))
+    levels = rng.choice([0.0, 25.0, 110.0, 190.0, -3.5], 5_000) + rng.normal(0, 1e-3, 5_000)
+    decays = rng.uniform(0, largest_decay, 5_000)
+    expected, value = [40.0], 40.0
+    for level, decay in zip(levels.tolist(), decays.tolist(), strict=True):
+        value = level + (value - level) * decay
+        expected.append(value)
+    assert list(np.asarray(_recurrence(40.0, levels, decays)).tolist()) == expected

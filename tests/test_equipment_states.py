@@ -122,7 +122,7 @@ def _decisions_one_by_one(
     """``count`` decisions of a fresh simulator of ``name`` taken with ``next``, and the
     plan of as many from the same point; each as (state, seconds) pairs."""
     planned = simulator(name, seed=11, start=start).timeline
-    plan = planned.operator.plan(planned.streams["states"], planned.now, count)
+    plan = planned.operator.plan(planned.streams["states"], planned.now, planned.state, count)
     single = simulator(name, seed=11, start=start).timeline
     now, state, steps = single.now, single.state, []
     for _ in range(count):
@@ -134,15 +134,14 @@ def _decisions_one_by_one(
 
 def test_a_plan_is_the_decisions_next_takes_one_by_one() -> None:
     """A dwell model's plan has ``next``'s states and dwell times bit for bit (math.log1p,
-    not numpy's, which differs in the last bit for some draws); a cycle's has them up to
-    the first decision that reads another production factor than the plan's."""
+    not numpy's, which differs in the last bit for some draws); a cycle's and a
+    compressor's have them up to the first decision that reads another production factor
+    than the plan's."""
     for name in load_catalogue().names():
         spec = load_catalogue().get(name).spec
-        if spec.operation.demand is not None:
-            continue
         count = 3_000
         planned, single = _decisions_one_by_one(name, MONDAY + 7 * 3600, count)
         if spec.operation.states is not None:
             assert planned == single, name
-        else:  # the cycle's decisions hold while the factor does (within the shift)
+        else:  # a cycle's or a compressor's decisions hold while the factor does
             assert planned[:20] == single[:20], name

@@ -17,7 +17,7 @@ Three ways a model runs, one small class each, chosen by the catalogue's
 Each draws a fixed number of numbers per decision from its own stream, so the
 states never depend on how readings are split into blocks.
 
-Dwell and cycle models also ``plan`` many decisions at once: the same draws and the
+Each also ``plans`` many decisions at once: the same draws and the
 same arithmetic as that many calls of ``next``, in arrays, without changing anything.
 The timeline keeps the leading decisions that no other event interrupts and
 ``commit``s them (the stream then stands where that many ``next`` calls leave it), so
@@ -55,7 +55,8 @@ class Plan:
 
     ``factor_checks`` are the decisions that read the production factor: the plan
     assumed ``factor`` there, so it holds only up to the first such decision whose
-    start sees another factor. ``positions`` are the cycle positions after each one.
+    start sees another factor. ``positions`` are the cycle positions after each one,
+    ``demands`` a compressor's air demand with each.
     """
 
     states: list[int]
@@ -63,6 +64,7 @@ class Plan:
     factor: float = math.nan
     factor_checks: npt.NDArray[np.int64] | None = None
     positions: list[int] | None = None
+    demands: list[float] | None = None
 
 
 class DwellStates:
@@ -81,7 +83,7 @@ class DwellStates:
         which = min(int(np.searchsorted(self.cumulative, pick, side="right")), len(self.codes) - 1)
         return Next(self.codes[which], -self.means[which] * math.log1p(-dwell))
 
-    def plan(self, rng: np.random.Generator, now: float, count: int) -> Plan:
+    def plan(self, rng: np.random.Generator, now: float, current: int, count: int) -> Plan:
         """The next ``count`` decisions (the stream moves; ``commit`` sets it right)."""
         draws = rng.random(2 * count)
         last = len(self.codes) - 1
@@ -125,7 +127,7 @@ class CycleStates:
         state, (low, high) = self.phases[self.position]
         return Next(state, low + (high - low) * draw)
 
-    def plan(self, rng: np.random.Generator, now: float, count: int) -> Plan:
+    def plan(self, rng: np.random.Generator, now: float, current: int, count: int) -> Plan:
         """The next ``count`` decisions, assuming the production factor stays as it is now."""
         draws = rng.random(count)
         factor = self.production(now)
@@ -210,6 +212,39 @@ class DemandStates:
             return Next(self.unloaded, LONGEST_PHASE_SECONDS, self.demand)
         seconds = 60 * spec.storage_m3 / self.demand
         return Next(self.unloaded, _bounded(seconds), self.demand)
+
+    def plan(self, rng: np.random.Generator, now: float, current: int, count: int) -> Plan:
+        """The next ``count`` decisions after ``current``, assuming the production factor
+        and the faults' extra demand stay as they are now (``next``'s float arithmetic)."""
+        spec, loaded, unloaded = self.spec, self.loaded, self.unloaded
+        capacity, storage = spec.capacity_m3_min, spec.storage_m3
+        factor, extra, demand = self.production(now), self.extra_demand(now), self.demand
+        states, seconds, demands, checks = [], [], [], []
+        for index, spread in enumerate(rng.standard_normal(count).tolist()):
+            if current != loaded or demand >= capacity:
+                checks.append(index)  # a new demand, read from the factor
+                base = spec.demand_m3_min * factor * (1 + spec.variation * spread)
+                demand = max(0.0, base) + extra
+                current = loaded
+                length = (
+                    LONGEST_PHASE_SECONDS
+                    if demand >= capacity
+                    else _bounded(60 * storage / (capacity - demand))
+                )
+            else:
+                current = unloaded
+                length = LONGEST_PHASE_SECONDS if demand <= 0 else _bounded(60 * storage / demand)
+            states.append(current)
+            seconds.append(length)
+            demands.append(demand)
+        checked = np.array(checks, dtype=np.int64)
+        return Plan(states, np.array(seconds), factor, checked, demands=demands)
+
+    def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
+        """Advance the stream past ``taken`` decisions and hold the last one's demand."""
+        rng.standard_normal(taken)
+        assert plan.demands is not None
+        self.demand = plan.demands[taken - 1]
 
 
 def _bounded(seconds: float) -> float:

@@ -12,7 +12,8 @@ covered, and each decision consumes a fixed number of draws from its own
 stream. ``cut`` ends the open segment at an instant so that a command (a
 forced fault, maintenance) takes effect exactly there.
 
-Runs of plain state changes (a cycle's phases, a dwell machine's states) are
+Runs of plain state changes (a cycle's phases, a dwell machine's states, a
+compressor's load and unload) are
 taken in bulk: the operator plans many decisions in arrays, the budgets and
 every other event's time are followed in arrays too, and the leading decisions
 that nothing else interrupts become segments at once. The result is the one the
@@ -43,7 +44,11 @@ EPSILON = 1e-9  # seconds: events this close count as simultaneous
 # fewer than readings, so a run's cost stays bounded).
 MAX_ONSETS_PER_HOUR = 3600.0
 # State decisions planned at once; the unused ones are given back to the stream.
-PLANNED_DECISIONS = 512
+# How many: as many as the last run took, doubled, within these bounds (a dwell machine
+# changes state a few times a block, a moulding machine hundreds of times). The count
+# changes nothing but the cost: unused decisions are given back.
+FEWEST_PLANNED = 8
+MOST_PLANNED = 512
 
 
 def _end(segment: Segment) -> float:
@@ -95,6 +100,7 @@ class Timeline:
             "instrument": self._instrument_onset,
         }
         self.segments: list[Segment] = []
+        self._planned = FEWEST_PLANNED  # state decisions to plan at once (cost only)
         self.now = 0.0
         self.fault: MachineFault | None = None
         self.instrument: InstrumentFault | None = None
@@ -222,25 +228,23 @@ class Timeline:
         """Add the segments of the next plain state changes at once; False when the next
         event is anything else (the event-by-event loop takes it)."""
         now, operator = self.now, self.operator
-        if (
-            isinstance(operator, DemandStates)
-            or self.state_end > now + EPSILON
-            or self.state in (self.fault_code, self.maintenance_code)
-        ):
+        if self.state_end > now + EPSILON or self.state in (self.fault_code, self.maintenance_code):
             return False
         rng = self.streams["states"]
         start_state = rng.bit_generator.state
-        plan = operator.plan(rng, now, PLANNED_DECISIONS)
+        count = self._planned
+        plan = operator.plan(rng, now, self.state, count)
         rng.bit_generator.state = start_state
         # Each state is entered when the last one ends: ends are a running sum.
         times = np.add.accumulate(np.concatenate(([now], plan.seconds)))
         taken, budgets = self._uninterrupted(plan, times, until)
+        self._planned = min(max(2 * taken, FEWEST_PLANNED), MOST_PLANNED)
         if taken == 0:
             return False
-        assert isinstance(operator, DwellStates | CycleStates)
         operator.commit(rng, plan, taken)
         starts, ends = times[:taken].tolist(), times[1 : taken + 1].tolist()
-        fault, instrument, nan = self.fault, self.instrument, math.nan
+        fault, instrument = self.fault, self.instrument
+        demands = repeat(math.nan) if plan.demands is None else plan.demands
         self.segments.extend(
             map(
                 Segment,
@@ -249,7 +253,8 @@ class Timeline:
                 plan.states,
                 starts,
                 ends,
-                *map(repeat, (nan, fault, instrument)),
+                demands,
+                *map(repeat, (fault, instrument)),
             )
         )
         onset, instrument_budget, operating = (b.tolist() for b in budgets)
@@ -258,7 +263,7 @@ class Timeline:
         self.instrument_budget = instrument_budget[taken]
         self.operating_seconds = operating[taken]
         self.state, self.state_start, self.state_end = plan.states[taken - 1], starts[-1], ends[-1]
-        self.demand = nan
+        self.demand = math.nan if plan.demands is None else plan.demands[taken - 1]
         self.now = ends[-1]
         return True
 
