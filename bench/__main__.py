@@ -56,7 +56,14 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         return [
             f"| backfill, one node | {r['backfill_rows_per_s']:,} rows/s | raw SQLite insert "
             f"ceiling {r['ceiling_rows_per_s']:,} rows/s (same schema, pragmas, batch) | "
-            f"ratio **{r['ratio']}** (target ≥ {r['target_ratio']}) |"
+            f"ratio **{r['ratio']}** (target ≥ {r['target_ratio']}) "
+            f"{'met' if r['ratio'] >= r['target_ratio'] else 'NOT met'}"
+            + (
+                f"; by CPU time {r['cpu_ratio']}, host idle {r['host_idle_share']:.0%}"
+                if "cpu_ratio" in r
+                else ""
+            )
+            + " |"
         ]
     if name == "equipment":
         lead, d = r["models"][0], r["density"]
