@@ -148,11 +148,10 @@ class Block:
             )
             times, values, kinds = times[keep], values[keep], kinds[keep]
             labels = list(compress(labels, keep.tolist()))
-        stamps = np.datetime_as_string(times.astype("datetime64[us]"), unit="us", timezone="UTC")
         flags = (kinds > 0).astype(np.int64).tolist()
         return iter(
             zip(
-                stamps.tolist(),
+                iso_utc(times),
                 [label.sensor_id for label in labels],
                 values[:, 0].tolist(),
                 values[:, 1].tolist(),
