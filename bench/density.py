@@ -120,6 +120,7 @@ def run(
         if types
         else ("sensor_readings",)
     )
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_identities(work / "ids", sensors, types)
@@ -165,6 +166,9 @@ def run(
         "newest_row_lag_p50_s": rounded(percentile(steady_lags, 0.5)),
         "newest_row_lag_p95_s": rounded(percentile(steady_lags, 0.95)),
         "newest_row_lag_max_s": rounded(max(steady_lags) if steady_lags else None),
+        # The host's 1-minute load average before and after: on a shared machine, a node
+        # that gets a fraction of a core falls behind whatever its own cost.
+        "host_load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
 
 
@@ -205,6 +209,7 @@ def main() -> None:
             row["notes"] = f"shortened run: {seconds} s (full: {FULL_SECONDS} s)"
         print(line("one shared file", row))
         rows.append(row)
+    rows = _with_earlier_rows(rows, options.out) if not options.smoke else rows
     result = rows[0]
     if len(rows) > 1:
         result["more_sensors"] = rows[1:]
@@ -234,29 +239,54 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
+def _earlier(out: Path | None) -> dict[str, Any]:
+    try:
+        earlier = json.loads((out or RESULTS / "density.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return earlier if isinstance(earlier, dict) else {}
+
+
+def _measured_note(row: dict[str, Any], measured: str) -> dict[str, Any]:
+    if f"measured {measured}" not in row.get("notes", ""):
+        parts = [row.get("notes", ""), f"measured {measured}"]
+        row["notes"] = "; ".join(part for part in parts if part)
+    return row
+
+
+def _with_earlier_rows(rows: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+    """This run's rows and, for sensor counts it did not run, the earlier file's rows
+    (marked with when they were measured), fewest sensors first."""
+    earlier = _earlier(out)
+    measured = str(earlier.get("measured_at", "?"))[:10]
+    main = {k: v for k, v in earlier.items() if k not in _FILE_KEYS}
+    kept = [main, *earlier.get("more_sensors", [])] if "sensors" in main else []
+    ran = {row["sensors"] for row in rows}
+    rows = rows + [_measured_note(row, measured) for row in kept if row["sensors"] not in ran]
+    return sorted(rows, key=lambda row: int(row["sensors"]))
+
+
+# Keys of the results file that are not a row's own.
+_FILE_KEYS = ("benchmark", "measured_at", "machine", "more_sensors", "per_sensor_files")
+
+
 def _earlier_files_row(out: Path | None) -> dict[str, Any] | None:
     """The per-sensor-files row of the results file this run replaces, marked with when it
     was measured: a run that skips it keeps it rather than dropping it from the table."""
-    path = out or RESULTS / "density.json"
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    earlier = _earlier(out)
     row = earlier.get("per_sensor_files")
     if not isinstance(row, dict):
         return None
-    measured = str(earlier.get("measured_at", "?"))[:10]
-    if f"measured {measured}" not in row.get("notes", ""):
-        shortened = (row.get("sensors"), row.get("seconds")) != (FULL_FILES, FULL_SECONDS)
+    if (row.get("sensors"), row.get("seconds")) != (
+        FULL_FILES,
+        FULL_SECONDS,
+    ) and "shortened" not in row.get("notes", ""):
         said = (
             f"shortened run: {row.get('sensors', 0):,} per-sensor files for "
-            f"{row.get('seconds')} s (full: {FULL_FILES:,} for {FULL_SECONDS} s); "
-            if shortened and "shortened" not in row.get("notes", "")
-            else ""
+            f"{row.get('seconds')} s (full: {FULL_FILES:,} for {FULL_SECONDS} s)"
         )
-        parts = [said.rstrip("; "), row.get("notes", ""), f"measured {measured}"]
-        row["notes"] = "; ".join(part for part in parts if part)
-    return row
+        row["notes"] = "; ".join(part for part in [said, row.get("notes", "")] if part)
+    return _measured_note(row, str(earlier.get("measured_at", "?"))[:10])
 
 
 def line(mode: str, result: dict[str, Any]) -> str:
