@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..report.sources import open_readonly
-from .columns import TextColumn, concat, from_strings, split_joined
+from .columns import Ints, TextColumn, concat, from_strings, split_joined
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -304,10 +305,10 @@ def _read_csv(data: bytes, wanted: Sequence[str], label: str) -> Columns:
         data = data[3:]
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
-    data = data.rstrip(b"\n")
-    header_end = data.find(b"\n")
-    header_bytes = data if header_end < 0 else data[:header_end]
-    body = b"" if header_end < 0 else data[header_end + 1 :]
+    end = _without_final_newlines(data)
+    header_end = data.find(b"\n", 0, end)
+    header_bytes = data[:end] if header_end < 0 else data[:header_end]
+    body_start = end if header_end < 0 else header_end + 1
     try:
         header = next(csv.reader([header_bytes.decode("utf-8")]))
     except (UnicodeDecodeError, StopIteration):
@@ -316,27 +317,60 @@ def _read_csv(data: bytes, wanted: Sequence[str], label: str) -> Columns:
     if not names or names == ("",):
         raise TableError("empty file; expected a header line naming the columns")
     present = [c for c in wanted if c in names]
-    if b'"' in body:
-        return _read_csv_quoted(body, names, present, label)
+    if data.find(b'"', body_start, end) >= 0:
+        return _read_csv_quoted(data[body_start:end], names, present, label)
     width = len(names)
-    buffer = np.frombuffer(body + b"\n", dtype=np.uint8) if body else np.zeros(0, np.uint8)
-    delimiters = np.flatnonzero((buffer == ord(",")) | (buffer == ord("\n")))
+    # The body and the newline after it, without copying the file's bytes.
+    if body_start >= end:
+        buffer = np.zeros(0, np.uint8)
+    elif end < len(data):
+        buffer = np.frombuffer(data, np.uint8, count=end + 1 - body_start, offset=body_start)
+    else:
+        buffer = np.frombuffer(data[body_start:] + b"\n", np.uint8)
+    delimiters = _delimiters(buffer)
     rows = len(delimiters) // width
     line_ends = delimiters[width - 1 :: width] if width else delimiters
     if len(delimiters) % width or not (buffer[line_ends] == ord("\n")).all():
         raise TableError(_ragged(buffer, width))
     ends = delimiters.reshape(rows, width)
-    starts = np.empty_like(ends)
-    starts[:, 1:] = ends[:, :-1] + 1
-    starts[:, 0] = 0
-    starts[1:, 0] = ends[:-1, -1] + 1
-    spaced = b" " in body  # most files have none: then no value needs stripping
+    spaced = data.find(b" ", body_start, end) >= 0  # mostly none: then nothing to strip
     values = {}
     for column in present:
         index = names.index(column)
-        value = TextColumn(buffer, starts[:, index], ends[:, index])
+        if index:
+            starts = ends[:, index - 1] + 1
+        else:
+            starts = np.zeros(rows, dtype=np.int64)
+            starts[1:] = ends[:-1, -1] + 1
+        value = TextColumn(buffer, starts, np.ascontiguousarray(ends[:, index]))
         values[column] = _stripped(value) if spaced else value
     return Columns(label, rows, values, names)
+
+
+def _without_final_newlines(data: bytes) -> int:
+    """The length of ``data`` without the newlines it ends with (``rstrip`` copies)."""
+    end = len(data)
+    while end and data[end - 1] == ord("\n"):
+        step = min(end, 4096)
+        tail = data[end - step : end].rstrip(b"\n")
+        end -= step - len(tail)
+        if tail:
+            break
+    return end
+
+
+DELIMITER_BLOCK = 1 << 22  # bytes: the block's temporary masks stay in the cache
+
+
+def _delimiters(buffer: NDArray[np.uint8]) -> Ints:
+    """Positions of every comma and newline, a block at a time."""
+    found = []
+    for first in range(0, len(buffer), DELIMITER_BLOCK):
+        block = buffer[first : first + DELIMITER_BLOCK]
+        mask = block == ord(",")
+        mask |= block == ord("\n")
+        found.append(np.flatnonzero(mask) + first)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _stripped(column: TextColumn) -> TextColumn:
