@@ -27,6 +27,7 @@ import pytest
 from conftest import ROOT, clean_env, run_main, write_config
 
 from sensorfleet.node.layout import ChannelColumn, equipment_layout, truth_schema_sql
+from sensorfleet.score import tables
 from sensorfleet.score.evaluate import ScoreOptions
 from sensorfleet.score.pipeline import ScoreRequest, score_detectors
 from sensorfleet.score.render import render_json
@@ -252,3 +253,16 @@ def test_formats_score_alike(cases: Path, names: tuple[str, ...]) -> None:
         for entry in result.get("detectors", []):
             entry.pop("detector", None)
     assert all(r == results[0] for r in results[1:])
+
+
+@pytest.mark.parametrize("name", ["node-sqlite", "central-csv", "hidden-node-csv"])
+def test_same_json_read_in_small_slices(
+    cases: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables read a few thousand rows at a time, by several threads at once, in one
+    thread, score as when read in one piece."""
+    monkeypatch.setattr(tables, "ROWS_PER_QUERY", 2_345)
+    golden = json.loads((GOLDEN / f"{name}.json").read_text())
+    assert scored(cases, name) == golden
+    monkeypatch.setattr(tables, "reader_threads", lambda: 1)
+    assert scored(cases, name) == golden

@@ -13,8 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,33 +178,91 @@ def sqlite_chunks(
         for c in dense
     )
     query = f'SELECT count(*){aggregates} FROM "{table}" WHERE rowid BETWEEN ? AND ?'
+
+    def read_slice(reader: sqlite3.Connection, first: int, last: int) -> Columns:
+        arguments = (*([_SEPARATOR] * len(dense)), first, last)
+        found = reader.execute(query, arguments).fetchone()
+        count = int(found[0])
+        values: dict[str, TextColumn | None] = {}
+        for index, column in enumerate(dense):
+            filled, text = found[1 + 2 * index], found[2 + 2 * index]
+            if count == 0:
+                values[column] = from_strings([])
+            elif filled == count:
+                values[column] = split_joined(text, ord(_SEPARATOR), count)
+            else:  # group_concat skips NULLs: place the others by rowid
+                where = f"{_quoted(column)} IS NOT NULL"
+                values.update(_sparse(reader, table, [column], where, first, last, count))
+        for condition, columns in conditions.items():
+            values.update(_sparse(reader, table, columns, condition, first, last, count))
+        filled_in = {
+            c: v if v is not None else _column_slowly(reader, table, c, first, last)
+            for c, v in values.items()  # None: the separator inside a value
+        }
+        return Columns(label, count, {c: filled_in[c] for c in present}, names)
+
+    slices = [
+        (first, min(high, first + ROWS_PER_QUERY - 1))
+        for first in range(low, high + 1, ROWS_PER_QUERY)
+    ]
+    file = _file_of(conn)
+    if file is not None and len(slices) > 1 and reader_threads() > 1:
+        yield from _in_parallel(file, slices, read_slice)
+        return
     factory = conn.text_factory
     conn.text_factory = bytes  # the joined text stays bytes: no decoding and re-encoding
     try:
-        for first in range(low, high + 1, ROWS_PER_QUERY):
-            last = min(high, first + ROWS_PER_QUERY - 1)
-            arguments = (*([_SEPARATOR] * len(dense)), first, last)
-            found = conn.execute(query, arguments).fetchone()
-            count = int(found[0])
-            values: dict[str, TextColumn | None] = {}
-            for index, column in enumerate(dense):
-                filled, text = found[1 + 2 * index], found[2 + 2 * index]
-                if count == 0:
-                    values[column] = from_strings([])
-                elif filled == count:
-                    values[column] = split_joined(text, ord(_SEPARATOR), count)
-                else:  # group_concat skips NULLs: place the others by rowid
-                    where = f"{_quoted(column)} IS NOT NULL"
-                    values.update(_sparse(conn, table, [column], where, first, last, count))
-            for condition, columns in conditions.items():
-                values.update(_sparse(conn, table, columns, condition, first, last, count))
-            filled_in = {
-                c: v if v is not None else _column_slowly(conn, table, c, first, last)
-                for c, v in values.items()  # None: the separator inside a value
-            }
-            yield Columns(label, count, {c: filled_in[c] for c in present}, names)
+        for first, last in slices:
+            yield read_slice(conn, first, last)
     finally:
         conn.text_factory = factory
+
+
+def reader_threads() -> int:
+    """Threads reading an SQLite table at once: one per core this process may use (SQLite
+    runs a query without holding Python's lock), at most four."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def _file_of(conn: sqlite3.Connection) -> Path | None:
+    """The file of the connection's main database; None for one in memory."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return Path(file) if file else None
+    return None
+
+
+def _in_parallel(
+    file: Path,
+    slices: Sequence[tuple[int, int]],
+    read_slice: Callable[[sqlite3.Connection, int, int], Columns],
+) -> Iterator[Columns]:
+    """``read_slice`` over every slice of rowids, by several threads, each with its own
+    read-only connection; the slices come back in order."""
+    local = threading.local()
+    opened: list[sqlite3.Connection] = []
+    lock = threading.Lock()
+
+    def work(bounds: tuple[int, int]) -> Columns:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = open_readonly(file)
+            conn.text_factory = bytes
+            local.conn = conn
+            with lock:
+                opened.append(conn)
+        return read_slice(conn, *bounds)
+
+    try:
+        with ThreadPoolExecutor(reader_threads(), thread_name_prefix="score-sqlite") as pool:
+            yield from pool.map(work, slices)
+    finally:
+        for conn in opened:
+            conn.close()
 
 
 def _quoted(name: str) -> str:
