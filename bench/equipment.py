@@ -16,14 +16,18 @@ apart, newest-row lag, cores).
                               (default: every built-in model; --smoke: the four
                               reference models)
                               [--sensors 1000] [--seconds 300] [--smoke]
+                              [--backfill-only]  (keeps the stored live-density figures)
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from sensorfleet import logs
 from sensorfleet.equipment.catalogue import Catalogue, load_catalogue
@@ -35,7 +39,7 @@ from sensorfleet.node.machine import EquipmentGenerator, MachineSettings
 from sensorfleet.node.store import Store, TableRows
 
 from . import density
-from ._common import median, parser, save, timed
+from ._common import RESULTS, median, parser, save, timed
 from .backfill import conditions
 
 START = 1_700_000_000.0
@@ -67,8 +71,9 @@ def ceiling(path: Path, rows: int, settings: MachineSettings) -> float:
 
 def ours(path: Path, rows: int, settings: MachineSettings, catalogue: Catalogue) -> float:
     """Seconds for the node's real backfill path to write ``rows`` readings of the model."""
-    config = settings.config.model_copy(
-        update={"database": settings.config.database.model_copy(update={"path": str(path)})}
+    config = msgspec.structs.replace(
+        settings.config,
+        database=msgspec.structs.replace(settings.config.database, path=str(path)),
     )
     sensors = build_sensors(config, [(None, settings.identity)], 1, START, catalogue)
     loop = NodeLoop(config, sensors, ManualClock(START))
@@ -82,7 +87,7 @@ def measure(
     model: str, rows: int, rounds: int, config: Config, catalogue: Catalogue, tmp: Path
 ) -> dict[str, Any]:
     identity = build_identity({**DEFAULT_IDENTITY, "id": f"{model}-bench"}, "bench", {})
-    identity = identity.model_copy(update={"type": model})
+    identity = msgspec.structs.replace(identity, type=model)
     settings = MachineSettings.resolve(config, identity, catalogue)
     ceiling_s, ours_s = [], []
     for i in range(rounds):
@@ -116,6 +121,18 @@ def run(types: list[str], rows: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def _stored_density(out: Path | None) -> dict[str, Any]:
+    """The live-density figures of the stored result, marked with when they were measured."""
+    path = out or RESULTS / "equipment.json"
+    try:
+        stored = json.loads(path.read_text())
+        kept: dict[str, Any] = stored["density"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"{path}: no stored density figures to keep ({exc})") from None
+    kept.setdefault("measured_at", stored.get("measured_at"))
+    return kept
+
+
 def main() -> None:
     args = parser(__doc__ or "")
     args.add_argument("--rows", type=int, default=200_000)
@@ -125,16 +142,22 @@ def main() -> None:
     )
     args.add_argument("--sensors", type=int, default=1_000, help="machines in the live run")
     args.add_argument("--seconds", type=int, default=300, help="length of the live run")
+    args.add_argument(
+        "--backfill-only",
+        action="store_true",
+        help="measure the backfill rows only; the live-density figures stay as stored",
+    )
     options = args.parse_args()
     types = [t for t in options.types.split(",") if t] or (
         list(TYPES) if options.smoke else list(load_catalogue().names())
     )
     rows, rounds = (20_000, 1) if options.smoke else (options.rows, options.rounds)
     sensors, seconds = (40, 6) if options.smoke else (options.sensors, options.seconds)
+    stored = _stored_density(options.out) if options.backfill_only else None
     result = run(types, rows, rounds)
     mix = ",".join(f"{t}=1" for t in types)
-    result["density"] = density.run(sensors, seconds, types=mix)
-    if not options.smoke and (sensors, seconds) != (1_000, 300):
+    result["density"] = stored or density.run(sensors, seconds, types=mix)
+    if stored is None and not options.smoke and (sensors, seconds) != (1_000, 300):
         # A shortened run (a shared machine) says so in the file the README table reads.
         result["density"]["notes"] = (
             f"shortened run: {sensors:,} machines for {seconds} s (full: 1,000 for 300 s)"

@@ -13,8 +13,11 @@ and hot reload on, a log file) until stopped. Read from ``/proc`` while it runs:
 Beside it, in the same run: the peak RSS of the interpreter alone, of the
 interpreter importing numpy (the core's fixed floor), and of the interpreter
 importing the node's code (what ``sensorfleet run`` loads before its first
-reading). Also, the same node as the image runs it (``IMAGE_ENV``: -OO) and with
-glibc's malloc arenas capped (``VARIANTS``).
+reading). Also, the same node as the image runs it (``IMAGE_ENV``: -OO), with
+glibc's malloc arenas capped, and with asyncio loaded as before the node deferred
+it (``VARIANTS``). Then where the memory goes: RSS after each import of the node's
+in one interpreter (``IMPORT_STEPS``), and the validation libraries side by side,
+each validating a one-field model (``LIBRARY_PROBES``).
 
     python -m bench.footprint [--seconds 60] [--smoke]
 """
@@ -53,6 +56,52 @@ VARIANTS: dict[str, dict[str, str]] = {
     "image_settings": IMAGE_ENV,
     # glibc's malloc arenas capped (threads otherwise get arenas of their own).
     "malloc_arena_max_2": {"MALLOC_ARENA_MAX": "2"},
+    # asyncio imported before the node starts, as structlog did before the node deferred
+    # it (sensorfleet._deferred): what that saves. The same for http.client's ssl.
+    "with_asyncio": {},
+    "with_ssl": {},
+    # OpenSSL's hashes refused, so hashlib and hmac use Python's own (measured, not done:
+    # the first /metrics scrape loads OpenSSL's libcrypto through ssl all the same).
+    "without_openssl_hashes": {},
+}
+# Code a variant's interpreter runs before it runs the node.
+PRELOAD: dict[str, str] = {
+    "with_asyncio": "import asyncio",
+    "with_ssl": "import ssl",
+    "without_openssl_hashes": "sys.modules['_hashlib'] = None",
+}
+
+# The node's imports in the order a node meets them, one interpreter, RSS after each.
+IMPORT_STEPS: tuple[tuple[str, str], ...] = (
+    ("sqlite3", "import sqlite3"),
+    ("yaml", "import yaml"),
+    ("numpy", "import numpy"),
+    ("numpy.random", "import numpy.random"),
+    ("msgspec", "import msgspec"),
+    (
+        "structlog (asyncio deferred)",
+        "from sensorfleet._deferred import deferring\nwith deferring('asyncio'): import structlog",
+    ),
+    ("tenacity", "import tenacity"),
+    ("watchdog.observers", "import watchdog.observers"),
+    (
+        "http.server (ssl deferred)",
+        "from sensorfleet._deferred import deferring\nwith deferring('ssl'): import http.server",
+    ),
+    ("sensorfleet.node.config", "import sensorfleet.node.config"),
+    ("the rest of the node's code", "import sensorfleet.cli.run, sensorfleet.run"),
+)
+_ONE_FIELD = "class One({base}):\n    value: int\n"
+# Validation libraries, each in its own interpreter, validating a one-field model.
+LIBRARY_PROBES: dict[str, str] = {
+    "pydantic": "import pydantic\n"
+    + _ONE_FIELD.format(base="pydantic.BaseModel")
+    + "One.model_validate({'value': 1})",
+    "msgspec": "import msgspec\n"
+    + _ONE_FIELD.format(base="msgspec.Struct, forbid_unknown_fields=True")
+    + "msgspec.convert({'value': 1}, One)",
+    "asyncio": "import asyncio",
+    "structlog": "import structlog",
 }
 
 
@@ -121,7 +170,33 @@ def peak_rss_of(code: str) -> float:
     return int(out) / 1024
 
 
-def measure_node(seconds: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+def import_steps() -> list[dict[str, Any]]:
+    """RSS after each of ``IMPORT_STEPS`` in one interpreter, and what each added."""
+    rss = "open('/proc/self/status').read().split('VmRSS:')[1].split()[0]"
+    lines = [f"print('(interpreter)', {rss})"]
+    for name, code in IMPORT_STEPS:
+        lines += [code, f"print({name!r}, {rss})"]
+    out = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    steps: list[dict[str, Any]] = []
+    before: float | None = None
+    for line in out.splitlines():
+        name, _, kb = line.rpartition(" ")
+        after = int(kb) / 1024
+        added = None if before is None else round(after - before, 1)
+        steps.append({"import": name, "adds_mb": added, "rss_after_mb": round(after, 1)})
+        before = after
+    return steps
+
+
+def measure_node(
+    seconds: float, env: dict[str, str] | None = None, preload: str | None = None
+) -> dict[str, Any]:
     """Start a node on the default config, measure it idle, probe it, stop it."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -134,8 +209,11 @@ def measure_node(seconds: float, env: dict[str, str] | None = None) -> dict[str,
             "MONITORING_PORT": str(port),
             **(env or {}),
         }
+        launch = [str(MAIN)]
+        if preload:
+            launch = ["-c", _PRELOADED.format(preload), str(MAIN)]
         proc = subprocess.Popen(
-            [sys.executable, str(MAIN), "--run-time", "0", "--seed", "1"],
+            [sys.executable, *launch, "--run-time", "0", "--seed", "1"],
             cwd=work,
             env=environment,
             stdout=subprocess.DEVNULL,
@@ -186,12 +264,21 @@ def measure_node(seconds: float, env: dict[str, str] | None = None) -> dict[str,
     }
 
 
+# Runs some code, then main.py (argv[1]) as the node's entry point.
+_PRELOADED = (
+    "import runpy, sys; {}; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
 def run(seconds: float) -> dict[str, Any]:
     node = measure_node(seconds)
     # Writes the .opt-2.pyc files of every module a node loads (where writable), so the
     # image_settings variant does not measure compiling at start.
     measure_node(1, {"PYTHONOPTIMIZE": "2"})
-    variants = {name: measure_node(seconds, env) for name, env in VARIANTS.items()}
+    variants = {
+        name: measure_node(seconds, env, PRELOAD.get(name)) for name, env in VARIANTS.items()
+    }
     return {
         "readings_per_second": 1,
         "seconds": seconds,
@@ -201,7 +288,14 @@ def run(seconds: float) -> dict[str, Any]:
         "interpreter_with_numpy_rss_mb": round(peak_rss_of("import numpy, numpy.random"), 1),
         "interpreter_with_imports_rss_mb": round(peak_rss_of("import sensorfleet.cli.run"), 1),
         "target_peak_rss_mb": 40,
-        "variants": {name: {"env": VARIANTS[name], **result} for name, result in variants.items()},
+        "variants": {
+            name: {"env": VARIANTS[name], "preload": PRELOAD.get(name), **result}
+            for name, result in variants.items()
+        },
+        "import_steps": import_steps(),
+        "interpreter_with_library_rss_mb": {
+            name: round(peak_rss_of(code), 1) for name, code in LIBRARY_PROBES.items()
+        },
     }
 
 

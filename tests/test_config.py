@@ -194,3 +194,56 @@ def test_environment_overrides_identity_fields(tmp_path: Path) -> None:
     )
     identity = load_identity(str(path), {"id": "CUSTOM001", "location": "Custom Location"})
     assert (identity.id, identity.location) == ("CUSTOM001", "Custom Location")
+
+
+def test_problems_inside_lists_and_tables_name_the_entry() -> None:
+    """A bad list item or profile entry is reported at its index or key, all at once."""
+    assert problems(
+        {
+            "opcua": {"security_policies": ["None", "Bogus"]},
+            "profiles": {"firmware": {"1.5": {"noise_factor": "loud"}}},
+        }
+    ) == [
+        "config.yaml: opcua.security_policies[1]: must be one of 'None', "
+        "'Basic256Sha256_Sign' or 'Basic256Sha256_SignAndEncrypt' (got 'Bogus')",
+        "config.yaml: profiles.firmware.1.5.noise_factor: expected a number (got 'loud')",
+    ]
+
+
+def test_numbers_written_as_text_are_read_as_numbers() -> None:
+    """YAML reads 1.0e3 (no sign in the exponent) as text; it still counts as a number."""
+    config = build_config(
+        {"simulation": {"readings_per_second": "1.0e3", "seed": 7.0}}, "config.yaml"
+    )
+    assert config.simulation.readings_per_second == 1000.0
+    assert config.simulation.seed == 7 and isinstance(config.simulation.seed, int)
+    assert problems({"simulation": {"seed": 7.5}}) == [
+        "config.yaml: simulation.seed: expected a whole number (got 7.5)"
+    ]
+
+
+def test_secrets_are_kept_but_never_shown() -> None:
+    """Token and password are usable, masked in repr, and a fingerprint in the config hash."""
+    config = build_config(
+        {
+            "monitoring": {"token": "s3cret-token"},
+            "opcua": {"username": "op", "password": 1234},
+        },
+        "config.yaml",
+    )
+    assert config.monitoring.token is not None
+    assert config.monitoring.token.get_secret_value() == "s3cret-token"
+    assert config.opcua.password is not None
+    assert config.opcua.password.get_secret_value() == "1234"
+    assert "s3cret-token" not in repr(config) and "1234" not in repr(config)
+    other = build_config({"monitoring": {"token": "another-token"}}, "config.yaml")
+    assert config.digest() != other.digest()
+
+
+def test_identity_labels_are_trimmed_and_must_not_be_blank() -> None:
+    """Surrounding spaces go; a label of spaces only is refused with its key."""
+    identity = build_identity({**DEFAULT_IDENTITY, "location": "  Hall 3 "}, "id.json", {})
+    assert identity.location == "Hall 3"
+    with pytest.raises(InputError) as caught:
+        build_identity({**DEFAULT_IDENTITY, "model": "   "}, "id.json", {})
+    assert caught.value.problems == ["id.json: model: must have at least 1 character (got '')"]

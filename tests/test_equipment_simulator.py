@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import BUILT_IN_MODELS
 from equipment_helpers import MONDAY, model, simulator
 
 from sensorfleet.equipment import EquipmentBlock, EquipmentSimulator, build_catalogue
+from sensorfleet.equipment.calendar import Calendar
+from sensorfleet.equipment.channels import _recurrence
+from sensorfleet.equipment.timeline import Timeline
 
 LABELS = (
     "timestamps_us",
@@ -30,9 +34,11 @@ def assert_same(first: EquipmentBlock, second: EquipmentBlock) -> None:
 
 
 def tripping_fault(name: str) -> str:
-    """The first fault of ``name`` that trips the machine (progressive, or a tripping step)."""
+    """The first fault of ``name`` that trips the machine (progressive, or a tripping step);
+    its first machine fault when none trips."""
     spec = model(name).spec
-    return next(f for f, fault in spec.faults.items() if fault.progression != "step" or fault.trips)
+    tripping = (f for f, fault in spec.faults.items() if fault.progression != "step" or fault.trips)
+    return next(tripping, model(name).machine_faults[0])
 
 
 def run_in_blocks(name: str, sizes: list[int], force_at: int, count: int) -> EquipmentBlock:
@@ -265,3 +271,69 @@ def test_a_formula_that_divides_by_zero_gives_no_reading_and_no_lasting_nan() ->
     assert not missing[rpm > 1].any()
     counts = block.channels["odd_count"]
     assert not np.isnan(counts).any() and counts[-1] > 0
+
+
+def run_keeping_segments(name: str, sizes: list[int], force_at: int, count: int) -> tuple:
+    """``run_in_blocks``'s readings and every segment of the run (none dropped), as values."""
+    sims: list[EquipmentSimulator] = []
+    original = EquipmentSimulator.__init__
+
+    def keep(self: EquipmentSimulator, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        sims.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EquipmentSimulator, "__init__", keep)
+        patch.setattr(Timeline, "drop_before", lambda self, instant: None)
+        block = run_in_blocks(name, sizes, force_at, count)
+    segments = [
+        (s.start, s.end, s.state, s.state_start, s.state_end, s.demand, s.fault, s.instrument)
+        for s in sims[0].timeline.segments
+    ]
+    starts = [s.x0.tolist() for s in sims[0].timeline.segments if s.x0 is not None]
+    return block, segments, starts
+
+
+@pytest.mark.parametrize("name", BUILT_IN_MODELS)
+def test_runs_of_states_in_bulk_match_the_event_by_event_loop(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking plain state changes many at a time gives the loop's segments, to the last
+    bit of every time and channel start value, and so its readings: random faults, a
+    forced fault, trips, service and instrument faults included."""
+    count, force_at = 20_000, 3_000
+    sizes = np.random.default_rng(5).integers(1, 4_000, size=count).tolist()
+    bulk, bulk_segments, bulk_starts = run_keeping_segments(name, sizes, force_at, count)
+    monkeypatch.setattr(Timeline, "_run_of_states", lambda self, until: False)
+    loop, loop_segments, loop_starts = run_keeping_segments(name, sizes, force_at, count)
+    assert_same(bulk, loop)
+    assert len(bulk_segments) == len(loop_segments) > 10
+    assert bulk_segments == loop_segments  # NaN demands are the same object: math.nan
+    assert bulk_starts == loop_starts
+
+
+@pytest.mark.parametrize("name", BUILT_IN_MODELS)
+def test_production_of_many_instants_is_the_one_of_each(name: str) -> None:
+    """The vectorised production factor equals the scalar one at every instant, across
+    shift changes, midnights and weekends, in any time zone."""
+    spec = model(name).spec
+    instants = MONDAY + np.random.default_rng(9).uniform(-3 * 86_400, 10 * 86_400, 50_000)
+    instants = np.concatenate([instants, MONDAY + 60.0 * np.arange(-1440, 8 * 1440)])
+    for offset in (0.0, 5.5, -8.0):
+        calendar = Calendar(spec.schedule, spec.climate, offset)
+        expected = [calendar.production_at(instant) for instant in instants.tolist()]
+        assert calendar.production_many(instants).tolist() == expected
+
+
+@pytest.mark.parametrize("largest_decay", [0.0, 1e-6, 0.05, 0.2, 0.9, 1.0])
+def test_the_start_value_recurrence_is_the_step_by_step_one(largest_decay: float) -> None:
+    """Solved by whole-array passes (fast channels) or step by step (slow ones), every
+    segment's start value is the formula's, applied one segment after the other."""
+    rng = np.random.default_rng(int(largest_decay * 1000))
+    levels = rng.choice([0.0, 25.0, 110.0, 190.0, -3.5], 5_000) + rng.normal(0, 1e-3, 5_000)
+    decays = rng.uniform(0, largest_decay, 5_000)
+    expected, value = [40.0], 40.0
+    for level, decay in zip(levels.tolist(), decays.tolist(), strict=True):
+        value = level + (value - level) * decay
+        expected.append(value)
+    assert list(np.asarray(_recurrence(40.0, levels, decays)).tolist()) == expected

@@ -33,6 +33,19 @@ NOT_LOADED = (
     "sensorfleet.cli.sync",
     "sensorfleet.cli.identities",
     "difflib",
+    # The settings are msgspec structs: pydantic (10 MB with its schema builder) is for
+    # the equipment catalogue and site files only.
+    "pydantic",
+    "pydantic_core",
+    "sensorfleet.equipment",
+    "importlib.metadata",
+    # structlog's asyncio and http.client's ssl are deferred until used (sensorfleet._deferred);
+    # only the OPC UA face runs an event loop, nothing in a node makes an HTTPS connection.
+    "asyncio",
+    "_asyncio",
+    "ssl",
+    "_ssl",
+    "sensorfleet.edges.faces.base",
 )
 
 
@@ -101,3 +114,35 @@ def test_numpy_starts_no_blas_threads() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "1 True"
+
+
+# In a fresh interpreter: structlog imported with asyncio deferred, then asyncio used.
+DEFERRED_ASYNCIO = """
+import sys
+from sensorfleet._deferred import deferring
+with deferring("asyncio"):
+    import structlog
+loaded_early = "asyncio" in sys.modules
+import asyncio
+real = structlog.stdlib.asyncio.get_running_loop is asyncio.get_running_loop
+
+async def log_from_a_loop():
+    await structlog.get_logger("x").ainfo("from a loop")
+
+asyncio.run(log_from_a_loop())
+print(loaded_early, real, sys.modules["asyncio"] is asyncio)
+"""
+
+
+def test_deferred_asyncio_is_the_real_module_once_used() -> None:
+    """structlog imported with asyncio deferred loads no asyncio, and its async logging works."""
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED_ASYNCIO],
+        env={**clean_env(), "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "from a loop" in done.stdout  # logged through the real event loop
+    assert done.stdout.splitlines()[-1].split() == ["False", "True", "True"]

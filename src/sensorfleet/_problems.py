@@ -1,7 +1,9 @@
-"""Turn parse and validation failures into one readable line per problem.
+"""Read the node's files and turn parse failures into one readable line per problem.
 
-Shared by every file the node reads (config, identity) so that all of them
+Shared by every file the node reads (config, identity, catalogues) so that all of them
 report mistakes the same way: ``file: key.path: what was expected (got value)``.
+Validation is ``_schema`` (msgspec, the node's settings) or ``_pydantic`` (equipment
+catalogues and site files, which a classic node never loads).
 """
 
 from __future__ import annotations
@@ -10,50 +12,16 @@ import json
 import math
 import os
 import stat
-import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from .errors import InputError
 
 MAX_DEPTH = 64  # levels of nesting a config or identity file may have
 MAX_VALUES = 1_000_000  # values after expanding YAML aliases
 MAX_FILE_BYTES = 16 * 2**20
-
-
-def _flat_types(annotation: Any) -> set[Any]:
-    found = {annotation}
-    for arg in typing.get_args(annotation):
-        found |= _flat_types(arg)
-    return found
-
-
-def refuse_bool_as_number(model: type[BaseModel], field: str | None, value: Any) -> Any:
-    """Reject ``true``/``false`` where a number is expected (pydantic would take it as 1/0).
-
-    Used as a ``mode="before"`` validator on every field of the settings models.
-    """
-    if field is None:
-        return value
-    annotation = model.model_fields[field].annotation
-    types = _flat_types(annotation)
-    if bool in types or Any in types:
-        return value
-    numeric = bool(types & {int, float})
-    if isinstance(value, bool) and numeric:
-        return _bool_problem(value)
-    if isinstance(value, dict) and numeric:
-        for key, item in value.items():
-            if isinstance(item, bool):
-                return _bool_problem(item, f"{key}: ")
-    return value
-
-
-def _bool_problem(value: bool, where: str = "") -> Any:
-    raise ValueError(f"{where}expected a number, not true or false (got {str(value).lower()})")
 
 
 def not_regular_file(mode: int) -> str:
@@ -67,81 +35,14 @@ def not_regular_file(mode: int) -> str:
     return "is not a regular file"
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
     text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """Field names valid at ``loc`` (used to suggest a fix for a typo)."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int) and typing.get_origin(current) is list:
-            current = typing.get_args(current)[0]  # an item of a list of models
-            continue
-        fields = getattr(current, "model_fields", None)
-        if fields is None or not isinstance(part, str) or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        is_list = typing.get_origin(annotation) is list
-        current = annotation if isinstance(annotation, type) or is_list else None
-    fields = getattr(current, "model_fields", None)
-    return list(fields) if fields else []
-
-
-_TYPE_MESSAGES = {
-    "float_parsing": "expected a number",
-    "float_type": "expected a number",
-    "int_parsing": "expected a whole number",
-    "int_type": "expected a whole number",
-    "int_from_float": "expected a whole number",
-    "bool_parsing": "expected true or false",
-    "bool_type": "expected true or false",
-    "string_type": "expected text",
-    "dict_type": "expected a mapping of keys to values",
-    "model_type": "expected a mapping of keys to values",
-    "list_type": "expected a list",
-    "tuple_type": "expected a list",
-    "finite_number": "expected a finite number",
-    "missing": "is required",
-}
-
-
-def _message(model: type[BaseModel], error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    loc = tuple(error["loc"])
-    if kind == "extra_forbidden":
-        import difflib  # only a mistyped key needs it; a node starting cleanly never does
-
-        hint = difflib.get_close_matches(str(loc[-1]), _allowed_keys(model, loc), n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return f"unknown key{suggestion}"
-    if kind == "missing":
-        return "is required"
-    if kind in ("literal_error", "enum"):
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"must be one of {expected} (got {_show(error.get('input'))})"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        ctx = error.get("ctx", {})
-        words = {
-            "greater_than": "greater than",
-            "greater_than_equal": "at least",
-            "less_than": "less than",
-            "less_than_equal": "at most",
-        }
-        limit = next(iter(ctx.values()), "")
-        if isinstance(limit, float) and limit.is_integer():
-            limit = int(limit)
-        return f"must be {words[kind]} {limit} (got {_show(error.get('input'))})"
-    if kind == "value_error":
-        return str(error["msg"]).removeprefix("Value error, ")
-    base = _TYPE_MESSAGES.get(kind, str(error["msg"]))
-    return f"{base} (got {_show(error.get('input'))})"
-
-
-def _key_path(loc: Iterable[int | str]) -> str:
+def key_path(loc: Iterable[int | str]) -> str:
     parts: list[str] = []
     for part in loc:
         if isinstance(part, int):
@@ -151,24 +52,6 @@ def _key_path(loc: Iterable[int | str]) -> str:
         else:
             parts.append(str(part))
     return "".join(parts) or "(top level)"
-
-
-def problems_from(source: str, model: type[BaseModel], exc: ValidationError) -> list[str]:
-    """One ``source: key.path: message`` line per validation error."""
-    lines = []
-    for error in exc.errors():
-        # Pydantic adds the validator's function name for tagged unions; hide it.
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
-        lines.append(f"{source}: {_key_path(loc)}: {_message(model, error)}")
-    return lines
-
-
-def validate(source: str, model: type[BaseModel], data: Any) -> Any:
-    """Validate ``data`` as ``model`` or raise ``InputError`` naming ``source``."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(problems_from(source, model, exc)) from None
 
 
 # libyaml's loader when PyYAML has it: the same safe types, ten times faster, and it refuses

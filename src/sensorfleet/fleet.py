@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ._schema import validate
 from .errors import InputError
 from .node.identity import Identity
 
@@ -34,7 +35,7 @@ class NamedIdentity:
 
 
 def _identity(**fields: str) -> Identity:
-    return Identity.model_validate({"type": SENSOR_TYPE, **fields})
+    return validate("identity", Identity, {"type": SENSOR_TYPE, **fields})
 
 
 def demo_identities() -> list[NamedIdentity]:

@@ -24,7 +24,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from ._problems import parse_mapping, read_text, refuse_bool_as_number, validate
+from ._problems import parse_mapping, read_text
+from ._pydantic import refuse_bool_as_number, validate
 from .errors import InputError
 from .fleet import DEFAULT_FIRMWARE_MIX, NamedIdentity, placed_identity
 from .node.identity import known_timezone

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from .._deferred import deferring
 from ..errors import SensorfleetError
 
 # Subcommand modules, in the order ``--help`` lists them.
@@ -70,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensorfleet`` console script."""
     for name, value in SINGLE_THREADED_NUMERICS.items():
         os.environ.setdefault(name, value)  # before build_parser imports numpy
+    with deferring("asyncio"):  # structlog's; build_parser imports it, this first
+        import structlog  # noqa: F401
     args = build_parser(argv).parse_args(argv)
     try:
         status: int = args.handler(args)

@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from .._deferred import deferring
+from .._schema import as_data
 from ..node.clock import format_instant
 from ..node.loop import NodeLoop, SensorView
 from ..node.profiles import ANOMALY_TYPES
@@ -43,6 +44,9 @@ from . import sensors as resources
 from .connections import ConnectionSlots
 from .sensors import ControlError
 from .watcher import ReloadStats
+
+with deferring("ssl"):  # http.client's, for HTTPS connections the monitor never makes
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -428,7 +432,7 @@ def _sensor_status(view: SensorView, rows_by_sensor: Mapping[str, int]) -> dict[
             "started_at": format_instant(episode.started_at) if episode.started_at else None,
         }
     return {
-        "identity": view.identity.model_dump(mode="json"),
+        "identity": as_data(view.identity, display=True),
         "source": view.source,
         "readings_generated": view.readings_generated,
         "rows_written": rows_by_sensor.get(view.identity.id, 0),

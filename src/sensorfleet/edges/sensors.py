@@ -22,6 +22,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+from .._schema import as_data
 from ..node.clock import format_instant
 from ..node.layout import CLASSIC, table_of
 from ..node.loop import SensorView
@@ -90,7 +91,7 @@ def detail(view: SensorView, rows_written: int) -> dict[str, Any]:
     active fault and last reading (channels and timestamp)."""
     result: dict[str, Any] = {
         **summary(view),
-        "identity": view.identity.model_dump(mode="json"),
+        "identity": as_data(view.identity, display=True),
         "readings_generated": view.readings_generated,
         "rows_written": rows_written,
     }

@@ -45,6 +45,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from .. import logs
+from .._schema import as_data
 from ..errors import InputError
 from ..node.config import Config, ConfigReload
 from ..node.identity import Identity
@@ -161,7 +162,8 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def changed_keys(old: Config | Identity, new: Config | Identity) -> list[str]:
     """Dotted keys whose values differ between two validated settings."""
-    before, after = _flatten(old.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
+    before = _flatten(as_data(old, display=True))
+    after = _flatten(as_data(new, display=True))
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 

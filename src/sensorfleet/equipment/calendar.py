@@ -105,6 +105,18 @@ class Calendar:
         factor: float = self._factor_list[minute]
         return factor * self.weekend_factor if weekend else factor
 
+    def production_many(self, epoch_seconds: FloatArray) -> FloatArray:
+        """``production_at`` at many instants: the same arithmetic, element by element."""
+        local = epoch_seconds + self.offset_seconds
+        days = np.floor(local / SECONDS_PER_DAY)
+        minute = np.minimum(
+            ((local - days * SECONDS_PER_DAY) // 60).astype(np.int64), MINUTES_PER_DAY - 1
+        )
+        weekend = (days.astype(np.int64) + EPOCH_WEEKDAY) % 7 >= 5
+        factor = self._factors[minute]
+        production: FloatArray = np.where(weekend, factor * self.weekend_factor, factor)
+        return production
+
 
 def harmonic(term: Harmonic | None, phase: FloatArray, period: float) -> FloatArray | float:
     """``amplitude · cos(2π (phase − peak) / period)``, or 0 without a term."""

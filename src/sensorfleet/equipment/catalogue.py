@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .._problems import parse_mapping, problems_from, read_text
+from .._problems import parse_mapping, read_text
+from .._pydantic import problems_from
 from ..errors import InputError
 from ..node.profiles import deep_merge
 from .formula import Formula, FormulaError, parse_formula

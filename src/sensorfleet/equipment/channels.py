@@ -74,6 +74,36 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
     return np.array([float(value.get(state, default)) for state in states])
 
 
+# A channel whose decays stay below this forgets its past within a few segments: its
+# recurrence is solved by repeated whole-array passes (below), not step by step.
+FAST_DECAY = 0.2
+EXTRA_PASSES = 4
+
+
+def _recurrence(start: float, levels: FloatArray, decays: FloatArray) -> list[float] | FloatArray:
+    """``x[0] = start``, ``x[k+1] = L[k] + (x[k] − L[k])·d[k]``: every x, bit for bit as
+    the formula computed one step after the other (in floats, numpy's own arithmetic)."""
+    if len(levels) and float(decays.max()) <= FAST_DECAY:
+        passes = 1 + EXTRA_PASSES
+        if float(decays.max()) > 0:  # the error shrinks by ≥ 1/max decay each pass
+            passes += math.ceil(-60 * math.log(2) / math.log(float(decays.max())))
+        guess = levels
+        for _ in range(passes):
+            previous = np.concatenate(([start], guess[:-1]))
+            better = levels + (previous - levels) * decays
+            # A pass that changes no bit is the recurrence's own fixed point: each
+            # value is the formula applied to the (exact) one before it, from ``start``.
+            if np.array_equal(better.view(np.int64), guess.view(np.int64)):
+                return np.concatenate(([start], better))
+            guess = better
+    value, values = start, [start]
+    add = values.append
+    for level, decay in zip(levels.tolist(), decays.tolist(), strict=True):
+        value = level + (value - level) * decay
+        add(value)
+    return values
+
+
 @dataclass(frozen=True)
 class SavedChannels:
     """What a ``Channels`` carries between blocks, to go back to."""
@@ -130,22 +160,32 @@ class Channels:
 
     # ---- the first-order response of analog and digital channels ---------------------
     def _segment_starts(self, segments: list[Segment], last: int) -> FloatArray:
-        """Values at the start of segments 0..last (carried forward in closed form)."""
+        """Values at the start of segments 0..last (carried forward in closed form).
+
+        Only the first segment's values are known (the last one of the previous block,
+        which is all a block leaves behind); this block's last segment keeps its own
+        for the next block.
+        """
         if segments[0].x0 is None:
             segments[0].x0 = self.targets[segments[0].state].copy()
-        rates = self.rates
-        for j in range(last):
-            if segments[j + 1].x0 is not None:
-                continue
-            seg = segments[j]
-            assert seg.x0 is not None
-            level, span = self.targets[seg.state], seg.end - seg.start
-            if span <= 0:
-                segments[j + 1].x0 = seg.x0
-                continue
-            # e^(−span/τ), which is 0 for τ = 0 (rate = inf): the channel jumps to its target
-            segments[j + 1].x0 = level + (seg.x0 - level) * np.exp(-span * rates[seg.state])
-        return np.array([seg.x0 for seg in segments[: last + 1]])
+        first = segments[0].x0
+        if last == 0:
+            return first[None, :].copy()
+        spans = np.array([seg.end - seg.start for seg in segments[:last]])
+        moving = np.flatnonzero(spans > 0)  # a segment of no length hands its values on
+        states = np.array([seg.state for seg in segments[:last]], dtype=np.int64)[moving]
+        # e^(−span/τ) for every segment at once (0 for τ = 0, rate = inf: the channel
+        # jumps to its target); the same values as one segment at a time.
+        with np.errstate(invalid="ignore"):
+            decays = np.exp(-spans[moving, None] * self.rates[states])
+        levels = self.targets[states]
+        chain = np.empty((len(moving) + 1, len(self.analog)))
+        for channel, start in enumerate(first.tolist()):
+            chain[:, channel] = _recurrence(start, levels[:, channel], decays[:, channel])
+        # Each segment starts where the last segment of some length before it ended.
+        starts = chain[np.concatenate(([0], np.cumsum(spans > 0)))]
+        segments[last].x0 = starts[-1].copy()
+        return starts
 
     def _responses(
         self, t: FloatArray, segments: list[Segment], labels: Labels

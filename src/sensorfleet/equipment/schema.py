@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 # The same strictness as config.yaml and the profiles: one base class serves all three.
-from ..node.profiles import _Strict as Strict
+from .._pydantic import Strict
 
 # Names a formula can read besides the channels (see formula.py and docs/equipment.md).
 RESERVED_NAMES: frozenset[str] = frozenset(

@@ -37,7 +37,7 @@ class InstrumentFault:
     end: float
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     """A stretch of time with constant labels; ``x0`` is filled in by the channels."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from .calendar import Calendar
 from .catalogue import EquipmentModel
 from .channels import Channels, Labels, SavedChannels
 from .degradation import health, progress, step_progress
-from .segments import SavedTimeline
+from .segments import InstrumentFault, MachineFault, SavedTimeline
 from .timeline import Timeline
 
 MICROS = 1_000_000
@@ -38,6 +38,33 @@ def named_stream(seed: np.random.SeedSequence, *names: str) -> np.random.Generat
     words = (int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:], "little"))
     child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *words))
     return np.random.default_rng(child)
+
+
+def _fault_columns(fault: MachineFault | None) -> tuple[float, ...]:
+    """A machine fault's label columns: index, onset, course, severity, trip time."""
+    if fault is None:
+        return (-1, math.nan, math.nan, 0.0, math.inf)
+    tripped = math.inf if fault.tripped_at is None else fault.tripped_at
+    return (fault.index, fault.onset, fault.course, fault.severity, tripped)
+
+
+def _instrument_columns(instrument: InstrumentFault | None) -> tuple[float, ...]:
+    """An instrument fault's label columns: index, onset, severity."""
+    if instrument is None:
+        return (-1, math.nan, 0.0)
+    return (instrument.index, instrument.onset, instrument.severity)
+
+
+def _episode_columns(
+    episodes: list[Any], columns: Callable[[Any], tuple[float, ...]], width: int
+) -> FloatArray:
+    """``columns`` of each segment's episode, as rows; an episode spans many segments, so
+    each is turned into its columns once."""
+    ids = np.fromiter(map(id, episodes), dtype=np.int64, count=len(episodes))
+    _, first, where = np.unique(ids, return_index=True, return_inverse=True)
+    rows = [columns(episodes[at]) for at in first.tolist()]
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    return table[where]
 
 
 @dataclass
@@ -281,29 +308,24 @@ class EquipmentSimulator:
         segments = self.timeline.segments
         starts = np.array([seg.start for seg in segments])
         which = np.maximum(np.searchsorted(starts, t, side="right") - 1, 0)
-        nan = math.nan
-        table = np.array(
+        table = np.concatenate(
             [
-                (
-                    seg.state,
-                    seg.state_start,
-                    seg.state_end,
-                    seg.demand,
-                    -1 if seg.fault is None else seg.fault.index,
-                    nan if seg.fault is None else seg.fault.onset,
-                    nan if seg.fault is None else seg.fault.course,
-                    0.0 if seg.fault is None else seg.fault.severity,
-                    math.inf
-                    if seg.fault is None or seg.fault.tripped_at is None
-                    else seg.fault.tripped_at,
-                    -1 if seg.instrument is None else seg.instrument.index,
-                    nan if seg.instrument is None else seg.instrument.onset,
-                    0.0 if seg.instrument is None else seg.instrument.severity,
+                np.array(
+                    [
+                        [seg.state for seg in segments],
+                        [seg.state_start for seg in segments],
+                        [seg.state_end for seg in segments],
+                        [seg.demand for seg in segments],
+                    ],
+                    dtype=np.float64,
                 )
-                for seg in segments
+                .reshape(4, len(segments))
+                .T,
+                _episode_columns([seg.fault for seg in segments], _fault_columns, 5),
+                _episode_columns([seg.instrument for seg in segments], _instrument_columns, 3),
             ],
-            dtype=np.float64,
-        ).reshape(len(segments), 12)[which]
+            axis=1,
+        )[which]
         state = table[:, 0].astype(np.int64)
         fault = table[:, 4].astype(np.int64)
         onset, course, severity, tripped = table[:, 5], table[:, 6], table[:, 7], table[:, 8]

@@ -16,6 +16,12 @@ Three ways a model runs, one small class each, chosen by the catalogue's
 
 Each draws a fixed number of numbers per decision from its own stream, so the
 states never depend on how readings are split into blocks.
+
+Each also ``plans`` many decisions at once: the same draws and the
+same arithmetic as that many calls of ``next``, in arrays, without changing anything.
+The timeline keeps the leading decisions that no other event interrupts and
+``commit``s them (the stream then stands where that many ``next`` calls leave it), so
+a run of short phases costs numpy work, not Python work per phase.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from .schema import Cycle, Demand, ModelSpec
 
@@ -42,6 +49,24 @@ class Next:
     demand: float = math.nan
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The next decisions of an operator, as ``next`` would take them one by one.
+
+    ``factor_checks`` are the decisions that read the production factor: the plan
+    assumed ``factor`` there, so it holds only up to the first such decision whose
+    start sees another factor. ``positions`` are the cycle positions after each one,
+    ``demands`` a compressor's air demand with each.
+    """
+
+    states: list[int]
+    seconds: npt.NDArray[np.float64]
+    factor: float = math.nan
+    factor_checks: npt.NDArray[np.int64] | None = None
+    positions: list[int] | None = None
+    demands: list[float] | None = None
+
+
 class DwellStates:
     """A dwell-time state machine with long-run shares."""
 
@@ -57,6 +82,21 @@ class DwellStates:
         pick, dwell = rng.random(2)
         which = min(int(np.searchsorted(self.cumulative, pick, side="right")), len(self.codes) - 1)
         return Next(self.codes[which], -self.means[which] * math.log1p(-dwell))
+
+    def plan(self, rng: np.random.Generator, now: float, current: int, count: int) -> Plan:
+        """The next ``count`` decisions (the stream moves; ``commit`` sets it right)."""
+        draws = rng.random(2 * count)
+        last = len(self.codes) - 1
+        which = np.minimum(np.searchsorted(self.cumulative, draws[0::2], side="right"), last)
+        means = np.asarray(self.means)[which].tolist()
+        # math.log1p, as ``next`` uses: numpy's own log1p can differ in the last bit.
+        log1p, dwells = math.log1p, draws[1::2].tolist()
+        seconds = [-mean * log1p(-dwell) for mean, dwell in zip(means, dwells, strict=True)]
+        return Plan(np.asarray(self.codes)[which].tolist(), np.array(seconds))
+
+    def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
+        """Advance the stream (at the plan's start) past ``taken`` decisions."""
+        rng.random(2 * taken)
 
 
 class CycleStates:
@@ -86,6 +126,58 @@ class CycleStates:
             self.position = 0
         state, (low, high) = self.phases[self.position]
         return Next(state, low + (high - low) * draw)
+
+    def plan(self, rng: np.random.Generator, now: float, current: int, count: int) -> Plan:
+        """The next ``count`` decisions, assuming the production factor stays as it is now."""
+        draws = rng.random(count)
+        factor = self.production(now)
+        phases, pause = len(self.phases), self.pause
+        pausing = pause is not None and factor < 1
+        which, checks, positions = _cycle_positions(
+            self.position, phases, pause is not None, pausing, factor, count
+        )
+        codes = [state for state, _ in self.phases] + [-1 if pause is None else pause]
+        lows = np.array([low for _, (low, _high) in self.phases] + [0.0])[which]
+        highs = np.array([high for _, (_low, high) in self.phases] + [0.0])[which]
+        seconds = lows + (highs - lows) * draws  # ``next``'s arithmetic, element by element
+        if pausing:  # a pause's length is no draw (its draw goes unused)
+            length = (
+                IDLE_RECHECK_SECONDS if factor <= 0 else self.mean_cycle * (1 - factor) / factor
+            )
+            seconds[which == phases] = length
+        states = np.array(codes, dtype=np.int64)[which].tolist()
+        return Plan(states, seconds, factor, checks, positions.tolist())
+
+    def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
+        """Advance the stream past ``taken`` decisions and stand where they leave the cycle."""
+        rng.random(taken)
+        assert plan.positions is not None
+        self.position = plan.positions[taken - 1]
+
+
+def _cycle_positions(
+    position: int, phases: int, has_pause: bool, pausing: bool, factor: float, count: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``CycleStates.next``'s positions for ``count`` decisions from ``position`` at a
+    constant ``factor``: each decision's entry (a phase, or ``phases`` for the pause),
+    the decisions that read the factor, and the position after each decision."""
+    steps = np.arange(count, dtype=np.int64)
+    after_last = position + 1
+    if not pausing:  # phases round and round
+        entries = (after_last if after_last < phases else 0) + steps
+        entries %= phases
+        previous = np.concatenate(([position], entries[:-1]))
+        reads = (entries == 0) & (previous == phases - 1) & has_pause
+        return entries, np.flatnonzero(reads), entries
+    first = after_last if after_last <= phases else 0
+    if factor > 0:  # phases, then a pause, round and round
+        entries = (first + steps) % (phases + 1)
+        return entries, np.flatnonzero(entries == phases), entries
+    # A closed plant: the cycle finishes, then pauses again and again (position stays
+    # on the last phase, so each pause reads the factor anew).
+    entries = np.minimum(first + steps, phases)
+    paused = entries == phases
+    return entries, np.flatnonzero(paused), np.where(paused, phases - 1, entries)
 
 
 class DemandStates:
@@ -120,6 +212,39 @@ class DemandStates:
             return Next(self.unloaded, LONGEST_PHASE_SECONDS, self.demand)
         seconds = 60 * spec.storage_m3 / self.demand
         return Next(self.unloaded, _bounded(seconds), self.demand)
+
+    def plan(self, rng: np.random.Generator, now: float, current: int, count: int) -> Plan:
+        """The next ``count`` decisions after ``current``, assuming the production factor
+        and the faults' extra demand stay as they are now (``next``'s float arithmetic)."""
+        spec, loaded, unloaded = self.spec, self.loaded, self.unloaded
+        capacity, storage = spec.capacity_m3_min, spec.storage_m3
+        factor, extra, demand = self.production(now), self.extra_demand(now), self.demand
+        states, seconds, demands, checks = [], [], [], []
+        for index, spread in enumerate(rng.standard_normal(count).tolist()):
+            if current != loaded or demand >= capacity:
+                checks.append(index)  # a new demand, read from the factor
+                base = spec.demand_m3_min * factor * (1 + spec.variation * spread)
+                demand = max(0.0, base) + extra
+                current = loaded
+                length = (
+                    LONGEST_PHASE_SECONDS
+                    if demand >= capacity
+                    else _bounded(60 * storage / (capacity - demand))
+                )
+            else:
+                current = unloaded
+                length = LONGEST_PHASE_SECONDS if demand <= 0 else _bounded(60 * storage / demand)
+            states.append(current)
+            seconds.append(length)
+            demands.append(demand)
+        checked = np.array(checks, dtype=np.int64)
+        return Plan(states, np.array(seconds), factor, checked, demands=demands)
+
+    def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
+        """Advance the stream past ``taken`` decisions and hold the last one's demand."""
+        rng.standard_normal(taken)
+        assert plan.demands is not None
+        self.demand = plan.demands[taken - 1]
 
 
 def _bounded(seconds: float) -> float:

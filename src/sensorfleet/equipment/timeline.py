@@ -11,13 +11,23 @@ how readings are asked for: ``extend`` generates segments until a time is
 covered, and each decision consumes a fixed number of draws from its own
 stream. ``cut`` ends the open segment at an instant so that a command (a
 forced fault, maintenance) takes effect exactly there.
+
+Runs of plain state changes (a cycle's phases, a dwell machine's states, a
+compressor's load and unload) are
+taken in bulk: the operator plans many decisions in arrays, the budgets and
+every other event's time are followed in arrays too, and the leading decisions
+that nothing else interrupts become segments at once. The result is the one the
+event-by-event loop gives, bit for bit: the same draws, the same float
+operations in the same order (sequential sums, ``x - 0.0`` where the loop skips).
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 from dataclasses import replace
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -26,13 +36,23 @@ from .calendar import Calendar
 from .catalogue import EquipmentModel
 from .degradation import step_health, time_to_progress
 from .segments import InstrumentFault, MachineFault, SavedTimeline, Segment
-from .states import CycleStates, DemandStates, DwellStates, Next, Operator
+from .states import CycleStates, DemandStates, DwellStates, Next, Operator, Plan
 
 INFINITY = math.inf
 EPSILON = 1e-9  # seconds: events this close count as simultaneous
 # However high the profiles push them, onsets stay at most one a second (events stay
 # fewer than readings, so a run's cost stays bounded).
 MAX_ONSETS_PER_HOUR = 3600.0
+# State decisions planned at once; the unused ones are given back to the stream.
+# How many: as many as the last run took, doubled, within these bounds (a dwell machine
+# changes state a few times a block, a moulding machine hundreds of times). The count
+# changes nothing but the cost: unused decisions are given back.
+FEWEST_PLANNED = 8
+MOST_PLANNED = 512
+
+
+def _end(segment: Segment) -> float:
+    return segment.end
 
 
 def _capped(rates: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -80,6 +100,7 @@ class Timeline:
             "instrument": self._instrument_onset,
         }
         self.segments: list[Segment] = []
+        self._planned = FEWEST_PLANNED  # state decisions to plan at once (cost only)
         self.now = 0.0
         self.fault: MachineFault | None = None
         self.instrument: InstrumentFault | None = None
@@ -183,6 +204,8 @@ class Timeline:
     def extend(self, until: float) -> None:
         """Generate segments until one covers the instant ``until`` (and beyond)."""
         while self.now <= until:
+            if self._run_of_states(until):
+                continue
             end = self._fire_due()
             self.segments.append(
                 Segment(
@@ -199,6 +222,106 @@ class Timeline:
             self._marks = (self.onset_budget, self.instrument_budget, self.operating_seconds)
             self._elapse(end - self.now)
             self.now = end
+
+    # ---- runs of plain state changes in bulk -------------------------------------------
+    def _run_of_states(self, until: float) -> bool:
+        """Add the segments of the next plain state changes at once; False when the next
+        event is anything else (the event-by-event loop takes it)."""
+        now, operator = self.now, self.operator
+        if self.state_end > now + EPSILON or self.state in (self.fault_code, self.maintenance_code):
+            return False
+        rng = self.streams["states"]
+        start_state = rng.bit_generator.state
+        count = self._planned
+        plan = operator.plan(rng, now, self.state, count)
+        rng.bit_generator.state = start_state
+        # Each state is entered when the last one ends: ends are a running sum.
+        times = np.add.accumulate(np.concatenate(([now], plan.seconds)))
+        taken, budgets = self._uninterrupted(plan, times, until)
+        self._planned = min(max(2 * taken, FEWEST_PLANNED), MOST_PLANNED)
+        if taken == 0:
+            return False
+        operator.commit(rng, plan, taken)
+        starts, ends = times[:taken].tolist(), times[1 : taken + 1].tolist()
+        fault, instrument = self.fault, self.instrument
+        demands = repeat(math.nan) if plan.demands is None else plan.demands
+        self.segments.extend(
+            map(
+                Segment,
+                starts,
+                ends,
+                plan.states,
+                starts,
+                ends,
+                demands,
+                *map(repeat, (fault, instrument)),
+            )
+        )
+        onset, instrument_budget, operating = (b.tolist() for b in budgets)
+        self._marks = (onset[taken - 1], instrument_budget[taken - 1], operating[taken - 1])
+        self.onset_budget = onset[taken]
+        self.instrument_budget = instrument_budget[taken]
+        self.operating_seconds = operating[taken]
+        self.state, self.state_start, self.state_end = plan.states[taken - 1], starts[-1], ends[-1]
+        self.demand = math.nan if plan.demands is None else plan.demands[taken - 1]
+        self.now = ends[-1]
+        return True
+
+    def _uninterrupted(
+        self, plan: Plan, times: npt.NDArray[np.float64], until: float
+    ) -> tuple[int, tuple[npt.NDArray[np.float64], ...]]:
+        """How many of the plan's decisions the loop would take as plain state changes,
+        and the budgets (onset, instrument, operating seconds) before each and after."""
+        starts, ends = times[:-1], times[1:]
+        operating = np.asarray(self.operating)[plan.states]
+        elapsed = ends - starts  # the loop's ``end - now``
+        zero = np.zeros(len(elapsed))
+        worked_now = np.where(operating, elapsed, 0.0)
+        onset = np.subtract.accumulate(
+            np.concatenate(([self.onset_budget], worked_now if self.fault is None else zero))
+        )
+        instrument = np.subtract.accumulate(
+            np.concatenate(([self.instrument_budget], elapsed if self.instrument is None else zero))
+        )
+        worked = np.add.accumulate(np.concatenate(([self.operating_seconds], worked_now)))
+        # The earliest other event after entering each state, as ``_candidates`` has them.
+        other = np.full(len(starts), self._fixed_events())
+        maintenance = self.spec.maintenance
+        if self.fault is None:
+            other = np.minimum(other, np.where(operating, starts + onset[:-1], INFINITY))
+        if maintenance.every_operating_hours is not None:
+            due = np.maximum(maintenance.every_operating_hours * 3600 - worked[:-1], 0.0)
+            other = np.minimum(other, np.where(operating, starts + due, INFINITY))
+        if self.instrument is None:
+            other = np.minimum(other, starts + instrument[:-1])
+        soon = starts + EPSILON
+        plain = (other > soon) & (ends <= other) & (ends > soon) & (starts <= until)
+        # Fault and maintenance have events of their own when they end.
+        plain &= ~np.isin(plan.states, (self.fault_code, self.maintenance_code))
+        if plan.factor_checks is not None and len(plan.factor_checks):
+            checked = plan.factor_checks
+            seen = self.calendar.production_many(self.origin + starts[checked])
+            plain[checked[seen != plan.factor]] = False
+        taken = int(np.argmin(plain)) if not plain.all() else len(plain)
+        return taken, (onset, instrument, worked)
+
+    def _fixed_events(self) -> float:
+        """The earliest event a run of plain state changes does not move: the machine
+        fault's trip, service or end, the instrument fault's end."""
+        fault, maintenance, earliest = self.fault, self.spec.maintenance, INFINITY
+        if fault is not None and fault.tripped_at is None:
+            spec = self.fault_specs[fault.index]
+            if spec.progression != "step":
+                earliest = fault.onset + fault.course
+                if maintenance.health_below is not None:
+                    level = (1 - maintenance.health_below) / (1 - self.spec.failure_threshold)
+                    if level < 1:
+                        reach = time_to_progress(spec.progression, level, fault.course, spec.growth)
+                        earliest = min(earliest, fault.onset + reach)
+            earliest = min(earliest, fault.end)
+        if self.instrument is not None:
+            earliest = min(earliest, self.instrument.end)
+        return earliest
 
     def cut(self, at: float) -> None:
         """End the open segment at ``at`` so that a command can act from that instant."""
@@ -217,10 +340,10 @@ class Timeline:
 
     def drop_before(self, instant: float) -> None:
         """Forget segments that end at or before ``instant`` (keeping the last one)."""
-        keep = 0
-        while keep < len(self.segments) - 1 and self.segments[keep].end <= instant:
-            keep += 1
-        del self.segments[:keep]
+        segments = self.segments
+        # Ends never decrease: the first to keep is found by bisection.
+        keep = bisect.bisect_right(segments, instant, hi=len(segments) - 1, key=_end)
+        del segments[:keep]
 
     def _elapse(self, seconds: float) -> None:
         if self.operating[self.state]:

@@ -15,48 +15,34 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal
 
+import msgspec
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_serializer,
-    field_validator,
-    model_validator,
-)
 
-from .._problems import parse_mapping, problems_from, read_text, refuse_bool_as_number
+from .._problems import parse_mapping, read_text
+from .._schema import Check, Secret, Strict, as_data, convert, field_names
 from ..errors import InputError
 from .profiles import BUILTIN_PROFILES, Profiles, deep_merge
 
-Positive = Annotated[float, Field(gt=0)]
-NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class Simulation(Strict, frozen=True):
+    internal: ClassVar[frozenset[str]] = frozenset({"rate_given"})
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        return refuse_bool_as_number(cls, info.field_name, value)
-
-
-class Simulation(_Section):
-    readings_per_second: Annotated[float, Field(gt=0, le=100_000)] = 1.0
+    readings_per_second: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 1.0
     run_time_seconds: NonNegative | None = None
     seed: int | None = None
+    # Whether ``readings_per_second`` was set (file, environment or flag): only then
+    # does it override an equipment model's own reading interval.
+    rate_given: bool = False
 
-    @property
-    def rate_given(self) -> bool:
-        """Whether ``readings_per_second`` was set (file, environment or flag): only then
-        does it override an equipment model's own reading interval."""
-        return "readings_per_second" in self.model_fields_set
+    @classmethod
+    def derived(cls, given: frozenset[str]) -> dict[str, Any]:
+        return {"rate_given": "readings_per_second" in given}
 
     @property
     def run_forever(self) -> bool:
@@ -64,55 +50,55 @@ class Simulation(_Section):
 
 
 # Readings stay finite however the profiles scale them (see profiles.MAX_FACTOR).
-Magnitude = Annotated[float, Field(ge=-1e6, le=1e6)]
+Magnitude = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
 
 
-class ParameterRange(_Section):
+class ParameterRange(Strict, frozen=True):
     mean: Magnitude
-    std_dev: Annotated[float, Field(ge=0, le=1e6)]
+    std_dev: Annotated[float, msgspec.Meta(ge=0, le=1e6)]
     min: Magnitude
     max: Magnitude
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
+    def __post_init__(self) -> None:
         if self.min > self.max:
-            raise ValueError(f"min must not exceed max (got min={self.min}, max={self.max})")
+            raise ValueError(
+                f"min must not exceed max (got min={float(self.min)}, max={float(self.max)})"
+            )
         if not self.min <= self.mean <= self.max:
             raise ValueError(
-                f"mean must lie between min and max (got mean={self.mean}, "
-                f"range [{self.min}, {self.max}])"
+                f"mean must lie between min and max (got mean={float(self.mean)}, "
+                f"range [{float(self.min)}, {float(self.max)}])"
             )
-        return self
 
 
-class NormalParameters(_Section):
+class NormalParameters(Strict, frozen=True):
     temperature: ParameterRange = ParameterRange(mean=65.0, std_dev=2.0, min=50.0, max=80.0)
     vibration: ParameterRange = ParameterRange(mean=2.5, std_dev=0.5, min=0.1, max=10.0)
     voltage: ParameterRange = ParameterRange(mean=12.0, std_dev=0.1, min=11.5, max=12.5)
 
 
-class SpikeSettings(_Section):
+class SpikeSettings(Strict, frozen=True):
     enabled: bool = True
     weight: NonNegative = 0.4
 
 
-class EpisodeSettings(_Section):
+class EpisodeSettings(Strict, frozen=True, kw_only=True):
     enabled: bool = True
     weight: NonNegative
     duration_seconds: Positive
 
 
-class PatternSettings(EpisodeSettings):
+class PatternSettings(EpisodeSettings, frozen=True):
     period_seconds: Positive = 60.0
 
 
-class MissingDataSettings(EpisodeSettings):
+class MissingDataSettings(EpisodeSettings, frozen=True):
     # "null_row" keeps the outage visible to SQL (NULL values, flagged);
     # "skip" writes nothing, like a sensor that really went silent.
     record: Literal["null_row", "skip"] = "null_row"
 
 
-class AnomalyTypes(_Section):
+class AnomalyTypes(Strict, frozen=True):
     spike: SpikeSettings = SpikeSettings()
     trend: EpisodeSettings = EpisodeSettings(weight=0.2, duration_seconds=300)
     pattern: PatternSettings = PatternSettings(weight=0.1, duration_seconds=600)
@@ -120,20 +106,22 @@ class AnomalyTypes(_Section):
     noise: EpisodeSettings = EpisodeSettings(weight=0.2, duration_seconds=180)
 
 
-class Anomalies(_Section):
+def _probability_range(value: Any) -> Any:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and not math.isnan(value) and not 0 <= value <= 1:
+        raise ValueError(f"must be between 0 and 1 (got {value})")
+    return value
+
+
+class Anomalies(Strict, frozen=True):
+    before: ClassVar[dict[str, Check]] = {"probability": _probability_range}
+
     enabled: bool = True
-    probability: Annotated[float, Field(ge=0, le=1)] = 0.05
+    probability: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
     types: AnomalyTypes = AnomalyTypes()
 
-    @field_validator("probability", mode="before")
-    @classmethod
-    def _probability_range(cls, value: Any) -> Any:
-        if isinstance(value, int | float) and not math.isnan(value) and not 0 <= value <= 1:
-            raise ValueError(f"must be between 0 and 1 (got {value})")
-        return value
 
-
-class Retention(_Section):
+class Retention(Strict, frozen=True):
     synced_max_age_seconds: Positive | None = None
     max_size_mb: Positive | None = None
     check_interval_seconds: Positive = 60.0
@@ -143,57 +131,57 @@ class Retention(_Section):
 PATH_PLACEHOLDERS: tuple[str, ...] = ("sensor_id",)
 
 
-class Database(_Section):
+def _file_path(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"must be a file path (got {value!r})")
+    # A misspelt placeholder would otherwise become part of the file name.
+    rest = value
+    for name in PATH_PLACEHOLDERS:
+        rest = rest.replace("{" + name + "}", "")
+    if "{" in rest or "}" in rest:
+        known = ", ".join("{" + name + "}" for name in PATH_PLACEHOLDERS)
+        unknown = re.search(r"\{[^{}]*\}", rest)
+        what = f"unknown placeholder {unknown[0]}" if unknown else "a brace without its pair"
+        raise ValueError(f"{what} in {value!r}; the placeholders are {known}")
+    return value
+
+
+class Database(Strict, frozen=True):
+    after: ClassVar[dict[str, Check]] = {"path": _file_path}
+
     path: str = "data/sensor_data.db"
     journal_mode: Literal["wal", "delete", "truncate", "persist"] = "wal"
     synchronous: Literal["off", "normal", "full", "extra"] = "normal"
-    busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
-    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    busy_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 5000
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5000
     flush_interval_seconds: Positive = 0.2
-    retry_attempts: Annotated[int, Field(ge=1)] = 5
-    max_buffered_rows: Annotated[int, Field(ge=1)] = 100_000
-    max_consecutive_failures: Annotated[int, Field(ge=0)] = 300
+    retry_attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
+    max_buffered_rows: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    max_consecutive_failures: Annotated[int, msgspec.Meta(ge=0)] = 300
     retention: Retention = Retention()
 
-    @model_validator(mode="after")
-    def _buffer_holds_a_batch(self) -> Self:
+    def __post_init__(self) -> None:
         if self.max_buffered_rows < self.batch_size:
             raise ValueError(
                 f"max_buffered_rows must be at least batch_size (got {self.max_buffered_rows} "
                 f"< {self.batch_size})"
             )
-        return self
-
-    @field_validator("path")
-    @classmethod
-    def _file_path(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError(f"must be a file path (got {value!r})")
-        # A misspelt placeholder would otherwise become part of the file name.
-        rest = value
-        for name in PATH_PLACEHOLDERS:
-            rest = rest.replace("{" + name + "}", "")
-        if "{" in rest or "}" in rest:
-            known = ", ".join("{" + name + "}" for name in PATH_PLACEHOLDERS)
-            unknown = re.search(r"\{[^{}]*\}", rest)
-            what = f"unknown placeholder {unknown[0]}" if unknown else "a brace without its pair"
-            raise ValueError(f"{what} in {value!r}; the placeholders are {known}")
-        return value
 
 
-class Logging(_Section):
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class Logging(Strict, frozen=True):
+    before: ClassVar[dict[str, Check]] = {"level": _upper}
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     file: str | None = "data/sensor_simulator.log"
     console_output: bool = True
     format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
-
-class ConfigReload(_Section):
+class ConfigReload(Strict, frozen=True):
     enabled: bool = True
     check_interval_seconds: Positive = 60.0
     # False: poll only, for filesystems that deliver no change events (some
@@ -204,30 +192,7 @@ class ConfigReload(_Section):
     events_retry_seconds: Positive = 600.0
 
 
-class Monitoring(_Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    # POST/DELETE /anomalies need "Authorization: Bearer <token>" when set; GETs stay open.
-    token: SecretStr | None = None
-    # False: anomaly control answers 403 (health, metrics and status stay).
-    control: bool = True
-    # Connections served at once (one thread each); a newcomer beyond it closes the
-    # longest idle one. Idle connections are closed after idle_timeout_seconds anyway.
-    max_connections: Annotated[int, Field(ge=1, le=65536)] = 256
-    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-
-    @field_validator("token")
-    @classmethod
-    def _token_usable(cls, value: SecretStr | None) -> SecretStr | None:
-        return usable_token(value)
-
-    @field_serializer("token", when_used="json")
-    def _token_fingerprint(self, value: SecretStr | None) -> str | None:
-        return fingerprint(value)
-
-
-def usable_token(value: SecretStr | None) -> SecretStr | None:
+def usable_token(value: Secret | None) -> Secret | None:
     """``value`` if it can work as a bearer token; a blank one would switch the guard off.
 
     Surrounding spaces could never match: HTTP strips them from header values, so every
@@ -246,43 +211,50 @@ def usable_token(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-def fingerprint(value: SecretStr | None) -> str | None:
-    """A secret as status, logs and the config hash show it: that it changed, never it."""
-    if value is None:
-        return None
-    return "sha256:" + hashlib.sha256(value.get_secret_value().encode()).hexdigest()[:8]
+class Monitoring(Strict, frozen=True):
+    after: ClassVar[dict[str, Check]] = {"token": usable_token}
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    # POST/DELETE /anomalies need "Authorization: Bearer <token>" when set; GETs stay open.
+    token: Secret | None = None
+    # False: anomaly control answers 403 (health, metrics and status stay).
+    control: bool = True
+    # Connections served at once (one thread each); a newcomer beyond it closes the
+    # longest idle one. Idle connections are closed after idle_timeout_seconds anyway.
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 256
+    idle_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
 
 
 SecurityPolicy = Literal["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"]
 
 
-class OpcUa(_Section):
+def _login_text(value: Any) -> Any:
+    # `password: 1234` in the file is a YAML number; a login is text either way.
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return str(value) if number else value
+
+
+class OpcUa(Strict, frozen=True):
     """The OPC UA face (``sensorfleet.faces.opcua``); off unless enabled."""
+
+    before: ClassVar[dict[str, Check]] = {"username": _login_text, "password": _login_text}
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 4840
+    port: Port = 4840
     # Endpoints offered; anything but "None" needs a server certificate and key.
-    security_policies: Annotated[list[SecurityPolicy], Field(min_length=1)] = ["None"]
+    security_policies: Annotated[list[SecurityPolicy], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["None"]
+    )
     certificate: str | None = None
     private_key: str | None = None
     # With both set, clients must log in with them (anonymous access is refused).
     username: str | None = None
-    password: SecretStr | None = None  # shown as '**********' or a fingerprint, never as is
+    password: Secret | None = None  # shown as '**********' or a fingerprint, never as is
 
-    @field_validator("username", "password", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> Any:
-        # `password: 1234` in the file is a YAML number; a login is text either way.
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        return str(value) if number else value
-
-    @field_serializer("password", when_used="json")
-    def _password_fingerprint(self, value: SecretStr | None) -> str | None:
-        return fingerprint(value)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def __post_init__(self) -> None:
         secured = [p for p in self.security_policies if p != "None"]
         if secured and not (self.certificate and self.private_key):
             raise ValueError(
@@ -291,41 +263,41 @@ class OpcUa(_Section):
             )
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password must be set together")
-        return self
 
 
-class Modbus(_Section):
+class Modbus(Strict, frozen=True):
     """The Modbus TCP face (``sensorfleet.faces.modbus``); off unless enabled."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 5020
+    port: Port = 5020
 
 
-class Equipment(_Section):
+class Equipment(Strict, frozen=True):
     """Equipment models beyond the built-in catalogue."""
 
     # Catalogue files merged over the built-in one, in order (later files win).
-    catalogues: list[str] = []
+    catalogues: list[str] = msgspec.field(default_factory=list)
 
 
-class GroundTruth(_Section):
+def _path_or_null(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError(f"must be a file path or null (got {value!r})")
+    return value
+
+
+class GroundTruth(Strict, frozen=True):
     """Where an equipment row's ground truth goes (state, fault, health, ...)."""
+
+    after: ClassVar[dict[str, Check]] = {"truth_path": _path_or_null}
 
     # inline: in the row itself; hidden: only in a separate truth file, never in the
     # node's table or any stream.
     mode: Literal["inline", "hidden"] = "inline"
     truth_path: str | None = None  # hidden mode; default NAME.truth.db beside the database
 
-    @field_validator("truth_path")
-    @classmethod
-    def _non_empty(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError(f"must be a file path or null (got {value!r})")
-        return value
 
-
-class Config(_Section):
+class Config(Strict, frozen=True):
     """The whole validated configuration of one node."""
 
     simulation: Simulation = Simulation()
@@ -349,7 +321,7 @@ class Config(_Section):
             types = anomalies.types
             live = [
                 name
-                for name in type(types).model_fields
+                for name in field_names(type(types))
                 if getattr(types, name).enabled and getattr(types, name).weight > 0
             ]
             if not live:
@@ -361,7 +333,7 @@ class Config(_Section):
 
     def digest(self) -> str:
         """A short stable hash of the effective settings (shown in status and logs)."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        payload = json.dumps(as_data(self, display=True), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -403,7 +375,7 @@ _EMPTY_MEANS_NONE = frozenset({"LOG_FILE"})
 _EMPTY_IS_A_VALUE = frozenset({"MONITORING_TOKEN"})
 
 _MERGED_DEFAULTS: dict[str, dict[str, Any]] = {
-    "anomalies.types": AnomalyTypes().model_dump(),
+    "anomalies.types": as_data(AnomalyTypes()),
     "profiles": BUILTIN_PROFILES,
 }
 
@@ -507,15 +479,14 @@ def build_config(
     for override in overrides:
         _set(data, override.key, override.value)
         owners[override.key] = override.source
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
+    config, problems = convert(Config, data)
+    if config is None:
         lines = []
-        for line, error in zip(problems_from(source, Config, exc), exc.errors(), strict=True):
-            dotted = ".".join(str(p) for p in error["loc"])
-            owner = next((s for k, s in owners.items() if dotted.startswith(k)), None)
-            lines.append(line.replace(source, owner, 1) if owner else line)
-        raise InputError(lines) from None
+        for dotted, problem in problems:
+            owner = next((s for k, s in owners.items() if dotted.startswith(k)), source)
+            lines.append(f"{owner}: {dotted}: {problem}")
+        raise InputError(lines)
+    return config
 
 
 def _relative_to(base_dir: Path, value: Any) -> Any:

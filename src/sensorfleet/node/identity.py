@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import zoneinfo
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+import msgspec
 
-from .._problems import parse_mapping, read_text, validate
+from .._problems import parse_mapping, read_text
+from .._schema import Check, Strict, as_data, validate
 from ..errors import InputError
 
 
@@ -22,7 +23,11 @@ def _text(value: Any) -> Any:
     # JSON writers often emit firmware 1.4 as a number; accept it as the text "1.4".
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    return value
+    return _stripped(value)
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
 def known_timezone(value: str) -> str:
@@ -36,13 +41,18 @@ def known_timezone(value: str) -> str:
     return value
 
 
-Label = Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=200)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_LABELS = ("id", "type", "location", "manufacturer", "model", "firmware_version")
 
 
-class Identity(BaseModel):
+class Identity(Strict, frozen=True, kw_only=True):
     """One sensor's identity; every field is written on each of its rows."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    before: ClassVar[dict[str, Check]] = {
+        **dict.fromkeys(_LABELS, _text),
+        "timezone": _stripped,
+    }
+    after: ClassVar[dict[str, Check]] = {"timezone": known_timezone}
 
     id: Label
     type: Label = "temperature_vibration"
@@ -51,13 +61,11 @@ class Identity(BaseModel):
     model: Label
     firmware_version: Label
     timezone: str = "UTC"
-    tags: dict[str, str] = Field(default_factory=dict)
-
-    _known_zone = field_validator("timezone")(known_timezone)
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
 
     def with_changes(self, **changes: str) -> Identity:
         """A validated copy with some fields replaced."""
-        return type(self).model_validate({**self.model_dump(), **changes})
+        return validate("identity", Identity, {**as_data(self), **changes})
 
 
 DEFAULT_IDENTITY: dict[str, Any] = {
@@ -89,8 +97,7 @@ def environment_identity(environ: Mapping[str, str] | None = None) -> dict[str, 
 
 def build_identity(raw: Mapping[str, Any], source: str, overrides: Mapping[str, str]) -> Identity:
     """Validate identity data with overrides applied; errors name ``source``."""
-    identity: Identity = validate(source, Identity, {**raw, **overrides})
-    return identity
+    return validate(source, Identity, {**raw, **overrides})
 
 
 def load_identity(path: str | None, overrides: Mapping[str, str] | None = None) -> Identity:

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import msgspec
 import structlog
 
+from .._schema import StructT, field_names
 from ..errors import InputError
 from .clock import Clock, Wake
-from .config import Config, Modbus, OpcUa, Override
+from .config import Config, Modbus, OpcUa, Override, Simulation
 from .dbfile import unusable_reason
 from .generator import EpisodeView, SensorGenerator, Settings
 from .identity import Identity
@@ -61,8 +63,8 @@ RESTART_KEYS: tuple[str, ...] = (
     "monitoring.port",
     "labels.mode",  # the tables' columns are fixed when a node starts
     "labels.truth_path",
-    *(f"opcua.{key}" for key in OpcUa.model_fields),
-    *(f"modbus.{key}" for key in Modbus.model_fields),
+    *(f"opcua.{key}" for key in field_names(OpcUa)),
+    *(f"modbus.{key}" for key in field_names(Modbus)),
 )
 
 Command = Callable[["NodeLoop"], None]
@@ -576,14 +578,18 @@ def _get(config: Config, dotted: str) -> object:
 
 def _with_values(config: Config, values: list[Override]) -> Config:
     """A copy of ``config`` with some dotted keys set (values already validated)."""
-    data = config.model_dump()
     for item in values:
-        *parents, leaf = item.key.split(".")
-        section = data
-        for part in parents:
-            section = section[part]
-        section[leaf] = item.value
-    return Config.model_validate(data)
+        config = _replaced(config, item.key.split("."), item.value)
+    return config
+
+
+def _replaced(section: StructT, keys: list[str], value: object) -> StructT:
+    first, *rest = keys
+    new = _replaced(getattr(section, first), rest, value) if rest else value
+    changes: dict[str, object] = {first: new}
+    if isinstance(section, Simulation) and first == "readings_per_second":
+        changes["rate_given"] = True
+    return msgspec.structs.replace(section, **changes)
 
 
 # Descriptors one open database holds: the file, plus -wal and -shm in WAL mode.

@@ -9,29 +9,21 @@ or a new manufacturer, or tuning one knob of "1.3", needs no code change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-)
+import msgspec
 
-from .._problems import refuse_bool_as_number
+from .._schema import Check, Strict
 
 PARAMETERS: tuple[str, ...] = ("temperature", "vibration", "voltage")
 ANOMALY_TYPES: tuple[str, ...] = ("spike", "trend", "pattern", "missing_data", "noise")
 
 AnomalyTypeName = Literal["spike", "trend", "pattern", "missing_data", "noise"]
 ParameterName = Literal["temperature", "vibration", "voltage"]
-NonNegative = Annotated[float, Field(ge=0)]
 # Bounds that keep every reading finite: at most 1e6 (normal parameters) × 100 (spike
 # factor) × 100 (severity) stays far from float overflow.
-Multiplier = Annotated[float, Field(ge=0, le=100)]
-Weight = Annotated[float, Field(ge=0, le=1e6)]
+Multiplier = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Weight = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
 MAX_FACTOR = 100.0
 
 
@@ -62,62 +54,60 @@ def _equal_weights() -> dict[ParameterName, float]:
     return {"temperature": 1.0, "vibration": 1.0, "voltage": 1.0}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        return refuse_bool_as_number(cls, info.field_name, value)
-
-
-class FirmwareProfile(_Strict):
+class FirmwareProfile(Strict, frozen=True):
     """How a firmware version changes anomaly frequency and severity."""
 
+    after: ClassVar[dict[str, Check]] = {
+        "spike_factor": _ordered_factor,
+        "parameter_weights": _some_weight,
+    }
+
     probability_multiplier: Multiplier = 1.0
-    spike_factor: Annotated[tuple[float, float], AfterValidator(_ordered_factor)] = (1.5, 3.0)
-    noise_factor: Annotated[float, Field(ge=0, le=10)] = 0.10
+    spike_factor: tuple[float, float] = (1.5, 3.0)
+    noise_factor: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.10
     voltage_std_multiplier: Multiplier = 1.0
-    parameter_weights: Annotated[dict[ParameterName, Weight], AfterValidator(_some_weight)] = Field(
-        default_factory=_equal_weights
-    )
+    parameter_weights: dict[ParameterName, Weight] = msgspec.field(default_factory=_equal_weights)
 
 
-class ManufacturerProfile(_Strict):
+class ManufacturerProfile(Strict, frozen=True):
     """How a manufacturer's build quality changes anomalies."""
 
     probability_multiplier: Multiplier = 1.0
-    severity_multiplier: Annotated[float, Field(gt=0, le=MAX_FACTOR)] = 1.0
+    severity_multiplier: Annotated[float, msgspec.Meta(gt=0, le=MAX_FACTOR)] = 1.0
     vibration_noise_multiplier: Multiplier = 1.0
 
 
-class ModelProfile(_Strict):
+class ModelProfile(Strict, frozen=True):
     """How a hardware model shifts the mix of anomaly types."""
 
-    type_weight_multipliers: dict[AnomalyTypeName, Weight] = Field(default_factory=dict)
+    type_weight_multipliers: dict[AnomalyTypeName, Weight] = msgspec.field(default_factory=dict)
 
 
-class LocationProfile(_Strict):
+class LocationProfile(Strict, frozen=True):
     """Environmental effects of where a sensor is installed.
 
     A location profile applies when its key appears (case-insensitively) in the
     identity's ``location``; the first matching key wins.
     """
 
-    work_hours: Annotated[tuple[int, int], AfterValidator(_hours)] = (8, 18)
-    work_hours_temperature_offset_sd: Annotated[float, Field(ge=-MAX_FACTOR, le=MAX_FACTOR)] = 0.0
+    after: ClassVar[dict[str, Check]] = {"work_hours": _hours}
+
+    work_hours: tuple[int, int] = (8, 18)
+    work_hours_temperature_offset_sd: Annotated[
+        float, msgspec.Meta(ge=-MAX_FACTOR, le=MAX_FACTOR)
+    ] = 0.0
     temperature_std_multiplier: Multiplier = 1.0
     daily_amplitude_multiplier: Multiplier = 1.0
     vibration_std_multiplier: Multiplier = 1.0
 
 
-class Profiles(_Strict):
+class Profiles(Strict, frozen=True):
     """All behaviour tables, keyed by firmware version, manufacturer, model, location."""
 
-    firmware: dict[str, FirmwareProfile] = Field(default_factory=dict)
-    manufacturers: dict[str, ManufacturerProfile] = Field(default_factory=dict)
-    models: dict[str, ModelProfile] = Field(default_factory=dict)
-    locations: dict[str, LocationProfile] = Field(default_factory=dict)
+    firmware: dict[str, FirmwareProfile] = msgspec.field(default_factory=dict)
+    manufacturers: dict[str, ManufacturerProfile] = msgspec.field(default_factory=dict)
+    models: dict[str, ModelProfile] = msgspec.field(default_factory=dict)
+    locations: dict[str, LocationProfile] = msgspec.field(default_factory=dict)
 
 
 # The documented behaviour of the original simulator, as data.

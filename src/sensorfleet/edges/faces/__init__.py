@@ -66,10 +66,13 @@ def start_faces(
     A face whose port cannot be bound logs ``<name> unavailable`` and stops;
     the node keeps writing either way.
     """
+    names = enabled_faces(config)
+    if not names:
+        return []  # no asyncio, no face threads: a node without faces never loads them
     from .base import Face
 
     faces = []
-    for name in enabled_faces(config):
+    for name in names:
         module_name, class_name, _, title = _FACES[name]
         factory = functools.partial(_build_server, module_name, class_name)
         face = Face(name, title, factory, config, identities, models)
