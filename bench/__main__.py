@@ -130,6 +130,12 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
                 if d.get("open_seconds") is not None
                 else ""
             )
+            + (
+                f"; host load average {d['host_load_average'][0]} → "
+                f"{d['host_load_average'][1]} on {d['cpu_cores_available']} cores"
+                if d.get("host_load_average")
+                else ""
+            )
             + (f"; {d['notes']}" if d.get("notes") else "")
             + " |"
             for mode, d in runs
