@@ -41,7 +41,7 @@ COPY src/ ./src/
 # replaces pip's plain .pyc files, which it would never read (about 36 MB).
 RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
-    /opt/venv/bin/pip install --quiet --no-deps ".[$EXTRAS]" ; \
+    /opt/venv/bin/pip install --quiet --no-deps ".${EXTRAS:+[$EXTRAS]}" ; \
     /opt/venv/bin/pip check; \
     /opt/venv/bin/sensorfleet --help >/dev/null; \
     /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools; \

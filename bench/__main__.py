@@ -31,6 +31,7 @@ BENCHMARKS: tuple[str, ...] = (
     "sync",
     "latency",
     "containers",
+    "startup",
     "probes",
     "faces",
     "score",
@@ -55,7 +56,14 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         return [
             f"| backfill, one node | {r['backfill_rows_per_s']:,} rows/s | raw SQLite insert "
             f"ceiling {r['ceiling_rows_per_s']:,} rows/s (same schema, pragmas, batch) | "
-            f"ratio **{r['ratio']}** (target ≥ {r['target_ratio']}) |"
+            f"ratio **{r['ratio']}** (target ≥ {r['target_ratio']}) "
+            f"{'met' if r['ratio'] >= r['target_ratio'] else 'NOT met'}"
+            + (
+                f"; by CPU time {r['cpu_ratio']}, host idle {r['host_idle_share']:.0%}"
+                if "cpu_ratio" in r
+                else ""
+            )
+            + " |"
         ]
     if name == "equipment":
         lead, d = r["models"][0], r["density"]
@@ -168,6 +176,8 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"| containers: largest N that held | {r['largest_n_held']} | target "
             f"{r['target_n']}; per N: `bench/results/SUMMARY.md` | |"
         ]
+    if name == "startup":
+        return _startup(r)
     if name == "probes":
         return [
             f"| {r['clients']} simultaneous `GET /healthz` × {r['rounds']} | slowest answer "
@@ -203,6 +213,52 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         if k not in ("benchmark", "measured_at", "machine") and not isinstance(v, dict | list)
     )
     return [f"| {name} | {figures} | see `bench/{name}.py` | |"]
+
+
+def _startup(r: dict[str, Any]) -> list[str]:
+    """Start-up rows: one container (with its stages), and the fleet when it ran."""
+    if "skipped" in r:
+        return [f"| start-up of a container | skipped: {r['skipped']} | | |"]
+    one, stages = r["single"], r["single"]["stages_s"]
+    lines = [
+        f"| start-up, one container: `docker run` → first committed row | median "
+        f"{one['node_first_row_s']} s over {one['repeats']} (in the container: interpreter at "
+        f"{stages.get('interpreter')} s, imports done {stages.get('imports')} s, database open "
+        f"{stages.get('database_open')} s, first commit {stages.get('first_commit')} s) | bare "
+        f"`python -c pass` container {one['bare_pass_s']} s; bare python committing one "
+        f"SQLite row {one['bare_row_first_row_s']} s"
+        + (
+            f"; the earlier build `{one['compare']['image']}` in the same rounds "
+            f"{one['compare']['node_first_row_s']} s"
+            if "compare" in one
+            else ""
+        )
+        + f" | ratio {round(one['node_first_row_s'] / one['bare_row_first_row_s'], 2)} to "
+        "the bare row |"
+    ]
+    if "fleet" in r:
+        nodes, bare = r["fleet"], r["fleet_bare"]
+        lines.append(
+            f"| start-up, {nodes['containers']} containers (`generate_sensors.sh "
+            f"--db-per-node`): created → first row | per container median "
+            f"{nodes['first_row_per_container_median_s']} s, p95 "
+            f"{nodes['first_row_per_container_p95_s']} s, max "
+            f"{nodes['first_row_per_container_max_s']} s; all {nodes['with_a_row']} after "
+            f"{nodes['all_rows_after_first_created_s']} s | {bare['containers']} bare "
+            f"python containers committing a row, 8 started at a time: median "
+            f"{bare['first_row_per_container_median_s']} s, all after "
+            f"{bare['all_rows_after_first_created_s']} s"
+            + (
+                f"; the earlier build: median "
+                f"{before['first_row_per_container_median_s']} s, max "
+                f"{before['first_row_per_container_max_s']} s, all after "
+                f"{before['all_rows_after_first_created_s']} s"
+                if (before := one.get("compare", {}).get("fleet"))
+                else ""
+            )
+            + f" | {r['cpu_cores_available']} cores |"
+        )
+    return lines
 
 
 def _equipment_backfill(m: dict[str, Any], r: dict[str, Any]) -> str:

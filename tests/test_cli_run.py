@@ -248,13 +248,13 @@ def test_sigterm_flushes_every_generated_row_and_exits_0(tmp_path: Path) -> None
     }
     with start_node(tmp_path, config, wait_rows=False) as node:
         node.wait_for("node starting", timeout=60)
-        # Wait until a second of readings sits in the buffer, none of it written yet.
-        wait_until(
-            lambda: generated(f"http://127.0.0.1:{port}/status") >= 50,
-            timeout=60,
-            what="50 buffered readings",
-        )
-        assert count_rows(tmp_path / "data.db") == 0
+        status = f"http://127.0.0.1:{port}/status"
+        wait_until(lambda: generated(status) > 0, timeout=60, what="the monitor")
+        # The first rows are written at once; then a second of readings sits in the buffer,
+        # none of it written.
+        first = count_rows(tmp_path / "data.db")
+        wait_until(lambda: generated(status) >= first + 50, timeout=60, what="50 buffered readings")
+        assert count_rows(tmp_path / "data.db") == first
         assert node.stop() == 0, node.stderr
         written = node.summary()["rows_written"]
     assert written == count_rows(tmp_path / "data.db") >= 50

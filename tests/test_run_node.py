@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write_config, write_identity
@@ -129,6 +130,95 @@ def test_an_identity_edit_reloads_through_the_same_inputs(tmp_path: Path) -> Non
     assert result.ok
     assert rows(tmp_path / "node.db", "firmware_version = '1.4'") >= 5
     assert rows(tmp_path / "node.db", "firmware_version = '2.0'") >= 10
+
+
+class _RowsAtFirstWait(ManualClock):
+    """Simulated time that notes the rows in the node's file when the loop first waits."""
+
+    def __init__(self, start: float, db: Path) -> None:
+        super().__init__(start)
+        self.db = db
+        self.rows_at_first_wait: int | None = None
+
+    def wait_until(self, instant: float, stop: Wake) -> bool:
+        if self.rows_at_first_wait is None:
+            self.rows_at_first_wait = rows(self.db)
+        return super().wait_until(instant, stop)
+
+
+def test_a_live_start_commits_its_first_reading_before_it_first_waits(tmp_path: Path) -> None:
+    """The first row is in the file at once, not a flush interval later."""
+    inputs = inputs_for(
+        tmp_path, simulation={"run_time_seconds": 5}, database={"flush_interval_seconds": 2.0}
+    )
+    clock = _RowsAtFirstWait(START, tmp_path / "node.db")
+    result = run_node(inputs, clock=clock, configure_logging=False)
+    assert result.ok and result.summary.rows_written == 5
+    assert clock.rows_at_first_wait == 1
+
+
+def test_the_edges_start_once_the_first_row_is_committed(tmp_path: Path) -> None:
+    """Watcher, HTTP monitor and retention start after the first row: no reading waits for
+    them. ``started`` comes once they run, so the row is in the file by then."""
+    inputs = inputs_for(
+        tmp_path,
+        simulation={"run_time_seconds": 3},
+        config_reload={"enabled": True},
+        monitoring={"enabled": True, "host": "127.0.0.1", "port": 0},
+    )
+    rows_when_started: list[int] = []
+    result = run_node(
+        inputs,
+        clock=ManualClock(START),
+        configure_logging=False,
+        started=lambda loop: rows_when_started.append(rows(tmp_path / "node.db")),
+    )
+    assert result.ok and result.summary.rows_written == 3
+    assert rows_when_started == [1]
+
+
+def test_an_edit_made_while_the_node_starts_is_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An identity edit landing after the node read its files but before its watcher
+    started (here: while the database opens) still reaches the rows."""
+    inputs = inputs_for(
+        tmp_path,
+        simulation={"readings_per_second": 20.0, "run_time_seconds": 0},
+        config_reload={"enabled": True, "check_interval_seconds": 60},
+    )
+    import sensorfleet.run
+
+    build_sensors = sensorfleet.run.build_sensors
+
+    def build_then_edit(*args: Any, **kwargs: Any) -> Any:
+        sensors = build_sensors(*args, **kwargs)
+        write_identity(tmp_path / "node_identity.json", id="LIB-1", firmware_version="2.0")
+        return sensors
+
+    monkeypatch.setattr(sensorfleet.run, "build_sensors", build_then_edit)
+    loops: list[NodeLoop] = []
+
+    def wait_for_the_upgrade_then_stop() -> None:
+        wait_until(lambda: loops, what="the node to start")
+        loop = loops[0]
+        try:
+            wait_until(
+                lambda: loop.sensor_views()[0].identity.firmware_version == "2.0",
+                timeout=10,
+                what="the edit made during start-up to apply",
+            )
+            written = loop.summary().rows_written
+            wait_until(lambda: loop.summary().rows_written >= written + 5, what="rows after it")
+        finally:
+            loop.stop()
+
+    worker = threading.Thread(target=wait_for_the_upgrade_then_stop)
+    worker.start()
+    result = run_node(inputs, started=loops.append, configure_logging=False)
+    worker.join()
+    assert result.ok
+    assert rows(tmp_path / "node.db", "firmware_version = '2.0'") >= 1
 
 
 class _FailingClock(ManualClock):

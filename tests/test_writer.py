@@ -133,6 +133,21 @@ def test_the_flush_interval_runs_from_the_newest_reading_written(tmp_path: Path)
     assert writer.next_deadline(newest + 0.5) == newest + 1.0
 
 
+def test_a_new_writer_commits_its_first_rows_at_once(tmp_path: Path) -> None:
+    """A node that just started shows in its file without waiting out a flush interval;
+    the rows after the first flush wait for the interval again."""
+    path = tmp_path / "a.db"
+    writer, generator = make_writer(path, flush_interval_seconds=5.0)
+    writer.add(generator.generate(1))
+    assert writer.next_deadline(START) == START
+    writer.maybe_flush(START)
+    assert writer.stats.flushes == 1 and timestamps(path) == expected_stamps(settings(), 0, 1)
+    writer.add(generator.generate(1))
+    writer.maybe_flush(START + 1)
+    assert writer.stats.flushes == 1 and writer.pending_rows == 1
+    assert writer.next_deadline(START + 1) == START + 5.0
+
+
 def test_a_loop_catching_up_flushes_by_interval_not_after_every_block(tmp_path: Path) -> None:
     """Readings far behind the clock do not make every next block due at once."""
     writer, generator = make_writer(tmp_path / "a.db", flush_interval_seconds=0.2)

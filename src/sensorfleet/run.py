@@ -25,7 +25,7 @@ import secrets
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -134,6 +134,8 @@ def run_node(
     """
     settings = check(inputs, plan)
     config = settings.config
+    # The files as they were read: an edit before the watcher starts is still applied.
+    baseline = inputs.digests(config)
     clock = clock or SystemClock()
     first, live_start = plan.span(config, clock.now())
     if configure_logging:
@@ -164,15 +166,25 @@ def run_node(
         try:
             with ExitStack() as edges:  # the edges stop before the loop's files close
                 try:
-                    _start_edges(loop, inputs, plan, edges)
-                    if started is not None:
-                        started(loop)
+
+                    def start_edges() -> None:
+                        _start_edges(loop, inputs, plan, edges, baseline)
+                        if started is not None:
+                            started(loop)
+
                     if plan.backfill_seconds:
+                        start_edges()  # a long history is watched and served as it runs
                         loop.backfill(live_start)
                     if plan.live and not loop.stopping:
                         _start_faces(loop, settings, edges)
                         run_time = config.simulation.run_time_seconds
-                        loop.live(live_start + run_time if run_time else None)
+                        # A live start commits its first readings first: no reading
+                        # waits for the watcher, the HTTP monitor or retention (their
+                        # imports and threads), which start right after.
+                        loop.live(
+                            live_start + run_time if run_time else None,
+                            None if plan.backfill_seconds else start_edges,
+                        )
                 except SensorfleetError as exc:
                     log.error("node giving up", error=str(exc))
                     error, error_code = str(exc), exc.exit_code
@@ -213,15 +225,22 @@ def _configure_logging(config: Config, inputs: NodeInputs) -> None:
         log.warning("config warning", problem=warning, config=inputs.config_path or "defaults")
 
 
-def _start_edges(loop: NodeLoop, inputs: NodeInputs, plan: RunPlan, edges: ExitStack) -> None:
-    """The watcher (not for a one-off backfill, whose history has one setting), the HTTP
-    monitor and retention, each stopped when ``edges`` closes."""
+def _start_edges(
+    loop: NodeLoop,
+    inputs: NodeInputs,
+    plan: RunPlan,
+    edges: ExitStack,
+    baseline: Mapping[str, str | None],
+) -> None:
+    """The watcher (not for a one-off backfill, whose history has one setting; from the
+    files' ``baseline``), the HTTP monitor and retention, each stopped when ``edges``
+    closes."""
     config = loop.config
     reloads: ReloadStats | None = None
     if plan.live:
         from .edges.watcher import start_reloader
 
-        reloader = start_reloader(loop, inputs, config.config_reload)
+        reloader = start_reloader(loop, inputs, config.config_reload, baseline)
         if reloader is not None:
             edges.callback(reloader.stop)
             reloads = reloader.stats

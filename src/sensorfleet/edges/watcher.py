@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
-import stat
 import sys
 import threading
 import time
@@ -49,7 +47,7 @@ from .._schema import as_data
 from ..errors import InputError
 from ..node.config import Config, ConfigReload
 from ..node.identity import Identity
-from ..node.inputs import NodeInputs
+from ..node.inputs import NodeInputs, file_digest
 from ..node.loop import NodeLoop
 
 if TYPE_CHECKING:
@@ -106,20 +104,6 @@ class ReloadStats:
     watch_mode: WatchMode = "off"
     # Why the kernel last refused change events (set in polling_fallback).
     events_error: str | None = None
-
-
-def _digest(path: str) -> str | None:
-    """Content hash of a regular file; a FIFO or device is never read (it could block
-    the watcher for good) but gets a marker, so the edit is seen and rejected."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(descriptor, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                return f"not a regular file: {stat.S_IFMT(mode):o}"
-            return hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return None
 
 
 def _link_chain(path: str) -> set[str]:
@@ -205,9 +189,14 @@ class Reloader:
         self._events_retry_at: float | None = None  # monotonic; set while events are refused
 
     # ---- lifecycle ------------------------------------------------------------------
-    def start(self) -> None:
-        """Take the files' current state as the baseline and start watching."""
-        self._digests = {path: _digest(path) for path in self._files()}
+    def start(self, baseline: Mapping[str, str | None] | None = None) -> None:
+        """Start watching, from ``baseline`` (``NodeInputs.digests`` when the node read its
+        files) or else the files' current state: an edit made between the node reading
+        its files and this start is then applied too, as soon as the watcher runs."""
+        current = {path: file_digest(path) for path in self._files()}
+        self._digests = {**current, **(baseline or {})}
+        if any(self._digests.get(path) != digest for path, digest in current.items()):
+            self.notify()
         self._refresh_relevant()
         if self.settings.watch_events:
             self._start_observer()
@@ -299,8 +288,7 @@ class Reloader:
 
     def _files(self) -> list[str]:
         """The config and identity files, and the catalogue files the settings in force name."""
-        catalogues = [os.path.abspath(p) for p in self._config.equipment.catalogues]
-        return [*self.inputs.files, *catalogues]
+        return self.inputs.watched_files(self._config)
 
     def _refresh_relevant(self) -> None:
         relevant: set[str] = set()
@@ -378,7 +366,7 @@ class Reloader:
         """Look at the files once; return unchanged, same, rejected or applied."""
         detected_at, self._changed_at = self._changed_at, None
         files = self._files()
-        digests = {path: _digest(path) for path in files}
+        digests = {path: file_digest(path) for path in files}
         self._refresh_relevant()
         self._sync_watches()
         if digests == self._digests:
@@ -515,13 +503,19 @@ def _lookup(config: Config, dotted: str) -> Any:
     return node
 
 
-def start_reloader(loop: NodeLoop, inputs: NodeInputs, settings: ConfigReload) -> Reloader | None:
-    """Start watching when ``config_reload.enabled``; None when there is nothing to do."""
+def start_reloader(
+    loop: NodeLoop,
+    inputs: NodeInputs,
+    settings: ConfigReload,
+    baseline: Mapping[str, str | None] | None = None,
+) -> Reloader | None:
+    """Start watching when ``config_reload.enabled`` (from ``baseline``, see
+    ``Reloader.start``); None when there is nothing to do."""
     if not settings.enabled:
         log.info("config reload off", reason="config_reload.enabled is false")
         return None
     if not inputs.files:
         return None  # built-in defaults only: no file to watch
     reloader = Reloader(loop, inputs, settings)
-    reloader.start()
+    reloader.start(baseline)
     return reloader

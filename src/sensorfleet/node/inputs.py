@@ -7,8 +7,10 @@ did, and reports problems the same way: every problem at once, one line each.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,17 @@ class NodeInputs:
         paths = [self.config_path] if self.config_path else []
         return [os.path.abspath(p) for p in [*paths, *self.identity_paths]]
 
+    def watched_files(self, config: Config) -> list[str]:
+        """Every file a reload follows (absolute): the config and identity files, and the
+        catalogue files ``config`` names."""
+        catalogues = [os.path.abspath(p) for p in config.equipment.catalogues]
+        return [*self.files, *catalogues]
+
+    def digests(self, config: Config) -> dict[str, str | None]:
+        """``file_digest`` of every watched file: taken right after loading, the state the
+        node started with, which a reload watcher started later compares against."""
+        return {path: file_digest(path) for path in self.watched_files(config)}
+
     def load(self) -> NodeSettings:
         """Read and validate everything; raise ``InputError`` listing every problem."""
         problems: list[str] = []
@@ -129,6 +142,20 @@ class NodeInputs:
                 ]
             )
         return list(zip(paths, load_identities(paths, self.identity_overrides), strict=True))
+
+
+def file_digest(path: str) -> str | None:
+    """Content hash of a regular file (None when unreadable); a FIFO or device is never
+    read (it could block for good) but gets a marker, so an edit to one is still seen."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(descriptor, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                return f"not a regular file: {stat.S_IFMT(mode):o}"
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
 
 
 def catalogue_for(config: Config, identities: Sequence[Identity]) -> Catalogue | None:

@@ -403,8 +403,15 @@ class NodeLoop:
             self._wake.clear()
             self.clock.wait_until(writer.next_deadline(self.clock.now()) or 0.0, self._wake)
 
-    def live(self, end_epoch: float | None) -> None:
-        """Emit readings as their scheduled time arrives until ``end_epoch`` or stop."""
+    def live(
+        self, end_epoch: float | None, first_pass_done: Callable[[], None] | None = None
+    ) -> None:
+        """Emit readings as their scheduled time arrives until ``end_epoch`` or stop.
+
+        ``first_pass_done`` is called once, when every reading due at the start has been
+        generated and handed to its file (committed, unless the file is failing): a
+        node's start-up work that no reading waits for goes there.
+        """
         heap: list[tuple[float, int]] = []
         while not self._stopping:
             self._run_commands()
@@ -425,6 +432,9 @@ class NodeLoop:
             except LeaseLostError as exc:
                 self._drop_lost(exc)  # raises when no sensor is left
                 continue
+            if first_pass_done is not None:
+                first_pass_done()
+                first_pass_done = None
             if finished:
                 return
             self._sleep(heap, now)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from .layout import CLASSIC, TableLayout
 from .profiles import ANOMALY_TYPES
+from .stamps import iso_utc
 
 # Columns written for each classic reading (``id`` and ``synced`` are filled by SQLite);
 # ``iter_rows`` yields its tuples in this order.
@@ -129,12 +130,12 @@ class Block:
         times, values, kinds = self.times_us, self.values, self.kinds
         if self.keep is not None and not self.keep.all():
             times, values, kinds = times[self.keep], values[self.keep], kinds[self.keep]
-        stamps = np.datetime_as_string(times.astype("datetime64[us]"), unit="us", timezone="UTC")
+        stamps = iso_utc(times)
         flags = (kinds > 0).astype(np.int64).tolist()
         labels = self.labels
         return iter(
             zip(
-                stamps.tolist(),
+                stamps,
                 repeat(labels.sensor_id),
                 values[:, 0].tolist(),
                 values[:, 1].tolist(),

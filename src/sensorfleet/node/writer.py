@@ -112,10 +112,11 @@ class BufferedWriter:
             return None
         if self.stats.consecutive_failures:
             return self._retry_at
-        if self._pending_rows >= self.settings.batch_size:
+        if self._pending_rows >= self.settings.batch_size or self._last_flush is None:
+            # The first rows go out at once: a node that just started shows in its file
+            # (and to whoever waits for it there) without waiting out an interval.
             return now
-        start = self._last_flush if self._last_flush is not None else now
-        return start + self.settings.flush_interval_seconds
+        return self._last_flush + self.settings.flush_interval_seconds
 
     @property
     def exhausted(self) -> bool:
@@ -135,8 +136,6 @@ class BufferedWriter:
     def maybe_flush(self, now: float) -> None:
         """Flush if a deadline passed; raise ``StoreUnavailableError`` when giving up."""
         deadline = self.next_deadline(now)
-        if self._last_flush is None:
-            self._last_flush = now
         if deadline is not None and now >= deadline and not self.flush(now):
             self.raise_if_exhausted()
 

@@ -120,19 +120,30 @@ def evaluate(truth: Truth, aligned: Aligned, options: ScoreOptions, detector: st
             flags_from = "--threshold"
         flag = aligned.score >= threshold
     context = _Context(truth, aligned, flag, ranked, options, _intervals(truth))
-    overall = context.group(np.ones(len(truth), dtype=bool), overall=True)
+    everyone = np.ones(len(truth), dtype=bool)
+    overall = context.group(everyone, everyone[: len(base)], overall=True)
     dimension = "fault" if truth.scheme == "fault" else "anomaly_type"
     breakdowns: dict[str, dict[str, GroupScore]] = {dimension: {}, "model": {}, "firmware": {}}
+    # Each breakdown's readings in the order of the scores, from codes put in that order
+    # once (not a gather of every breakdown's readings).
+    in_rank_order = (lambda values: values[ranked[0]]) if ranked is not None else None
     present = np.unique(truth.kind[scored & truth.anomaly])
+    kinds = in_rank_order(truth.kind) if in_rank_order and len(present) else None
     for code in present:
         members = ~truth.anomaly | (truth.kind == code)
-        breakdowns[dimension][truth.kinds[code]] = context.group(members)
+        ranked_members = None
+        if ranked is not None and kinds is not None:
+            ranked_members = ~ranked[2] | (kinds == code)
+        breakdowns[dimension][truth.kinds[code]] = context.group(members, ranked_members)
     for name, codes, labels in (
         ("model", truth.model, truth.models),
         ("firmware", truth.firmware, truth.firmwares),
     ):
-        for code in np.unique(codes[scored]):
-            breakdowns[name][labels[code]] = context.group(codes == code)
+        present = np.unique(codes[scored])
+        ranked_codes = in_rank_order(codes) if in_rank_order and len(present) else None
+        for code in present:
+            ranked_members = None if ranked_codes is None else ranked_codes == code
+            breakdowns[name][labels[code]] = context.group(codes == code, ranked_members)
     return Evaluation(
         detector=detector,
         truth=truth.source,
@@ -164,7 +175,11 @@ class _Context:
     options: ScoreOptions
     interval: Floats
 
-    def group(self, members: Bools, overall: bool = False) -> GroupScore:
+    def group(
+        self, members: Bools, ranked_members: Bools | None, overall: bool = False
+    ) -> GroupScore:
+        """Every metric over the ``members`` (``ranked_members``: the same, in the order of
+        the ranked scores)."""
         truth, aligned = self.truth, self.aligned
         mask = members & aligned.scored
         idx = np.flatnonzero(mask)
@@ -185,9 +200,12 @@ class _Context:
         best = None
         pr_curve: list[tuple[float, float]] = []
         if self.ranked is not None:
-            order, scores, labels = self.ranked
-            inside = mask[order]
-            c = curve(scores[inside], labels[inside])
+            _, scores, labels = self.ranked
+            assert ranked_members is not None
+            if ranked_members.all():
+                c = curve(scores, labels)
+            else:
+                c = curve(scores[ranked_members], labels[ranked_members])
             auc, ap, best = roc_auc(c), average_precision(c), best_f1(c)
             if overall:
                 pr_curve = pr_points(c)

@@ -67,14 +67,12 @@ def align(truth: Truth, predictions: Predictions, tolerance_us: int) -> Aligned:
     unknown = int((sensor < 0).sum())
     no_reading = int(((sensor >= 0) & (matched < 0)).sum())
     hits = np.flatnonzero(matched >= 0)  # file order
-    _, first = np.unique(matched[hits], return_index=True)
-    kept = hits[np.sort(first)]
-    reading = matched[kept]
     counts = np.bincount(matched[hits], minlength=n) if len(hits) else np.zeros(n, np.int64)
+    kept = hits[_first_of_each(matched[hits], counts)]
+    reading = matched[kept]
     duplicates = np.maximum(counts - 1, 0)
-    predicted = np.zeros(n, dtype=bool)
-    predicted[reading] = True
-    scored = _spans(truth.sensor, reading, n)
+    predicted = counts > 0
+    scored = _spans(truth.sensor, predicted)
     score = None
     nan_score = np.zeros(n, dtype=bool)
     if predictions.score is not None:
@@ -134,16 +132,28 @@ def _nearest(readings: Ints, times: Ints, tolerance_us: int) -> Ints:
     return np.where(distance <= tolerance_us, best, -1).astype(np.int64)
 
 
-def _spans(sensor: Codes, reading: Ints, n: int) -> Bools:
-    """Readings between each sensor's first and last matched reading, inclusive."""
+def _first_of_each(readings: Ints, counts: Ints) -> Bools:
+    """Which of the matches (in file order) is the first for its reading: a reading matched
+    once needs no search, so only the duplicates' few readings are sorted."""
+    first: Bools = counts[readings] == 1
+    repeated = np.flatnonzero(~first)
+    if len(repeated):
+        _, earliest = np.unique(readings[repeated], return_index=True)
+        first[repeated[earliest]] = True
+    return first
+
+
+def _spans(sensor: Codes, predicted: Bools) -> Bools:
+    """Readings between each sensor's first and last matched reading, inclusive (the
+    readings are sorted by sensor, so the matched ones are too)."""
+    n = len(sensor)
+    reading = np.flatnonzero(predicted)
     if len(reading) == 0:
         return np.zeros(n, dtype=bool)
     owners = sensor[reading]
-    order = np.lexsort((reading, owners))
-    owners, ordered = owners[order], reading[order]
     last = np.flatnonzero(np.append(owners[1:] != owners[:-1], True))
     first = np.concatenate(([0], last[:-1] + 1))
     steps = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(steps, ordered[first], 1)
-    np.add.at(steps, ordered[last] + 1, -1)
+    np.add.at(steps, reading[first], 1)
+    np.add.at(steps, reading[last] + 1, -1)
     return np.cumsum(steps[:-1]) > 0

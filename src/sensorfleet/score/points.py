@@ -69,8 +69,14 @@ def curve(sorted_scores: Floats, sorted_actual: Bools) -> Curve:
     if n == 0:
         empty = np.zeros(0, np.int64)
         return Curve(np.zeros(0), empty, empty, 0, 0)
-    ends = np.flatnonzero(np.append(sorted_scores[1:] != sorted_scores[:-1], True))
-    tp = np.cumsum(sorted_actual, dtype=np.int64)[ends]
+    changes = np.empty(n, dtype=bool)
+    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=changes[:-1])
+    changes[-1] = True
+    ends = np.flatnonzero(changes)
+    if len(ends) * 16 < n:  # few distinct scores: binary searches among the anomalies
+        tp = np.searchsorted(np.flatnonzero(sorted_actual), ends, side="right").astype(np.int64)
+    else:  # a running count (a sum of booleans as int64 is slow, so only when needed)
+        tp = np.cumsum(sorted_actual, dtype=np.int64)[ends]
     fp = ends + 1 - tp
     positives = int(tp[-1])
     return Curve(sorted_scores[ends], tp, fp, positives, n - positives)

@@ -13,17 +13,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..report.sources import open_readonly
-from .columns import TextColumn, concat, from_strings, split_joined
+from .columns import Ints, TextColumn, concat, from_strings, split_joined
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -174,33 +178,91 @@ def sqlite_chunks(
         for c in dense
     )
     query = f'SELECT count(*){aggregates} FROM "{table}" WHERE rowid BETWEEN ? AND ?'
+
+    def read_slice(reader: sqlite3.Connection, first: int, last: int) -> Columns:
+        arguments = (*([_SEPARATOR] * len(dense)), first, last)
+        found = reader.execute(query, arguments).fetchone()
+        count = int(found[0])
+        values: dict[str, TextColumn | None] = {}
+        for index, column in enumerate(dense):
+            filled, text = found[1 + 2 * index], found[2 + 2 * index]
+            if count == 0:
+                values[column] = from_strings([])
+            elif filled == count:
+                values[column] = split_joined(text, ord(_SEPARATOR), count)
+            else:  # group_concat skips NULLs: place the others by rowid
+                where = f"{_quoted(column)} IS NOT NULL"
+                values.update(_sparse(reader, table, [column], where, first, last, count))
+        for condition, columns in conditions.items():
+            values.update(_sparse(reader, table, columns, condition, first, last, count))
+        filled_in = {
+            c: v if v is not None else _column_slowly(reader, table, c, first, last)
+            for c, v in values.items()  # None: the separator inside a value
+        }
+        return Columns(label, count, {c: filled_in[c] for c in present}, names)
+
+    slices = [
+        (first, min(high, first + ROWS_PER_QUERY - 1))
+        for first in range(low, high + 1, ROWS_PER_QUERY)
+    ]
+    file = _file_of(conn)
+    if file is not None and len(slices) > 1 and reader_threads() > 1:
+        yield from _in_parallel(file, slices, read_slice)
+        return
     factory = conn.text_factory
     conn.text_factory = bytes  # the joined text stays bytes: no decoding and re-encoding
     try:
-        for first in range(low, high + 1, ROWS_PER_QUERY):
-            last = min(high, first + ROWS_PER_QUERY - 1)
-            arguments = (*([_SEPARATOR] * len(dense)), first, last)
-            found = conn.execute(query, arguments).fetchone()
-            count = int(found[0])
-            values: dict[str, TextColumn | None] = {}
-            for index, column in enumerate(dense):
-                filled, text = found[1 + 2 * index], found[2 + 2 * index]
-                if count == 0:
-                    values[column] = from_strings([])
-                elif filled == count:
-                    values[column] = split_joined(text, ord(_SEPARATOR), count)
-                else:  # group_concat skips NULLs: place the others by rowid
-                    where = f"{_quoted(column)} IS NOT NULL"
-                    values.update(_sparse(conn, table, [column], where, first, last, count))
-            for condition, columns in conditions.items():
-                values.update(_sparse(conn, table, columns, condition, first, last, count))
-            filled_in = {
-                c: v if v is not None else _column_slowly(conn, table, c, first, last)
-                for c, v in values.items()  # None: the separator inside a value
-            }
-            yield Columns(label, count, {c: filled_in[c] for c in present}, names)
+        for first, last in slices:
+            yield read_slice(conn, first, last)
     finally:
         conn.text_factory = factory
+
+
+def reader_threads() -> int:
+    """Threads reading an SQLite table at once: one per core this process may use (SQLite
+    runs a query without holding Python's lock), at most four."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def _file_of(conn: sqlite3.Connection) -> Path | None:
+    """The file of the connection's main database; None for one in memory."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return Path(file) if file else None
+    return None
+
+
+def _in_parallel(
+    file: Path,
+    slices: Sequence[tuple[int, int]],
+    read_slice: Callable[[sqlite3.Connection, int, int], Columns],
+) -> Iterator[Columns]:
+    """``read_slice`` over every slice of rowids, by several threads, each with its own
+    read-only connection; the slices come back in order."""
+    local = threading.local()
+    opened: list[sqlite3.Connection] = []
+    lock = threading.Lock()
+
+    def work(bounds: tuple[int, int]) -> Columns:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = open_readonly(file)
+            conn.text_factory = bytes
+            local.conn = conn
+            with lock:
+                opened.append(conn)
+        return read_slice(conn, *bounds)
+
+    try:
+        with ThreadPoolExecutor(reader_threads(), thread_name_prefix="score-sqlite") as pool:
+            yield from pool.map(work, slices)
+    finally:
+        for conn in opened:
+            conn.close()
 
 
 def _quoted(name: str) -> str:
@@ -304,10 +366,10 @@ def _read_csv(data: bytes, wanted: Sequence[str], label: str) -> Columns:
         data = data[3:]
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
-    data = data.rstrip(b"\n")
-    header_end = data.find(b"\n")
-    header_bytes = data if header_end < 0 else data[:header_end]
-    body = b"" if header_end < 0 else data[header_end + 1 :]
+    end = _without_final_newlines(data)
+    header_end = data.find(b"\n", 0, end)
+    header_bytes = data[:end] if header_end < 0 else data[:header_end]
+    body_start = end if header_end < 0 else header_end + 1
     try:
         header = next(csv.reader([header_bytes.decode("utf-8")]))
     except (UnicodeDecodeError, StopIteration):
@@ -316,27 +378,60 @@ def _read_csv(data: bytes, wanted: Sequence[str], label: str) -> Columns:
     if not names or names == ("",):
         raise TableError("empty file; expected a header line naming the columns")
     present = [c for c in wanted if c in names]
-    if b'"' in body:
-        return _read_csv_quoted(body, names, present, label)
+    if data.find(b'"', body_start, end) >= 0:
+        return _read_csv_quoted(data[body_start:end], names, present, label)
     width = len(names)
-    buffer = np.frombuffer(body + b"\n", dtype=np.uint8) if body else np.zeros(0, np.uint8)
-    delimiters = np.flatnonzero((buffer == ord(",")) | (buffer == ord("\n")))
+    # The body and the newline after it, without copying the file's bytes.
+    if body_start >= end:
+        buffer = np.zeros(0, np.uint8)
+    elif end < len(data):
+        buffer = np.frombuffer(data, np.uint8, count=end + 1 - body_start, offset=body_start)
+    else:
+        buffer = np.frombuffer(data[body_start:] + b"\n", np.uint8)
+    delimiters = _delimiters(buffer)
     rows = len(delimiters) // width
     line_ends = delimiters[width - 1 :: width] if width else delimiters
     if len(delimiters) % width or not (buffer[line_ends] == ord("\n")).all():
         raise TableError(_ragged(buffer, width))
     ends = delimiters.reshape(rows, width)
-    starts = np.empty_like(ends)
-    starts[:, 1:] = ends[:, :-1] + 1
-    starts[:, 0] = 0
-    starts[1:, 0] = ends[:-1, -1] + 1
-    spaced = b" " in body  # most files have none: then no value needs stripping
+    spaced = data.find(b" ", body_start, end) >= 0  # mostly none: then nothing to strip
     values = {}
     for column in present:
         index = names.index(column)
-        value = TextColumn(buffer, starts[:, index], ends[:, index])
+        if index:
+            starts = ends[:, index - 1] + 1
+        else:
+            starts = np.zeros(rows, dtype=np.int64)
+            starts[1:] = ends[:-1, -1] + 1
+        value = TextColumn(buffer, starts, np.ascontiguousarray(ends[:, index]))
         values[column] = _stripped(value) if spaced else value
     return Columns(label, rows, values, names)
+
+
+def _without_final_newlines(data: bytes) -> int:
+    """The length of ``data`` without the newlines it ends with (``rstrip`` copies)."""
+    end = len(data)
+    while end and data[end - 1] == ord("\n"):
+        step = min(end, 4096)
+        tail = data[end - step : end].rstrip(b"\n")
+        end -= step - len(tail)
+        if tail:
+            break
+    return end
+
+
+DELIMITER_BLOCK = 1 << 22  # bytes: the block's temporary masks stay in the cache
+
+
+def _delimiters(buffer: NDArray[np.uint8]) -> Ints:
+    """Positions of every comma and newline, a block at a time."""
+    found = []
+    for first in range(0, len(buffer), DELIMITER_BLOCK):
+        block = buffer[first : first + DELIMITER_BLOCK]
+        mask = block == ord(",")
+        mask |= block == ord("\n")
+        found.append(np.flatnonzero(mask) + first)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _stripped(column: TextColumn) -> TextColumn:
