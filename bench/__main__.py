@@ -113,6 +113,7 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         ]
     if name == "density":
         runs = [("one process", r)]
+        runs += [("one process", more) for more in r.get("more_sensors", [])]
         if "per_sensor_files" in r:
             runs.append(("one process, one file per sensor", r["per_sensor_files"]))
         return [
@@ -127,6 +128,12 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
                 f", databases opened in {d['open_seconds']} s "
                 f"({d['live_seconds_after_opening']} s of the run left live)"
                 if d.get("open_seconds") is not None
+                else ""
+            )
+            + (
+                f"; host load average {d['host_load_average'][0]} → "
+                f"{d['host_load_average'][1]} on {d['cpu_cores_available']} cores"
+                if d.get("host_load_average")
                 else ""
             )
             + (f"; {d['notes']}" if d.get("notes") else "")

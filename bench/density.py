@@ -12,12 +12,13 @@ Then the same with one database file per sensor (``{sensor_id}`` in the path),
 M sensors: three descriptors per file, so a few hundred sensors already hold
 descriptors past 1023 (a node waiting with ``select()`` crashed there).
 
-    python -m bench.density [--sensors 10000] [--per-sensor-files 2000]
+    python -m bench.density [--sensors 10000[,25000,...]] [--per-sensor-files 2000]
                             [--seconds 300] [--smoke]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sqlite3
@@ -28,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ._common import parser, save
+from ._common import RESULTS, parser, save
 from ._process import ROOT, baseline_rss_mb, percentile, rounded, run_node, write_config
 
 
@@ -119,6 +120,7 @@ def run(
         if types
         else ("sensor_readings",)
     )
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_identities(work / "ids", sensors, types)
@@ -164,40 +166,127 @@ def run(
         "newest_row_lag_p50_s": rounded(percentile(steady_lags, 0.5)),
         "newest_row_lag_p95_s": rounded(percentile(steady_lags, 0.95)),
         "newest_row_lag_max_s": rounded(max(steady_lags) if steady_lags else None),
+        # The host's 1-minute load average before and after: on a shared machine, a node
+        # that gets a fraction of a core falls behind whatever its own cost.
+        "host_load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
+
+
+FULL_SECONDS, FULL_FILES = 300, 2_000
 
 
 def main() -> None:
     args = parser(__doc__ or "")
-    args.add_argument("--sensors", type=int, default=10_000)
+    args.add_argument(
+        "--sensors",
+        type=_counts,
+        default=[10_000],
+        metavar="N[,N...]",
+        help="classic sensors in one shared file; each count is a run and a row of its own "
+        "(the first is the file's main row, the others its more_sensors list)",
+    )
     args.add_argument(
         "--per-sensor-files",
         type=int,
-        default=2_000,
+        default=FULL_FILES,
         metavar="M",
-        help="then M sensors with one database file each (0: skip that run)",
+        help="then M sensors with one database file each (0: skip that run and keep the "
+        "row of an earlier run, if the results file has one)",
     )
-    args.add_argument("--seconds", type=int, default=300)
+    args.add_argument("--seconds", type=int, default=FULL_SECONDS)
     options = args.parse_args()
     if options.smoke:
         # 400 files hold over 1,200 descriptors; 30 s leaves live waits after they open.
-        (sensors, seconds), (files, files_seconds) = (300, 6), (400, 30)
+        (counts, seconds), (files, files_seconds) = ([300], 6), (400, 30)
     else:
-        sensors, seconds = options.sensors, options.seconds
+        counts, seconds = options.sensors, options.seconds
         files, files_seconds = options.per_sensor_files, options.seconds
-    result = run(sensors, seconds)
-    if not options.smoke and (sensors, seconds, files) != (10_000, 300, 2_000):
-        # A shortened run (a shared machine) says so in the file the README table reads.
-        result["notes"] = (
-            f"shortened run: {sensors:,} sensors and {files:,} per-sensor files for {seconds} s "
-            "(full: 10,000 and 2,000 for 300 s)"
-        )
-    print(line("one shared file", result))
+    rows = []
+    for sensors in counts:
+        row = run(sensors, seconds)
+        if not options.smoke and seconds != FULL_SECONDS:
+            # A shortened run (a shared machine) says so in the file the README table reads.
+            row["notes"] = f"shortened run: {seconds} s (full: {FULL_SECONDS} s)"
+        print(line("one shared file", row))
+        rows.append(row)
+    rows = _with_earlier_rows(rows, options.out) if not options.smoke else rows
+    result = rows[0]
+    if len(rows) > 1:
+        result["more_sensors"] = rows[1:]
     if files > 0:
         result["per_sensor_files"] = run(files, files_seconds, per_sensor_files=True)
+        if not options.smoke and (files, files_seconds) != (FULL_FILES, FULL_SECONDS):
+            result["per_sensor_files"]["notes"] = (
+                f"shortened run: {files:,} per-sensor files for {files_seconds} s "
+                f"(full: {FULL_FILES:,} for {FULL_SECONDS} s)"
+            )
         print(line("one file per sensor", result["per_sensor_files"]))
+    elif not options.smoke and (earlier := _earlier_files_row(options.out)) is not None:
+        result["per_sensor_files"] = earlier
     path = save("density", result, options.out)
     print(f"density → {path}")
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected counts such as 25000,50000 (got {text!r})"
+        ) from None
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError(f"counts must be at least 1 (got {text!r})")
+    return counts
+
+
+def _earlier(out: Path | None) -> dict[str, Any]:
+    try:
+        earlier = json.loads((out or RESULTS / "density.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return earlier if isinstance(earlier, dict) else {}
+
+
+def _measured_note(row: dict[str, Any], measured: str) -> dict[str, Any]:
+    if f"measured {measured}" not in row.get("notes", ""):
+        parts = [row.get("notes", ""), f"measured {measured}"]
+        row["notes"] = "; ".join(part for part in parts if part)
+    return row
+
+
+def _with_earlier_rows(rows: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+    """This run's rows and, for sensor counts it did not run, the earlier file's rows
+    (marked with when they were measured), fewest sensors first."""
+    earlier = _earlier(out)
+    measured = str(earlier.get("measured_at", "?"))[:10]
+    main = {k: v for k, v in earlier.items() if k not in _FILE_KEYS}
+    kept = [main, *earlier.get("more_sensors", [])] if "sensors" in main else []
+    ran = {row["sensors"] for row in rows}
+    rows = rows + [_measured_note(row, measured) for row in kept if row["sensors"] not in ran]
+    return sorted(rows, key=lambda row: int(row["sensors"]))
+
+
+# Keys of the results file that are not a row's own.
+_FILE_KEYS = ("benchmark", "measured_at", "machine", "more_sensors", "per_sensor_files")
+
+
+def _earlier_files_row(out: Path | None) -> dict[str, Any] | None:
+    """The per-sensor-files row of the results file this run replaces, marked with when it
+    was measured: a run that skips it keeps it rather than dropping it from the table."""
+    earlier = _earlier(out)
+    row = earlier.get("per_sensor_files")
+    if not isinstance(row, dict):
+        return None
+    if (row.get("sensors"), row.get("seconds")) != (
+        FULL_FILES,
+        FULL_SECONDS,
+    ) and "shortened" not in row.get("notes", ""):
+        said = (
+            f"shortened run: {row.get('sensors', 0):,} per-sensor files for "
+            f"{row.get('seconds')} s (full: {FULL_FILES:,} for {FULL_SECONDS} s)"
+        )
+        row["notes"] = "; ".join(part for part in [said, row.get("notes", "")] if part)
+    return _measured_note(row, str(earlier.get("measured_at", "?"))[:10])
 
 
 def line(mode: str, result: dict[str, Any]) -> str:

@@ -15,14 +15,13 @@ import dataclasses
 import hashlib
 from functools import cache
 
-import numpy as np
 import pytest
 from conftest import BUILT_IN_MODELS
 
 from sensorfleet.equipment import Catalogue, load_catalogue
 from sensorfleet.node.config import build_config
 from sensorfleet.node.identity import DEFAULT_IDENTITY, build_identity
-from sensorfleet.node.machine import EquipmentGenerator, MachineSettings, _utc_texts
+from sensorfleet.node.machine import EquipmentGenerator, MachineSettings
 
 SEED = 20261205
 START = 1_764_547_200.0  # 2025-12-01T00:00:00Z, a Monday
@@ -112,16 +111,3 @@ def test_model_rows_match_the_golden_digest(name: str) -> None:
     own, high = GOLDEN[name]
     assert rows_digest(name, 1.0) == own
     assert rows_digest(name, HIGH_RATE) == high
-
-
-def test_row_times_are_numpy_s_iso_texts() -> None:
-    """The rows' UTC texts, formatted a day and a sub-second part at a time, are numpy's
-    ISO 8601 texts to the microsecond: across midnights, before 1970, at odd rates."""
-    rng = np.random.default_rng(1)
-    regular = 1_764_547_200_000_000 + np.arange(20_000, dtype=np.int64) * 30_000_000
-    odd_rate = 1_764_547_200_000_000 + np.rint(np.arange(20_000) * 1e6 / 7).astype(np.int64)
-    anywhere = rng.integers(-(10**15), 4 * 10**15, 20_000)
-    edges = np.array([0, -1, 86_399_999_999, 86_400_000_000, 951_782_400_000_000])
-    for times in (regular, odd_rate, anywhere, edges):
-        expected = np.datetime_as_string(times.astype("datetime64[us]"), unit="us", timezone="UTC")
-        assert _utc_texts(times.astype(np.int64)) == expected.tolist()

@@ -282,7 +282,7 @@ def test_reading_ahead_serves_the_same_stream_one_at_a_time() -> None:
     """Serving 1 reading at a time from the look-ahead equals one large block."""
     config = build_config({"anomalies": {"probability": 0.3}}, "test")
     single = generator(config, seed=8)
-    assert single.lookahead == 10
+    assert single.lookahead == 30
     served = [single.generate(1) for _ in range(5000)]
     whole = generator(config, seed=8).generate(5000)
     assert np.array_equal(_values(served), whole.values, equal_nan=True)
@@ -295,7 +295,7 @@ def test_reconfigure_mid_lookahead_applies_from_the_next_reading() -> None:
     upgraded = Settings.resolve(config, identity(firmware_version="1.4", location="Lab"))
 
     ahead = generator(config, seed=12)
-    first = [ahead.generate(1) for _ in range(7)]  # 3 readings still waiting ahead
+    first = [ahead.generate(1) for _ in range(7)]  # 23 readings still waiting ahead
     ahead.reconfigure(upgraded)
     after = [ahead.generate(1) for _ in range(500)]
 
@@ -321,3 +321,41 @@ def test_forced_anomaly_starts_at_the_next_reading_despite_lookahead() -> None:
     assert gen.end_anomaly() == "noise"
     assert not gen.generate(30).kinds.any()
     assert gen.current_episode() is None
+
+
+def test_staggered_sensors_read_ahead_on_different_ticks_with_the_same_stream() -> None:
+    """Sensors given staggers 0…29 produce their look-ahead one per tick, not all thirty in
+    the same tick (each every 30 readings still), and each serves the unstaggered stream."""
+    config = build_config({"anomalies": {"probability": 0.3}}, "test")
+    streams = [generator(config, seed=4) for _ in range(30)]
+    for position, stream in enumerate(streams):
+        stream.stagger = position
+    served: list[list[Any]] = [[] for _ in streams]
+    producing_per_tick = []
+    for _ in range(90):
+        before = [stream._produced for stream in streams]
+        for stream, blocks in zip(streams, served, strict=True):
+            blocks.append(stream.generate(1))
+        producing_per_tick.append(
+            sum(stream._produced != was for stream, was in zip(streams, before, strict=True))
+        )
+    assert producing_per_tick == [30] + [1] * 89  # the first tick starts every stream
+    whole = generator(config, seed=4).generate(90)
+    for blocks in served:
+        assert np.array_equal(_values(blocks), whole.values, equal_nan=True)
+        assert np.array_equal(np.concatenate([b.kinds for b in blocks]), whole.kinds)
+
+
+@pytest.mark.parametrize("rate", [1, 3, 7.5, 1000])
+def test_the_first_reading_after_an_instant_matches_the_schedule(rate: float) -> None:
+    """index_after (which a live tick asks with its next reading due) names the first
+    reading scheduled strictly after the instant, for periods that do not divide a second."""
+    config = build_config({"simulation": {"readings_per_second": rate}}, "test")
+    stream = generator(config)
+    for served in range(0, 40, 3):
+        if served > stream.next_index:
+            stream.generate(served - stream.next_index)
+        for offset_us in (-1, 0, 1, 333_333, 999_999, 1_000_000, 2_500_000):
+            instant = START + offset_us / 1e6 + served / rate
+            expected = next(i for i in range(10_000) if stream.time_of(i) > instant)
+            assert stream.index_after(instant) == expected

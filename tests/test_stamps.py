@@ -35,3 +35,16 @@ def test_years_outside_1_to_9999_are_numpy_s_texts() -> None:
 
 def test_no_times_no_texts() -> None:
     assert iso_utc(np.array([], dtype=np.int64)) == []
+
+
+def test_odd_rates_midnights_and_times_before_1970_format_as_numpy_does() -> None:
+    """Equipment rows' times (every 30 s, at 7/s, anywhere, edges of a day) are numpy's
+    ISO 8601 texts to the microsecond."""
+    rng = np.random.default_rng(1)
+    regular = 1_764_547_200_000_000 + np.arange(20_000, dtype=np.int64) * 30_000_000
+    odd_rate = 1_764_547_200_000_000 + np.rint(np.arange(20_000) * 1e6 / 7).astype(np.int64)
+    anywhere = rng.integers(-(10**15), 4 * 10**15, 20_000)
+    edges = np.array([0, -1, 86_399_999_999, 86_400_000_000, 951_782_400_000_000])
+    for times in (regular, odd_rate, anywhere, edges):
+        expected = np.datetime_as_string(times.astype("datetime64[us]"), unit="us", timezone="UTC")
+        assert iso_utc(times.astype(np.int64)) == expected.tolist()

@@ -304,3 +304,55 @@ def test_live_changes_to_busy_timeout_reach_the_open_connection(tmp_path: Path) 
     conn = writer.store._current()
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_one_flush_of_many_sensors_writes_each_blocks_rows_in_order(tmp_path: Path) -> None:
+    """A flush of blocks of many sensors (one reading each, as a live tick gives, and
+    longer ones, some with skipped missing readings) stores exactly each block's rows, in
+    the order the blocks were added, ids counting up in that order; the counters match."""
+    config = build_config(
+        {
+            "anomalies": {"probability": 0.5, "types": {"missing_data": {"record": "skip"}}},
+            "database": {"batch_size": 100_000},
+        },
+        "test",
+    )
+    store = Store(tmp_path / "fleet.db", config.database)
+    store.open()
+    writer = BufferedWriter(store, config.database)
+    streams = [
+        SensorGenerator(
+            Settings.resolve(
+                config, build_identity({**DEFAULT_IDENTITY, "id": f"S{n:03d}"}, "t", {})
+            ),
+            3,
+            START,
+        )
+        for n in range(40)
+    ]
+    blocks = [
+        stream.generate(1 if n % 3 else 25) for _ in range(4) for n, stream in enumerate(streams)
+    ]
+    assert any(b.keep is not None and not b.keep.all() for b in blocks)  # skipped readings
+    for block in blocks:
+        writer.add(block)
+    assert writer.flush(START + 100)
+
+    expected = [row for block in blocks for row in block.iter_rows()]
+    with closing(sqlite3.connect(tmp_path / "fleet.db")) as conn:
+        stored = conn.execute(
+            "SELECT id, timestamp, sensor_id, temperature, vibration, voltage, status_code, "
+            "anomaly_flag, anomaly_type, firmware_version, model, manufacturer, location "
+            "FROM sensor_readings ORDER BY id"
+        ).fetchall()
+    assert [row[1:] for row in stored] == expected
+    assert [row[0] for row in stored] == list(range(1, len(expected) + 1))
+    anomalies: dict[str, int] = {}
+    for block in blocks:
+        for kind, count in block.anomaly_counts().items():
+            anomalies[kind] = anomalies.get(kind, 0) + count
+    assert anomalies and writer.stats.anomalies_written == anomalies
+    assert sum(writer.stats.rows_by_sensor.values()) == len(expected)
+    assert writer.stats.rows_by_sensor["S001"] == sum(
+        b.row_count for b in blocks if b.labels.sensor_id == "S001"
+    )

@@ -78,12 +78,13 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
 # recurrence is solved by repeated whole-array passes (below), not step by step.
 FAST_DECAY = 0.2
 EXTRA_PASSES = 4
+FEWEST_FOR_PASSES = 64  # below this many segments the loop is cheaper than array passes
 
 
 def _recurrence(start: float, levels: FloatArray, decays: FloatArray) -> list[float] | FloatArray:
     """``x[0] = start``, ``x[k+1] = L[k] + (x[k] − L[k])·d[k]``: every x, bit for bit as
     the formula computed one step after the other (in floats, numpy's own arithmetic)."""
-    if len(levels) and float(decays.max()) <= FAST_DECAY:
+    if len(levels) >= FEWEST_FOR_PASSES and float(decays.max()) <= FAST_DECAY:
         passes = 1 + EXTRA_PASSES
         if float(decays.max()) > 0:  # the error shrinks by ≥ 1/max decay each pass
             passes += math.ceil(-60 * math.log(2) / math.log(float(decays.max())))

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from itertools import repeat
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +26,7 @@ from .identity import Identity
 from .layout import TableLayout, equipment_layout
 from .profiles import Behaviour, behaviour_of
 from .readings import Labels, Row
+from .stamps import iso_utc
 from .stream import MICROS, ReadingStream
 
 
@@ -94,35 +94,6 @@ def _names_or_null(names: Sequence[str]) -> npt.NDArray[np.object_]:
     return np.array([*names, None], dtype=object)
 
 
-@cache
-def _clock_faces() -> npt.NDArray[np.object_]:
-    """``THH:MM:SS.`` for every second of a day, in order."""
-    return np.array(
-        [f"T{h:02d}:{m:02d}:{s:02d}." for h in range(24) for m in range(60) for s in range(60)],
-        dtype=object,
-    )
-
-
-def _utc_texts(times_us: npt.NDArray[np.int64]) -> list[str]:
-    """ISO 8601 UTC text of each instant, to the microsecond (numpy's datetime text).
-
-    A block spans few days and its readings share few sub-second parts, so the date
-    and the microseconds are formatted once each and joined to a table of the day's
-    seconds: numpy's own formatting cost a microsecond a row, as much as the rest of
-    the row building.
-    """
-    if not len(times_us):
-        return []
-    seconds, micros = np.divmod(times_us, MICROS)
-    days, second = np.divmod(seconds, 86_400)
-    day_set, day_at = np.unique(days, return_inverse=True)
-    micro_set, micro_at = np.unique(micros, return_inverse=True)
-    dates = np.datetime_as_string(day_set.astype("datetime64[D]"), unit="D").astype(object)
-    fractions = np.array([f"{micro:06d}Z" for micro in micro_set.tolist()], dtype=object)
-    texts = dates[day_at] + _clock_faces()[second] + fractions[micro_at]
-    return list(texts.tolist())
-
-
 def _started_texts(started_us: npt.NDArray[np.int64]) -> list[Any]:
     """A fault's start as UTC text per reading, None without one (-1).
 
@@ -130,7 +101,7 @@ def _started_texts(started_us: npt.NDArray[np.int64]) -> list[Any]:
     and spread by index: formatting every reading's copy cost as much as the timestamps.
     """
     starts, where = np.unique(started_us, return_inverse=True)
-    texts = np.array(_utc_texts(np.maximum(starts, 0)), dtype=object)
+    texts = np.array(iso_utc(np.maximum(starts, 0)), dtype=object)
     texts[starts < 0] = None
     return list(texts[where].tolist())
 
@@ -207,7 +178,7 @@ class MachineBlock:
         truth = self.truth_columns() if self.labels_inline else []
         return iter(
             zip(
-                _utc_texts(self.times_us),
+                iso_utc(self.times_us),
                 repeat(labels.sensor_id),
                 *channels,
                 *truth,
@@ -230,7 +201,7 @@ class MachineBlock:
         return iter(
             zip(
                 repeat(self.labels.sensor_id),
-                _utc_texts(self.times_us),
+                iso_utc(self.times_us),
                 *self.truth_columns(),
                 strict=False,
             )
@@ -384,7 +355,7 @@ class EquipmentGenerator(ReadingStream[MachineBlock]):
         return MachineView(
             type=last.model.name,
             table=last.layout.table,
-            timestamp=_utc_texts(last.times_us)[0],
+            timestamp=iso_utc(last.times_us)[0],
             state=state,
             fault=fault,
             fault_severity=float(severity),

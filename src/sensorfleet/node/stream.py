@@ -18,7 +18,7 @@ import numpy as np
 
 MICROS = 1_000_000
 # Live sensors generate this much ahead in one vectorised call (bounded in readings).
-LOOKAHEAD_SECONDS = 10.0
+LOOKAHEAD_SECONDS = 30.0
 MAX_LOOKAHEAD_READINGS = 10_000
 
 
@@ -60,6 +60,10 @@ class ReadingStream(Generic[B]):
         self._produced = 0  # next reading to produce (ahead of next_index when reading ahead)
         self._ahead: B | None = None
         self._ahead_snapshot: _Snapshot | None = None
+        # Look-aheads end where (index + stagger) is a multiple of ``lookahead``: sensors
+        # of one process given different staggers read ahead on different ticks, instead
+        # of all of them in the same tick every ``lookahead`` readings.
+        self.stagger = 0
 
     # ---- what a kind of stream provides ---------------------------------------------------
     @property
@@ -110,7 +114,13 @@ class ReadingStream(Generic[B]):
 
     def index_after(self, epoch: float) -> int:
         """Index of the first reading scheduled strictly after ``epoch``."""
-        return self._first_index_where(round(epoch * MICROS), inclusive=True)
+        target = round(epoch * MICROS)
+        # A live sensor asks every tick, with its next reading due and the one after not:
+        # two instants answer that, without the search below.
+        following = self.next_index + 1
+        if self._time_us(self.next_index) <= target < self._time_us(following):
+            return following
+        return self._first_index_where(target, inclusive=True)
 
     def index_before(self, epoch: float) -> int:
         """Index of the first reading scheduled at or after ``epoch`` (exclusive bound)."""
@@ -168,9 +178,11 @@ class ReadingStream(Generic[B]):
         while count > 0:
             if self._ahead is None or self._produced == self.next_index:
                 self._ahead_snapshot = self._snapshot()
-                self._ahead = self._produce(max(count, self.lookahead))
+                lookahead = self.lookahead
+                to_boundary = lookahead - (self._produced + self.stagger) % lookahead
+                self._ahead = self._produce(max(count, to_boundary))
             offset = self.next_index - self._ahead.first_index
-            take = min(count, len(self._ahead) - offset)
+            take = min(count, self._produced - self.next_index)  # the look-ahead ends there
             parts.append(self._ahead.slice(offset, offset + take))
             self.next_index += take
             count -= take
