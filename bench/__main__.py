@@ -195,11 +195,18 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
             f"server built in {ua.get('build_s')} s |"
         ]
     if name == "score":
-        stages = ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in r["stages"].items())
+        s = r["stages"]
+        stages = (
+            f"truth {s['read_truth']} s and predictions {s['read_predictions']} s read side by "
+            f"side, match {s['match']} s, metrics {s['metrics']} s"
+            if "read_both" in s
+            else ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in s.items())
+        )
+        repeats = f"; median of {r['runs']}, load {r['load_average_after']}" if "runs" in r else ""
         return [
             f"| score {r['rows']:,} readings (SQLite truth, CSV predictions) | {r['seconds']} s "
-            f"({r['cpu_seconds']} s CPU: {stages}) | plain numpy pass over the same arrays "
-            f"{r['plain_numpy_seconds']} s; target < {r['target_seconds']:.0f} s | "
+            f"({r['cpu_seconds']} s CPU: {stages}{repeats}) | plain numpy pass over the same "
+            f"arrays {r['plain_numpy_seconds']} s; target < {r['target_seconds']:.0f} s | "
             f"{'met' if r['seconds'] < r['target_seconds'] else 'not met'}, ratio "
             f"{r['ratio_to_plain_numpy']} |"
         ]

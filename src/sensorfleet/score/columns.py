@@ -61,19 +61,25 @@ class TextColumn:
         limit = len(self.buffer) - width
         inside = self.starts <= limit
         out = np.zeros(n, dtype=f"S{width}")
+        matrix = out.view(np.uint8).reshape(n, width)
+        ragged = not (lengths == width).all()
         if limit >= 0:
             windows = _windows(self.buffer, width)
-            if inside.all():
-                out = windows[self.starts]
-            else:
-                out[inside] = windows[self.starts[inside]]
-        matrix = out.view(np.uint8).reshape(n, width)
+            positions = np.arange(width)
+            # A block of rows at a time, so the mask clearing each value's tail is cached.
+            for first in range(0, n, BLOCK_ROWS):
+                rows = slice(first, first + BLOCK_ROWS)
+                if inside[rows].all():
+                    out[rows] = windows[self.starts[rows]]
+                else:
+                    block = out[rows]
+                    block[inside[rows]] = windows[self.starts[rows][inside[rows]]]
+                if ragged:  # clear the bytes past each shorter value
+                    np.multiply(matrix[rows], positions < lengths[rows, None], out=matrix[rows])
         for row in np.flatnonzero(~inside):  # the few values too near the buffer's end
             value = self.buffer[self.starts[row] : self.ends[row]]
             matrix[row, : len(value)] = value
             matrix[row, len(value) :] = 0
-        if not (lengths == width).all():  # clear the bytes past each shorter value
-            np.multiply(matrix, np.arange(width) < lengths[:, None], out=matrix)
         return out
 
 
@@ -174,6 +180,16 @@ def _plain_decimals(strings: NDArray[np.bytes_]) -> tuple[Floats, Bools]:
     the double nearest the decimal, as Python's and numpy's parsers do."""
     n, width = len(strings), strings.dtype.itemsize
     matrix = strings.view(np.uint8).reshape(n, width)
+    values = np.empty(n, dtype=np.float64)
+    plain = np.empty(n, dtype=bool)
+    for first in range(0, n, BLOCK_ROWS):  # a block at a time: its temporaries stay cached
+        rows = slice(first, first + BLOCK_ROWS)
+        values[rows], plain[rows] = _decimal_block(matrix[rows])
+    return values, plain
+
+
+def _decimal_block(matrix: NDArray[np.uint8]) -> tuple[Floats, Bools]:
+    n, width = matrix.shape
     mantissa = np.zeros(n, dtype=np.int64)
     digits = np.zeros(n, dtype=np.int64)
     after_point = np.zeros(n, dtype=np.int64)

@@ -403,7 +403,7 @@ def _read_csv(data: bytes, wanted: Sequence[str], label: str) -> Columns:
         else:
             starts = np.zeros(rows, dtype=np.int64)
             starts[1:] = ends[:-1, -1] + 1
-        value = TextColumn(buffer, starts, np.ascontiguousarray(ends[:, index]))
+        value = TextColumn(buffer, starts, ends[:, index])
         values[column] = _stripped(value) if spaced else value
     return Columns(label, rows, values, names)
 
@@ -430,7 +430,9 @@ def _delimiters(buffer: NDArray[np.uint8]) -> Ints:
         block = buffer[first : first + DELIMITER_BLOCK]
         mask = block == ord(",")
         mask |= block == ord("\n")
-        found.append(np.flatnonzero(mask) + first)
+        positions = np.flatnonzero(mask)
+        positions += first
+        found.append(positions)
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
