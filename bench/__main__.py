@@ -113,33 +113,22 @@ def _line(name: str, r: dict[str, Any]) -> list[str]:
         ]
     if name == "density":
         runs = [("one process", r)]
-        runs += [("one process", more) for more in r.get("more_sensors", [])]
         if "per_sensor_files" in r:
             runs.append(("one process, one file per sensor", r["per_sensor_files"]))
-        return [
-            f"| density, {mode} | {d['sensors']:,} sensors × 1/s for {d['seconds']} s, "
-            f"{d['rows_total']:,} rows; {d['rss_kb_per_sensor']} KB and "
-            f"{d['cpu_cores_used']} cores | {d['cpu_cores_available']} cores; every sensor "
-            f"within 1 % of {d['rows_expected_per_sensor']} rows | "
-            f"{'all' if d['all_sensors_within_1pct'] else 'NOT all'} within 1 %, "
-            f"{d['timestamps_off_schedule']} off-schedule timestamps, newest-row lag p95 "
-            f"{d['newest_row_lag_p95_s']} s"
-            + (
-                f", databases opened in {d['open_seconds']} s "
-                f"({d['live_seconds_after_opening']} s of the run left live)"
-                if d.get("open_seconds") is not None
-                else ""
+        rows = _density_rows(runs)
+        more = r.get("more_sensors", [])
+        if more:
+            # The larger fleets' own rows are in SUMMARY.md; the README points there.
+            rows[0] = rows[0][: -len(" |")] + (
+                "; "
+                + ", ".join(
+                    f"{m['sensors']:,} sensors: lag p95 {m['newest_row_lag_p95_s']} s, "
+                    f"{'all' if m['all_sensors_within_1pct'] else 'NOT all'} within 1 %"
+                    for m in more
+                )
+                + " (`bench/results/SUMMARY.md`) |"
             )
-            + (
-                f"; host load average {d['host_load_average'][0]} → "
-                f"{d['host_load_average'][1]} on {d['cpu_cores_available']} cores"
-                if d.get("host_load_average")
-                else ""
-            )
-            + (f"; {d['notes']}" if d.get("notes") else "")
-            + " |"
-            for mode, d in runs
-        ]
+        return rows
     if name == "reload":
         return [
             f"| hot reload, file write → first row with new values | p95 "
@@ -285,6 +274,33 @@ def _equipment_backfill(m: dict[str, Any], r: dict[str, Any]) -> str:
     )
 
 
+def _density_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [
+        f"| density, {mode} | {d['sensors']:,} sensors × 1/s for {d['seconds']} s, "
+        f"{d['rows_total']:,} rows; {d['rss_kb_per_sensor']} KB and "
+        f"{d['cpu_cores_used']} cores | {d['cpu_cores_available']} cores; every sensor "
+        f"within 1 % of {d['rows_expected_per_sensor']} rows | "
+        f"{'all' if d['all_sensors_within_1pct'] else 'NOT all'} within 1 %, "
+        f"{d['timestamps_off_schedule']} off-schedule timestamps, newest-row lag p95 "
+        f"{d['newest_row_lag_p95_s']} s"
+        + (
+            f", databases opened in {d['open_seconds']} s "
+            f"({d['live_seconds_after_opening']} s of the run left live)"
+            if d.get("open_seconds") is not None
+            else ""
+        )
+        + (
+            f"; host load average {d['host_load_average'][0]} → "
+            f"{d['host_load_average'][1]} on {d['cpu_cores_available']} cores"
+            if d.get("host_load_average")
+            else ""
+        )
+        + (f"; {d['notes']}" if d.get("notes") else "")
+        + " |"
+        for mode, d in runs
+    ]
+
+
 def _details(name: str, r: dict[str, Any]) -> list[str]:
     """Rows shown in SUMMARY.md only, after the benchmark's rows: the README keeps the
     headline (the largest container fleet that held, the compressor's backfill)."""
@@ -301,6 +317,8 @@ def _details(name: str, r: dict[str, Any]) -> list[str]:
             f"{f['down_exit_status']}{'' if f['held'] else ' — did NOT hold'} |"
             for f in r["fleets"]
         ]
+    if name == "density":
+        return _density_rows([("one process", more) for more in r.get("more_sensors", [])])
     if name == "equipment":
         return [_equipment_backfill(m, r) for m in r["models"][1:]]
     if name == "pacing":
