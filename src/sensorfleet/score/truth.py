@@ -19,7 +19,7 @@ breakdowns. Readings are returned sorted by sensor, then time.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,10 +95,12 @@ class Truth:
 
 def read_truth(argument: str, channels: bool = False) -> Truth:
     """The truth behind ``--truth ARGUMENT``; ``InputError`` naming what is wrong."""
-    parts: list[Columns] = []
+    decoded = _Decoded()
     problems: list[str] = []
     if postgres.is_url(argument):
         parts, problems = _from_postgres(argument, channels)
+        for part in parts:
+            decoded.add(part)
     else:
         path, table = split_table_argument(argument)
         paths, problem = expand_path(str(path))
@@ -106,14 +108,16 @@ def read_truth(argument: str, channels: bool = False) -> Truth:
             raise InputError([f"--truth {problem}"])
         for found in paths:
             try:
-                parts.extend(_from_file(found, table, channels))
+                _from_file(found, table, channels, decoded.add)
             except TableError as exc:
                 problems.append(f"--truth {found}: {exc}")
     if problems:
         raise InputError(problems)
-    if not parts:
+    if not decoded.parts:
         raise InputError([f"--truth {argument}: no readings with labels found"])
-    return _combine(argument if not postgres.is_url(argument) else redact(argument), parts)
+    if decoded.error is not None:
+        raise decoded.error
+    return decoded.combine(argument if not postgres.is_url(argument) else redact(argument))
 
 
 def _wanted(channels: bool) -> list[str]:
@@ -127,11 +131,16 @@ def _labelled(names: Sequence[str]) -> bool:
     return set(KEYS) <= set(names) and bool({"anomaly_flag", "fault"} & set(names))
 
 
-def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
+def _from_file(
+    path: Path, table: str | None, channels: bool, found: Callable[[Columns], None]
+) -> None:
+    """Every part of the file's labelled readings, passed to ``found`` as it is read (so it
+    is decoded while the next slices of a table are still being read)."""
     if file_kind(path) != "sqlite":
         labels = read_file(path, _wanted(channels), table)
         _check(labels)
-        return [labels]
+        found(labels)
+        return
 
     try:
         conn = open_readonly(path)
@@ -146,7 +155,8 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
                     "no table with sensor_id, timestamp and labels (anomaly_flag, or fault); "
                     "readings written with hidden labels are scored against the labels file"
                 )
-            found = [_with_hidden_labels(conn, path, name, channels) for name in hidden]
+            for name in hidden:
+                found(_with_hidden_labels(conn, path, name, channels))
             for name in tables:
                 declared = table_columns(conn, name)
                 wanted = _wanted(channels)
@@ -158,8 +168,7 @@ def _from_file(path: Path, table: str | None, channels: bool) -> list[Columns]:
                 label = f"{path} (table {name})"
                 for chunk in sqlite_chunks(conn, name, wanted, label, _sparse_labels(declared)):
                     _check(chunk)
-                    found.append(chunk)
-            return found
+                    found(chunk)
         except sqlite3.Error as exc:
             raise TableError(f"cannot read the database ({exc})") from None
 
@@ -293,48 +302,66 @@ def _from_postgres(url: str, channels: bool) -> tuple[list[Columns], list[str]]:
         conn.close()
 
 
-def _combine(source: str, parts: list[Columns]) -> Truth:
-    sensors: dict[str, int] = {}
-    kinds: dict[str, int] = {NORMAL: 0}
-    models: dict[str, int] = {}
-    firmwares: dict[str, int] = {}
-    pieces: list[dict[str, np.ndarray]] = []
-    channel_names: list[str] = []
-    scheme = "anomaly_type"
-    for part in parts:
+class _Decoded:
+    """The parts of a truth decoded as they arrive, in order, into shared label codes. The
+    first value that does not decode is kept as an error, reported once every file has
+    been read (a file that cannot be read at all is reported first)."""
+
+    def __init__(self) -> None:
+        self.sensors: dict[str, int] = {}
+        self.kinds: dict[str, int] = {NORMAL: 0}
+        self.models: dict[str, int] = {}
+        self.firmwares: dict[str, int] = {}
+        self.pieces: list[dict[str, np.ndarray]] = []
+        self.parts = 0
+        self.scheme = "anomaly_type"
+        self.error: InputError | None = None
+
+    def add(self, part: Columns) -> None:
+        self.parts += 1
+        if self.error is not None:
+            return
         try:
-            piece = _decode(part, sensors, kinds, models, firmwares)
+            piece = _decode(part, self.sensors, self.kinds, self.models, self.firmwares)
         except ColumnError as exc:
-            raise InputError([f"--truth {part.label}: row {exc.row + 1}: {exc}"]) from None
+            self.error = InputError([f"--truth {part.label}: row {exc.row + 1}: {exc}"])
+            return
         if "fault" in part.values:
-            scheme = "fault"
-        pieces.append(piece)
-        channel_names += [c for c in piece if c.startswith("channel:") and c not in channel_names]
-    joined = {
-        key: np.concatenate([p[key] for p in pieces])
-        for key in ("sensor", "time", "anomaly", "kind", "model", "firmware", "rul")
-    }
-    order = _by_sensor_then_time(joined["sensor"], joined["time"])
-    values = {}
-    for name in channel_names:
-        filled = [p.get(name, np.full(len(p["time"]), np.nan)) for p in pieces]
-        values[name.removeprefix("channel:")] = np.concatenate(filled)[order]
-    return Truth(
-        source=source,
-        sensors=list(sensors),
-        sensor=joined["sensor"][order],
-        time=joined["time"][order],
-        anomaly=joined["anomaly"][order],
-        kinds=list(kinds),
-        kind=joined["kind"][order],
-        models=list(models),
-        model=joined["model"][order],
-        firmwares=list(firmwares),
-        firmware=joined["firmware"][order],
-        rul=joined["rul"][order],
-        channels=values,
-        scheme=scheme,
-    )
+            self.scheme = "fault"
+        self.pieces.append(piece)
+
+    def combine(self, source: str) -> Truth:
+        pieces = self.pieces
+        channel_names: list[str] = []
+        for piece in pieces:
+            channel_names += [
+                c for c in piece if c.startswith("channel:") and c not in channel_names
+            ]
+        joined = {
+            key: np.concatenate([p[key] for p in pieces])
+            for key in ("sensor", "time", "anomaly", "kind", "model", "firmware", "rul")
+        }
+        order = _by_sensor_then_time(joined["sensor"], joined["time"])
+        values = {}
+        for name in channel_names:
+            filled = [p.get(name, np.full(len(p["time"]), np.nan)) for p in pieces]
+            values[name.removeprefix("channel:")] = np.concatenate(filled)[order]
+        return Truth(
+            source=source,
+            sensors=list(self.sensors),
+            sensor=joined["sensor"][order],
+            time=joined["time"][order],
+            anomaly=joined["anomaly"][order],
+            kinds=list(self.kinds),
+            kind=joined["kind"][order],
+            models=list(self.models),
+            model=joined["model"][order],
+            firmwares=list(self.firmwares),
+            firmware=joined["firmware"][order],
+            rul=joined["rul"][order],
+            channels=values,
+            scheme=self.scheme,
+        )
 
 
 def _by_sensor_then_time(sensor: Codes, time: Ints) -> Ints:
