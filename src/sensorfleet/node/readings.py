@@ -7,7 +7,7 @@ vectorised operations; ``rows`` turns them into the tuples SQLite binds, in
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from typing import Any, ClassVar, Protocol, Self
@@ -27,6 +27,8 @@ COLUMNS: tuple[str, ...] = CLASSIC.names
 KIND_NAMES: tuple[str | None, ...] = (None, *ANOMALY_TYPES)
 KIND_CODES: dict[str, int] = {name: code for code, name in enumerate(KIND_NAMES) if name}
 _KIND_OBJECTS = np.array(KIND_NAMES, dtype=object)
+# The identity columns of a row, in ``COLUMNS`` order.
+_LABEL_NAMES = ("sensor_id", "firmware_version", "model", "manufacturer", "location")
 
 Row = tuple[Any, ...]
 
@@ -92,9 +94,7 @@ class Block:
         return int(self.times_us.shape[0]) if self.keep is None else int(self.keep.sum())
 
     def anomaly_counts(self) -> dict[str, int]:
-        kinds = self.kinds if self.keep is None else self.kinds[self.keep]
-        counts = np.bincount(kinds, minlength=len(KIND_NAMES))
-        return {name: int(counts[code]) for name, code in KIND_CODES.items() if counts[code]}
+        return _kind_counts(self.kinds if self.keep is None else self.kinds[self.keep])
 
     def slice(self, start: int, stop: int) -> Block:
         """Readings ``[start, stop)`` of this block as a block of their own."""
@@ -148,56 +148,61 @@ class Block:
             )
             times, values, kinds = times[keep], values[keep], kinds[keep]
             labels = list(compress(labels, keep.tolist()))
-        flags = (kinds > 0).astype(np.int64).tolist()
-        return iter(
-            zip(
-                iso_utc(times),
-                [label.sensor_id for label in labels],
-                values[:, 0].tolist(),
-                values[:, 1].tolist(),
-                values[:, 2].tolist(),
-                flags,
-                flags,
-                _KIND_OBJECTS[kinds].tolist(),
-                [label.firmware_version for label in labels],
-                [label.model for label in labels],
-                [label.manufacturer for label in labels],
-                [label.location for label in labels],
-                strict=True,
-            )
-        )
+        return _zip_rows(times, values, kinds, labels)
 
     @classmethod
     def anomaly_counts_of(cls, blocks: Sequence[Block]) -> dict[str, int]:
         """``anomaly_counts`` of ``blocks`` added up, in one count for all of them."""
         if not blocks:
             return {}
-        kinds = np.concatenate([b.kinds if b.keep is None else b.kinds[b.keep] for b in blocks])
-        counts = np.bincount(kinds, minlength=len(KIND_NAMES))
-        return {name: int(counts[code]) for name, code in KIND_CODES.items() if counts[code]}
+        return _kind_counts(
+            np.concatenate([b.kinds if b.keep is None else b.kinds[b.keep] for b in blocks])
+        )
 
     def iter_rows(self) -> Iterator[Row]:
         """Rows produced lazily, so a large block never exists as tuples all at once."""
         times, values, kinds = self.times_us, self.values, self.kinds
         if self.keep is not None and not self.keep.all():
             times, values, kinds = times[self.keep], values[self.keep], kinds[self.keep]
-        stamps = iso_utc(times)
-        flags = (kinds > 0).astype(np.int64).tolist()
-        labels = self.labels
-        return iter(
-            zip(
-                stamps,
-                repeat(labels.sensor_id),
-                values[:, 0].tolist(),
-                values[:, 1].tolist(),
-                values[:, 2].tolist(),
-                flags,
-                flags,
-                _KIND_OBJECTS[kinds].tolist(),
-                repeat(labels.firmware_version),
-                repeat(labels.model),
-                repeat(labels.manufacturer),
-                repeat(labels.location),
-                strict=False,
-            )
+        return _zip_rows(times, values, kinds, self.labels)
+
+
+def _kind_counts(kinds: npt.NDArray[Any]) -> dict[str, int]:
+    """Readings per anomaly name among these kinds (normal readings left out)."""
+    counts = np.bincount(kinds, minlength=len(KIND_NAMES))
+    return {name: int(counts[code]) for name, code in KIND_CODES.items() if counts[code]}
+
+
+def _zip_rows(
+    times: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    kinds: npt.NDArray[Any],
+    labels: Labels | Sequence[Labels],
+) -> Iterator[Row]:
+    """Rows in ``COLUMNS`` order, made lazily from whole columns; ``labels`` are one
+    sensor's for every reading (a block) or each reading's own (a flush of many)."""
+    label_columns: tuple[Iterable[str], ...]
+    if isinstance(labels, Labels):
+        label_columns = tuple(repeat(getattr(labels, name)) for name in _LABEL_NAMES)
+    else:
+        label_columns = tuple([getattr(label, name) for label in labels] for name in _LABEL_NAMES)
+    sensor_ids, firmware, models, manufacturers, locations = label_columns
+    flags = (kinds > 0).astype(np.int64).tolist()
+    return iter(
+        zip(
+            iso_utc(times),
+            sensor_ids,
+            values[:, 0].tolist(),
+            values[:, 1].tolist(),
+            values[:, 2].tolist(),
+            flags,
+            flags,
+            _KIND_OBJECTS[kinds].tolist(),
+            firmware,
+            models,
+            manufacturers,
+            locations,
+            # One sensor's labels repeat without end; per-reading labels must match.
+            strict=not isinstance(labels, Labels),
         )
+    )
