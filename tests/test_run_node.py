@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sensorfleet.errors import InputError
 from sensorfleet.node.clock import ManualClock, Wake
 from sensorfleet.node.inputs import NodeInputs
 from sensorfleet.node.loop import NodeLoop
-from sensorfleet.run import RunPlan, check, run_node
+from sensorfleet.run import RunPlan, RunResult, check, run_node
 
 START = 1_700_000_000.0
 
@@ -82,6 +83,24 @@ def test_the_same_seed_gives_the_same_rows_in_process(tmp_path: Path) -> None:
         assert a.execute(query).fetchall() == b.execute(query).fetchall()
 
 
+def run_while(inputs: NodeInputs, act: Callable[[NodeLoop], None]) -> RunResult:
+    """Runs a live node while ``act`` works on its loop from another thread, then stops it."""
+    loops: list[NodeLoop] = []
+
+    def act_then_stop() -> None:
+        wait_until(lambda: loops, what="the node to start")
+        try:
+            act(loops[0])
+        finally:
+            loops[0].stop()
+
+    worker = threading.Thread(target=act_then_stop)
+    worker.start()
+    result = run_node(inputs, started=loops.append, configure_logging=False)
+    worker.join()
+    return result
+
+
 def test_an_embedding_program_stops_the_node_from_another_thread(tmp_path: Path) -> None:
     """Live on the real clock with no end: ``started`` hands over the loop, stop() ends it."""
     inputs = inputs_for(tmp_path, simulation={"readings_per_second": 50.0, "run_time_seconds": 0})
@@ -108,11 +127,8 @@ def test_an_identity_edit_reloads_through_the_same_inputs(tmp_path: Path) -> Non
         simulation={"readings_per_second": 20.0, "run_time_seconds": 0},
         config_reload={"enabled": True, "check_interval_seconds": 0.2},
     )
-    loops: list[NodeLoop] = []
 
-    def upgrade_then_stop() -> None:
-        wait_until(lambda: loops, what="the node to start")
-        loop = loops[0]
+    def upgrade(loop: NodeLoop) -> None:
         wait_until(lambda: loop.summary().rows_written >= 5, what="first rows")
         write_identity(tmp_path / "node_identity.json", id="LIB-1", firmware_version="2.0")
         wait_until(
@@ -121,12 +137,8 @@ def test_an_identity_edit_reloads_through_the_same_inputs(tmp_path: Path) -> Non
         )
         written = loop.summary().rows_written
         wait_until(lambda: loop.summary().rows_written >= written + 10, what="rows after it")
-        loop.stop()
 
-    worker = threading.Thread(target=upgrade_then_stop)
-    worker.start()
-    result = run_node(inputs, started=loops.append, configure_logging=False)
-    worker.join()
+    result = run_while(inputs, upgrade)
     assert result.ok
     assert rows(tmp_path / "node.db", "firmware_version = '1.4'") >= 5
     assert rows(tmp_path / "node.db", "firmware_version = '2.0'") >= 10
@@ -197,26 +209,17 @@ def test_an_edit_made_while_the_node_starts_is_applied(
         return sensors
 
     monkeypatch.setattr(sensorfleet.run, "build_sensors", build_then_edit)
-    loops: list[NodeLoop] = []
 
-    def wait_for_the_upgrade_then_stop() -> None:
-        wait_until(lambda: loops, what="the node to start")
-        loop = loops[0]
-        try:
-            wait_until(
-                lambda: loop.sensor_views()[0].identity.firmware_version == "2.0",
-                timeout=10,
-                what="the edit made during start-up to apply",
-            )
-            written = loop.summary().rows_written
-            wait_until(lambda: loop.summary().rows_written >= written + 5, what="rows after it")
-        finally:
-            loop.stop()
+    def wait_for_the_upgrade(loop: NodeLoop) -> None:
+        wait_until(
+            lambda: loop.sensor_views()[0].identity.firmware_version == "2.0",
+            timeout=10,
+            what="the edit made during start-up to apply",
+        )
+        written = loop.summary().rows_written
+        wait_until(lambda: loop.summary().rows_written >= written + 5, what="rows after it")
 
-    worker = threading.Thread(target=wait_for_the_upgrade_then_stop)
-    worker.start()
-    result = run_node(inputs, started=loops.append, configure_logging=False)
-    worker.join()
+    result = run_while(inputs, wait_for_the_upgrade)
     assert result.ok
     assert rows(tmp_path / "node.db", "firmware_version = '2.0'") >= 1
 
