@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ._problems import parse_mapping, read_text
-from ._pydantic import refuse_bool_as_number, validate
+from ._pydantic import Strict, validate
 from .errors import InputError
 from .fleet import DEFAULT_FIRMWARE_MIX, NamedIdentity, placed_identity
 from .node.identity import known_timezone
@@ -35,13 +35,10 @@ MAX_MACHINES = 100_000  # in one site file: the fleet script starts a container 
 Name = Annotated[str, Field(min_length=1, max_length=80)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+class _Strict(Strict):
+    """A section of a site file: strict, with names trimmed of surrounding spaces."""
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        return refuse_bool_as_number(cls, info.field_name, value)
+    model_config = ConfigDict(str_strip_whitespace=True)  # merged with Strict's
 
 
 class Machines(_Strict):
