@@ -42,6 +42,14 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def unknown_key(key: str, allowed: list[str]) -> str:
+    """The problem of a key no schema knows, with the nearest known one as a hint."""
+    import difflib  # only a mistyped key needs it; a node starting cleanly never does
+
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    return f"unknown key (did you mean '{hint[0]}'?)" if hint else "unknown key"
+
+
 def key_path(loc: Iterable[int | str]) -> str:
     parts: list[str] = []
     for part in loc:

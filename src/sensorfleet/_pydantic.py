@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from ._problems import key_path, show
+from ._problems import key_path, show, unknown_key
 from .errors import InputError
 
 
@@ -99,11 +99,7 @@ def _message(model: type[BaseModel], error: Mapping[str, Any]) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     if kind == "extra_forbidden":
-        import difflib  # only a mistyped key needs it; a node starting cleanly never does
-
-        hint = difflib.get_close_matches(str(loc[-1]), _allowed_keys(model, loc), n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return f"unknown key{suggestion}"
+        return unknown_key(str(loc[-1]), _allowed_keys(model, loc))
     if kind == "missing":
         return "is required"
     if kind in ("literal_error", "enum"):

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
-from ._problems import key_path, show
+from ._problems import key_path, show, unknown_key
 from .errors import InputError
 
 Check = Callable[[Any], Any]
@@ -115,7 +115,7 @@ def _struct(value: Any, cls: type[Strict], loc: _Loc, problems: _Problems) -> An
     for key, item in value.items():
         field = fields.get(key)
         if field is None:
-            problems.add((*loc, key), _unknown_key(str(key), list(fields)))
+            problems.add((*loc, key), unknown_key(str(key), list(fields)))
             continue
         values[key] = _field(item, cls, key, field.type, (*loc, key), problems)
     for name, field in fields.items():
@@ -268,13 +268,6 @@ def _choices(tp: Any) -> str:
             return " or ".join([", ".join(shown[:-1]), shown[-1]]) if len(shown) > 1 else shown[0]
         pending.extend(typing.get_args(current))
     return "the allowed values"
-
-
-def _unknown_key(key: str, allowed: list[str]) -> str:
-    import difflib  # only a mistyped key needs it; a node starting cleanly never does
-
-    hint = difflib.get_close_matches(key, allowed, n=1)
-    return f"unknown key (did you mean '{hint[0]}'?)" if hint else "unknown key"
 
 
 def field_names(cls: type[Strict]) -> tuple[str, ...]:
