@@ -131,6 +131,10 @@ class PostgresSink:
         from psycopg import sql
 
         name, partitions = self._table(layout), self.partitions
+        # Collectors starting together would race on CREATE TABLE IF NOT EXISTS (PostgreSQL
+        # checks the name before it inserts the type: a duplicate-key error for the loser).
+        # One at a time per table, until the creating transaction commits.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"create {name}",))
         partitions.detect(conn)
         existed = conn.execute("SELECT to_regclass(%s)", (f'"{name}"',)).fetchone() != (None,)
         conn.execute(sql.SQL(_schema(layout, partitions)).format(table=sql.Identifier(name)))
