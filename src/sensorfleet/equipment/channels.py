@@ -26,7 +26,7 @@ from .calendar import DAYS_PER_YEAR, Times, harmonic
 from .catalogue import EquipmentModel
 from .degradation import lagged_progress
 from .schema import ChannelSpecRaw, Effect
-from .segments import Segment
+from .segments import Columns, Segments
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -160,21 +160,23 @@ class Channels:
             self.bursts[key].bit_generator.state = state
 
     # ---- the first-order response of analog and digital channels ---------------------
-    def _segment_starts(self, segments: list[Segment], last: int) -> FloatArray:
+    def _segment_starts(self, segments: Segments, columns: Columns, last: int) -> FloatArray:
         """Values at the start of segments 0..last (carried forward in closed form).
 
-        Only the first segment's values are known (the last one of the previous block,
-        which is all a block leaves behind); this block's last segment keeps its own
-        for the next block.
+        Only the carried values are known (those the previous block left at the segment
+        of its last reading); the segments before that one are not this block's, and
+        their rows stay unfilled. This block's last segment keeps its own for the next.
         """
-        if segments[0].x0 is None:
-            segments[0].x0 = self.targets[segments[0].state].copy()
-        first = segments[0].x0
-        if last == 0:
-            return first[None, :].copy()
-        spans = np.array([seg.end - seg.start for seg in segments[:last]])
+        if segments.carried is None:
+            segments.carried = (0, self.targets[int(columns.state[0])].copy())
+        first_at, first = segments.carried
+        starts = np.full((last + 1, len(self.analog)), math.nan)
+        if last <= first_at:
+            starts[first_at] = first
+            return starts
+        spans = (columns.end - columns.start)[first_at:last]
         moving = np.flatnonzero(spans > 0)  # a segment of no length hands its values on
-        states = np.array([seg.state for seg in segments[:last]], dtype=np.int64)[moving]
+        states = columns.state[first_at:last][moving]
         # e^(−span/τ) for every segment at once (0 for τ = 0, rate = inf: the channel
         # jumps to its target); the same values as one segment at a time.
         with np.errstate(invalid="ignore"):
@@ -184,18 +186,18 @@ class Channels:
         for channel, start in enumerate(first.tolist()):
             chain[:, channel] = _recurrence(start, levels[:, channel], decays[:, channel])
         # Each segment starts where the last segment of some length before it ended.
-        starts = chain[np.concatenate(([0], np.cumsum(spans > 0)))]
-        segments[last].x0 = starts[-1].copy()
+        starts[first_at:] = chain[np.concatenate(([0], np.cumsum(spans > 0)))]
+        segments.carried = (last, starts[-1].copy())
         return starts
 
     def _responses(
-        self, t: FloatArray, segments: list[Segment], labels: Labels
+        self, t: FloatArray, segments: Segments, columns: Columns, labels: Labels
     ) -> dict[str, FloatArray]:
         if not self.analog:
             return {}
         which = labels.segment
-        starts = self._segment_starts(segments, int(which[-1]))[which]
-        begin = np.array([seg.start for seg in segments[: int(which[-1]) + 1]])[which]
+        starts = self._segment_starts(segments, columns, int(which[-1]))[which]
+        begin = columns.start[which]
         level, rate = self.targets[labels.state], self.rates[labels.state]
         elapsed = (t - begin)[:, None]
         with np.errstate(invalid="ignore"):
@@ -209,13 +211,14 @@ class Channels:
         self,
         t: FloatArray,
         times: Times,
-        segments: list[Segment],
+        segments: Segments,
+        columns: Columns,
         labels: Labels,
         interval: float,
     ) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
         """True values (what other channels read) and reported values, per channel."""
         model, n = self.model, len(t)
-        responses = self._responses(t, segments, labels)
+        responses = self._responses(t, segments, columns, labels)
         env: dict[str, FloatArray | float] = self._variables(times, labels, interval)
         values: dict[str, FloatArray] = {}
         dropped: dict[str, list[IntArray]] = {}  # readings a machine fault loses

@@ -24,7 +24,7 @@ from .calendar import Calendar
 from .catalogue import EquipmentModel
 from .channels import Channels, Labels, SavedChannels
 from .degradation import health, progress, step_progress
-from .segments import InstrumentFault, MachineFault, SavedTimeline
+from .segments import Columns, InstrumentFault, MachineFault, SavedTimeline
 from .timeline import Timeline
 
 MICROS = 1_000_000
@@ -58,7 +58,7 @@ def _instrument_columns(instrument: InstrumentFault | None) -> tuple[float, ...]
 def _episode_columns(
     episodes: list[Any], columns: Callable[[Any], tuple[float, ...]], width: int
 ) -> FloatArray:
-    """``columns`` of each segment's episode, as rows; an episode spans many segments, so
+    """``columns`` of each episode, as rows; single segments of one episode share it, so
     each is turned into its columns once."""
     ids = np.fromiter(map(id, episodes), dtype=np.int64, count=len(episodes))
     _, first, where = np.unique(ids, return_index=True, return_inverse=True)
@@ -279,9 +279,12 @@ class EquipmentSimulator:
         t = offsets_us / MICROS
         timeline = self.timeline
         timeline.extend(float(t[-1]))
-        labels = self._labels(t)
+        columns = timeline.segments.columns()
+        labels = self._labels(t, columns)
         times = self.calendar.times(self.origin_epoch + t)
-        _, reported = self.channels.fill(t, times, timeline.segments, labels, self.interval)
+        _, reported = self.channels.fill(
+            t, times, timeline.segments, columns, labels, self.interval
+        )
         timeline.drop_before(float(t[-1]))
         self.next_index = first + count
         return self._block(first, offsets_us, reported, labels)
@@ -304,31 +307,15 @@ class EquipmentSimulator:
             maintenance=none(np.int8),
         )
 
-    def _labels(self, t: FloatArray) -> Labels:
-        segments = self.timeline.segments
-        starts = np.array([seg.start for seg in segments])
-        which = np.maximum(np.searchsorted(starts, t, side="right") - 1, 0)
-        table = np.concatenate(
-            [
-                np.array(
-                    [
-                        [seg.state for seg in segments],
-                        [seg.state_start for seg in segments],
-                        [seg.state_end for seg in segments],
-                        [seg.demand for seg in segments],
-                    ],
-                    dtype=np.float64,
-                )
-                .reshape(4, len(segments))
-                .T,
-                _episode_columns([seg.fault for seg in segments], _fault_columns, 5),
-                _episode_columns([seg.instrument for seg in segments], _instrument_columns, 3),
-            ],
-            axis=1,
-        )[which]
-        state = table[:, 0].astype(np.int64)
-        fault = table[:, 4].astype(np.int64)
-        onset, course, severity, tripped = table[:, 5], table[:, 6], table[:, 7], table[:, 8]
+    def _labels(self, t: FloatArray, columns: Columns) -> Labels:
+        which = np.maximum(np.searchsorted(columns.start, t, side="right") - 1, 0)
+        piece = columns.piece[which]
+        fault_table = _episode_columns(columns.faults, _fault_columns, 5)[piece]
+        instrument_table = _episode_columns(columns.instruments, _instrument_columns, 3)[piece]
+        state = columns.state[which]
+        state_start, state_end = columns.state_start[which], columns.state_end[which]
+        fault = fault_table[:, 0].astype(np.int64)
+        onset, course, severity, tripped = (fault_table[:, i] for i in range(1, 5))
         since = t - onset
         tau = np.minimum(t, tripped) - onset  # progress stops when the machine trips
         fault_severity = np.zeros(len(t))
@@ -344,9 +331,9 @@ class EquipmentSimulator:
                 curve = progress(spec.progression, tau[hit], course[hit], spec.growth)
                 progressed[hit] = curve
                 fault_severity[hit] = severity[hit] * curve
-        span = table[:, 2] - table[:, 1]
+        span = state_end - state_start
         with np.errstate(invalid="ignore", divide="ignore"):
-            phase = np.where(np.isfinite(span) & (span > 0), (t - table[:, 1]) / span, 0.0)
+            phase = np.where(np.isfinite(span) & (span > 0), (t - state_start) / span, 0.0)
         return Labels(
             segment=which,
             state=state,
@@ -358,11 +345,11 @@ class EquipmentSimulator:
             severity=severity,
             fault_severity=fault_severity,
             health=np.asarray(health(progressed, self.model.spec.failure_threshold)),
-            instrument=table[:, 9].astype(np.int64),
-            instrument_onset=table[:, 10],
-            instrument_severity=table[:, 11],
+            instrument=instrument_table[:, 0].astype(np.int64),
+            instrument_onset=instrument_table[:, 1],
+            instrument_severity=instrument_table[:, 2],
             phase=np.clip(phase, 0.0, 1.0),
-            demand=table[:, 3],
+            demand=columns.demand[which],
         )
 
     def _block(

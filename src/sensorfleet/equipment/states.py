@@ -59,7 +59,7 @@ class Plan:
     ``demands`` a compressor's air demand with each.
     """
 
-    states: list[int]
+    states: npt.NDArray[np.int64]
     seconds: npt.NDArray[np.float64]
     factor: float = math.nan
     factor_checks: npt.NDArray[np.int64] | None = None
@@ -92,7 +92,7 @@ class DwellStates:
         # math.log1p, as ``next`` uses: numpy's own log1p can differ in the last bit.
         log1p, dwells = math.log1p, draws[1::2].tolist()
         seconds = [-mean * log1p(-dwell) for mean, dwell in zip(means, dwells, strict=True)]
-        return Plan(np.asarray(self.codes)[which].tolist(), np.array(seconds))
+        return Plan(np.asarray(self.codes, dtype=np.int64)[which], np.array(seconds))
 
     def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
         """Advance the stream (at the plan's start) past ``taken`` decisions."""
@@ -145,7 +145,7 @@ class CycleStates:
                 IDLE_RECHECK_SECONDS if factor <= 0 else self.mean_cycle * (1 - factor) / factor
             )
             seconds[which == phases] = length
-        states = np.array(codes, dtype=np.int64)[which].tolist()
+        states = np.array(codes, dtype=np.int64)[which]
         return Plan(states, seconds, factor, checks, positions.tolist())
 
     def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
@@ -219,7 +219,10 @@ class DemandStates:
         spec, loaded, unloaded = self.spec, self.loaded, self.unloaded
         capacity, storage = spec.capacity_m3_min, spec.storage_m3
         factor, extra, demand = self.production(now), self.extra_demand(now), self.demand
-        states, seconds, demands, checks = [], [], [], []
+        states: list[int] = []
+        seconds: list[float] = []
+        demands: list[float] = []
+        checks: list[int] = []
         for index, spread in enumerate(rng.standard_normal(count).tolist()):
             if current != loaded or demand >= capacity:
                 checks.append(index)  # a new demand, read from the factor
@@ -238,7 +241,9 @@ class DemandStates:
             seconds.append(length)
             demands.append(demand)
         checked = np.array(checks, dtype=np.int64)
-        return Plan(states, np.array(seconds), factor, checked, demands=demands)
+        return Plan(
+            np.array(states, dtype=np.int64), np.array(seconds), factor, checked, demands=demands
+        )
 
     def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
         """Advance the stream past ``taken`` decisions and hold the last one's demand."""

@@ -23,11 +23,8 @@ operations in the same order (sequential sums, ``x - 0.0`` where the loop skips)
 
 from __future__ import annotations
 
-import bisect
-import copy
 import math
 from dataclasses import replace
-from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +32,7 @@ import numpy.typing as npt
 from .calendar import Calendar
 from .catalogue import EquipmentModel
 from .degradation import step_health, time_to_progress
-from .segments import InstrumentFault, MachineFault, SavedTimeline, Segment
+from .segments import InstrumentFault, MachineFault, Run, SavedTimeline, Segment, Segments
 from .states import CycleStates, DemandStates, DwellStates, Next, Operator, Plan
 
 INFINITY = math.inf
@@ -48,11 +45,7 @@ MAX_ONSETS_PER_HOUR = 3600.0
 # changes state a few times a block, a moulding machine hundreds of times). The count
 # changes nothing but the cost: unused decisions are given back.
 FEWEST_PLANNED = 8
-MOST_PLANNED = 512
-
-
-def _end(segment: Segment) -> float:
-    return segment.end
+MOST_PLANNED = 8192
 
 
 def _capped(rates: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -99,7 +92,7 @@ class Timeline:
             "instrument_end": self._instrument_over,
             "instrument": self._instrument_onset,
         }
-        self.segments: list[Segment] = []
+        self.segments = Segments()
         self._planned = FEWEST_PLANNED  # state decisions to plan at once (cost only)
         self.now = 0.0
         self.fault: MachineFault | None = None
@@ -158,7 +151,7 @@ class Timeline:
         """The changing state, copied."""
         return SavedTimeline(
             values={name: getattr(self, name) for name in _MUTABLE},
-            segments=[copy.copy(segment) for segment in self.segments],
+            segments=self.segments.copy(),
             operator=dict(vars(self.operator)),
             streams={name: rng.bit_generator.state for name, rng in self.streams.items()},
         )
@@ -167,7 +160,7 @@ class Timeline:
         """Go back to ``saved`` (which stays usable)."""
         for name, value in saved.values.items():
             setattr(self, name, value)
-        self.segments = [copy.copy(segment) for segment in saved.segments]
+        self.segments = saved.segments.copy()
         vars(self.operator).update(saved.operator)
         for name, state in saved.streams.items():
             self.streams[name].bit_generator.state = state
@@ -242,29 +235,21 @@ class Timeline:
         if taken == 0:
             return False
         operator.commit(rng, plan, taken)
-        starts, ends = times[:taken].tolist(), times[1 : taken + 1].tolist()
-        fault, instrument = self.fault, self.instrument
-        demands = repeat(math.nan) if plan.demands is None else plan.demands
-        self.segments.extend(
-            map(
-                Segment,
-                starts,
-                ends,
-                plan.states,
-                starts,
-                ends,
-                demands,
-                *map(repeat, (fault, instrument)),
-            )
+        starts, ends = times[:taken], times[1 : taken + 1]
+        states = plan.states[:taken]
+        demands = (
+            np.full(taken, math.nan) if plan.demands is None else np.array(plan.demands[:taken])
         )
+        self.segments.add_run(Run(starts, ends, states, demands, self.fault, self.instrument))
         onset, instrument_budget, operating = (b.tolist() for b in budgets)
         self._marks = (onset[taken - 1], instrument_budget[taken - 1], operating[taken - 1])
         self.onset_budget = onset[taken]
         self.instrument_budget = instrument_budget[taken]
         self.operating_seconds = operating[taken]
-        self.state, self.state_start, self.state_end = plan.states[taken - 1], starts[-1], ends[-1]
+        self.state = int(states[-1])
+        self.state_start, self.state_end = float(starts[-1]), float(ends[-1])
         self.demand = math.nan if plan.demands is None else plan.demands[taken - 1]
-        self.now = ends[-1]
+        self.now = self.state_end
         return True
 
     def _uninterrupted(
@@ -326,7 +311,7 @@ class Timeline:
     def cut(self, at: float) -> None:
         """End the open segment at ``at`` so that a command can act from that instant."""
         self.extend(at)
-        last = self.segments[-1]
+        last = self.segments.last()
         if not last.start <= at < self.now:
             return
         # Back to the counters at the segment's start: nothing was drawn inside it.
@@ -340,10 +325,7 @@ class Timeline:
 
     def drop_before(self, instant: float) -> None:
         """Forget segments that end at or before ``instant`` (keeping the last one)."""
-        segments = self.segments
-        # Ends never decrease: the first to keep is found by bisection.
-        keep = bisect.bisect_right(segments, instant, hi=len(segments) - 1, key=_end)
-        del segments[:keep]
+        self.segments.drop_before(instant)
 
     def _elapse(self, seconds: float) -> None:
         if self.operating[self.state]:
