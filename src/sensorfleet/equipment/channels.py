@@ -26,7 +26,7 @@ from .calendar import DAYS_PER_YEAR, Times, harmonic
 from .catalogue import EquipmentModel
 from .degradation import lagged_progress
 from .schema import ChannelSpecRaw, Effect
-from .segments import Columns, Segments
+from .segments import Columns, Segments, StartValues
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -74,35 +74,57 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
     return np.array([float(value.get(state, default)) for state in states])
 
 
-# A channel whose decays stay below this forgets its past within a few segments: its
-# recurrence is solved by repeated whole-array passes (below), not step by step.
-FAST_DECAY = 0.2
-EXTRA_PASSES = 4
-FEWEST_FOR_PASSES = 64  # below this many segments the loop is cheaper than array passes
+# Segments whose start values are composed at once. Over segment k a channel moves as
+# x ↦ d·x + (1 − d)·L (decay d = e^(−span/τ), level L); segments are grouped in fixed
+# windows of WINDOW by their number since the timeline began, and within a window the
+# composed map from the window's first value, x = scale·x_window + offset, is built one
+# position at a time for all windows and channels together (array work, not a Python
+# step per segment). The windows are then chained, one Python step per window. Every
+# product and sum is taken in the same order however readings fall into blocks (a
+# block carries the window it stopped in), so the values never depend on the blocks.
+# The number is part of the arithmetic: changing it changes the last bits of values.
+WINDOW = 32
 
 
-def _recurrence(start: float, levels: FloatArray, decays: FloatArray) -> list[float] | FloatArray:
-    """``x[0] = start``, ``x[k+1] = L[k] + (x[k] − L[k])·d[k]``: every x, bit for bit as
-    the formula computed one step after the other (in floats, numpy's own arithmetic)."""
-    if len(levels) >= FEWEST_FOR_PASSES and float(decays.max()) <= FAST_DECAY:
-        passes = 1 + EXTRA_PASSES
-        if float(decays.max()) > 0:  # the error shrinks by ≥ 1/max decay each pass
-            passes += math.ceil(-60 * math.log(2) / math.log(float(decays.max())))
-        guess = levels
-        for _ in range(passes):
-            previous = np.concatenate(([start], guess[:-1]))
-            better = levels + (previous - levels) * decays
-            # A pass that changes no bit is the recurrence's own fixed point: each
-            # value is the formula applied to the (exact) one before it, from ``start``.
-            if np.array_equal(better.view(np.int64), guess.view(np.int64)):
-                return np.concatenate(([start], better))
-            guess = better
-    value, values = start, [start]
-    add = values.append
-    for level, decay in zip(levels.tolist(), decays.tolist(), strict=True):
-        value = level + (value - level) * decay
-        add(value)
-    return values
+def _compose(
+    decays: FloatArray, gains: FloatArray, first: int, carried: StartValues
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Scales and offsets of ``len(decays)`` steps, the first at window position
+    ``first``, carrying on from ``carried``; and every touched window's first values.
+
+    Returns ``scale`` and ``offset`` of shape (windows, WINDOW + 1, channels) and
+    ``window_start`` of shape (windows + 1, channels): the value at grid position g ≥ 1
+    (position ``first`` being the carried segment) is ``scale[r, c]·window_start[r] +
+    offset[r, c]`` with r, c = divmod(g − 1, WINDOW) and c + 1 for c.
+    """
+    steps, channels = decays.shape
+    rows = (first + steps - 1) // WINDOW + 1
+    grid_d = np.ones((rows * WINDOW, channels))
+    grid_g = np.zeros((rows * WINDOW, channels))
+    grid_d[first : first + steps] = decays
+    grid_g[first : first + steps] = gains
+    grid_d = grid_d.reshape(rows, WINDOW, channels)
+    grid_g = grid_g.reshape(rows, WINDOW, channels)
+    scale = np.empty((rows, WINDOW + 1, channels))
+    offset = np.empty((rows, WINDOW + 1, channels))
+    scale[:, 0], offset[:, 0] = 1.0, 0.0
+    # Positions before the carried one hold its own scale and offset (×1, +0: exact).
+    scale[0, 0], offset[0, 0] = carried.scale, carried.offset
+    for column in range(WINDOW):
+        decay = grid_d[:, column]
+        scale[:, column + 1] = decay * scale[:, column]
+        offset[:, column + 1] = decay * offset[:, column] + grid_g[:, column]
+    window_start = np.empty((rows + 1, channels))
+    window_start[0] = carried.window_start
+    ends_scale, ends_offset = scale[:, WINDOW], offset[:, WINDOW]
+    for channel in range(channels):
+        value = float(carried.window_start[channel])
+        chain = [value]
+        for s, o in zip(ends_scale[:, channel].tolist(), ends_offset[:, channel].tolist()):
+            value = s * value + o
+            chain.append(value)
+        window_start[:, channel] = chain
+    return scale, offset, window_start
 
 
 @dataclass(frozen=True)
@@ -168,26 +190,41 @@ class Channels:
         their rows stay unfilled. This block's last segment keeps its own for the next.
         """
         if segments.carried is None:
-            segments.carried = (0, self.targets[int(columns.state[0])].copy())
-        first_at, first = segments.carried
+            target = self.targets[int(columns.state[0])].copy()
+            ones, zeros = np.ones(len(target)), np.zeros(len(target))
+            segments.carried = (0, StartValues(target, ones, zeros))
+        at, carried = segments.carried
         starts = np.full((last + 1, len(self.analog)), math.nan)
-        if last <= first_at:
-            starts[first_at] = first
+        starts[at] = carried.values
+        if last <= at:
             return starts
-        spans = (columns.end - columns.start)[first_at:last]
-        moving = np.flatnonzero(spans > 0)  # a segment of no length hands its values on
-        states = columns.state[first_at:last][moving]
-        # e^(−span/τ) for every segment at once (0 for τ = 0, rate = inf: the channel
-        # jumps to its target); the same values as one segment at a time.
+        spans = (columns.end - columns.start)[at:last, None]
+        states = columns.state[at:last]
+        # e^(−span/τ) for every segment at once: 0 for τ = 0 (rate = inf: the channel
+        # jumps to its target), 1 for a segment of no length (it hands its values on).
         with np.errstate(invalid="ignore"):
-            decays = np.exp(-spans[moving, None] * self.rates[states])
-        levels = self.targets[states]
-        chain = np.empty((len(moving) + 1, len(self.analog)))
-        for channel, start in enumerate(first.tolist()):
-            chain[:, channel] = _recurrence(start, levels[:, channel], decays[:, channel])
-        # Each segment starts where the last segment of some length before it ended.
-        starts[first_at:] = chain[np.concatenate(([0], np.cumsum(spans > 0)))]
-        segments.carried = (last, starts[-1].copy())
+            decays = np.where(spans > 0, np.exp(-spans * self.rates[states]), 1.0)
+        gains = (1.0 - decays) * self.targets[states]
+        first = segments.ordinal(at) % WINDOW
+        scale, offset, window_start = _compose(decays, gains, first, carried)
+        grid = first + np.arange(1, last - at + 1)
+        row, column = np.divmod(grid - 1, WINDOW)
+        starts[at + 1 :] = scale[row, column + 1] * window_start[row] + offset[row, column + 1]
+        # What the next block carries on from: the last segment's place in its window.
+        end = first + last - at
+        if end % WINDOW == 0:  # a window starts there
+            ones, zeros = np.ones(len(self.analog)), np.zeros(len(self.analog))
+            segments.carried = (last, StartValues(starts[last].copy(), ones, zeros))
+        else:
+            row_end, column_end = divmod(end, WINDOW)
+            segments.carried = (
+                last,
+                StartValues(
+                    window_start[row_end].copy(),
+                    scale[row_end, column_end].copy(),
+                    offset[row_end, column_end].copy(),
+                ),
+            )
         return starts
 
     def _responses(

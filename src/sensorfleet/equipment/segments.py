@@ -123,21 +123,42 @@ class Columns:
         return len(self.start)
 
 
+@dataclass(frozen=True)
+class StartValues:
+    """Every analog channel's value at the start of one segment, in the form the channels
+    compose it: ``scale · window_start + offset`` (see ``channels.WINDOW``)."""
+
+    window_start: FloatArray
+    scale: FloatArray
+    offset: FloatArray
+
+    @property
+    def values(self) -> FloatArray:
+        values: FloatArray = self.scale * self.window_start + self.offset
+        return values
+
+
 class Segments:
     """A timeline's segments in time order, as single segments and runs.
 
-    ``carried`` is the value of every analog channel at the start of one segment, left
-    there by the channels at the end of a block: the next block carries on from it, so
-    the segments before it can be dropped.
+    Segments are numbered from the first the timeline made (``ordinal``), whatever has
+    been dropped since. ``carried`` holds the channels' values at the start of one
+    segment, left there at the end of a block: the next block carries on from it, so the
+    segments before it can be dropped.
     """
 
     def __init__(self) -> None:
         self._pieces: list[Segment | Run] = []
         self._count = 0
-        self.carried: tuple[int, FloatArray] | None = None
+        self._first_ordinal = 0
+        self.carried: tuple[int, StartValues] | None = None
 
     def __len__(self) -> int:
         return self._count
+
+    def ordinal(self, index: int) -> int:
+        """The number of segment ``index`` since the timeline began."""
+        return self._first_ordinal + index
 
     def append(self, segment: Segment) -> None:
         self._pieces.append(segment)
@@ -152,7 +173,8 @@ class Segments:
         """An independent copy (arrays are shared: nothing writes them in place)."""
         other = Segments()
         other._pieces = [copy.copy(piece) for piece in self._pieces]
-        other._count, other.carried = self._count, self.carried
+        other._count, other._first_ordinal = self._count, self._first_ordinal
+        other.carried = self.carried
         return other
 
     def last(self) -> Segment:
@@ -194,6 +216,7 @@ class Segments:
             pieces.pop(0)
             dropped += gone
         self._count -= dropped
+        self._first_ordinal += dropped
         if self.carried is not None:
             at, values = self.carried
             self.carried = (at - dropped, values) if at >= dropped else None

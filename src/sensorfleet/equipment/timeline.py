@@ -241,11 +241,15 @@ class Timeline:
             np.full(taken, math.nan) if plan.demands is None else np.array(plan.demands[:taken])
         )
         self.segments.add_run(Run(starts, ends, states, demands, self.fault, self.instrument))
-        onset, instrument_budget, operating = (b.tolist() for b in budgets)
-        self._marks = (onset[taken - 1], instrument_budget[taken - 1], operating[taken - 1])
-        self.onset_budget = onset[taken]
-        self.instrument_budget = instrument_budget[taken]
-        self.operating_seconds = operating[taken]
+        onset, instrument_budget, operating = budgets
+        self._marks = (
+            float(onset[taken - 1]),
+            float(instrument_budget[taken - 1]),
+            float(operating[taken - 1]),
+        )
+        self.onset_budget = float(onset[taken])
+        self.instrument_budget = float(instrument_budget[taken])
+        self.operating_seconds = float(operating[taken])
         self.state = int(states[-1])
         self.state_start, self.state_end = float(starts[-1]), float(ends[-1])
         self.demand = math.nan if plan.demands is None else plan.demands[taken - 1]
@@ -282,7 +286,7 @@ class Timeline:
         soon = starts + EPSILON
         plain = (other > soon) & (ends <= other) & (ends > soon) & (starts <= until)
         # Fault and maintenance have events of their own when they end.
-        plain &= ~np.isin(plan.states, (self.fault_code, self.maintenance_code))
+        plain &= (plan.states != self.fault_code) & (plan.states != self.maintenance_code)
         if plan.factor_checks is not None and len(plan.factor_checks):
             checked = plan.factor_checks
             seen = self.calendar.production_many(self.origin + starts[checked])
