@@ -360,10 +360,10 @@ def test_segment_start_values_are_the_step_by_step_formula(name: str) -> None:
     found: dict[int, np.ndarray] = {}
     original = Channels._segment_starts
 
-    def keep(self: Channels, segments: Segments, columns: object, last: int) -> np.ndarray:
-        starts = original(self, segments, columns, last)  # type: ignore[arg-type]
-        for index in np.flatnonzero(~np.isnan(starts[:, 0])).tolist() if starts.size else []:
-            found[segments.ordinal(index)] = starts[index]
+    def keep(self: Channels, segments: Segments, columns: object, which: np.ndarray) -> np.ndarray:
+        starts = original(self, segments, columns, which)  # type: ignore[arg-type]
+        for index, values in zip(which.tolist(), starts, strict=True):
+            found[segments.ordinal(index)] = values
         return starts
 
     sim = simulator(name, seed=11, rate_multiplier=300.0)

@@ -86,43 +86,50 @@ def _per_state(value: float | Mapping[str, float] | None, states: tuple[str, ...
 WINDOW = 32
 
 
-def _compose(
-    decays: FloatArray, gains: FloatArray, first: int, carried: StartValues
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Scales and offsets of ``len(decays)`` steps, the first at window position
-    ``first``, carrying on from ``carried``; and every touched window's first values.
+def _grid(values: npt.NDArray[Any], first: int, rows: int, pad: float) -> npt.NDArray[Any]:
+    """``values`` laid out by window position: element i at [(first + i) % WINDOW,
+    (first + i) // WINDOW]; other places hold ``pad``."""
+    grid = np.full(rows * WINDOW, pad, dtype=values.dtype)
+    grid[first : first + len(values)] = values
+    return grid.reshape(rows, WINDOW).T.copy()
 
-    Returns ``scale`` and ``offset`` of shape (windows, WINDOW + 1, channels) and
-    ``window_start`` of shape (windows + 1, channels): the value at grid position g ≥ 1
-    (position ``first`` being the carried segment) is ``scale[r, c]·window_start[r] +
-    offset[r, c]`` with r, c = divmod(g − 1, WINDOW) and c + 1 for c.
+
+def _compose(
+    decays: FloatArray, gains: FloatArray, carried: StartValues
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Scales and offsets of the steps laid out by ``_grid`` (shape (WINDOW, windows,
+    channels), decay 1 and gain 0 where there is no step), carrying on from ``carried``
+    at its place in the first window; and every touched window's first values.
+
+    Returns ``scale`` and ``offset`` of shape (WINDOW + 1, windows, channels) and
+    ``window_start`` of shape (windows + 1, channels): the value at grid position g
+    (position ``first`` being the carried segment) is ``scale[c, r]·window_start[r] +
+    offset[c, r]`` for r = max(g − 1, 0) // WINDOW and c = g − r·WINDOW.
     """
-    steps, channels = decays.shape
-    rows = (first + steps - 1) // WINDOW + 1
-    grid_d = np.ones((rows * WINDOW, channels))
-    grid_g = np.zeros((rows * WINDOW, channels))
-    grid_d[first : first + steps] = decays
-    grid_g[first : first + steps] = gains
-    grid_d = grid_d.reshape(rows, WINDOW, channels)
-    grid_g = grid_g.reshape(rows, WINDOW, channels)
-    scale = np.empty((rows, WINDOW + 1, channels))
-    offset = np.empty((rows, WINDOW + 1, channels))
-    scale[:, 0], offset[:, 0] = 1.0, 0.0
+    _, rows, channels = decays.shape
+    scale = np.empty((WINDOW + 1, rows, channels))
+    offset = np.empty((WINDOW + 1, rows, channels))
+    scale[0], offset[0] = 1.0, 0.0
     # Positions before the carried one hold its own scale and offset (×1, +0: exact).
     scale[0, 0], offset[0, 0] = carried.scale, carried.offset
     for column in range(WINDOW):
-        decay = grid_d[:, column]
-        scale[:, column + 1] = decay * scale[:, column]
-        offset[:, column + 1] = decay * offset[:, column] + grid_g[:, column]
+        np.multiply(decays[column], scale[column], out=scale[column + 1])
+        np.multiply(decays[column], offset[column], out=offset[column + 1])
+        offset[column + 1] += gains[column]
     window_start = np.empty((rows + 1, channels))
     window_start[0] = carried.window_start
-    ends_scale, ends_offset = scale[:, WINDOW], offset[:, WINDOW]
+    ends_scale, ends_offset = scale[WINDOW], offset[WINDOW]
     for channel in range(channels):
+        offsets = ends_offset[:, channel]
+        if not ends_scale[:, channel].any():  # every window forgets its start (τ = 0)
+            window_start[1:, channel] = offsets
+            continue
         value = float(carried.window_start[channel])
         chain = [value]
-        for s, o in zip(ends_scale[:, channel].tolist(), ends_offset[:, channel].tolist()):
+        add = chain.append
+        for s, o in zip(ends_scale[:, channel].tolist(), offsets.tolist(), strict=True):
             value = s * value + o
-            chain.append(value)
+            add(value)
         window_start[:, channel] = chain
     return scale, offset, window_start
 
@@ -182,47 +189,50 @@ class Channels:
             self.bursts[key].bit_generator.state = state
 
     # ---- the first-order response of analog and digital channels ---------------------
-    def _segment_starts(self, segments: Segments, columns: Columns, last: int) -> FloatArray:
-        """Values at the start of segments 0..last (carried forward in closed form).
+    def _segment_starts(self, segments: Segments, columns: Columns, which: IntArray) -> FloatArray:
+        """Values at the start of segment ``which[i]``, for each i (carried forward in
+        closed form).
 
         Only the carried values are known (those the previous block left at the segment
-        of its last reading); the segments before that one are not this block's, and
-        their rows stay unfilled. This block's last segment keeps its own for the next.
+        of its last reading), and readings never fall before that segment. This block's
+        last segment keeps its own for the next.
         """
+        analog = len(self.analog)
         if segments.carried is None:
             target = self.targets[int(columns.state[0])].copy()
-            ones, zeros = np.ones(len(target)), np.zeros(len(target))
-            segments.carried = (0, StartValues(target, ones, zeros))
+            segments.carried = (0, StartValues(target, np.ones(analog), np.zeros(analog)))
         at, carried = segments.carried
-        starts = np.full((last + 1, len(self.analog)), math.nan)
-        starts[at] = carried.values
+        last = int(which[-1])
         if last <= at:
-            return starts
-        spans = (columns.end - columns.start)[at:last, None]
-        states = columns.state[at:last]
+            return np.broadcast_to(carried.values, (len(which), analog))
+        first = segments.ordinal(at) % WINDOW
+        rows = (first + last - at - 1) // WINDOW + 1
+        spans = _grid((columns.end - columns.start)[at:last], first, rows, 0.0)[..., None]
+        states = _grid(columns.state[at:last], first, rows, 0)
         # e^(−span/τ) for every segment at once: 0 for τ = 0 (rate = inf: the channel
-        # jumps to its target), 1 for a segment of no length (it hands its values on).
+        # jumps to its target), 1 for a segment of no length (it hands its values on,
+        # as the grid's padding does).
         with np.errstate(invalid="ignore"):
             decays = np.where(spans > 0, np.exp(-spans * self.rates[states]), 1.0)
         gains = (1.0 - decays) * self.targets[states]
-        first = segments.ordinal(at) % WINDOW
-        scale, offset, window_start = _compose(decays, gains, first, carried)
-        grid = first + np.arange(1, last - at + 1)
-        row, column = np.divmod(grid - 1, WINDOW)
-        starts[at + 1 :] = scale[row, column + 1] * window_start[row] + offset[row, column + 1]
+        scale, offset, window_start = _compose(decays, gains, carried)
+        grid = which - at + first
+        row = np.maximum(grid - 1, 0) // WINDOW
+        column = grid - row * WINDOW
+        starts: FloatArray = scale[column, row] * window_start[row] + offset[column, row]
         # What the next block carries on from: the last segment's place in its window.
         end = first + last - at
         if end % WINDOW == 0:  # a window starts there
-            ones, zeros = np.ones(len(self.analog)), np.zeros(len(self.analog))
-            segments.carried = (last, StartValues(starts[last].copy(), ones, zeros))
+            ones, zeros = np.ones(analog), np.zeros(analog)
+            segments.carried = (last, StartValues(starts[-1].copy(), ones, zeros))
         else:
             row_end, column_end = divmod(end, WINDOW)
             segments.carried = (
                 last,
                 StartValues(
                     window_start[row_end].copy(),
-                    scale[row_end, column_end].copy(),
-                    offset[row_end, column_end].copy(),
+                    scale[column_end, row_end].copy(),
+                    offset[column_end, row_end].copy(),
                 ),
             )
         return starts
@@ -233,7 +243,7 @@ class Channels:
         if not self.analog:
             return {}
         which = labels.segment
-        starts = self._segment_starts(segments, columns, int(which[-1]))[which]
+        starts = self._segment_starts(segments, columns, which)
         begin = columns.start[which]
         level, rate = self.targets[labels.state], self.rates[labels.state]
         elapsed = (t - begin)[:, None]
