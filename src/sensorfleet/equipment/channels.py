@@ -166,6 +166,9 @@ class Channels:
         self.taus = np.array([_per_state(self.raw[n].tau_seconds, states) for n in self.analog]).T
         with np.errstate(divide="ignore"):
             self.rates = np.where(self.taus > 0, 1.0 / self.taus, np.inf)  # 1/τ per state
+        # Channels with τ = 0 in every state sit on their target: their start values
+        # never show, so only the others are carried from segment to segment.
+        self.remembering = np.flatnonzero(np.isfinite(self.rates).any(axis=0))
         self.effects: dict[str, list[tuple[int, str, Effect]]] = {}
         for index, (name, fault) in enumerate(spec.faults.items()):
             for channel, effect in fault.effects.items():
@@ -190,21 +193,21 @@ class Channels:
 
     # ---- the first-order response of analog and digital channels ---------------------
     def _segment_starts(self, segments: Segments, columns: Columns, which: IntArray) -> FloatArray:
-        """Values at the start of segment ``which[i]``, for each i (carried forward in
-        closed form).
+        """Values at the start of segment ``which[i]``, for each i, of the channels that
+        remember (carried forward in closed form).
 
         Only the carried values are known (those the previous block left at the segment
         of its last reading), and readings never fall before that segment. This block's
         last segment keeps its own for the next.
         """
-        analog = len(self.analog)
+        analog, keep = len(self.analog), self.remembering
         if segments.carried is None:
             target = self.targets[int(columns.state[0])].copy()
             segments.carried = (0, StartValues(target, np.ones(analog), np.zeros(analog)))
         at, carried = segments.carried
         last = int(which[-1])
         if last <= at:
-            return np.broadcast_to(carried.values, (len(which), analog))
+            return np.broadcast_to(carried.values[keep], (len(which), len(keep)))
         first = segments.ordinal(at) % WINDOW
         rows = (first + last - at - 1) // WINDOW + 1
         spans = _grid((columns.end - columns.start)[at:last], first, rows, 0.0)[..., None]
@@ -213,28 +216,28 @@ class Channels:
         # jumps to its target), 1 for a segment of no length (it hands its values on,
         # as the grid's padding does).
         with np.errstate(invalid="ignore"):
-            decays = np.where(spans > 0, np.exp(-spans * self.rates[states]), 1.0)
-        gains = (1.0 - decays) * self.targets[states]
-        scale, offset, window_start = _compose(decays, gains, carried)
+            decays = np.where(spans > 0, np.exp(-spans * self.rates[:, keep][states]), 1.0)
+        gains = (1.0 - decays) * self.targets[:, keep][states]
+        kept = StartValues(carried.window_start[keep], carried.scale[keep], carried.offset[keep])
+        scale, offset, window_start = _compose(decays, gains, kept)
         grid = which - at + first
         row = np.maximum(grid - 1, 0) // WINDOW
         column = grid - row * WINDOW
         starts: FloatArray = scale[column, row] * window_start[row] + offset[column, row]
         # What the next block carries on from: the last segment's place in its window.
+        # A channel without memory stands at its last target (kept for a reload that
+        # gives it a time constant).
         end = first + last - at
+        values = self.targets[int(columns.state[last - 1])].copy()
+        ones, zeros = np.ones(analog), np.zeros(analog)
         if end % WINDOW == 0:  # a window starts there
-            ones, zeros = np.ones(analog), np.zeros(analog)
-            segments.carried = (last, StartValues(starts[-1].copy(), ones, zeros))
+            values[keep] = starts[-1]
+            segments.carried = (last, StartValues(values, ones, zeros))
         else:
             row_end, column_end = divmod(end, WINDOW)
-            segments.carried = (
-                last,
-                StartValues(
-                    window_start[row_end].copy(),
-                    scale[column_end, row_end].copy(),
-                    offset[column_end, row_end].copy(),
-                ),
-            )
+            values[keep] = window_start[row_end]
+            ones[keep], zeros[keep] = scale[column_end, row_end], offset[column_end, row_end]
+            segments.carried = (last, StartValues(values, ones, zeros))
         return starts
 
     def _responses(
@@ -242,15 +245,16 @@ class Channels:
     ) -> dict[str, FloatArray]:
         if not self.analog:
             return {}
-        which = labels.segment
-        starts = self._segment_starts(segments, columns, which)
-        begin = columns.start[which]
-        level, rate = self.targets[labels.state], self.rates[labels.state]
-        elapsed = (t - begin)[:, None]
-        with np.errstate(invalid="ignore"):
-            decay = np.exp(-elapsed * rate)
-        decay[np.isnan(decay)] = 0.0  # τ = 0 at a segment's first instant: already there
-        values = level + (starts - level) * decay
+        which, keep = labels.segment, self.remembering
+        values = self.targets[labels.state]  # a channel without memory: its target
+        if len(keep):
+            starts = self._segment_starts(segments, columns, which)
+            level, rate = values[:, keep], self.rates[:, keep][labels.state]
+            elapsed = (t - columns.start[which])[:, None]
+            with np.errstate(invalid="ignore"):
+                decay = np.exp(-elapsed * rate)
+            decay[np.isnan(decay)] = 0.0  # τ = 0 at a segment's first instant: already there
+            values[:, keep] = level + (starts - level) * decay
         return {name: values[:, i] for i, name in enumerate(self.analog)}
 
     # ---- the whole block ---------------------------------------------------------------
