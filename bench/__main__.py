@@ -270,7 +270,9 @@ def _equipment_backfill(m: dict[str, Any], r: dict[str, Any]) -> str:
         f"| backfill, one node, {m['type']} model (`{m['table']}`, labels inline) | "
         f"{m['backfill_rows_per_s']:,} rows/s | raw SQLite insert into the same table "
         f"{m['ceiling_rows_per_s']:,} rows/s (same schema, pragmas, batch) | ratio "
-        f"**{m['ratio']}** (target ≥ {r['target_ratio']}) {met} |"
+        f"**{m['ratio']}** (target ≥ {r['target_ratio']}) {met}"
+        + (f", by CPU time {m['cpu_ratio']}" if "cpu_ratio" in m else "")
+        + " |"
     )
 
 
