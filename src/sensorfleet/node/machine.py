@@ -9,7 +9,7 @@ order, and, when the labels are hidden, the ground truth for the truth file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
@@ -94,6 +94,19 @@ def _names_or_null(names: Sequence[str]) -> npt.NDArray[np.object_]:
     return np.array([*names, None], dtype=object)
 
 
+def _values(
+    column: npt.NDArray[Any],
+    convert: Callable[[npt.NDArray[Any]], npt.NDArray[Any] | list[Any]] = lambda values: values,
+) -> Iterable[Any]:
+    """A block's column as Python values: ``convert``ed, repeated when every reading holds
+    the same bits (NaN included), else one per reading."""
+    bits = column.view(np.int64) if column.dtype == np.float64 else column
+    whole = len(column) > 0 and bool((bits == bits[0]).all())
+    converted = convert(column[:1] if whole else column)
+    values: list[Any] = converted.tolist() if isinstance(converted, np.ndarray) else converted
+    return repeat(values[0]) if whole else values
+
+
 def _started_texts(started_us: npt.NDArray[np.int64]) -> list[Any]:
     """A fault's start as UTC text per reading, None without one (-1).
 
@@ -171,11 +184,28 @@ class MachineBlock:
             data.maintenance.astype(np.int64).tolist(),
         ]
 
+    def _truth_for_rows(self) -> list[Iterable[Any]]:
+        """``truth_columns`` for zipping into rows: a column that holds one value all
+        through the block (most of a healthy machine's labels) repeats it instead of
+        making a Python object per reading."""
+        data, model = self.data, self.model
+        faults = _names_or_null(model.faults)
+        return [
+            _values(data.state, lambda codes: np.array(model.states, dtype=object)[codes]),
+            _values(data.fault, lambda codes: faults[codes]),
+            _values(data.fault_severity),
+            _values(data.fault_started_us, _started_texts),
+            _values(data.instrument_fault, lambda codes: faults[codes]),
+            _values(data.health),
+            _values(data.rul_seconds),  # NaN binds as NULL
+            _values(data.maintenance.astype(np.int64)),
+        ]
+
     def iter_rows(self) -> Iterator[Row]:
         """Rows in the layout's column order (NaN binds as NULL)."""
         labels = self.labels
         channels = [self.data.channels[c.name].tolist() for c in self.layout.channels]
-        truth = self.truth_columns() if self.labels_inline else []
+        truth = self._truth_for_rows() if self.labels_inline else []
         return iter(
             zip(
                 iso_utc(self.times_us),
@@ -202,7 +232,7 @@ class MachineBlock:
             zip(
                 repeat(self.labels.sensor_id),
                 iso_utc(self.times_us),
-                *self.truth_columns(),
+                *self._truth_for_rows(),
                 strict=False,
             )
         )
