@@ -63,7 +63,7 @@ class Plan:
     seconds: npt.NDArray[np.float64]
     factor: float = math.nan
     factor_checks: npt.NDArray[np.int64] | None = None
-    positions: list[int] | None = None
+    positions: npt.NDArray[np.int64] | None = None
     demands: list[float] | None = None
 
 
@@ -146,13 +146,13 @@ class CycleStates:
             )
             seconds[which == phases] = length
         states = np.array(codes, dtype=np.int64)[which]
-        return Plan(states, seconds, factor, checks, positions.tolist())
+        return Plan(states, seconds, factor, checks, positions)
 
     def commit(self, rng: np.random.Generator, plan: Plan, taken: int) -> None:
         """Advance the stream past ``taken`` decisions and stand where they leave the cycle."""
         rng.random(taken)
         assert plan.positions is not None
-        self.position = plan.positions[taken - 1]
+        self.position = int(plan.positions[taken - 1])
 
 
 def _cycle_positions(
