@@ -94,17 +94,22 @@ def _names_or_null(names: Sequence[str]) -> npt.NDArray[np.object_]:
     return np.array([*names, None], dtype=object)
 
 
-def _values(
-    column: npt.NDArray[Any],
-    convert: Callable[[npt.NDArray[Any]], npt.NDArray[Any] | list[Any]] = lambda values: values,
-) -> Iterable[Any]:
-    """A block's column as Python values: ``convert``ed, repeated when every reading holds
-    the same bits (NaN included), else one per reading."""
+Convert = Callable[[npt.NDArray[Any]], npt.NDArray[Any] | list[Any]]
+
+
+def _listed(column: npt.NDArray[Any], convert: Convert = lambda values: values) -> list[Any]:
+    """A block's column as Python values, ``convert``ed, one per reading."""
+    converted = convert(column)
+    return converted.tolist() if isinstance(converted, np.ndarray) else converted
+
+
+def _values(column: npt.NDArray[Any], convert: Convert = lambda values: values) -> Iterable[Any]:
+    """``_listed``, or its one value repeated when every reading holds the same bits (NaN
+    included)."""
     bits = column.view(np.int64) if column.dtype == np.float64 else column
-    whole = len(column) > 0 and bool((bits == bits[0]).all())
-    converted = convert(column[:1] if whole else column)
-    values: list[Any] = converted.tolist() if isinstance(converted, np.ndarray) else converted
-    return repeat(values[0]) if whole else values
+    if len(column) and (bits == bits[0]).all():
+        return repeat(_listed(column[:1], convert)[0])
+    return _listed(column, convert)
 
 
 def _started_texts(started_us: npt.NDArray[np.int64]) -> list[Any]:
@@ -170,35 +175,32 @@ class MachineBlock:
 
     def truth_columns(self) -> list[list[Any]]:
         """The ground truth, one list per label column in ``layout.LABEL_COLUMNS`` order."""
-        data, model = self.data, self.model
-        faults = _names_or_null(model.faults)
-        started_at = _started_texts(data.fault_started_us)
-        return [
-            np.array(model.states, dtype=object)[data.state].tolist(),
-            faults[data.fault].tolist(),
-            data.fault_severity.tolist(),
-            started_at,
-            faults[data.instrument_fault].tolist(),
-            data.health.tolist(),
-            data.rul_seconds.tolist(),  # NaN binds as NULL
-            data.maintenance.astype(np.int64).tolist(),
-        ]
+        return self._truth(_listed)
 
     def _truth_for_rows(self) -> list[Iterable[Any]]:
         """``truth_columns`` for zipping into rows: a column that holds one value all
         through the block (most of a healthy machine's labels) repeats it instead of
         making a Python object per reading."""
+        return self._truth(_values)
+
+    def _truth(self, column: Callable[..., Any]) -> list[Any]:
+        """Each label column as ``column(codes or values, convert)`` makes it."""
         data, model = self.data, self.model
         faults = _names_or_null(model.faults)
+
+        def names(codes: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            named: npt.NDArray[Any] = faults[codes]
+            return named
+
         return [
-            _values(data.state, lambda codes: np.array(model.states, dtype=object)[codes]),
-            _values(data.fault, lambda codes: faults[codes]),
-            _values(data.fault_severity),
-            _values(data.fault_started_us, _started_texts),
-            _values(data.instrument_fault, lambda codes: faults[codes]),
-            _values(data.health),
-            _values(data.rul_seconds),  # NaN binds as NULL
-            _values(data.maintenance.astype(np.int64)),
+            column(data.state, lambda codes: np.array(model.states, dtype=object)[codes]),
+            column(data.fault, names),
+            column(data.fault_severity),
+            column(data.fault_started_us, _started_texts),
+            column(data.instrument_fault, names),
+            column(data.health),
+            column(data.rul_seconds),  # NaN binds as NULL
+            column(data.maintenance.astype(np.int64)),
         ]
 
     def iter_rows(self) -> Iterator[Row]:
