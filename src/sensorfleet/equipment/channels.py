@@ -121,7 +121,7 @@ def _compose(
     ends_scale, ends_offset = scale[WINDOW], offset[WINDOW]
     for channel in range(channels):
         offsets = ends_offset[:, channel]
-        if not ends_scale[:, channel].any():  # every window forgets its start (τ = 0)
+        if not ends_scale[:, channel].any():  # every window forgets its start (fast decays)
             window_start[1:, channel] = offsets
             continue
         value = float(carried.window_start[channel])
@@ -228,16 +228,17 @@ class Channels:
         # A channel without memory stands at its last target (kept for a reload that
         # gives it a time constant).
         end = first + last - at
-        values = self.targets[int(columns.state[last - 1])].copy()
-        ones, zeros = np.ones(analog), np.zeros(analog)
+        carry = StartValues(
+            self.targets[int(columns.state[last - 1])].copy(), np.ones(analog), np.zeros(analog)
+        )
         if end % WINDOW == 0:  # a window starts there
-            values[keep] = starts[-1]
-            segments.carried = (last, StartValues(values, ones, zeros))
+            carry.window_start[keep] = starts[-1]
         else:
             row_end, column_end = divmod(end, WINDOW)
-            values[keep] = window_start[row_end]
-            ones[keep], zeros[keep] = scale[column_end, row_end], offset[column_end, row_end]
-            segments.carried = (last, StartValues(values, ones, zeros))
+            carry.window_start[keep] = window_start[row_end]
+            carry.scale[keep] = scale[column_end, row_end]
+            carry.offset[keep] = offset[column_end, row_end]
+        segments.carried = (last, carry)
         return starts
 
     def _responses(

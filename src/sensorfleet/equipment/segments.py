@@ -6,7 +6,7 @@ episode with its trip time).
 
 The event-by-event loop makes one ``Segment`` at a time; a run of plain state changes
 taken at once is one ``Run`` of arrays, so a machine whose phases are shorter than its
-readings (a moulding machine has three or four per reading) costs array work, not an
+readings (a moulding machine has about two per reading) costs array work, not an
 object per phase. ``Segments`` keeps both in time order and hands them to the
 simulator as ``Columns``.
 """

@@ -13,10 +13,10 @@ stream. ``cut`` ends the open segment at an instant so that a command (a
 forced fault, maintenance) takes effect exactly there.
 
 Runs of plain state changes (a cycle's phases, a dwell machine's states, a
-compressor's load and unload) are
-taken in bulk: the operator plans many decisions in arrays, the budgets and
-every other event's time are followed in arrays too, and the leading decisions
-that nothing else interrupts become segments at once. The result is the one the
+compressor's load and unload) are taken in bulk: the operator plans many
+decisions in arrays, the budgets and every other event's time are followed in
+arrays too, and the leading decisions that nothing else interrupts become one
+run of segments at once. The result is the one the
 event-by-event loop gives, bit for bit: the same draws, the same float
 operations in the same order (sequential sums, ``x - 0.0`` where the loop skips).
 """
