@@ -101,6 +101,20 @@ def run_while(inputs: NodeInputs, act: Callable[[NodeLoop], None]) -> RunResult:
     return result
 
 
+def wait_for_firmware(
+    loop: NodeLoop, version: str, then_rows: int, what: str, timeout: float = 20.0
+) -> None:
+    """Wait until the node's first sensor runs ``version``, then for ``then_rows`` more
+    rows written under it."""
+    wait_until(
+        lambda: loop.sensor_views()[0].identity.firmware_version == version,
+        timeout=timeout,
+        what=what,
+    )
+    written = loop.summary().rows_written
+    wait_until(lambda: loop.summary().rows_written >= written + then_rows, what="rows after it")
+
+
 def test_an_embedding_program_stops_the_node_from_another_thread(tmp_path: Path) -> None:
     """Live on the real clock with no end: ``started`` hands over the loop, stop() ends it."""
     inputs = inputs_for(tmp_path, simulation={"readings_per_second": 50.0, "run_time_seconds": 0})
@@ -131,12 +145,7 @@ def test_an_identity_edit_reloads_through_the_same_inputs(tmp_path: Path) -> Non
     def upgrade(loop: NodeLoop) -> None:
         wait_until(lambda: loop.summary().rows_written >= 5, what="first rows")
         write_identity(tmp_path / "node_identity.json", id="LIB-1", firmware_version="2.0")
-        wait_until(
-            lambda: loop.sensor_views()[0].identity.firmware_version == "2.0",
-            what="the firmware upgrade to apply",
-        )
-        written = loop.summary().rows_written
-        wait_until(lambda: loop.summary().rows_written >= written + 10, what="rows after it")
+        wait_for_firmware(loop, "2.0", then_rows=10, what="the firmware upgrade to apply")
 
     result = run_while(inputs, upgrade)
     assert result.ok
@@ -211,13 +220,9 @@ def test_an_edit_made_while_the_node_starts_is_applied(
     monkeypatch.setattr(sensorfleet.run, "build_sensors", build_then_edit)
 
     def wait_for_the_upgrade(loop: NodeLoop) -> None:
-        wait_until(
-            lambda: loop.sensor_views()[0].identity.firmware_version == "2.0",
-            timeout=10,
-            what="the edit made during start-up to apply",
+        wait_for_firmware(
+            loop, "2.0", then_rows=5, what="the edit made during start-up to apply", timeout=10
         )
-        written = loop.summary().rows_written
-        wait_until(lambda: loop.summary().rows_written >= written + 5, what="rows after it")
 
     result = run_while(inputs, wait_for_the_upgrade)
     assert result.ok
